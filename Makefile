@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both create .venv when it is
+# missing and (re)install the project into it, so they work on a fresh clone and are idempotent.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXTRAS ?= test,ray,neuromorphic
+# Pin torch to the build this machine family ships on disk; pip would otherwise pull several GB.
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test setup env leaderboard clean-demo
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The demo writes to an untracked folder so committed results never make it skip its cells.
+demo: setup
+	$(BIN)/snnbench run suites/digits.yaml --results-dir build/demo --force
+	$(BIN)/snnbench run suites/digits_spiking.yaml --results-dir build/demo --force
+	$(BIN)/snnbench table build/demo/digits.jsonl build/demo/digits_spiking.jsonl
+	$(BIN)/snnbench plot build/demo/digits.jsonl build/demo/digits_spiking.jsonl --out build/demo/plots
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+env: setup
+	$(BIN)/snnbench env
+
+leaderboard: setup
+	$(BIN)/snnbench leaderboard --out results/LEADERBOARD.md
+
+clean-demo:
+	rm -rf build/demo

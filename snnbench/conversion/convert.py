@@ -1,0 +1,110 @@
+"""ANN→SNN conversion: every QCFS activation becomes an IF layer with θ = λ, v₀ = θ/2, soft reset.
+
+The converted network runs on time-folded tensors ``[T·B, ...]``: stateless layers (conv, BN, pooling,
+linear, residual adds) process all steps at once, and each :class:`SpikingLayer` unfolds to
+``[T, B, ...]`` for its time loop. The input image is fed at every step and the output is the mean of
+the logits over time, so one simulation to T_max gives the accuracy at every T ≤ T_max.
+Simulations can run in chunks of time steps; each IF layer then carries its membrane across chunks.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterator, Optional
+
+import torch
+from torch import nn
+
+from snnbench.models.qcfs import QCFS
+from snnbench.neurons import MultiStepIF
+
+
+class SpikingLayer(nn.Module):
+    """An IF neuron in a time-folded network: unfolds ``[T·B, ...]`` to ``[T, B, ...]`` and back."""
+
+    def __init__(self, threshold: torch.Tensor, channels: Optional[int] = None) -> None:
+        super().__init__()
+        self.neuron = MultiStepIF(threshold, channels)
+        self.steps = 1  # time steps folded into the batch of the current call
+        self.carry: Optional[torch.Tensor] = None  # membrane after the previous chunk
+        self.offset = 0  # global index of the first step of the current chunk
+
+    def reset_state(self) -> None:
+        self.carry = None
+        self.offset = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = x.reshape((self.steps, -1) + tuple(x.shape[1:]))
+        out, v = self.neuron.simulate(seq, v_init=self.carry, t_offset=self.offset)
+        self.carry, self.offset = v, self.offset + self.steps
+        return out.reshape(x.shape)
+
+
+def spiking_layers(model: nn.Module) -> Iterator[tuple[str, SpikingLayer]]:
+    for name, module in model.named_modules():
+        if isinstance(module, SpikingLayer):
+            yield name, module
+
+
+def _channels_hint(model: nn.Module, qcfs_name: str) -> Optional[int]:
+    # The channel count of a QCFS layer is that of the nearest preceding conv/linear/BN output.
+    last = None
+    for name, module in model.named_modules():
+        if name == qcfs_name:
+            return last
+        if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d)):
+            last = getattr(module, "out_channels", None) or getattr(module, "out_features", None) or getattr(
+                module, "num_features", None
+            )
+    return last
+
+
+def convert(ann: nn.Module) -> nn.Module:
+    """A deep copy of ``ann`` with every QCFS replaced by a :class:`SpikingLayer` (θ = λ)."""
+    snn = copy.deepcopy(ann).eval()
+    replacements = []
+    for name, module in snn.named_modules():
+        if isinstance(module, QCFS):
+            replacements.append((name, module))
+    if not replacements:
+        raise ValueError("the model has no QCFS activation; nothing to convert")
+    for name, module in replacements:
+        parent_name, _, child = name.rpartition(".")
+        parent = snn.get_submodule(parent_name) if parent_name else snn
+        layer = SpikingLayer(module.thresh.detach().clone(), _channels_hint(ann, name))
+        setattr(parent, child, layer.to(module.thresh.device))
+    return snn
+
+
+def _set_steps(snn: nn.Module, steps: int) -> None:
+    for _, layer in spiking_layers(snn):
+        layer.steps = steps
+
+
+def reset(snn: nn.Module) -> None:
+    for _, layer in spiking_layers(snn):
+        layer.reset_state()
+
+
+@torch.no_grad()
+def simulate(snn: nn.Module, x: torch.Tensor, steps: int, chunk: Optional[int] = None) -> torch.Tensor:
+    """Per-step logits ``[T, B, classes]`` for the image batch ``x[B, ...]`` fed at every step."""
+    chunk = min(chunk or steps, steps)
+    reset(snn)
+    outputs = []
+    done = 0
+    while done < steps:
+        n = min(chunk, steps - done)
+        _set_steps(snn, n)
+        folded = x.unsqueeze(0).expand((n,) + tuple(x.shape)).reshape((n * x.shape[0],) + tuple(x.shape[1:]))
+        outputs.append(snn(folded).reshape((n, x.shape[0], -1)))
+        done += n
+    reset(snn)
+    return torch.cat(outputs)
+
+
+def accuracy_curve(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Number correct at every T = 1..T_max when the prediction is the mean of logits up to T."""
+    running = logits.float().cumsum(0)
+    preds = running.argmax(-1)  # [T, B]; mean and sum have the same argmax
+    return (preds == labels.unsqueeze(0)).sum(1)

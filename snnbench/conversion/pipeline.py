@@ -1,0 +1,121 @@
+"""One conversion-track cell: train (or load) the QCFS ANN, convert, calibrate, evaluate at every T."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from snnbench.conversion.calibration import CalibrationRequest, calibrate
+from snnbench.conversion.convert import accuracy_curve, convert, simulate
+from snnbench.data.registry import DataBundle, load_dataset
+from snnbench.models.registry import build_model
+from snnbench.runner.cells import Cell, config_hash
+from snnbench.runner.context import ProgressReporter, RunContext
+from snnbench.training.ann import evaluate_ann, train_ann
+
+
+def ann_cache_path(cell: Cell, cache_dir: Path) -> Path:
+    """Where the trained ANN of this cell lives: shared by every method of the same configuration."""
+    dataset = {k: v for k, v in cell.dataset.model_dump().items() if k not in ("root", "download")}
+    key = {
+        "dataset": dataset,
+        "model": cell.model.model_dump(exclude={"checkpoint"}),
+        "training": cell.training.model_dump(),
+        "seed": cell.seed,
+    }
+    return cache_dir / "ann" / f"{cell.dataset.name}-{cell.model.name}-{config_hash(key, 16)}.pt"
+
+
+def build_ann(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(cell.seed)
+    return build_model(
+        cell.model.name,
+        levels=cell.training.levels,
+        num_classes=bundle.num_classes,
+        in_channels=bundle.input_shape[0],
+        **cell.model.params,
+    ).to(device)
+
+
+def prepare_ann(cell: Cell, bundle: DataBundle, ctx: RunContext) -> tuple[torch.nn.Module, dict[str, Any]]:
+    ann = build_ann(cell, bundle, ctx.device)
+    if cell.model.checkpoint:
+        from snnbench.models.checkpoint import load_checkpoint
+
+        load_checkpoint(ann, cell.model.checkpoint)
+        return ann.eval(), {"train_s": 0.0, "ann_source": f"checkpoint:{cell.model.checkpoint}"}
+    result = train_ann(
+        ann,
+        bundle.train,
+        cell.training,
+        device=ctx.device,
+        seed=cell.seed,
+        checkpoint_path=ann_cache_path(cell, ctx.cache_dir),
+        progress=ctx.progress,
+    )
+    return result.model, {"train_s": result.train_s, "ann_source": "cache" if result.cached else "trained"}
+
+
+@torch.no_grad()
+def evaluate_snn(
+    snn: torch.nn.Module,
+    bundle: DataBundle,
+    steps: int,
+    device: torch.device,
+    batch_size: int,
+    progress: ProgressReporter,
+) -> list[float]:
+    """Accuracy (percent) at every T = 1..steps from one simulation per test batch."""
+    loader = DataLoader(bundle.test, batch_size=batch_size, shuffle=False)
+    correct = torch.zeros(steps, dtype=torch.long)
+    total = 0
+    with progress.track("evaluate SNN", len(loader)) as bar:
+        for x, y in loader:
+            logits = simulate(snn, x.to(device), steps)
+            correct += accuracy_curve(logits, y.to(device)).cpu()
+            total += y.numel()
+            bar.advance()
+    return (100.0 * correct.double() / max(total, 1)).tolist()
+
+
+def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
+    bundle = load_dataset(cell.dataset, ctx.data_root or cell.dataset.root, augment=cell.training.augment)
+    ann, train_info = prepare_ann(cell, bundle, ctx)
+    ann_acc = evaluate_ann(ann, bundle.test, ctx.device, cell.training.eval_batch_size)
+
+    steps = max(cell.timesteps)
+    snn = convert(ann)
+    t0 = time.perf_counter()
+    extra = calibrate(
+        cell.method.name,
+        CalibrationRequest(
+            ann=ann,
+            snn=snn,
+            data=bundle.calibration,
+            steps=steps,
+            params=cell.method.params,
+            device=ctx.device,
+            seed=cell.seed,
+            compare_reference=ctx.compare_reference,
+        ),
+    )
+    calibrate_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    curve = evaluate_snn(snn, bundle, steps, ctx.device, cell.training.eval_batch_size, ctx.progress)
+    evaluate_s = time.perf_counter() - t0
+    return {
+        "ann_acc": ann_acc,
+        "snn_acc": {str(t): curve[t - 1] for t in cell.timesteps},
+        "snn_acc_curve": curve,
+        "train_s": train_info["train_s"],
+        "ann_source": train_info["ann_source"],
+        "calibrate_s": calibrate_s,
+        "evaluate_s": evaluate_s,
+        "test_samples": len(bundle.test),
+        **extra,
+    }

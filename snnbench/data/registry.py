@@ -1,0 +1,58 @@
+"""Datasets by name. Each loader returns a :class:`DataBundle`; modules load lazily so that a CPU
+run on digits never imports torchvision's dataset code or tonic."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from torch.utils.data import Dataset, Subset
+
+# name -> "module:function"; function(spec: DatasetSpec, data_root: Path | None, augment: bool)
+LOADERS: dict[str, str] = {
+    "digits": "snnbench.data.digits:digits_bundle",
+    "digits_spiking": "snnbench.data.spiking:digits_spiking_bundle",
+    "fmnist": "snnbench.data.spiking:fmnist_bundle",
+    "nmnist": "snnbench.data.events:nmnist_bundle",
+    "shd": "snnbench.data.events:shd_bundle",
+    "cifar10": "snnbench.data.vision:cifar10_bundle",
+    "cifar100": "snnbench.data.vision:cifar100_bundle",
+    "imagenet": "snnbench.data.vision:imagenet_bundle",
+    "synthetic": "snnbench.data.vision:synthetic_bundle",
+}
+
+
+@dataclass
+class DataBundle:
+    """Train and test sets of one dataset, plus what models need to know about it.
+
+    ``calibration`` is the training split without augmentation: conversion calibrates on training
+    images only, never on the test split.
+    """
+
+    name: str
+    train: Dataset
+    test: Dataset
+    calibration: Dataset
+    num_classes: int
+    input_shape: tuple[int, ...]
+    timesteps: Optional[int] = None  # native length of event / spike-train data
+    info: Optional[dict[str, Any]] = None
+
+
+def limit(ds: Dataset, n: Optional[int]) -> Dataset:
+    if n is None or n >= len(ds):  # type: ignore[arg-type]
+        return ds
+    return Subset(ds, range(n))
+
+
+def load_dataset(spec, data_root: Optional[Path] = None, augment: bool = False) -> DataBundle:
+    """Load the dataset named by ``spec`` (a DatasetSpec); raise DatasetMissingError if absent."""
+    target = LOADERS.get(spec.name)
+    if target is None:
+        raise ValueError(f"unknown dataset {spec.name!r}; expected one of {sorted(LOADERS)}")
+    module_name, func_name = target.split(":")
+    loader = getattr(importlib.import_module(module_name), func_name)
+    return loader(spec, data_root, augment)

@@ -1,0 +1,36 @@
+"""Models by name, so a suite can say ``models: [vgg16, {name: resnet20, width: 16}]``.
+
+Each entry is "module:function"; the function takes ``levels``, ``num_classes``, ``in_channels``
+and the model's own keyword parameters and returns an ``nn.Module`` with QCFS activations.
+Modules load lazily so that naming one model never imports the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from torch import nn
+
+MODELS: dict[str, str] = {
+    "digits_cnn": "snnbench.models.digits_cnn:digits_cnn",
+    "vgg16": "snnbench.models.vgg:vgg16",
+    "resnet20": "snnbench.models.resnet:resnet20",
+    "resnet18": "snnbench.models.resnet:resnet18",
+    "resnet34": "snnbench.models.resnet:resnet34",
+}
+
+
+def build_model(name: str, *, levels: int, num_classes: int, in_channels: int = 3, **params: Any) -> nn.Module:
+    target = MODELS.get(name)
+    if target is None:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+    module_name, func_name = target.split(":")
+    factory = getattr(importlib.import_module(module_name), func_name)
+    accepted = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = [k for k in params if k not in accepted]
+    if unknown and not takes_any:
+        raise ValueError(f"model {name!r} takes no parameter(s) {unknown}; it accepts {sorted(accepted)}")
+    return factory(levels=levels, num_classes=num_classes, in_channels=in_channels, **params)

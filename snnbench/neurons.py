@@ -1,0 +1,91 @@
+"""Multi-step spiking neuron modules over time-major tensors ``x[T, B, ...]``.
+
+``MultiStepIF`` is what a QCFS activation becomes after conversion: θ = λ, v₀ = θ/2, soft reset, and
+output θ·s. It holds an optional per-step, per-channel bias ``bias[T, C]`` (FTBC / light calibration)
+that is subtracted from the membrane at step t.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class MultiStepIF(nn.Module):
+    """Integrate-and-fire layer with soft reset, threshold ``thresh`` and a calibrated bias."""
+
+    def __init__(self, threshold: float | torch.Tensor, channels: Optional[int] = None) -> None:
+        super().__init__()
+        thresh = torch.as_tensor(threshold, dtype=torch.float32).detach().clone().reshape(-1)
+        self.register_buffer("thresh", thresh)
+        self.channels = channels
+        # [T, C] once calibrated; empty means "no bias". A buffer so it is saved in the state dict.
+        self.register_buffer("bias", torch.zeros(0, channels or 0))
+
+    def set_bias(self, bias: torch.Tensor) -> None:
+        self.bias = bias.detach().to(self.thresh.device, torch.float32).contiguous()
+
+    def has_bias(self) -> bool:
+        return self.bias.numel() > 0
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A saved calibrated model carries a [T, C] bias; adopt its shape before copying into it.
+        key = prefix + "bias"
+        if key in state_dict:
+            self.bias = torch.empty_like(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def bias_for(self, steps: int, t_offset: int = 0) -> Optional[torch.Tensor]:
+        """The bias of steps ``t_offset .. t_offset+steps-1``; steps past the calibrated T get none."""
+        if not self.has_bias():
+            return None
+        # Calibration is causal in t: a model calibrated for T_max serves every T <= T_max.
+        rows = self.bias[t_offset : t_offset + steps]
+        if rows.shape[0] < steps:
+            rows = torch.cat([rows, rows.new_zeros(steps - rows.shape[0], self.bias.shape[1])])
+        return rows
+
+    def simulate(
+        self, x: torch.Tensor, v_init: Optional[torch.Tensor] = None, t_offset: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run steps ``x[T, B, ...]`` from membrane ``v_init`` (θ/2 if None); return (θ·s, v_final).
+
+        ``t_offset`` is the global index of ``x[0]``, so a simulation split into chunks of time
+        applies the right rows of the per-step bias.
+        """
+        return if_forward_reference(x, self.thresh, self.bias_for(x.shape[0], t_offset), v_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.simulate(x)[0]
+
+    def extra_repr(self) -> str:
+        return f"thresh={self.thresh.tolist() if self.thresh.numel() <= 4 else list(self.thresh.shape)}"
+
+
+def _per_channel(p: torch.Tensor, x_step: torch.Tensor) -> torch.Tensor:
+    """Broadcast a scalar-or-[C] parameter against one step ``[B, C, ...]``."""
+    if p.numel() == 1:
+        return p.reshape(())
+    return p.reshape((1, -1) + (1,) * (x_step.dim() - 2))
+
+
+def if_forward_reference(
+    x: torch.Tensor,
+    thresh: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    v_init: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain PyTorch IF simulation: θ·s for every step and the final membrane (soft reset)."""
+    theta = _per_channel(thresh.to(x.device, torch.float32), x[0])
+    v = torch.zeros_like(x[0], dtype=torch.float32) + (theta / 2 if v_init is None else v_init.float())
+    out = torch.empty_like(x)
+    for t in range(x.shape[0]):
+        u = v + x[t].float()
+        if bias is not None:
+            u = u - _per_channel(bias[t], x[t])
+        s = (u >= theta).to(torch.float32)
+        v = u - theta * s
+        out[t] = (theta * s).to(x.dtype)
+    return out, v

@@ -1,0 +1,90 @@
+"""`snnbench run` in a terminal: the sweep with rich progress bars and a results table at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from snnbench.config import Suite
+from snnbench.runner.context import RichProgressReporter
+from snnbench.runner.executors import LocalExecutor, Outcome
+from snnbench.runner.store import latest_by_key, read_records
+from snnbench.runner.sweep import default_context, execute, plan_sweep, preflight_datasets
+
+
+def make_executor(name: str, suite: Suite, ctx, address: Optional[str]):
+    if name == "local":
+        return LocalExecutor(ctx)
+    if name == "ray":
+        from snnbench.runner.ray_executor import RayExecutor
+
+        return RayExecutor(ctx, address=address, suite=suite)
+    raise ValueError(f"--executor {name!r}: expected 'local' or 'ray'")
+
+
+def run_with_progress(
+    suite: Suite,
+    *,
+    console: Console,
+    results_dir: Optional[Path] = None,
+    force: bool = False,
+    data_root: Optional[Path] = None,
+    cache_dir: Optional[Path] = None,
+    executor: str = "local",
+    address: Optional[str] = None,
+    compare_reference: bool = False,
+) -> int:
+    """Run the suite; return the exit code (0 all cells recorded, 1 some cell failed)."""
+    plan = plan_sweep(suite, results_dir, force)
+    for problem in plan.problems:
+        console.print(f"[yellow]warning:[/] {problem}; that cell will be run again", highlight=False)
+    console.print(
+        f"suite [bold]{suite.name}[/]: {len(plan.todo) + len(plan.skipped)} cells, "
+        f"{len(plan.skipped)} already in {plan.path}, {len(plan.todo)} to run",
+        highlight=False,
+    )
+    if plan.todo:
+        preflight_datasets(suite, data_root)
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    summary = None
+    with progress:
+        ctx = default_context(
+            suite,
+            data_root=data_root,
+            cache_dir=cache_dir,
+            progress=RichProgressReporter(progress),
+            compare_reference=compare_reference,
+        )
+        cells_task = progress.add_task("cells", total=len(plan.todo))
+
+        def report(outcome: Outcome) -> None:
+            progress.advance(cells_task)
+            if outcome.error:
+                progress.console.print(f"[red]cell failed[/] {outcome.cell.key}: {outcome.error}", highlight=False)
+            else:
+                progress.console.print(f"[green]done[/] {outcome.cell.key} ({outcome.wall_s:.1f} s)", highlight=False)
+
+        summary = execute(plan, make_executor(executor, suite, ctx, address), on_outcome=report)
+
+    from snnbench.report.table import leaderboard, render_rich
+
+    records = latest_by_key(read_records(plan.path, warn=False).records)
+    keys = {c.key for c in plan.todo} | {c.key for c in plan.skipped}
+    board = leaderboard([r for r in records if r["key"] in keys])
+    console.print(render_rich(board, title=f"{suite.name} ({plan.path})"))
+    for failed in summary.failed:
+        console.print(f"[red]failed:[/] {failed.cell.key}: {failed.error}", highlight=False)
+        if failed.detail:
+            console.print(failed.detail, highlight=False, markup=False)
+    return 1 if summary.failed else 0

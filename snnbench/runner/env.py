@@ -1,0 +1,79 @@
+"""Environment fingerprint stored with every record and benchmark: what produced these numbers."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+
+def _version(module: str) -> Optional[str]:
+    try:
+        mod = __import__(module)
+    except Exception:
+        return None
+    return getattr(mod, "__version__", "unknown")
+
+
+@lru_cache(maxsize=1)
+def git_sha() -> Optional[str]:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    sha = out.stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+    )
+    return sha + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def triton_interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def device_description(device: Optional[str] = None) -> dict[str, Any]:
+    import torch
+
+    if torch.cuda.is_available() and device != "cpu":
+        idx = torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(idx)
+        return {
+            "device": "cuda",
+            "name": props.name,
+            "capability": f"{props.major}.{props.minor}",
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "sm_count": props.multi_processor_count,
+            "cuda": torch.version.cuda,
+        }
+    return {"device": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+
+
+def environment(device: Optional[str] = None) -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": _version("torch"),
+        "triton": _version("triton"),
+        "torchvision": _version("torchvision"),
+        "numpy": _version("numpy"),
+        "snnbench": _version("snnbench"),
+        "git_sha": git_sha(),
+        "triton_interpreter": triton_interpreted(),
+        "hardware": device_description(device),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "argv": sys.argv[1:],
+    }

@@ -1,0 +1,44 @@
+"""Executors run cells and yield their outcomes; only the caller (the driver) writes results."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from snnbench.runner.cells import Cell
+from snnbench.runner.context import RunContext
+from snnbench.runner.tracks import run_cell
+
+
+@dataclass
+class Outcome:
+    cell: Cell
+    metrics: Optional[dict[str, Any]]
+    wall_s: float
+    error: Optional[str] = None  # one-line reason when the cell failed
+    detail: Optional[str] = None  # traceback, for the log
+    attempts: int = 1
+
+
+class LocalExecutor:
+    """Runs cells one after another in this process (the default; progress bars are live)."""
+
+    name = "local"
+
+    def __init__(self, ctx: RunContext, runner: Callable[[Cell, RunContext], dict] = run_cell) -> None:
+        self.ctx = ctx
+        self.runner = runner
+
+    def run(self, cells: Iterable[Cell]) -> Iterator[Outcome]:
+        for cell in cells:
+            t0 = time.perf_counter()
+            try:
+                metrics = self.runner(cell, self.ctx)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # one broken cell must not stop the others
+                yield Outcome(cell, None, time.perf_counter() - t0, f"{type(err).__name__}: {err}", traceback.format_exc())
+                continue
+            yield Outcome(cell, metrics, time.perf_counter() - t0)

@@ -1,0 +1,130 @@
+"""Crash-safe results: one JSON record per finished cell, appended as one fsynced line.
+
+A crash can leave at most a truncated last line; reading reports it (with its line number) and the
+cell it belonged to is simply not "done", so a rerun redoes it. A lock file next to the results file
+keeps records whole when two processes append at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from filelock import FileLock
+
+SCHEMA_VERSION = 1
+
+
+class ResultsWriteError(OSError):
+    """Appending a record failed (disk full, read-only folder); earlier records are untouched."""
+
+
+@dataclass
+class ReadReport:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def read_records(path: Path | str, *, warn: bool = True) -> ReadReport:
+    """Every valid record of a results file; bad lines are reported by number, never fatal."""
+    path = Path(path)
+    report = ReadReport()
+    if not path.exists():
+        return report
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            text = raw.decode("utf-8", errors="replace").strip()
+            if not text:
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                ending = "" if raw.endswith(b"\n") else " (truncated last line: a crash mid-write?)"
+                report.problems.append(f"{path}:{number}: not valid JSON{ending}: {err.msg}")
+                continue
+            if not isinstance(record, dict) or "key" not in record:
+                report.problems.append(f"{path}:{number}: not a snnbench record (no 'key')")
+                continue
+            report.records.append(record)
+    if warn:
+        for problem in report.problems:
+            warnings.warn(problem, stacklevel=2)
+    return report
+
+
+def done_keys(records: Iterable[dict[str, Any]]) -> set[str]:
+    return {r["key"] for r in records}
+
+
+class ResultStore:
+    """Appends records to a JSONL file; each append is a single flushed and fsynced write."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = FileLock(str(self.path) + ".lock")
+
+    def prepare(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ResultsWriteError(f"cannot create results folder {self.path.parent}: {err.strerror}") from None
+        if not os.access(self.path.parent, os.W_OK):
+            raise ResultsWriteError(f"results folder {self.path.parent} is not writable")
+
+    def read(self, *, warn: bool = False) -> ReadReport:
+        return read_records(self.path, warn=warn)
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode()
+        try:
+            with self._lock:
+                self._terminate_partial_line()
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    written = os.write(fd, line)
+                    if written != len(line):
+                        raise OSError(28, "short write (disk full?)")
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as err:
+            reason = err.strerror or str(err)
+            raise ResultsWriteError(
+                f"could not append a record to {self.path}: {reason}; earlier records are intact"
+            ) from None
+
+    def _terminate_partial_line(self) -> None:
+        # A crash mid-write leaves a last line without "\n"; start the new record on its own line so
+        # the broken one stays isolated (reported on read) and never corrupts the next record.
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == 0:
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(size - 1)
+            last = fh.read(1)
+        if last != b"\n":
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, b"\n")
+            finally:
+                os.close(fd)
+
+
+def iter_records(paths: Iterable[Path | str]) -> Iterator[dict[str, Any]]:
+    for p in paths:
+        yield from read_records(p).records
+
+
+def latest_by_key(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per cell key: a later record (``--force`` rerun) supersedes an earlier one."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        latest[record["key"]] = record
+    return list(latest.values())

@@ -1,0 +1,128 @@
+"""Run a suite: expand to cells, skip the ones already recorded, run the rest, append each record.
+
+Each finished cell is written at once (one fsynced line), so a crash loses at most the cell in
+progress; a rerun skips what is recorded and redoes the rest. ``force`` reruns every cell.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from snnbench.config import Suite
+from snnbench.data.paths import default_cache_dir
+from snnbench.runner.cells import Cell, expand
+from snnbench.runner.context import ProgressReporter, RunContext, resolve_device
+from snnbench.runner.env import environment
+from snnbench.runner.executors import LocalExecutor, Outcome
+from snnbench.runner.store import SCHEMA_VERSION, ResultStore
+
+
+@dataclass
+class SweepPlan:
+    suite: Suite
+    path: Path
+    todo: list[Cell]
+    skipped: list[Cell]
+    problems: list[str]  # unreadable lines found in the existing results file
+
+
+@dataclass
+class SweepSummary:
+    path: Path
+    ran: list[Outcome] = field(default_factory=list)
+    failed: list[Outcome] = field(default_factory=list)
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = False) -> SweepPlan:
+    path = suite.results_path(results_dir)
+    store = ResultStore(path)
+    report = store.read(warn=False)
+    done = {r["key"] for r in report.records}
+    cells = expand(suite)
+    todo = cells if force else [c for c in cells if c.key not in done]
+    skipped = [] if force else [c for c in cells if c.key in done]
+    return SweepPlan(suite, path, todo, skipped, report.problems)
+
+
+def make_record(cell: Cell, metrics: dict[str, Any], wall_s: float, env: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "key": cell.key,
+        "suite": cell.suite,
+        "track": cell.track,
+        "dataset": cell.dataset.name,
+        "model": cell.model.name,
+        "method": cell.method.name,
+        "seed": cell.seed,
+        "config": cell.config(),
+        "metrics": metrics,
+        "wall_s": wall_s,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "env": env,
+    }
+
+
+def preflight_datasets(suite: Suite, data_root: Optional[Path]) -> None:
+    """Load every dataset once before any training, so missing data stops the sweep at once."""
+    from snnbench.data.registry import load_dataset
+
+    for spec in suite.datasets:
+        load_dataset(spec, data_root or spec.root)
+
+
+def default_context(suite: Suite, *, data_root=None, cache_dir=None, progress=None, compare_reference=False) -> RunContext:
+    cache = Path(cache_dir or os.environ.get("SNNBENCH_CACHE") or default_cache_dir())
+    return RunContext(
+        device=resolve_device(suite.device),
+        cache_dir=cache,
+        data_root=Path(data_root) if data_root else None,
+        progress=progress or ProgressReporter(),
+        compare_reference=compare_reference,
+    )
+
+
+def execute(
+    plan: SweepPlan,
+    executor,
+    *,
+    on_outcome: Optional[Callable[[Outcome], None]] = None,
+) -> SweepSummary:
+    """Run the planned cells with ``executor`` and append a record for each success, as it arrives."""
+    store = ResultStore(plan.path)
+    store.prepare()
+    summary = SweepSummary(plan.path, skipped=len(plan.skipped), problems=list(plan.problems))
+    env = environment()
+    for outcome in executor.run(plan.todo):
+        if outcome.metrics is not None:
+            store.append(make_record(outcome.cell, outcome.metrics, outcome.wall_s, env))
+            summary.ran.append(outcome)
+        else:
+            summary.failed.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return summary
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    results_dir: Optional[Path] = None,
+    force: bool = False,
+    data_root: Optional[Path] = None,
+    cache_dir: Optional[Path] = None,
+    progress: Optional[ProgressReporter] = None,
+    compare_reference: bool = False,
+) -> SweepSummary:
+    """Programmatic entry point: run a suite locally without any terminal output."""
+    plan = plan_sweep(suite, results_dir, force)
+    if plan.todo:
+        preflight_datasets(suite, data_root)
+    ctx = default_context(suite, data_root=data_root, cache_dir=cache_dir, progress=progress,
+                          compare_reference=compare_reference)
+    return execute(plan, LocalExecutor(ctx))

@@ -1,0 +1,155 @@
+"""Training the QCFS ANN that conversion starts from.
+
+SGD with momentum (or Adam), cosine schedule, weight decay, mixed precision on CUDA. A trained model
+is cached under ``<cache>/ann/<hash>.pt`` where the hash covers everything that changes the weights
+(dataset, model, training settings, seed), so every method of a sweep and every rerun reuses it. The
+training state is saved after each epoch, so a crashed run resumes from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from snnbench.runner.context import ProgressReporter
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    train_s: float
+    cached: bool
+    epochs_run: int
+
+
+def make_optimizer(model: nn.Module, training) -> torch.optim.Optimizer:
+    # QCFS thresholds are not weight-decayed: decay would drag λ, and so θ, towards zero.
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if name.endswith("thresh") or p.ndim == 1 else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": training.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if training.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=training.lr)
+    return torch.optim.SGD(groups, lr=training.lr, momentum=training.momentum, nesterov=training.momentum > 0)
+
+
+def make_scheduler(optimizer, training, steps_per_epoch: int):
+    total = max(1, training.epochs * steps_per_epoch)
+    if training.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def evaluate_ann(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256) -> float:
+    """Top-1 accuracy in percent."""
+    model.eval()
+    correct = total = 0
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x, y = x.to(device), y.to(device)
+        correct += (model(x).argmax(1) == y).sum().item()
+        total += y.numel()
+    return 100.0 * correct / max(total, 1)
+
+
+def train_ann(
+    model: nn.Module,
+    train_set: Dataset,
+    training,
+    *,
+    device: torch.device,
+    seed: int,
+    checkpoint_path: Optional[Path] = None,
+    progress: Optional[ProgressReporter] = None,
+    num_workers: int = 0,
+) -> TrainResult:
+    """Train (or load from ``checkpoint_path``) and return the model in eval mode."""
+    progress = progress or ProgressReporter()
+    model.to(device)
+    done_path = checkpoint_path
+    state_path = checkpoint_path.with_suffix(".state.pt") if checkpoint_path else None
+    if done_path is not None and done_path.exists():
+        model.load_state_dict(torch.load(done_path, map_location=device, weights_only=True))
+        return TrainResult(model.eval(), 0.0, cached=True, epochs_run=0)
+
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(
+        train_set,
+        batch_size=training.batch_size,
+        shuffle=True,
+        generator=generator,
+        drop_last=len(train_set) > training.batch_size,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+    )
+    optimizer = make_optimizer(model, training)
+    scheduler = make_scheduler(optimizer, training, len(loader))
+    use_amp = bool(training.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    loss_fn = nn.CrossEntropyLoss()
+
+    start_epoch, elapsed = 0, 0.0
+    if state_path is not None and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        start_epoch, elapsed = state["epoch"], state["elapsed_s"]
+
+    epochs_run = 0
+    with progress.track("epochs", training.epochs) as epoch_bar:
+        epoch_bar.advance(start_epoch)
+        for epoch in range(start_epoch, training.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            with progress.track(f"epoch {epoch + 1} batches", len(loader)) as batch_bar:
+                for x, y in loader:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    with torch.autocast(device.type, enabled=use_amp):
+                        loss = loss_fn(model(x), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    batch_bar.advance()
+            elapsed += time.perf_counter() - t0
+            epochs_run += 1
+            epoch_bar.advance()
+            if state_path is not None:
+                _atomic_save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "generator": generator.get_state(),
+                        "epoch": epoch + 1,
+                        "elapsed_s": elapsed,
+                    },
+                    state_path,
+                )
+    model.eval()
+    if done_path is not None:
+        _atomic_save(model.state_dict(), done_path)
+        if state_path is not None and state_path.exists():
+            state_path.unlink()
+    return TrainResult(model, elapsed, cached=False, epochs_run=epochs_run)
