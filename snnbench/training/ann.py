@@ -134,7 +134,6 @@ def train_ann(
                     batch_bar.advance()
             elapsed += time.perf_counter() - t0
             epochs_run += 1
-            epoch_bar.advance()
             if state_path is not None:
                 _atomic_save(
                     {
@@ -147,6 +146,7 @@ def train_ann(
                     },
                     state_path,
                 )
+            epoch_bar.advance()
     model.eval()
     if done_path is not None:
         _atomic_save(model.state_dict(), done_path)

@@ -1,0 +1,43 @@
+"""Small utilities shared by tests: writing suite files and running the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_digits_suite(tmp_path: Path, name: str = "tiny", **overrides: Any) -> Path:
+    """A conversion suite on digits small enough to run in a few seconds on a CPU."""
+    suite = {
+        "name": name,
+        "track": "conversion",
+        "datasets": [{"name": "digits", "limit_train": 256, "limit_test": 128}],
+        "models": [{"name": "digits_cnn", "width": 8}],
+        "timesteps": [1, 2, 4],
+        "methods": ["qcfs"],
+        "seeds": [0],
+        "training": {"epochs": 1, "batch_size": 64, "lr": 0.05},
+    }
+    suite.update(overrides)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "snnbench", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=full_env,
+        timeout=timeout,
+    )

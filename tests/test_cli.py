@@ -1,0 +1,44 @@
+"""The command line: every verb has help with an example; env reports versions and the device."""
+
+import pytest
+from typer.testing import CliRunner
+
+from snnbench.cli import app
+
+runner = CliRunner()
+
+
+def verbs():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    names = [[name] for name in group.commands if name != "bench"]
+    names += [["bench", name] for name in group.commands["bench"].commands]
+    return names
+
+
+@pytest.mark.parametrize("verb", verbs(), ids=lambda v: " ".join(v))
+def test_every_verb_has_help_with_an_example(verb):
+    result = runner.invoke(app, [*verb, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example: snnbench " + " ".join(verb) in " ".join(result.output.split())
+
+
+def test_env_reports_versions_and_device():
+    result = runner.invoke(app, ["env"])
+    assert result.exit_code == 0, result.output
+    for word in ("python", "torch", "triton", "torchvision", "device", "triton interpreter"):
+        assert word in result.output
+    assert "cpu (no CUDA device)" in result.output or "cuda:" in result.output
+
+
+def test_python_dash_m_entry_point():
+    from tests.helpers import run_cli
+
+    result = run_cli("--help")
+    assert result.returncode == 0 and "run" in result.stdout
+
+
+def test_table_of_missing_file_exits_2(tmp_path):
+    result = runner.invoke(app, ["table", str(tmp_path / "nothing.jsonl")])
+    assert result.exit_code == 2

@@ -1,0 +1,127 @@
+"""Suite files: valid ones parse; every kind of bad one names the file, the field and what was expected."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from snnbench.config import SuiteError, load_suite
+from tests.helpers import REPO, run_cli, tiny_digits_suite
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(text)
+    return path
+
+
+def valid_dict() -> dict:
+    return yaml.safe_load((REPO / "suites" / "digits.yaml").read_text())
+
+
+def test_shipped_digits_suite_is_valid():
+    suite = load_suite(REPO / "suites" / "digits.yaml")
+    assert suite.name == "digits"
+    assert suite.timesteps == [1, 2, 4, 8, 16, 32]
+    assert "qcfs" in [m.name for m in suite.methods]
+
+
+def test_every_shipped_suite_is_valid():
+    for path in sorted((REPO / "suites").rglob("*.yaml")):
+        if path.name == "kernels.yaml":
+            continue  # a benchmark sweep, not a run suite
+        load_suite(path)
+
+
+def test_short_and_long_method_forms_are_equivalent(tmp_path):
+    data = valid_dict()
+    data["methods"] = ["qcfs", {"name": "ftbc", "alpha": 0.3}, {"name": "light", "params": {"batch_size": 64}}]
+    suite = load_suite(write(tmp_path, yaml.safe_dump(data)))
+    assert suite.methods[1].params["alpha"] == 0.3
+    assert suite.methods[1].params["batches"] == 3  # default filled in
+    assert suite.methods[2].params == {"batch_size": 64}
+
+
+def test_timesteps_are_sorted_and_deduplicated(tmp_path):
+    data = valid_dict()
+    data["timesteps"] = [8, 1, 8, 2]
+    assert load_suite(write(tmp_path, yaml.safe_dump(data))).timesteps == [1, 2, 8]
+
+
+@pytest.mark.parametrize(
+    "mutate, field, expected",
+    [
+        (lambda d: d.update(timestepz=[1]), "timestepz", "unknown key"),
+        (lambda d: d["training"].update(epoch=3), "training.epoch", "unknown key"),
+        (lambda d: d.update(timesteps=[1, -4]), "timesteps", "positive integer"),
+        (lambda d: d.update(timesteps=[0]), "timesteps", "positive integer"),
+        (lambda d: d["training"].update(epochs="many"), "training.epochs", "valid integer"),
+        (lambda d: d.update(seeds="zero"), "seeds", "valid list"),
+        (lambda d: d.update(methods=[{"name": "ftbc", "alpha": -1}]), "methods.0", "greater than 0"),
+        (lambda d: d.update(methods=[{"name": "ftbc", "alfa": 0.4}]), "methods.0", "alfa"),
+        (lambda d: d.update(methods=["sparseprop"]), "methods.0", "not a conversion-track method"),
+        (lambda d: d.update(datasets=["cifar1000"]), "datasets.0", "cifar100"),
+        (lambda d: d.pop("models"), "models", "Field required"),
+    ],
+)
+def test_bad_fields_are_located(tmp_path, mutate, field, expected):
+    data = valid_dict()
+    mutate(data)
+    path = write(tmp_path, yaml.safe_dump(data))
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert field in message
+    assert expected in message
+
+
+def test_yaml_syntax_error_gives_line(tmp_path):
+    path = write(tmp_path, "name: x\nmodels: [digits_cnn\ntimesteps: [1]\n")
+    with pytest.raises(SuiteError, match=r"YAML syntax error at line \d+, column \d+"):
+        load_suite(path)
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    with pytest.raises(SuiteError, match="expected a mapping"):
+        load_suite(write(tmp_path, "- just\n- a list\n"))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SuiteError, match="suite file not found"):
+        load_suite(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("name: x\nmodels: [digits_cnn\n", "YAML syntax error"),
+        (None, "unknown key"),
+        (None, "valid integer"),
+        (None, "positive integer"),
+    ],
+)
+def test_cli_exits_2_without_traceback(tmp_path, text, needle):
+    if text is None:
+        data = valid_dict()
+        if needle == "unknown key":
+            data["modles"] = data["models"]
+        elif needle == "valid integer":
+            data["training"]["batch_size"] = "big"
+        else:
+            data["timesteps"] = [-1, 2]
+        text = yaml.safe_dump(data)
+    path = write(tmp_path, text)
+    for verb in ("validate", "run"):
+        result = run_cli(verb, str(path))
+        assert result.returncode == 2, result.stderr
+        assert needle in result.stderr
+        assert str(path) in result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_validate_lists_cells(tmp_path):
+    path = tiny_digits_suite(tmp_path, seeds=[0, 1], methods=["qcfs"])
+    result = run_cli("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("digits/digits_cnn/qcfs/seed=") == 2

@@ -1,0 +1,85 @@
+"""Sweeps: cells are recorded once, reruns skip them, --force reruns, a SIGKILLed sweep resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from snnbench.config import load_suite
+from snnbench.runner.cells import expand
+from snnbench.runner.store import read_records
+from snnbench.runner.sweep import plan_sweep, run_suite
+from tests.helpers import REPO, run_cli, tiny_digits_suite
+
+
+def test_cell_keys_are_stable_and_settings_sensitive(tmp_path):
+    a = expand(load_suite(tiny_digits_suite(tmp_path, name="a")))
+    b = expand(load_suite(tiny_digits_suite(tmp_path, name="a")))
+    assert [c.key for c in a] == [c.key for c in b]
+    changed = expand(load_suite(tiny_digits_suite(tmp_path, name="a", training={"epochs": 2})))
+    assert a[0].key != changed[0].key
+    moved = expand(load_suite(tiny_digits_suite(tmp_path, name="a", datasets=[{"name": "digits", "limit_train": 256, "limit_test": 128, "root": "/elsewhere"}])))
+    assert a[0].key == moved[0].key  # where data lives does not change the result
+
+
+def test_rerun_skips_and_force_reruns(tmp_path):
+    suite = load_suite(tiny_digits_suite(tmp_path, seeds=[0, 1]))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    first = run_suite(suite, results_dir=out, cache_dir=cache)
+    assert len(first.ran) == 2 and not first.failed
+    again = run_suite(suite, results_dir=out, cache_dir=cache)
+    assert again.ran == [] and again.skipped == 2
+    forced = run_suite(suite, results_dir=out, cache_dir=cache, force=True)
+    assert len(forced.ran) == 2
+    records = read_records(out / "tiny.jsonl").records
+    assert len(records) == 4
+    record = records[0]
+    for field in ("schema", "key", "config", "metrics", "env", "wall_s", "finished_at"):
+        assert field in record
+    assert set(record["metrics"]["snn_acc"]) == {"1", "2", "4"}
+    for field in ("ann_acc", "train_s", "calibrate_s", "evaluate_s"):
+        assert field in record["metrics"]
+    for field in ("torch", "python", "git_sha", "hardware", "time"):
+        assert field in record["env"]
+    # The trained ANN is cached: the forced rerun trained nothing.
+    assert {r["metrics"]["ann_source"] for r in records[2:]} == {"cache"}
+
+
+def test_truncated_line_cell_is_redone(tmp_path):
+    suite = load_suite(tiny_digits_suite(tmp_path))
+    out = tmp_path / "out"
+    run_suite(suite, results_dir=out, cache_dir=tmp_path / "cache")
+    path = out / "tiny.jsonl"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])  # a crash mid-write
+    plan = plan_sweep(suite, out)
+    assert len(plan.todo) == 1 and plan.problems
+    result = run_cli("run", str(tmp_path / "tiny.yaml"), "--results-dir", str(out), "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    assert "truncated" in result.stdout
+    assert len(read_records(path, warn=False).records) == 1
+
+
+def test_sigkill_mid_sweep_then_resume_records_each_cell_once(tmp_path):
+    path = tiny_digits_suite(tmp_path, seeds=[0, 1, 2, 3], training={"epochs": 2, "batch_size": 64})
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    results = out / "tiny.jsonl"
+    cmd = [sys.executable, "-m", "snnbench", "run", str(path), "--results-dir", str(out), "--cache-dir", str(cache)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if results.exists() and results.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    recorded_before = results.read_text().count("\n")
+    assert 1 <= recorded_before < 4, "the kill should land mid-sweep"
+    done = run_cli("run", str(path), "--results-dir", str(out), "--cache-dir", str(cache))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    keys = [r["key"] for r in lines]
+    assert len(keys) == 4 and len(set(keys)) == 4
+    assert {c.key for c in expand(load_suite(path))} == set(keys)

@@ -1,0 +1,51 @@
+"""The JSONL result store: whole fsynced lines, tolerant reading, latest record per key."""
+
+import json
+
+import pytest
+
+from snnbench.runner.store import ResultStore, ResultsWriteError, latest_by_key, read_records
+
+
+def test_append_and_read_back(tmp_path):
+    store = ResultStore(tmp_path / "runs" / "x.jsonl")
+    store.prepare()
+    store.append({"key": "a", "metrics": {"acc": 1.0}})
+    store.append({"key": "b", "metrics": {"acc": float("nan")}})
+    report = store.read()
+    assert [r["key"] for r in report.records] == ["a", "b"]
+    assert report.problems == []
+
+
+def test_truncated_last_line_is_reported_and_isolated(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"key": "a"}) + "\n" + '{"key": "b", "metr')
+    report = read_records(path, warn=False)
+    assert [r["key"] for r in report.records] == ["a"]
+    assert len(report.problems) == 1 and ":2:" in report.problems[0] and "truncated" in report.problems[0]
+    # The next append starts on a fresh line, so the broken line cannot swallow it.
+    ResultStore(path).append({"key": "c"})
+    report = read_records(path, warn=False)
+    assert [r["key"] for r in report.records] == ["a", "c"]
+
+
+def test_corrupt_middle_line_and_non_record(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"key": "a"}\nnot json\n[1, 2]\n{"key": "b"}\n')
+    with pytest.warns(UserWarning, match=r"x\.jsonl:2"):
+        report = read_records(path)
+    assert [r["key"] for r in report.records] == ["a", "b"]
+    assert len(report.problems) == 2
+
+
+def test_latest_record_wins():
+    records = [{"key": "a", "v": 1}, {"key": "b", "v": 2}, {"key": "a", "v": 3}]
+    assert sorted((r["key"], r["v"]) for r in latest_by_key(records)) == [("a", 3), ("b", 2)]
+
+
+def test_unwritable_location_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("I am a file, not a folder")
+    store = ResultStore(blocker / "runs" / "x.jsonl")
+    with pytest.raises(ResultsWriteError, match="cannot create results folder"):
+        store.prepare()
