@@ -4,3 +4,7 @@ Each module holds one operation: ``_x_kernel`` Triton kernels, ``x_forward``/``x
 functions that validate and launch, one ``torch.autograd.Function`` and a PyTorch reference with the
 same semantics (the test oracle and the CPU path). Nothing here imports the rest of snnbench.
 """
+
+from .neuron import multistep_if, multistep_lif  # noqa: E402,F401
+
+from .ftbc import ftbc_stats_bytes, ftbc_stats_forward, ftbc_stats_reference  # noqa: E402,F401

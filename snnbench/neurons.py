@@ -2,7 +2,9 @@
 
 ``MultiStepIF`` is what a QCFS activation becomes after conversion: θ = λ, v₀ = θ/2, soft reset, and
 output θ·s. It holds an optional per-step, per-channel bias ``bias[T, C]`` (FTBC / light calibration)
-that is subtracted from the membrane at step t.
+that is subtracted from the membrane at step t. ``MultiStepLIF`` is the trainable leaky neuron of the
+direct-training track (surrogate or LocalZO backward). Both run the fused kernels of
+``snnbench.kernels.neuron`` on CUDA and its PyTorch reference elsewhere (``backend``).
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ from typing import Optional
 import torch
 from torch import nn
 
+from snnbench.kernels.neuron import multistep_if, multistep_lif
+
 
 class MultiStepIF(nn.Module):
     """Integrate-and-fire layer with soft reset, threshold ``thresh`` and a calibrated bias."""
 
-    def __init__(self, threshold: float | torch.Tensor, channels: Optional[int] = None) -> None:
+    def __init__(
+        self, threshold: float | torch.Tensor, channels: Optional[int] = None, backend: str = "auto"
+    ) -> None:
         super().__init__()
+        self.backend = backend  # "auto": Triton on CUDA tensors, the PyTorch reference elsewhere
         thresh = torch.as_tensor(threshold, dtype=torch.float32).detach().clone().reshape(-1)
         self.register_buffer("thresh", thresh)
         self.channels = channels
@@ -55,13 +62,89 @@ class MultiStepIF(nn.Module):
         ``t_offset`` is the global index of ``x[0]``, so a simulation split into chunks of time
         applies the right rows of the per-step bias.
         """
-        return if_forward_reference(x, self.thresh, self.bias_for(x.shape[0], t_offset), v_init)
+        out, v = multistep_if(
+            x,
+            threshold=self.thresh,
+            bias=self.bias_for(x.shape[0], t_offset),
+            v_init=v_init,
+            output="scaled",
+            backend=self.backend,
+        )
+        return out, v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.simulate(x)[0]
 
     def extra_repr(self) -> str:
         return f"thresh={self.thresh.tolist() if self.thresh.numel() <= 4 else list(self.thresh.shape)}"
+
+
+class MultiStepLIF(nn.Module):
+    """Leaky integrate-and-fire layer over ``x[T, B, ...]``; ``forward`` returns the spikes.
+
+    The options are those of :func:`snnbench.kernels.multistep_lif` (τ or β, decay_input, threshold,
+    hard or soft reset, surrogate and its ``alpha``, LocalZO ``distribution``/``delta``/``q``,
+    ``save_dtype``). Each call starts from ``v_init`` (default ``v_reset``); :meth:`simulate` also
+    returns the final membrane. A LocalZO layer draws a fresh seed per call unless ``seed`` is set.
+    """
+
+    def __init__(
+        self,
+        tau: Optional[float] = None,
+        *,
+        beta: Optional[float] = None,
+        decay_input: bool = True,
+        threshold: float = 1.0,
+        reset: str = "hard",
+        v_reset: float = 0.0,
+        surrogate: str = "sigmoid",
+        alpha: Optional[float] = None,
+        detach_reset: bool = False,
+        distribution: str = "normal",
+        delta: float = 0.05,
+        q: int = 1,
+        seed: Optional[int] = None,
+        save_dtype: str = "bf16",
+        output: str = "spike",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if tau is None and beta is None:
+            tau = 2.0
+        self.options = dict(
+            tau=tau,
+            beta=beta,
+            decay_input=decay_input,
+            threshold=threshold,
+            reset=reset,
+            v_reset=v_reset,
+            surrogate=surrogate,
+            alpha=alpha,
+            detach_reset=detach_reset,
+            distribution=distribution,
+            delta=delta,
+            q=q,
+            seed=seed,
+            save_dtype=save_dtype,
+            output=output,
+            backend=backend,
+        )
+        # Fail at construction, not at the first batch: run the checks on a one-neuron input.
+        with torch.no_grad():
+            multistep_lif(torch.zeros(1, 1), **{**self.options, "backend": "torch"})
+
+    def simulate(
+        self, x: torch.Tensor, v_init: Optional[torch.Tensor | float] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spikes for every step of ``x[T, B, ...]`` and the final membrane (fp32)."""
+        return multistep_lif(x, v_init=v_init, **self.options)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.simulate(x)[0]
+
+    def extra_repr(self) -> str:
+        shown = ("tau", "beta", "threshold", "reset", "surrogate", "alpha", "delta", "q")
+        return ", ".join(f"{k}={self.options[k]}" for k in shown if self.options[k] is not None)
 
 
 def _per_channel(p: torch.Tensor, x_step: torch.Tensor) -> torch.Tensor:

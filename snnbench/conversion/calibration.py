@@ -2,16 +2,32 @@
 
 Every method runs forward-only under ``no_grad`` on training images (never the test split) and
 writes its biases into the IF layers' ``bias`` buffers, so they are saved with the model.
+
+- ``qcfs``: none (plain conversion);
+- ``light``: Li et al. 2021, a time-invariant per-channel bias from one batch (light.py);
+- ``ftbc``: the official single pass, α, K batches (ftbc.py fast / ftbc_reference.py official loop);
+- ``ftbc_iter``: ``passes`` sweeps with each layer's own bias applied, α per pass.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
+
+from snnbench.conversion.layers import max_bias_difference, restore_biases, snapshot_biases
+
+METHODS = ("qcfs", "light", "ftbc", "ftbc_iter")
+# Defaults of the suite schema (snnbench.config), repeated so that calibration runs without pydantic.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "light": {"batch_size": 128},
+    "ftbc": {"alpha": 0.4, "batches": 3, "batch_size": 200, "implementation": "fast"},
+    "ftbc_iter": {"alpha": 0.4, "batches": 3, "batch_size": 200, "implementation": "fast", "passes": 5},
+}
 
 
 @dataclass
@@ -26,8 +42,120 @@ class CalibrationRequest:
     compare_reference: bool = False
 
 
+def calibration_batches(
+    data: Dataset, count: int, batch_size: int, seed: int, device: torch.device
+) -> list[torch.Tensor]:
+    """The first ``count`` batches of a seeded shuffle of ``data`` (images only), on ``device``."""
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    batches = []
+    for x, *_ in loader:
+        batches.append(x.to(device, torch.float32))
+        if len(batches) == count:
+            break
+    if not batches:
+        raise ValueError("the calibration set is empty")
+    return batches
+
+
+def _timed(fn: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
+def time_chunk(ann: nn.Module, x: torch.Tensor, steps: int, device: torch.device) -> Optional[int]:
+    """Steps per chunk so that one layer's ``[T, B, ...]`` input fits in a quarter of free GPU memory.
+
+    None (all steps at once) on the CPU or when everything fits. The estimate counts three tensors of
+    the largest QCFS activation (a convolution's input and output, and the layer's spikes).
+    """
+    if device.type != "cuda":
+        return None
+    from snnbench.models.qcfs import QCFS
+
+    largest = 0
+
+    def hook(_m, _i, out):
+        nonlocal largest
+        largest = max(largest, out[0].numel())
+
+    handles = [m.register_forward_hook(hook) for m in ann.modules() if isinstance(m, QCFS)]
+    try:
+        with torch.no_grad():
+            ann(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    free, _ = torch.cuda.mem_get_info(device)
+    per_step = 3 * 4 * largest * x.shape[0]
+    fits = max(1, int(free // 4 // max(per_step, 1)))
+    return None if fits >= steps else fits
+
+
+def _light(request: CalibrationRequest, params: dict[str, Any]) -> dict[str, Any]:
+    from snnbench.conversion.light import light_calibrate
+
+    (x,) = calibration_batches(request.data, 1, params["batch_size"], request.seed, request.device)
+    seconds = _timed(lambda: light_calibrate(request.ann, request.snn, x, request.steps), request.device)
+    return {"calibration_batches": 1, "calibration_images": int(x.shape[0]), "calibration_core_s": seconds}
+
+
+def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) -> dict[str, Any]:
+    from snnbench.conversion.ftbc import ftbc_calibrate_fast
+    from snnbench.conversion.ftbc_reference import ftbc_calibrate_reference
+
+    batches = calibration_batches(request.data, params["batches"], params["batch_size"], request.seed, request.device)
+    options = {"passes": params["passes"] if iterative else 1, "own_bias": iterative}
+    chunk = time_chunk(request.ann, batches[0], request.steps, request.device)
+    implementations = {
+        "fast": lambda: ftbc_calibrate_fast(
+            request.ann, request.snn, batches, request.steps, params["alpha"], chunk=chunk, **options
+        ),
+        "reference": lambda: ftbc_calibrate_reference(
+            request.ann, request.snn, batches, request.steps, params["alpha"], **options
+        ),
+    }
+    chosen = params["implementation"]
+    if chosen not in implementations:
+        raise ValueError(f"implementation must be 'fast' or 'reference', got {chosen!r}")
+    before = snapshot_biases(request.snn)
+    seconds = {chosen: _timed(implementations[chosen], request.device)}
+    extra: dict[str, Any] = {
+        "calibration_batches": len(batches),
+        "calibration_images": sum(int(x.shape[0]) for x in batches),
+        "calibration_core_s": seconds[chosen],
+        "ftbc_implementation": chosen,
+        "calibration_chunk": chunk or request.steps,
+    }
+    if request.compare_reference:
+        # Same batches, same process: time the other implementation from the same starting biases,
+        # check that both give the same biases, and keep the chosen implementation's result.
+        other = "reference" if chosen == "fast" else "fast"
+        result = snapshot_biases(request.snn)
+        restore_biases(request.snn, before)
+        seconds[other] = _timed(implementations[other], request.device)
+        other_result = snapshot_biases(request.snn)
+        restore_biases(request.snn, result)
+        extra.update(
+            fast_calibrate_s=seconds["fast"],
+            reference_calibrate_s=seconds["reference"],
+            calibration_speedup=seconds["reference"] / max(seconds["fast"], 1e-12),
+            reference_bias_max_abs_diff=max_bias_difference(result, other_result),
+        )
+    return extra
+
+
 def calibrate(method: str, request: CalibrationRequest) -> dict[str, Any]:
     """Calibrate ``request.snn`` in place; return extra metrics (JSON types) for the record."""
+    if method not in METHODS:
+        raise ValueError(f"no calibration method named {method!r}; expected one of {list(METHODS)}")
     if method == "qcfs":
         return {}
-    raise ValueError(f"no calibration method named {method!r}")
+    params = {**_DEFAULTS[method], **(request.params or {})}
+    if method == "light":
+        return _light(request, params)
+    return _ftbc(request, params, iterative=method == "ftbc_iter")

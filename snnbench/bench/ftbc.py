@@ -1,0 +1,278 @@
+"""``snnbench bench ftbc``: fast layer-major FTBC against the official per-layer loop, same process.
+
+VGG-16 in the QCFS layout with CIFAR-100 shapes (random weights whose QCFS thresholds are set from the
+data, so that layers quantise and spike like trained ones), synthetic images, K = 3 batches of 200,
+T = 32: the setting of DESIGN §6, where the official loop took 5.23 s on an H200. Both paths start
+from zero biases on the same batches; the JSON records both times, the speed-up, the largest bias
+difference between them, an evaluation pass and an ANN forward for scale, and the statistics kernel's
+bytes, bandwidth and fraction of a copy's bandwidth per layer.
+
+Without a GPU (or with ``quick``) everything shrinks to a narrow VGG-16 and a few images, so that the
+command runs in seconds; the JSON says so. This module must not import ``snnbench.config``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from snnbench.bench.timing import copy_ceiling, gbps, median_ms, release_memory, resolve_device, synchronize
+
+TARGET_SPEEDUP = 10.0
+OFFICIAL_LOOP_H200_S = 5.23  # DESIGN §6: the FTBC repository's loop, same setting, H200
+
+FULL = {"width": 64, "hidden": 4096, "batch_size": 200, "batches": 3, "fast_repeats": 3, "reference_repeats": 1}
+SMALL = {"width": 4, "hidden": 32, "batch_size": 6, "batches": 2, "fast_repeats": 2, "reference_repeats": 1}
+QUICK = {"width": 2, "hidden": 16, "batch_size": 4, "batches": 1, "fast_repeats": 1, "reference_repeats": 1}
+QUICK_STEPS = 4
+
+
+def _timed(fn: Callable[[], Any], device: str) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def _environment(device: str) -> dict[str, Any]:
+    from snnbench.runner.env import environment
+
+    env = environment(device)
+    if not env.get("git_sha") and os.environ.get("SNNBENCH_GIT_SHA"):
+        env["git_sha"] = os.environ["SNNBENCH_GIT_SHA"]  # a copy of the tree without .git
+    return env
+
+
+def _build(sizes: dict[str, int], device: str, seed: int = 0):
+    from snnbench.conversion.convert import convert
+    from snnbench.conversion.thresholds import set_thresholds_from_data
+    from snnbench.models.vgg import vgg16
+
+    torch.manual_seed(seed)
+    ann = vgg16(levels=4, num_classes=100, width=sizes["width"], hidden=sizes["hidden"]).to(device).eval()
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    batches = [
+        torch.randn(sizes["batch_size"], 3, 32, 32, generator=generator).to(device) for _ in range(sizes["batches"])
+    ]
+    set_thresholds_from_data(ann, batches[0], quantile=0.99)
+    return ann, convert(ann), batches
+
+
+def _kernel_rows(ann, snn, x: torch.Tensor, steps: int, device: str, timing: dict[str, float]) -> list[dict[str, Any]]:
+    """Time the statistics kernel alone on every layer's real inputs (captured in one SNN forward)."""
+    from snnbench.conversion.convert import simulate
+    from snnbench.conversion.layers import ann_activations, before_each_layer, layer_pairs, unfold
+    from snnbench.kernels.ftbc import ftbc_stats_bytes, ftbc_stats_forward, ftbc_stats_reference
+
+    pairs = layer_pairs(ann, snn)
+    acts = ann_activations(ann, pairs, x)
+    rows: list[dict[str, Any]] = []
+
+    def measure(pair, folded: torch.Tensor) -> None:
+        currents = unfold(folded, steps)
+        a = acts.pop(pair.name)
+        thresh = pair.spiking.neuron.thresh
+        run = lambda: ftbc_stats_forward(currents, a, thresh)  # noqa: E731
+        sums = run()
+        # The kernel against its PyTorch oracle on this layer's real inputs (same on a CPU).
+        oracle = ftbc_stats_reference(currents, a, thresh)
+        scale = float(oracle.abs().max().clamp_min(1.0))
+        synchronize(device)
+        ms = median_ms(run, device, **timing)
+        n_bytes = ftbc_stats_bytes(currents, a)
+        rows.append(
+            {
+                "impl": "ftbc_stats_kernel",
+                "layer": pair.name,
+                "shape": list(currents.shape),
+                "T": steps,
+                "ms": ms,
+                "bytes": n_bytes,
+                "gbps": gbps(n_bytes, ms),
+                "max_rel_diff_vs_reference": float((sums - oracle).abs().max()) / scale,
+            }
+        )
+
+    with torch.no_grad(), before_each_layer(pairs, measure):
+        simulate(snn, x, steps)
+    return rows
+
+
+def _mean_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    diffs = [(a[k].float() - b[k].float()).abs().flatten() for k in a if a[k].numel()]
+    return float(torch.cat(diffs).mean()) if diffs else 0.0
+
+
+def _render(result: dict[str, Any], console: Any) -> None:
+    lines = [
+        ("fast layer-major FTBC", f"{result['fast_s']:.3f} s"),
+        ("official per-layer loop", f"{result['reference_s']:.3f} s"),
+        ("speed-up", f"{result['speedup']:.1f}× (target ≥ {TARGET_SPEEDUP:g}×)"),
+        ("max |Δbias| fast vs official", f"{result['max_abs_bias_diff']:.2e} (max |bias| {result['max_abs_bias']:.3g})"),
+        ("one evaluation pass (T steps, 1 batch)", f"{result['eval_pass_s']:.3f} s"),
+        ("fast calibration / evaluation passes", f"{result['fast_cost_in_eval_passes']:.1f}"),
+        ("kernel: bytes, GB/s, fraction of copy", f"{result['kernel']['bytes'] / 1e9:.2f} GB, {result['kernel']['gbps']:.0f} GB/s, {result['kernel']['frac_of_copy']:.2f}"),
+    ]
+    title = f"FTBC calibration, VGG-16 CIFAR-100 shapes, T={result['config']['T']} on {result['environment']['hardware'].get('name', result['device'])}"
+    try:
+        from rich.table import Table
+    except ImportError:  # the GPU machines may lack rich
+        console.print(title)
+        for name, value in lines:
+            console.print(f"  {name:42s} {value}")
+        return
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in lines:
+        table.add_row(name, value)
+    console.print(table)
+
+
+class _PlainConsole:
+    def print(self, *args: Any) -> None:
+        print(*args)
+
+
+def _console(console: Any) -> Any:
+    if console is not None:
+        return console
+    try:
+        from rich.console import Console
+
+        return Console()
+    except ImportError:
+        return _PlainConsole()
+
+
+def run_ftbc_bench(
+    device: str = "auto",
+    out: Optional[Path] = None,
+    quick: bool = False,
+    steps: int = 32,
+    console: Any = None,
+) -> dict[str, Any]:
+    """Time fast FTBC and the official loop on the same batches; write ``out/ftbc.json`` if ``out``."""
+    from snnbench.conversion.ftbc import ftbc_calibrate_fast
+    from snnbench.conversion.ftbc_reference import ftbc_calibrate_reference
+    from snnbench.conversion.convert import simulate
+    from snnbench.conversion.layers import max_bias_difference, restore_biases, snapshot_biases
+
+    console = _console(console)
+    device = resolve_device(device)
+    small = quick or device == "cpu"
+    sizes = dict(QUICK if quick else SMALL if small else FULL)
+    if quick:
+        steps = min(steps, QUICK_STEPS)
+    timing = {"warmup_ms": 2, "rep_ms": 10} if small else {"warmup_ms": 25, "rep_ms": 100}
+    note = ""
+    if small:
+        note = "reduced sizes (quick or no GPU): a narrow VGG-16 and a few images; not the DESIGN §6 setting"
+        if device == "cpu":
+            note += "; on the CPU the statistics kernel is its PyTorch reference"
+        console.print(note)
+    alpha = 0.4
+
+    ann, snn, batches = _build(sizes, device)
+    zero = snapshot_biases(snn)
+    fast = lambda: ftbc_calibrate_fast(ann, snn, batches, steps, alpha)  # noqa: E731
+    reference = lambda: ftbc_calibrate_reference(ann, snn, batches, steps, alpha)  # noqa: E731
+
+    fast()  # warm-up: Triton compilation, cuDNN algorithm choice
+    fast_times = []
+    for _ in range(sizes["fast_repeats"]):
+        restore_biases(snn, zero)
+        fast_times.append(_timed(fast, device))
+    fast_biases = snapshot_biases(snn)
+    reference_times = []
+    for _ in range(sizes["reference_repeats"]):
+        restore_biases(snn, zero)
+        reference_times.append(_timed(reference, device))
+    reference_biases = snapshot_biases(snn)
+    release_memory(device)
+
+    restore_biases(snn, fast_biases)
+    eval_pass = lambda: simulate(snn, batches[0], steps)  # noqa: E731
+    eval_pass()
+    eval_s = statistics.median(_timed(eval_pass, device) for _ in range(3))
+    with torch.no_grad():
+        ann_ms = median_ms(lambda: ann(batches[0]), device, **timing)
+
+    kernel_rows = _kernel_rows(ann, snn, batches[0], steps, device, timing)
+    release_memory(device)
+    largest = max(kernel_rows, key=lambda r: r["bytes"])
+    copy = copy_ceiling(largest["bytes"] // 8, torch.float32, device, **timing)  # read+write = kernel's bytes
+    for row in kernel_rows:
+        row["frac_of_copy"] = row["gbps"] / copy["gbps"]
+    kernel_bytes = sum(r["bytes"] for r in kernel_rows)
+    kernel_ms = sum(r["ms"] for r in kernel_rows)
+
+    fast_s = statistics.median(fast_times)
+    reference_s = statistics.median(reference_times)
+    config = {
+        "model": "vgg16",
+        "num_classes": 100,
+        "image": [3, 32, 32],
+        "T": steps,
+        "alpha": alpha,
+        "levels": 4,
+        "if_layers": len(kernel_rows),
+        **{k: sizes[k] for k in ("width", "hidden", "batch_size", "batches")},
+    }
+    result: dict[str, Any] = {
+        "benchmark": "ftbc",
+        "device": device,
+        "environment": _environment(device),
+        "note": note,
+        "config": config,
+        "fast_s": fast_s,
+        "fast_s_runs": fast_times,
+        "reference_s": reference_s,
+        "reference_s_runs": reference_times,
+        "speedup": reference_s / fast_s,
+        "target_speedup": TARGET_SPEEDUP,
+        "meets_target": (reference_s / fast_s) >= TARGET_SPEEDUP,
+        "official_loop_h200_s": OFFICIAL_LOOP_H200_S,
+        "max_abs_bias_diff": max_bias_difference(fast_biases, reference_biases),
+        "mean_abs_bias_diff": _mean_difference(fast_biases, reference_biases),
+        "kernel_max_rel_diff_vs_reference": max(r["max_rel_diff_vs_reference"] for r in kernel_rows),
+        "max_abs_bias": max(float(b.abs().max()) for b in fast_biases.values() if b.numel()),
+        "eval_pass_s": eval_s,
+        "ann_forward_ms": ann_ms,
+        "fast_cost_in_eval_passes": fast_s / eval_s,
+        "reference_cost_in_eval_passes": reference_s / eval_s,
+        "kernel": {
+            "ms": kernel_ms,
+            "bytes": kernel_bytes,
+            "gbps": gbps(kernel_bytes, kernel_ms),
+            "frac_of_copy": gbps(kernel_bytes, kernel_ms) / copy["gbps"],
+            "share_of_fast_s": kernel_ms * 1e-3 * config["batches"] / fast_s,
+        },
+        "copy": copy,
+        "timing": {"method": "triton.testing.do_bench median" if device == "cuda" else "time.perf_counter median", **timing},
+        "bytes_note": "kernel bytes = x[T,B,C,...] and a[B,C,...] read once; copy bytes = read + write",
+        "rows": [
+            {"impl": "ftbc_fast", "T": steps, "calibrate_s": fast_s, "speedup": reference_s / fast_s},
+            {"impl": "ftbc_reference", "T": steps, "calibrate_s": reference_s},
+            {"impl": "eval_pass", "T": steps, "s": eval_s},
+            {"impl": "copy", "ms": copy["ms"], "bytes": copy["bytes"], "gbps": copy["gbps"]},
+            *kernel_rows,
+        ],
+    }
+    if out is not None:
+        path = Path(out)
+        path = path if path.suffix == ".json" else path / "ftbc.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, default=str))
+        result["path"] = str(path)
+    _render(result, console)
+    if out is not None:
+        console.print(f"wrote {result['path']}")
+    return result

@@ -1,0 +1,129 @@
+"""Timing helpers shared by the benchmarks: device choice, median times and the copy ceiling.
+
+On CUDA a time is the median of ``triton.testing.do_bench`` (CUDA events, L2 flushed between runs:
+what a PyTorch caller sees, host overhead included when the GPU work is shorter than it) and, where
+the work can be captured, :func:`graph_ms` (CUDA-graph replay: the GPU time alone); on the CPU it is
+the median of ``time.perf_counter`` over repeated calls. Every benchmark compares
+its bandwidth with a device-to-device copy measured in the same process (:func:`copy_ceiling`).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; asking for a missing GPU is an error."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: expected auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda was asked for, but torch sees no GPU")
+    return device
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_ms(
+    fn: Callable[[], Any],
+    device: str,
+    *,
+    warmup_ms: float = 25.0,
+    rep_ms: float = 100.0,
+    min_reps: int = 3,
+    max_reps: int = 1000,
+) -> float:
+    """Median wall time of ``fn()`` in milliseconds; ``fn`` is assumed already warmed up once."""
+    if device == "cuda":
+        import triton.testing
+
+        return float(triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
+    times: list[float] = []
+    deadline = time.perf_counter() + warmup_ms / 1e3
+    while time.perf_counter() < deadline:
+        fn()
+    budget_end = time.perf_counter() + rep_ms / 1e3
+    while len(times) < min_reps or (time.perf_counter() < budget_end and len(times) < max_reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(statistics.median(times))
+
+
+def graph_ms(fn: Callable[[], Any], *, target_ms: float = 40.0, max_reps: int = 50, flush_mb: int = 256) -> float:
+    """GPU time of ``fn()`` without host overhead: CUDA-graph replay of (L2 flush, fn) × reps minus
+    (L2 flush) × reps. Small problems are launch-bound in eager mode; this is what their kernels cost.
+
+    ``fn`` must be capturable (no host syncs) and already warmed up (compiled, autotuned).
+    """
+    flush = torch.empty(flush_mb * 2**20 // 4, dtype=torch.int32, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(3):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        estimate = max(start.elapsed_time(end) / 3, 1e-3)
+        reps = int(min(max_reps, max(3, target_ms / estimate)))
+        with_fn, flush_only = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+        with torch.cuda.graph(with_fn):
+            for _ in range(reps):
+                flush.zero_()
+                fn()
+        with torch.cuda.graph(flush_only):
+            for _ in range(reps):
+                flush.zero_()
+        torch.cuda.synchronize()
+
+        def replay(graph: torch.cuda.CUDAGraph) -> float:
+            times = []
+            for _ in range(5):
+                start.record()
+                graph.replay()
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end))
+            return statistics.median(times)
+
+        ms = (replay(with_fn) - replay(flush_only)) / reps
+    del with_fn, flush_only, flush
+    torch.cuda.synchronize()
+    return float(ms)
+
+
+def gbps(n_bytes: float, ms: float) -> float:
+    """Bandwidth in GB/s (10⁹ bytes per second) for ``n_bytes`` moved in ``ms`` milliseconds."""
+    return n_bytes / (ms * 1e-3) / 1e9 if ms > 0 else float("nan")
+
+
+def copy_ceiling(numel: int, dtype: torch.dtype, device: str, **timing: float) -> dict[str, float]:
+    """Time ``dst.copy_(src)`` of ``numel`` elements: the bandwidth a streaming kernel can hope for.
+
+    Bytes count the read and the write (2·numel·itemsize), as every other byte count here does.
+    """
+    src = torch.empty(numel, dtype=dtype, device=device).normal_()
+    dst = torch.empty_like(src)
+    fn = lambda: dst.copy_(src)  # noqa: E731
+    fn()
+    synchronize(device)
+    ms = median_ms(fn, device, **timing)
+    n_bytes = 2 * numel * src.element_size()
+    del src, dst
+    return {"ms": ms, "bytes": n_bytes, "gbps": gbps(n_bytes, ms)}
+
+
+def release_memory(device: str) -> None:
+    synchronize(device)
+    if device == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,121 @@
+"""FTBC, the official per-layer loop: slow, obviously correct, the oracle for the fast path.
+
+For every calibration batch and every IF layer l in module order, it runs the whole ANN (hooked to
+keep layer l's activation) and the whole SNN with step-by-step IF neurons (hooked to keep layer l's
+input), then the teacher-forced recurrence in plain PyTorch, one step at a time (DESIGN §4):
+O(L) full forwards per batch, as in the FTBC repository's ``bias_corr_model``.
+
+Two deliberate departures from that script: every one of the K batches calibrates (the script zips
+``named_modules()`` generators created once, so only its first batch does), and the membrane update is
+``u = v + x_t − b_t`` in the order snnbench's IF neuron uses (the script subtracts the bias first),
+so the two paths round identically.
+"""
+
+from __future__ import annotations
+
+import types
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import torch
+from torch import nn
+
+from snnbench.conversion.convert import SpikingLayer, simulate, spiking_layers
+from snnbench.conversion.layers import LayerPair, bias_rows, channel_dims, layer_pairs, unfold
+
+
+def _per_channel(p: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    return p.reshape(()) if p.numel() == 1 else p.reshape((1, -1) + (1,) * (step.dim() - 2))
+
+
+def _step_by_step_simulate(
+    neuron, x: torch.Tensor, v_init: Optional[torch.Tensor] = None, t_offset: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official IF layer: a Python loop over time of element-wise torch ops."""
+    theta = _per_channel(neuron.thresh.float(), x[0])
+    bias = neuron.bias_for(x.shape[0], t_offset)
+    mem = (theta / 2 if v_init is None else v_init.float()) + torch.zeros_like(x[0], dtype=torch.float32)
+    spikes = []
+    for t in range(x.shape[0]):
+        mem = mem + x[t].float()
+        if bias is not None:
+            mem = mem - _per_channel(bias[t], x[t])
+        spike = (mem >= theta).float() * theta
+        mem = mem - spike
+        spikes.append(spike.to(x.dtype))
+    return torch.stack(spikes), mem
+
+
+@contextmanager
+def official_if_neurons(snn: nn.Module) -> Iterator[None]:
+    """Run every IF layer of ``snn`` with the step-by-step loop instead of its (fused) kernel."""
+    neurons = [layer.neuron for _, layer in spiking_layers(snn)]
+    for neuron in neurons:
+        neuron.simulate = types.MethodType(_step_by_step_simulate, neuron)
+    try:
+        yield
+    finally:
+        for neuron in neurons:
+            del neuron.simulate
+
+
+@torch.no_grad()
+def _capture(model_call, module: nn.Module, want_input: bool) -> torch.Tensor:
+    stored: list[torch.Tensor] = []
+
+    def hook(_m, inputs, output):
+        if not stored:
+            stored.append((inputs[0] if want_input else output).detach().clone())
+
+    handle = module.register_forward_hook(hook)
+    try:
+        model_call()
+    finally:
+        handle.remove()
+    return stored[0]
+
+
+@torch.no_grad()
+def _correct_layer(
+    pair: LayerPair, currents: torch.Tensor, activation: torch.Tensor, steps: int, alpha: float, own_bias: bool
+) -> None:
+    layer: SpikingLayer = pair.spiking
+    channels = currents.shape[2]
+    theta = _per_channel(layer.neuron.thresh.float(), currents[0])
+    bias = bias_rows(layer, steps, channels)
+    dims = channel_dims(activation)
+    a = activation.float()
+    v = theta / 2 + torch.zeros_like(a)
+    for t in range(steps):
+        u = v + currents[t].float()
+        if own_bias:
+            u = u - _per_channel(bias[t], currents[t])
+        err = (u >= theta).float() * theta - a
+        u_forced = u - err
+        v = u_forced - (u_forced >= theta).float() * theta
+        bias[t] = alpha * err.mean(dims) + bias[t]
+    layer.neuron.set_bias(bias)
+
+
+@torch.no_grad()
+def ftbc_calibrate_reference(
+    ann: nn.Module,
+    snn: nn.Module,
+    batches: list[torch.Tensor],
+    steps: int,
+    alpha: float = 0.4,
+    *,
+    passes: int = 1,
+    own_bias: bool = False,
+) -> None:
+    """Same contract as :func:`snnbench.conversion.ftbc.ftbc_calibrate_fast`, the official way."""
+    ann.eval()
+    snn.eval()
+    pairs = layer_pairs(ann, snn)
+    with official_if_neurons(snn):
+        for _ in range(passes):
+            for x in batches:
+                for pair in pairs:
+                    activation = _capture(lambda: ann(x), pair.qcfs, want_input=False)
+                    folded = _capture(lambda: simulate(snn, x, steps), pair.spiking, want_input=True)
+                    _correct_layer(pair, unfold(folded, steps), activation, steps, alpha, own_bias)

@@ -1,0 +1,241 @@
+"""Image datasets of the conversion track: CIFAR-10/100, ImageNet and synthetic CIFAR-100-shaped data.
+
+CIFAR is read by torchvision from ``<root>/cifar-10-batches-py`` or ``<root>/cifar-100-python`` (the
+folders of the official archives) and downloaded there when the suite says ``download: true`` and the
+network allows. ImageNet is read with ``ImageFolder`` from ``<root>/imagenet/{train,val}`` (or
+``<root>/{train,val}``); it is never downloaded. Missing data raises :class:`DatasetMissingError` naming
+the folder searched and how to get the data, before any training starts.
+
+Training augmentation follows the QCFS code (putshua/ANN_SNN_QCFS ``Preprocess/getdataloader.py``):
+random crop 32 with padding 4, horizontal flip, AutoAugment (CIFAR-10 policy), normalisation, Cutout
+(16 px for CIFAR-10, 8 px for CIFAR-100, the lengths that code uses). ImageNet: RandomResizedCrop 224
+and flip for training, Resize 256 + CenterCrop 224 for evaluation. ``bundle.calibration`` is always the
+training split with the evaluation transform: calibration must not see augmented images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch.utils.data import Dataset
+
+from snnbench.data.paths import DatasetMissingError, resolve_data_root
+from snnbench.data.registry import DataBundle, limit
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN = tuple(v / 255 for v in (129.3, 124.1, 112.4))
+CIFAR100_STD = tuple(v / 255 for v in (68.2, 65.4, 70.4))
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+_CIFAR = {
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "classes": 10,
+        "mean": CIFAR10_MEAN,
+        "std": CIFAR10_STD,
+        "cutout": 16,
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "classes": 100,
+        "mean": CIFAR100_MEAN,
+        "std": CIFAR100_STD,
+        "cutout": 8,
+    },
+}
+
+
+class Cutout:
+    """Zero one random ``length``×``length`` square (clipped at the border) of a ``[C, H, W]`` tensor."""
+
+    def __init__(self, length: int) -> None:
+        if length < 1:
+            raise ValueError(f"Cutout length must be >= 1, got {length}")
+        self.length = length
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+        half = self.length // 2
+        y0, y1 = max(cy - half, 0), min(cy + self.length - half, h)
+        x0, x1 = max(cx - half, 0), min(cx + self.length - half, w)
+        out = img.clone()
+        out[..., y0:y1, x0:x1] = 0
+        return out
+
+    def __repr__(self) -> str:
+        return f"Cutout(length={self.length})"
+
+
+class TransformedView(Dataset):
+    """``base[i]`` with ``transform`` applied to the image: two views share one copy of the data."""
+
+    def __init__(self, base: Dataset, transform: Callable) -> None:
+        self.base = base
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image, target = self.base[index]
+        return self.transform(image), target
+
+
+def cifar_transforms(name: str, augment: bool) -> tuple[Callable, Callable]:
+    """(training transform, evaluation transform) for ``cifar10`` / ``cifar100``."""
+    from torchvision import transforms as T
+
+    info = _CIFAR[name]
+    evaluate = T.Compose([T.ToTensor(), T.Normalize(info["mean"], info["std"])])
+    if not augment:
+        return evaluate, evaluate
+    train = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.AutoAugment(T.AutoAugmentPolicy.CIFAR10),
+            T.ToTensor(),
+            T.Normalize(info["mean"], info["std"]),
+            Cutout(info["cutout"]),
+        ]
+    )
+    return train, evaluate
+
+
+def imagenet_transforms(augment: bool) -> tuple[Callable, Callable]:
+    from torchvision import transforms as T
+
+    normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    evaluate = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), normalize])
+    if not augment:
+        return evaluate, evaluate
+    train = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
+    return train, evaluate
+
+
+def _local_cifar_class(name: str):
+    """torchvision's CIFAR class that trusts files already on disk.
+
+    torchvision checks the md5 of every batch file each time it opens the dataset; the archive's md5 is
+    still checked when downloading, so a local copy is only checked for presence.
+    """
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    base = CIFAR10 if name == "cifar10" else CIFAR100
+
+    class LocalCIFAR(base):  # type: ignore[misc, valid-type]
+        train_list = [[f, None] for f, _ in base.train_list]
+        test_list = [[f, None] for f, _ in base.test_list]
+        meta = {**base.meta, "md5": None}
+
+    LocalCIFAR.__name__ = base.__name__
+    return LocalCIFAR
+
+
+def _cifar_bundle(name: str, spec, data_root: Optional[Path], augment: bool) -> DataBundle:
+    info = _CIFAR[name]
+    root = resolve_data_root(data_root or getattr(spec, "root", None))
+    folder = root / info["folder"]
+    how = (
+        f"set `download: true` for this dataset in the suite (needs network), or download {info['url']} "
+        f"and extract it into {root} (it unpacks to {info['folder']}/)"
+    )
+    cls = _local_cifar_class(name)
+    try:
+        if not spec.download and not folder.is_dir():
+            raise DatasetMissingError(name, folder, how)
+        if spec.download:
+            root.mkdir(parents=True, exist_ok=True)
+        train_base = cls(str(root), train=True, download=spec.download)
+        test_base = cls(str(root), train=False, download=False)
+    except DatasetMissingError:
+        raise
+    except Exception as err:  # no network, a partial download, missing batch files
+        raise DatasetMissingError(name, folder, f"{how} ({err.__class__.__name__}: {err})") from err
+    train_tf, eval_tf = cifar_transforms(name, augment)
+    calibration = limit(TransformedView(train_base, eval_tf), spec.limit_train)
+    return DataBundle(
+        name=name,
+        train=limit(TransformedView(train_base, train_tf), spec.limit_train),
+        test=limit(TransformedView(test_base, eval_tf), spec.limit_test),
+        calibration=calibration,
+        num_classes=info["classes"],
+        input_shape=(3, 32, 32),
+        info={"root": str(root), "cutout": info["cutout"] if augment else None},
+    )
+
+
+def cifar10_bundle(spec, data_root: Optional[Path] = None, augment: bool = False) -> DataBundle:
+    return _cifar_bundle("cifar10", spec, data_root, augment)
+
+
+def cifar100_bundle(spec, data_root: Optional[Path] = None, augment: bool = False) -> DataBundle:
+    return _cifar_bundle("cifar100", spec, data_root, augment)
+
+
+def _imagenet_folder(root: Path) -> Optional[Path]:
+    for candidate in (root / "imagenet", root):
+        if (candidate / "train").is_dir() and (candidate / "val").is_dir():
+            return candidate
+    return None
+
+
+def imagenet_bundle(spec, data_root: Optional[Path] = None, augment: bool = False) -> DataBundle:
+    from torchvision.datasets import ImageFolder
+
+    root = resolve_data_root(data_root or getattr(spec, "root", None))
+    folder = _imagenet_folder(root)
+    if folder is None:
+        raise DatasetMissingError(
+            "imagenet",
+            [root / "imagenet", root],
+            "ImageNet (ILSVRC-2012) cannot be downloaded automatically: get it from "
+            "https://image-net.org/download.php and arrange it as train/<class>/*.JPEG and "
+            f"val/<class>/*.JPEG under {root / 'imagenet'}",
+        )
+    train_base = ImageFolder(str(folder / "train"))
+    test_base = ImageFolder(str(folder / "val"))
+    if train_base.classes != test_base.classes:
+        raise ValueError(f"{folder}: train/ and val/ have different class folders")
+    train_tf, eval_tf = imagenet_transforms(augment)
+    return DataBundle(
+        name="imagenet",
+        train=limit(TransformedView(train_base, train_tf), spec.limit_train),
+        test=limit(TransformedView(test_base, eval_tf), spec.limit_test),
+        calibration=limit(TransformedView(train_base, eval_tf), spec.limit_train),
+        num_classes=len(train_base.classes),
+        input_shape=(3, 224, 224),
+        info={"root": str(folder)},
+    )
+
+
+SYNTHETIC_TRAIN, SYNTHETIC_TEST, SYNTHETIC_CLASSES = 2000, 500, 100
+
+
+def synthetic_bundle(spec, data_root: Optional[Path] = None, augment: bool = False) -> DataBundle:
+    """Random normalised images with CIFAR-100 shapes: for timing on machines that hold no datasets."""
+    from torch.utils.data import TensorDataset
+
+    generator = torch.Generator().manual_seed(0)
+    n_train = spec.limit_train or SYNTHETIC_TRAIN
+    n_test = spec.limit_test or SYNTHETIC_TEST
+
+    def split(n: int) -> TensorDataset:
+        x = torch.randn(n, 3, 32, 32, generator=generator)
+        y = torch.randint(SYNTHETIC_CLASSES, (n,), generator=generator)
+        return TensorDataset(x, y)
+
+    train = split(n_train)
+    return DataBundle(
+        name="synthetic",
+        train=train,
+        test=split(n_test),
+        calibration=train,
+        num_classes=SYNTHETIC_CLASSES,
+        input_shape=(3, 32, 32),
+    )

@@ -1,0 +1,88 @@
+"""``snnbench bench neuron`` on the CPU: the quick sweep runs and writes a complete JSON record."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+
+from snnbench.bench import timing
+from snnbench.bench.neuron import DEFAULT_SWEEP, SWEEP_FILE, load_sweep, plain_lif_loop, run_neuron_bench, summarize
+from snnbench.kernels import multistep_lif
+
+
+def test_quick_cpu_run_writes_valid_json(tmp_path):
+    from rich.console import Console
+
+    screen = io.StringIO()
+    result = run_neuron_bench(device="cpu", out=tmp_path, quick=True, console=Console(file=screen, width=120))
+    assert "torch_loop" in screen.getvalue() and "no GPU" in screen.getvalue()
+    data = json.loads((tmp_path / "neuron.json").read_text())
+    assert data["device"] == "cpu" and "no GPU" in data["note"]
+    assert data["environment"]["hardware"]["device"] == "cpu"
+    assert "git_sha" in data["environment"] and data["environment"]["torch"] == torch.__version__
+    timed = [r for r in data["rows"] if r["median_ms"]]
+    impls = {r["impl"] for r in timed}
+    assert {"copy", "snnbench", "snnbench_uint8", "snnbench_localzo", "torch_loop"} <= impls
+    assert {r["dtype"] for r in timed} == {"fp32", "bf16"}
+    assert {r["mode"] for r in timed} == {"fwd", "fwd_bwd"}
+    for r in timed:
+        assert r["median_ms"] > 0 and r["bytes"] > 0
+        assert r["gbps"] == pytest.approx(r["bytes"] / (r["median_ms"] * 1e-3) / 1e9)
+        assert r["frac_copy_bw"] == pytest.approx(r["gbps"] / r["copy_gbps"])
+    skipped = [r for r in data["rows"] if not r["median_ms"]]
+    assert all(r.get("note") for r in skipped)  # every missing time says why
+    assert result["rows"] == data["rows"]
+
+
+def test_sweep_file_matches_builtin_defaults():
+    assert SWEEP_FILE.exists()
+    assert load_sweep() == DEFAULT_SWEEP
+
+
+def test_sweep_file_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "kernels.yaml"
+    path.write_text("neuron:\n  timestep: [4]\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_sweep(path)
+    path.write_text("neuron:\n  timesteps: [2]\n  timing: {rep_ms: 7}\n")
+    sweep = load_sweep(path)
+    assert sweep["timesteps"] == [2] and sweep["timing"] == {"warmup_ms": 25, "rep_ms": 7}
+
+
+def test_plain_loop_baseline_is_the_same_neuron():
+    # The PyTorch baseline must do the work snnbench does, or the speed-ups mean nothing.
+    x = torch.randn(6, 4, 50) + 0.5
+    model = DEFAULT_SWEEP["model"]
+    ours, _ = multistep_lif(x, backend="torch", **model)
+    agree = (plain_lif_loop(x, **model) == ours).float().mean()
+    assert agree > 0.999  # h is computed in another order: spikes may differ where h ≈ θ to an ulp
+
+
+def test_summary_reports_the_design_targets():
+    rows = [
+        {"impl": "snnbench", "mode": "fwd_bwd", "T": 32, "N": 8388608, "dtype": "fp32", "median_ms": 1.3, "copy_time_for_bytes_ms": 1.25, "bytes": 1},
+        {"impl": "spikingjelly", "mode": "fwd_bwd", "T": 32, "N": 8388608, "dtype": "fp32", "median_ms": 1.7},
+        {"impl": "snnbench", "mode": "fwd", "T": 32, "N": 8388608, "dtype": "fp32", "median_ms": 0.5, "frac_copy_bw": 0.95},
+    ]
+    summary = summarize(rows)
+    assert summary["fwd_bwd_target"]["met"] is False
+    assert summary["fwd_bwd_target"]["speedup_vs_spikingjelly"] == pytest.approx(1.7 / 1.3)
+    assert summary["inference_fwd"]["points_meeting_target"] == 1
+
+
+def test_timing_helpers_on_cpu():
+    assert timing.resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        assert timing.resolve_device("auto") == "cpu"
+        with pytest.raises(ValueError, match="^device"):
+            timing.resolve_device("cuda")
+    with pytest.raises(ValueError, match="^device"):
+        timing.resolve_device("tpu")
+    ms = timing.median_ms(lambda: torch.ones(1000).sum(), "cpu", warmup_ms=1, rep_ms=2)
+    assert ms > 0
+    ceiling = timing.copy_ceiling(4096, torch.float32, "cpu", warmup_ms=1, rep_ms=2)
+    assert ceiling["bytes"] == 2 * 4096 * 4 and ceiling["gbps"] > 0
+    assert timing.gbps(2e9, 1000.0) == pytest.approx(2.0)
