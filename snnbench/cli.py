@@ -107,33 +107,148 @@ def run(
 
 @app.command()
 def table(
-    results: List[Path] = typer.Argument(..., help="one or more results .jsonl files"),
+    results: List[Path] = typer.Argument(..., help="results .jsonl files (or folders of them)"),
     fmt: str = typer.Option("rich", "--format", help="rich, md, csv, html or latex"),
+    group_by: List[str] = typer.Option(
+        ["dataset,model"], "--group-by",
+        help="fields that split the output into tables, comma-separated (dataset, model, method, track, "
+             "suite or a dotted record path like config.model.params.width); 'none' for one table",
+    ),
+    published: bool = typer.Option(True, "--published/--no-published",
+                                   help="show published rows of the same datasets beside the measured ones"),
 ) -> None:
     """Render results as a leaderboard: one row per (dataset, model, method), mean ± std over seeds.
 
+    A column per T, the ANN, speed and sparsity columns where present; the best value per column
+    is marked; published rows (results/published/*.yaml) are marked with their source.
+
     Example: snnbench table results/runs/digits.jsonl --format md
     """
-    from snnbench.report.table import leaderboard, render_rich
-    from snnbench.runner.store import latest_by_key, read_records
+    from snnbench.report.inputs import InputError, load_inputs
+    from snnbench.report.published import PublishedError, load_published
+    from snnbench.report.table import FORMATS, RENDERERS, build_leaderboard, render_rich
+    from snnbench.runner.store import latest_by_key
 
-    records = []
-    for path in results:
-        if not path.exists():
-            _fail(f"{path}: results file not found")
-        report = read_records(path, warn=False)
-        for problem in report.problems:
-            err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
-        records.extend(report.records)
-    board = leaderboard(latest_by_key(records))
+    if fmt not in FORMATS:
+        _fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    try:
+        inputs = load_inputs(results)
+        sources = load_published() if published else []
+    except (InputError, PublishedError) as err:
+        _fail(str(err))
+    for problem in inputs.problems:
+        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+    fields = [f.strip() for g in group_by for f in g.split(",") if f.strip()]
+    board = build_leaderboard(latest_by_key(inputs.records), sources, group_by=fields,
+                              include_published="matching" if published else "none")
+    if board.empty:
+        err_console.print("[yellow]warning:[/] no records to show", highlight=False)
     if fmt == "rich":
         console.print(render_rich(board, title=", ".join(str(p) for p in results)))
-    elif fmt == "md":
-        console.print(board.to_markdown(index=False) if hasattr(board, "to_markdown") else board.to_string(index=False))
-    elif fmt == "csv":
-        sys.stdout.write(board.to_csv(index=False))
     else:
-        _fail(f"--format {fmt!r}: expected one of rich, md, csv")
+        sys.stdout.write(RENDERERS[fmt](board))
+
+
+@app.command()
+def plot(
+    results: List[Path] = typer.Argument(..., help="results .jsonl and/or benchmark .json files (or folders)"),
+    out: Path = typer.Option(Path("build/plots"), "--out", help="folder for the PNG and SVG files"),
+    published: bool = typer.Option(True, "--published/--no-published", help="draw published curves (dashed) where they match"),
+    all_published: bool = typer.Option(False, "--all-published", help="also draw figures for published-only datasets"),
+) -> None:
+    """Figures as PNG and SVG: accuracy vs T, backward speed-up vs hidden size and vs active
+    fraction, kernel bandwidth as a fraction of the copy ceiling. Figures without data are skipped.
+
+    Example: snnbench plot results/runs/digits.jsonl results/bench/h200 --out build/plots
+    """
+    from snnbench.report.inputs import InputError, load_inputs
+    from snnbench.report.plots import make_plots
+    from snnbench.report.published import PublishedError, load_published, published_records
+    from snnbench.runner.store import latest_by_key
+
+    try:
+        inputs = load_inputs(results)
+        pub = published_records(load_published()) if published else []
+    except (InputError, PublishedError) as err:
+        _fail(str(err))
+    for problem in inputs.problems:
+        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+    report = make_plots(latest_by_key(inputs.records), inputs.bench, out, pub, all_published=all_published)
+    for reason in report.skipped:
+        console.print(f"skipped {reason}", highlight=False)
+    for path in report.written:
+        console.print(f"wrote {path}", highlight=False)
+    if not report.written:
+        err_console.print("[yellow]warning:[/] no figure could be drawn from these inputs", highlight=False)
+
+
+@app.command()
+def compare(
+    baseline: Path = typer.Argument(..., help="baseline results .jsonl or benchmark .json"),
+    new: Path = typer.Argument(..., help="new results .jsonl or benchmark .json of the same kind"),
+    tolerance: List[str] = typer.Option(
+        [], "--tolerance",
+        help="METRIC=PCT (relative, e.g. ms=10) or METRIC=Npt (absolute, e.g. 'snn_acc.*=0.5pt'); "
+             "METRIC is a glob over flattened metric names; repeatable. Defaults: *acc* 1 %, others 10 %",
+    ),
+    ignore: List[str] = typer.Option([], "--ignore", help="metric glob to leave out (e.g. '*_s' for CPU wall times); repeatable"),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="cells or metrics missing from NEW are not a failure"),
+    show_all: bool = typer.Option(False, "--all", help="list every compared metric, not only regressions and improvements"),
+) -> None:
+    """Compare two results or benchmark files cell by cell; exit 0 when nothing regressed beyond
+    tolerance, 1 when something did (or a cell is missing), 2 on unusable input.
+
+    Example: snnbench compare results/bench/h200/neuron.json new/neuron.json --tolerance ms=5
+    """
+    from snnbench.report.compare import UnusableInput, compare_files, parse_tolerance, render_comparison
+
+    try:
+        parsed = [parse_tolerance(t) for t in tolerance]
+    except ValueError as err:
+        _fail(str(err))
+    try:
+        result = compare_files(baseline, new, parsed, ignore)
+    except UnusableInput as err:
+        _fail(str(err))
+    for side in (result.base, result.new):
+        for problem in side.problems:
+            err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+    console.print(render_comparison(result, show_all=show_all))
+    code = result.exit_code(allow_missing=allow_missing)
+    console.print("[bold red]REGRESSION[/]" if code else "[green]no regression beyond tolerance[/]", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def leaderboard(
+    out: Optional[Path] = typer.Option(None, "--out", help="write the Markdown here (else print it)"),
+    runs: Path = typer.Option(Path("results/runs"), "--runs", help="folder of results .jsonl files"),
+    bench: Path = typer.Option(Path("results/bench"), "--bench", help="folder of benchmark .json files"),
+    published_dir: Optional[Path] = typer.Option(None, "--published-dir", help="folder of published .yaml files"),
+) -> None:
+    """Write results/LEADERBOARD.md: measured runs, benchmark summaries and published rows.
+
+    The output depends only on the input files (no timestamps); CI fails when the committed page
+    is stale. Example: snnbench leaderboard --out results/LEADERBOARD.md
+    """
+    from snnbench.report.leaderboard import build_page
+    from snnbench.report.published import PublishedError
+
+    try:
+        page = build_page(runs_dir=runs, bench_dir=bench, published_dir=published_dir)
+    except PublishedError as err:
+        _fail(str(err))
+    for problem in page.problems:
+        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+    if out is None:
+        sys.stdout.write(page.text)
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page.text, encoding="utf-8")
+    except OSError as err:
+        _fail(f"cannot write {out}: {err.strerror or err}")
+    console.print(f"wrote {out}", highlight=False)
 
 
 @app.command()

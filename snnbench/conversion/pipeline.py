@@ -13,6 +13,7 @@ from snnbench.conversion.calibration import CalibrationRequest, calibrate
 from snnbench.conversion.convert import accuracy_curve, convert, simulate
 from snnbench.data.registry import DataBundle, load_dataset
 from snnbench.models.registry import build_model
+from snnbench.neurobench import neurobench_on_dataset
 from snnbench.runner.cells import Cell, config_hash
 from snnbench.runner.context import ProgressReporter, RunContext
 from snnbench.training.ann import evaluate_ann, train_ann
@@ -134,5 +135,6 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
         "calibrate_s": calibrate_s,
         "evaluate_s": evaluate_s,
         "test_samples": len(bundle.test),
+        "neurobench": neurobench_on_dataset(snn, bundle.test, steps, ctx.device),
         **extra,
     }

@@ -1,0 +1,191 @@
+"""NeuroBench-style metrics of a converted SNN, named as NeuroBench names them.
+
+- ``footprint``: bytes of all parameters and buffers (NeuroBench ``Footprint``);
+- ``parameter_count``: number of parameters;
+- ``connection_sparsity``: share of zero weights in the connection layers (Linear, Conv);
+- ``activation_sparsity``: share of zero outputs of the spiking layers, over all layers, time steps
+  and samples (NeuroBench ``ActivationSparsity``);
+- ``synaptic_operations``: per sample, summed over all time steps (NeuroBench ``SynapticOperations``):
+  ``Effective_ACs`` — nonzero-input × nonzero-weight products of layers whose input is spikes,
+  ``Effective_MACs`` — the same count for layers whose input is not spikes (the image fed at every
+  step, average-pooled spikes), ``Dense`` — every synapse evaluation, as if inputs and weights were
+  all nonzero (zero padding still excluded). Biases are not synaptic operations.
+
+Spikes: NeuroBench treats an input as spikes when every value is 0 or ±1. A converted SNN emits θ·s
+(θ per layer or per channel; on hardware θ folds into the next layer's weights), so an input is
+also spikes when it *is* a spiking layer's output (the same tensor or a view of it, e.g. through
+Flatten). Anything computed from spikes (average pooling, the image) counts as MACs.
+
+The network is the time-folded network of :mod:`snnbench.conversion.convert`: connection layers see
+``[T·B, ...]`` inputs, so counting over one simulation and dividing by ``B`` gives per-sample counts
+over all ``T`` steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+CONNECTION_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass
+class LayerCount:
+    kind: str
+    calls: int = 0
+    effective_acs: float = 0.0
+    effective_macs: float = 0.0
+    dense: float = 0.0
+
+
+@dataclass
+class NeuroBenchResult:
+    footprint: int
+    parameter_count: int
+    connection_sparsity: float
+    activation_sparsity: float
+    effective_macs: float  # per sample
+    effective_acs: float  # per sample
+    dense: float  # per sample
+    samples: int
+    timesteps: int
+    layers: dict[str, LayerCount] = field(default_factory=dict)  # totals over the batch
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record form: NeuroBench's metric names and nesting."""
+        return {
+            "footprint": self.footprint,
+            "parameter_count": self.parameter_count,
+            "connection_sparsity": self.connection_sparsity,
+            "activation_sparsity": self.activation_sparsity,
+            "synaptic_operations": {
+                "Effective_MACs": self.effective_macs,
+                "Effective_ACs": self.effective_acs,
+                "Dense": self.dense,
+            },
+            "samples": self.samples,
+            "timesteps": self.timesteps,
+        }
+
+
+def footprint(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
+def connection_sparsity(model: nn.Module) -> float:
+    zeros = total = 0
+    for module in model.modules():
+        if isinstance(module, CONNECTION_LAYERS):
+            zeros += int((module.weight == 0).sum())
+            total += module.weight.numel()
+    return zeros / total if total else 0.0
+
+
+def is_binary(x: torch.Tensor) -> bool:
+    """NeuroBench's test for a spike tensor: every value is 0, 1 or -1."""
+    return bool(((x == 0) | (x == 1) | (x == -1)).all())
+
+
+def _count(layer: nn.Module, x: torch.Tensor, dense: bool) -> float:
+    """Products of nonzero inputs and nonzero weights (all of them when ``dense``), float64 exact."""
+    x64 = torch.ones_like(x, dtype=torch.float64) if dense else (x != 0).to(torch.float64)
+    w64 = torch.ones_like(layer.weight, dtype=torch.float64) if dense else (layer.weight != 0).to(torch.float64)
+    if isinstance(layer, nn.Linear):
+        # Σ_out Σ_in x_in·w_out,in = Σ_in (Σ_rows x_in)·(Σ_out w_out,in): no [rows, out] product needed.
+        return float(x64.reshape(-1, x64.shape[-1]).sum(0) @ w64.sum(0))
+    return float(layer._conv_forward(x64, w64, None).sum())
+
+
+def neurobench_result(
+    snn: nn.Module,
+    x_batch: torch.Tensor,
+    steps: int,
+    *,
+    run: Optional[Callable[[nn.Module, torch.Tensor, int], Any]] = None,
+    spiking_types: Optional[tuple[type, ...]] = None,
+) -> NeuroBenchResult:
+    """Simulate ``x_batch`` (``[B, ...]``, fed at every step) for ``steps`` and count everything."""
+    if run is None or spiking_types is None:
+        from snnbench.conversion.convert import SpikingLayer, simulate
+
+        run = run or simulate
+        spiking_types = spiking_types or (SpikingLayer,)
+    layers: dict[str, LayerCount] = {}
+    dense_cache: dict[tuple, float] = {}  # dense counts depend only on the layer and input shape
+    # Spiking outputs of the forward pass in progress, by storage address; holding the tensors
+    # keeps an address from being reused by a non-spike tensor before the pass ends.
+    live_spikes: dict[int, torch.Tensor] = {}
+    activity = {"zeros": 0, "total": 0}
+    handles = []
+
+    def connection_hook(name: str):
+        def hook(module: nn.Module, args: tuple, _output: Any) -> None:
+            x = args[0]
+            count = layers.setdefault(name, LayerCount(type(module).__name__))
+            count.calls += 1
+            ops = _count(module, x, dense=False)
+            if x.untyped_storage().data_ptr() in live_spikes or is_binary(x):
+                count.effective_acs += ops
+            else:
+                count.effective_macs += ops
+            shape_key = (name, tuple(x.shape))
+            if shape_key not in dense_cache:
+                dense_cache[shape_key] = _count(module, x, dense=True)
+            count.dense += dense_cache[shape_key]
+
+        return hook
+
+    def spiking_hook(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        activity["zeros"] += int((output == 0).sum())
+        activity["total"] += output.numel()
+        live_spikes[output.untyped_storage().data_ptr()] = output
+
+    def end_of_pass(*_: Any) -> None:
+        live_spikes.clear()
+
+    for name, module in snn.named_modules():
+        if isinstance(module, CONNECTION_LAYERS):
+            handles.append(module.register_forward_hook(connection_hook(name)))
+        elif isinstance(module, spiking_types):
+            handles.append(module.register_forward_hook(spiking_hook))
+    handles.append(snn.register_forward_hook(end_of_pass))
+    try:
+        with torch.no_grad():
+            run(snn, x_batch, steps)
+    finally:
+        for h in handles:
+            h.remove()
+    batch = max(int(x_batch.shape[0]), 1)
+    return NeuroBenchResult(
+        footprint=footprint(snn),
+        parameter_count=sum(p.numel() for p in snn.parameters()),
+        connection_sparsity=connection_sparsity(snn),
+        activation_sparsity=activity["zeros"] / activity["total"] if activity["total"] else 0.0,
+        effective_macs=sum(c.effective_macs for c in layers.values()) / batch,
+        effective_acs=sum(c.effective_acs for c in layers.values()) / batch,
+        dense=sum(c.dense for c in layers.values()) / batch,
+        samples=batch,
+        timesteps=int(steps),
+        layers=layers,
+    )
+
+
+def neurobench_metrics(snn: nn.Module, x_batch: torch.Tensor, steps: int, **kwargs: Any) -> dict[str, Any]:
+    """NeuroBench-named metrics of ``snn`` on ``x_batch`` over ``steps`` (plain JSON types)."""
+    return neurobench_result(snn, x_batch, steps, **kwargs).as_dict()
+
+
+def neurobench_on_dataset(
+    snn: nn.Module,
+    dataset: Any,
+    steps: int,
+    device: torch.device | str = "cpu",
+    samples: int = 128,
+) -> dict[str, Any]:
+    """:func:`neurobench_metrics` on the first ``samples`` items of a ``(x, y)`` dataset."""
+    n = min(samples, len(dataset))
+    x = torch.stack([dataset[i][0] for i in range(n)]).to(device)
+    return neurobench_metrics(snn, x, steps)

@@ -1,0 +1,117 @@
+"""Published numbers (``results/published/*.yaml``) as leaderboard rows marked "published".
+
+Each YAML file quotes one source. ``rows`` use the metric names of snnbench records (``ann_acc``,
+``snn_acc: {T: acc}``, ``test_acc``, ``bwd_speedup`` ...), so they flow through the same table and
+plot code as measured records; ``bench_rows`` are kernel timings; ``claims`` and ``setup`` are text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+ROW_FIELDS = ("dataset", "model", "method")
+
+
+class PublishedError(ValueError):
+    """A published-results file that cannot be used; the message names the file and the row."""
+
+
+@dataclass
+class PublishedSource:
+    id: str
+    source: str
+    url: str
+    path: Path
+    notes: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # record-shaped, see _as_record
+    bench_rows: list[dict[str, Any]] = field(default_factory=list)
+    claims: list[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
+
+
+def default_published_dir() -> Path:
+    """``results/published`` of the working directory, else of the source checkout."""
+    here = Path("results/published")
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[2] / "results" / "published"
+
+
+def _stringify_keys(value: Any) -> Any:
+    # YAML reads `{4: 49.94}` with int keys; records use string keys ("4") as JSON does.
+    if isinstance(value, dict):
+        return {str(k): _stringify_keys(v) for k, v in value.items()}
+    return value
+
+
+def _as_record(row: dict[str, Any], source: "PublishedSource", index: int) -> dict[str, Any]:
+    where = f"{source.path}: rows[{index}]"
+    if not isinstance(row, dict):
+        raise PublishedError(f"{where}: expected a mapping, got {type(row).__name__}")
+    missing = [f for f in ROW_FIELDS if not row.get(f)]
+    if missing:
+        raise PublishedError(f"{where}: missing {', '.join(missing)}")
+    metrics = row.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise PublishedError(f"{where}: 'metrics' must be a non-empty mapping")
+    return {
+        "key": f"published/{source.id}/{index}",
+        "dataset": str(row["dataset"]),
+        "model": str(row["model"]),
+        "method": str(row["method"]),
+        "seed": None,
+        "metrics": _stringify_keys(metrics),
+        "variant": str(row.get("variant") or ""),
+        "label": str(row.get("label") or row["method"]),
+        "source": "published",
+        "citation": source.id,
+    }
+
+
+def load_source(path: Path) -> PublishedSource:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise PublishedError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise PublishedError(f"{path}: expected a mapping at the top level")
+    for required in ("id", "source"):
+        if not data.get(required):
+            raise PublishedError(f"{path}: missing '{required}'")
+    source = PublishedSource(
+        id=str(data["id"]),
+        source=str(data["source"]),
+        url=str(data.get("url") or ""),
+        path=path,
+        notes=[str(n) for n in data.get("notes") or []],
+        claims=[str(c) for c in data.get("claims") or []],
+        setup=[str(s) for s in data.get("setup") or []],
+    )
+    source.rows = [_as_record(r, source, i) for i, r in enumerate(data.get("rows") or [])]
+    for i, row in enumerate(data.get("bench_rows") or []):
+        if not isinstance(row, dict):
+            raise PublishedError(f"{path}: bench_rows[{i}]: expected a mapping")
+        source.bench_rows.append(dict(row))
+    return source
+
+
+def load_published(folder: Optional[Path] = None) -> list[PublishedSource]:
+    """Every ``*.yaml`` source in ``folder`` (sorted by file name, so output order is stable)."""
+    folder = Path(folder) if folder is not None else default_published_dir()
+    if not folder.is_dir():
+        return []
+    sources = [load_source(p) for p in sorted(folder.glob("*.yaml"))]
+    seen: dict[str, Path] = {}
+    for s in sources:
+        if s.id in seen:
+            raise PublishedError(f"{s.path}: id {s.id!r} is already used by {seen[s.id]}")
+        seen[s.id] = s.path
+    return sources
+
+
+def published_records(sources: list[PublishedSource]) -> list[dict[str, Any]]:
+    return [row for s in sources for row in s.rows]
