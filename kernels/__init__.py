@@ -8,3 +8,12 @@ same semantics (the test oracle and the CPU path). Nothing here imports the rest
 from .neuron import multistep_if, multistep_lif  # noqa: E402,F401
 
 from .ftbc import ftbc_stats_bytes, ftbc_stats_forward, ftbc_stats_reference  # noqa: E402,F401
+
+from .sparse_backward import (  # noqa: E402,F401
+    ActiveSet,
+    SparseLIFStackFunction,
+    SpikeRule,
+    lif_record_forward,
+    sparse_input_grad,
+    sparse_weight_grad,
+)

@@ -1,0 +1,850 @@
+"""Sparse backward of SparseProp-style LIF layers: active-entry recording, sparse dW and sparse dx.
+
+One layer (DESIGN §5), time-major, θ = 1, no bias, no recurrence::
+
+    I   = x @ W                                  # [T, B, H], a dense matmul (torch)
+    u_t = β·u_{t-1} + I_t − s_{t-1}              # u_{-1} = s_{-1} = 0
+    s_t = H(u_t − θ)                             # spike when u_t > θ (strict, as in SparseProp)
+    tr_t = β·tr_{t-1} + x_t                      # input trace, per input, [T, B, N_in]
+
+The reset path is not differentiated, so every u_t is linear in W with ∂u_t/∂W_ij = tr_{t,i}, and with
+δ = g·∂L/∂s (g: the spike-derivative estimate; zero outside the active set)::
+
+    ∂L/∂W_ij         = Σ_{(b,t,j) active} δ_{b,t,j} · tr_{b,t,i}
+    ∂L/∂x_{b,τ,i}    = Σ_j W_ij Σ_{t ≥ τ} β^{t-τ} δ_{b,t,j}       (needed only where the previous layer
+                                                                  is active: elsewhere its g is 0)
+
+Active sets (``rule``):
+- ``sparseprop``: |u − θ| < b_th, g = 1/(k·|u − θ| + 1)² (fast sigmoid, k = ``width``);
+- ``localzo``: g = (1/q) Σ_k |z_k|/(2δ) · 1[|u − θ| < δ|z_k|] ≠ 0, z_k i.i.d. from ``distribution``
+  (normal; uniform on [-√3, √3]; Laplace with scale 1/√2). The Triton path draws z from Philox with
+  (seed, element·q + k) and never stores it; the reference draws z from a torch Generator seeded with
+  ``seed`` (a different stream: compare both backends on the same recorded entries, or statistically).
+
+Recording (forward, two launches of one scan kernel, no racy counter): pass 1 runs the scan, writes
+the spikes and counts the active entries of each (b, j); a torch cumsum turns the counts into
+offsets; pass 2 re-runs the scan (cheaper than storing u) and writes every active entry at
+offset + running count. Entries are stored grouped by neuron, order (j, b, t) — the order the weight
+gradient wants — plus a permutation to order (b, j, t), grouped by batch element, for the input
+gradient. Both orders are exact functions of the active set, so the result is deterministic.
+
+Backward kernels:
+- weight gradient: one program per (block of inputs, neuron j) walks j's entries and sums
+  δ·tr[b, t, i-block]: no atomics, fixed order. Programs are numbered so that all neurons of one
+  input block run together and the trace columns they read stay in L2.
+- input gradient: one program per block of the previous layer's entries (grouped by batch element)
+  pairs them with this layer's entries of the same batch element (t ≥ τ) and sums
+  W[i, j]·β^{t−τ}·δ. Work is (previous entries) × (this layer's entries per batch element).
+
+No dense [T, B, H] gradient is ever allocated: memory and time grow with the number of entries. Only
+the forward's own outputs (spikes) and the input trace are dense.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, ContextManager, Literal, Optional, Sequence
+
+import torch
+import triton
+import triton.language as tl
+
+Rule = Literal["sparseprop", "localzo"]
+Distribution = Literal["normal", "uniform", "laplace"]
+Backend = Literal["auto", "triton", "torch"]
+
+RULES = ("sparseprop", "localzo")
+DISTRIBUTIONS = ("normal", "uniform", "laplace")
+_DIST_CODE = {"normal": 0, "uniform": 1, "laplace": 2}
+_SQRT3 = math.sqrt(3.0)
+_LAPLACE_SCALE = 1.0 / math.sqrt(2.0)
+# E|z| for one draw: the B_th that gives SparseProp the active band of a LocalZO run (DESIGN §5).
+MEAN_ABS_Z = {"normal": math.sqrt(2.0 / math.pi), "uniform": _SQRT3 / 2.0, "laplace": _LAPLACE_SCALE}
+
+
+def layer_seed(seed: int, layer: int) -> int:
+    """The LocalZO seed of hidden layer ``layer`` in a step seeded ``seed`` (shared by the dense twin)."""
+    return (int(seed) * 1_000_003 + int(layer) * 7919) % (2**31 - 1)
+
+
+def matched_b_th(delta: float, distribution: str = "normal") -> float:
+    """SparseProp's band B_th = δ·E|z| that matches a LocalZO run with q = 1."""
+    return delta * MEAN_ABS_Z[distribution]
+
+
+@dataclass(frozen=True)
+class SpikeRule:
+    """How a layer picks its active entries and their g. Plain data: travels through autograd."""
+
+    rule: Rule = "localzo"
+    theta: float = 1.0
+    # sparseprop
+    b_th: float = 0.04
+    width: float = 100.0
+    # localzo
+    delta: float = 0.05
+    q: int = 1
+    distribution: Distribution = "normal"
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {self.distribution!r}")
+        for name in ("b_th", "width", "delta"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not math.isfinite(self.theta):
+            raise ValueError(f"theta must be finite, got {self.theta!r}")
+        if int(self.q) != self.q or self.q < 1:
+            raise ValueError(f"q must be a positive integer, got {self.q!r}")
+
+
+@dataclass
+class ActiveSet:
+    """The active entries of one layer of shape (T, B, H).
+
+    ``index``: int32 flat time-major index t·B·H + b·H + j, grouped by neuron, order (j, b, t);
+    ``g``: float32 spike-derivative estimate of each entry; ``col_ptr``: int32 [H + 1], neuron j's
+    entries are ``index[col_ptr[j]:col_ptr[j+1]]``; ``by_batch``: int32 positions into ``index`` in
+    order (b, j, t); ``batch_ptr``: int32 [B + 1] segment starts of ``by_batch`` per batch element.
+    """
+
+    index: torch.Tensor
+    g: torch.Tensor
+    col_ptr: torch.Tensor
+    by_batch: torch.Tensor
+    batch_ptr: torch.Tensor
+    shape: tuple[int, int, int]
+
+    def __len__(self) -> int:
+        return int(self.index.numel())
+
+    @property
+    def fraction(self) -> float:
+        T, B, H = self.shape
+        return len(self) / max(1, T * B * H)
+
+    def decode(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(t, b, j) of every entry, int64, in ``index`` order."""
+        T, B, H = self.shape
+        e = self.index.long()
+        return e // (B * H), (e // H) % B, e % H
+
+    def dense(self, values: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Scatter ``values`` (default g) into a dense [T, B, H] tensor: for tests and the dense twin."""
+        T, B, H = self.shape
+        out = torch.zeros(T * B * H, dtype=torch.float32, device=self.index.device)
+        out[self.index.long()] = self.g if values is None else values
+        return out.view(T, B, H)
+
+
+# ---------------------------------------------------------------------------------------------
+# Triton kernels
+
+
+@triton.jit
+def _input_trace_kernel(x_ptr, tr_ptr, T, N, beta, BLOCK: tl.constexpr):
+    # One program owns BLOCK columns of the flattened (B, N_in) plane for all T steps.
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    tr = tl.zeros([BLOCK], dtype=tl.float32)
+    for t in range(T):
+        x = tl.load(x_ptr + t * N + offs, mask=mask, other=0.0).to(tl.float32)
+        tr = beta * tr + x
+        tl.store(tr_ptr + t * N + offs, tr, mask=mask)
+
+
+@triton.jit
+def _abs_z(seed, rng_offs, DIST: tl.constexpr):
+    if DIST == 0:
+        z = tl.abs(tl.randn(seed, rng_offs))
+    elif DIST == 1:
+        z = tl.abs(tl.rand(seed, rng_offs) * 2.0 - 1.0) * 1.7320508075688772
+    else:
+        # |Laplace(0, 1/√2)| is exponential with mean 1/√2; 1 - r lies in (0, 1], so log is finite.
+        z = -tl.log(1.0 - tl.rand(seed, rng_offs)) * 0.7071067811865476
+    return z
+
+
+@triton.jit(do_not_specialize=["seed"])  # a new seed every step must not trigger a new compile
+def _lif_record_kernel(
+    cur_ptr,
+    spike_ptr,
+    count_ptr,
+    off_col_ptr,
+    off_batch_ptr,
+    index_ptr,
+    g_ptr,
+    by_batch_ptr,
+    dense_g_ptr,
+    T,
+    B,
+    H,
+    beta,
+    theta,
+    b_th,
+    width,
+    delta,
+    seed,
+    WRITE: tl.constexpr,
+    DENSE_G: tl.constexpr,
+    LOCALZO: tl.constexpr,
+    DIST: tl.constexpr,
+    Q: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_J: tl.constexpr,
+):
+    # One program owns a BLOCK_B × BLOCK_J tile of (batch, neuron) for all T steps: u, s and the
+    # per-(b, j) running count live in registers. Pass 1 (WRITE=False) stores spikes and counts;
+    # pass 2 (WRITE=True) re-runs the identical scan and writes entries at offset + running count.
+    b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    j = tl.program_id(1) * BLOCK_J + tl.arange(0, BLOCK_J)
+    mask = (b < B)[:, None] & (j < H)[None, :]
+    bj = b[:, None] * H + j[None, :]
+    plane = B * H
+    u = tl.zeros([BLOCK_B, BLOCK_J], dtype=tl.float32)
+    s = tl.zeros([BLOCK_B, BLOCK_J], dtype=tl.float32)
+    count = tl.zeros([BLOCK_B, BLOCK_J], dtype=tl.int32)
+    if WRITE:
+        off_col = tl.load(off_col_ptr + j[None, :] * B + b[:, None], mask=mask, other=0)
+        off_batch = tl.load(off_batch_ptr + bj, mask=mask, other=0)
+    for t in range(T):
+        flat = t * plane + bj
+        cur = tl.load(cur_ptr + flat, mask=mask, other=0.0).to(tl.float32)
+        u = beta * u + cur - s
+        s = tl.where(u > theta, 1.0, 0.0)
+        d = tl.abs(u - theta)
+        if LOCALZO:
+            g = tl.zeros([BLOCK_B, BLOCK_J], dtype=tl.float32)
+            for k in tl.static_range(Q):
+                z = _abs_z(seed, flat * Q + k, DIST)
+                g += tl.where(d < delta * z, z, 0.0)
+            g = g / (2.0 * delta * Q)
+            active = (g > 0.0) & mask
+        else:
+            r = width * d + 1.0
+            g = 1.0 / (r * r)
+            active = (d < b_th) & mask
+        g = tl.where(active, g, 0.0)
+        if WRITE:
+            pos = off_col + count
+            tl.store(index_ptr + pos, flat, mask=active)
+            tl.store(g_ptr + pos, g, mask=active)
+            tl.store(by_batch_ptr + off_batch + count, pos, mask=active)
+        else:
+            tl.store(spike_ptr + flat, s, mask=mask)
+            if DENSE_G:
+                tl.store(dense_g_ptr + flat, g, mask=mask)
+        count += active.to(tl.int32)
+    if not WRITE:
+        tl.store(count_ptr + bj, count, mask=mask)
+
+
+@triton.jit
+def _sparse_weight_grad_kernel(
+    tr_ptr,
+    index_ptr,
+    delta_ptr,
+    col_ptr,
+    dwt_ptr,
+    H,
+    N_in,
+    BLOCK_I: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    # pid = i_block·H + j: consecutive programs share the input block, so the trace columns they
+    # gather stay hot in L2 while every neuron of that block is processed.
+    pid = tl.program_id(0)
+    j = pid % H
+    i_block = pid // H
+    offs_i = i_block * BLOCK_I + tl.arange(0, BLOCK_I)
+    mask_i = offs_i < N_in
+    start = tl.load(col_ptr + j)
+    end = tl.load(col_ptr + j + 1)
+    acc = tl.zeros([BLOCK_I], dtype=tl.float32)
+    for k0 in range(start, end, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        mask_k = ks < end
+        e = tl.load(index_ptr + ks, mask=mask_k, other=0)
+        d = tl.load(delta_ptr + ks, mask=mask_k, other=0.0)
+        row = (e // H).to(tl.int64)  # (t·B + b): the trace row of this entry
+        tile = tl.load(
+            tr_ptr + row[:, None] * N_in + offs_i[None, :],
+            mask=mask_k[:, None] & mask_i[None, :],
+            other=0.0,
+        )
+        acc += tl.sum(tile * d[:, None], axis=0)
+    tl.store(dwt_ptr + j.to(tl.int64) * N_in + offs_i, acc, mask=mask_i)
+
+
+@triton.jit(do_not_specialize=["n"])
+def _pack_by_batch_kernel(
+    index_ptr, by_batch_ptr, delta_ptr, t_out, j_out, b_out, delta_out, n, B, H, BLOCK: tl.constexpr
+):
+    # This layer's entries in (b, j, t) order, decoded once so the pairing loop reads them contiguously.
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    pos = tl.load(by_batch_ptr + offs, mask=mask, other=0)
+    e = tl.load(index_ptr + pos, mask=mask, other=0)
+    d = tl.load(delta_ptr + pos, mask=mask, other=0.0)
+    plane = B * H
+    t = e // plane
+    rem = e - t * plane
+    b = rem // H
+    tl.store(t_out + offs, t, mask=mask)
+    tl.store(j_out + offs, rem - b * H, mask=mask)
+    tl.store(b_out + offs, b, mask=mask)
+    tl.store(delta_out + offs, d, mask=mask)
+
+
+@triton.jit(do_not_specialize=["n_prev"])  # entry counts change every step
+def _sparse_input_grad_kernel(
+    prev_index_ptr,
+    prev_by_batch_ptr,
+    n_prev,
+    H_prev,
+    q_t_ptr,
+    q_j_ptr,
+    q_b_ptr,
+    q_delta_ptr,
+    batch_ptr,
+    w_ptr,
+    out_ptr,
+    B,
+    H,
+    log2_beta,
+    BLOCK_P: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
+):
+    # A block of the previous layer's entries, consecutive in (b, i, τ) order, so they span one or
+    # two batch elements; they are paired with this layer's entries of those batch elements.
+    ps = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    mask_p = ps < n_prev
+    pos = tl.load(prev_by_batch_ptr + ps, mask=mask_p, other=0)
+    e = tl.load(prev_index_ptr + pos, mask=mask_p, other=0)
+    plane = B * H_prev
+    tau = e // plane
+    rem = e - tau * plane
+    b = rem // H_prev
+    i = rem - b * H_prev
+    b_lo = tl.min(tl.where(mask_p, b, B), axis=0)
+    b_hi = tl.max(tl.where(mask_p, b, -1), axis=0)
+    q_start = tl.load(batch_ptr + b_lo)
+    q_end = tl.load(batch_ptr + b_hi + 1)
+    w_rows = w_ptr + i.to(tl.int64)[:, None] * H
+    acc = tl.zeros([BLOCK_P], dtype=tl.float32)
+    for q0 in range(q_start, q_end, BLOCK_Q):
+        qs = q0 + tl.arange(0, BLOCK_Q)
+        mask_q = qs < q_end
+        tq = tl.load(q_t_ptr + qs, mask=mask_q, other=0)
+        jq = tl.load(q_j_ptr + qs, mask=mask_q, other=0)
+        bq = tl.load(q_b_ptr + qs, mask=mask_q, other=-1)
+        dq = tl.load(q_delta_ptr + qs, mask=mask_q, other=0.0)
+        lag = tq[None, :] - tau[:, None]
+        valid = mask_p[:, None] & mask_q[None, :] & (bq[None, :] == b[:, None]) & (lag >= 0)
+        w = tl.load(w_rows + jq[None, :], mask=valid, other=0.0)
+        decay = tl.exp2(tl.where(valid, lag, 0).to(tl.float32) * log2_beta)
+        acc += tl.sum(tl.where(valid, w * decay * dq[None, :], 0.0), axis=1)
+    tl.store(out_ptr + pos, acc, mask=mask_p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks and backend choice
+
+
+def _use_triton(backend: str, *tensors: torch.Tensor) -> bool:
+    if backend not in ("auto", "triton", "torch"):
+        raise ValueError(f"backend must be 'auto', 'triton' or 'torch', got {backend!r}")
+    if backend == "auto":
+        return all(t.is_cuda for t in tensors)
+    return backend == "triton"
+
+
+def _check_tensor(name: str, t: torch.Tensor, ndim: int, finite: bool = True) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(t.shape)}")
+    if t.dtype != torch.float32:
+        raise ValueError(f"{name} must be float32, got {t.dtype}")
+    if finite and t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} holds non-finite values")
+
+
+def _check_same_device(**tensors: torch.Tensor) -> None:
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        raise ValueError(f"tensors must share one device, got {devices}")
+
+
+def _check_beta(beta: float) -> float:
+    beta = float(beta)
+    if not (0.0 < beta <= 1.0):
+        raise ValueError(f"beta must be in (0, 1], got {beta!r}")
+    return beta
+
+
+def _check_index_range(numel: int, q: int = 1) -> None:
+    if numel * q >= 2**31:
+        raise ValueError(f"T·B·H·q = {numel * q} does not fit the int32 entry index")
+
+
+# ---------------------------------------------------------------------------------------------
+# Host functions: forward
+
+
+def input_trace(x: torch.Tensor, beta: float, backend: Backend = "auto") -> torch.Tensor:
+    """``tr_t = β·tr_{t-1} + x_t`` for ``x[T, B, N]`` (float32)."""
+    _check_tensor("x", x, 3)
+    beta = _check_beta(beta)
+    if not _use_triton(backend, x):
+        return reference_input_trace(x, beta)
+    x = x.contiguous()
+    T = x.shape[0]
+    N = x[0].numel()
+    tr = torch.empty_like(x)
+    if x.numel():
+        BLOCK = 256
+        _input_trace_kernel[(triton.cdiv(N, BLOCK),)](x, tr, T, N, beta, BLOCK=BLOCK)
+    return tr
+
+
+def _offsets(count_bj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Exclusive prefix sums of the per-(b, j) counts in both entry orders."""
+    B, H = count_bj.shape
+    flat_col = count_bj.t().reshape(-1)  # order (j, b)
+    off_col = (torch.cumsum(flat_col, 0) - flat_col).to(torch.int32)
+    flat_batch = count_bj.reshape(-1)  # order (b, j)
+    off_batch = (torch.cumsum(flat_batch, 0) - flat_batch).to(torch.int32)
+    total = int(flat_batch.sum().item())
+    device = count_bj.device
+    end = torch.tensor([total], dtype=torch.int32, device=device)
+    col_ptr = torch.cat([off_col.view(H, B)[:, 0], end]) if B else torch.zeros(H + 1, dtype=torch.int32, device=device)
+    batch_ptr = torch.cat([off_batch.view(B, H)[:, 0], end]) if H else torch.zeros(B + 1, dtype=torch.int32, device=device)
+    return off_col, off_batch, col_ptr.to(torch.int32), batch_ptr.to(torch.int32), total
+
+
+def lif_record_forward(
+    current: torch.Tensor,
+    beta: float,
+    rule: SpikeRule,
+    seed: int = 0,
+    backend: Backend = "auto",
+    dense_g: bool = False,
+) -> tuple[torch.Tensor, ActiveSet, Optional[torch.Tensor]]:
+    """Run the LIF scan over ``current[T, B, H]``; return spikes, the active set and (optionally) dense g.
+
+    ``dense_g=True`` also returns g as a dense [T, B, H] tensor, for the dense twin of the sparse path.
+    """
+    _check_tensor("current", current, 3)
+    beta = _check_beta(beta)
+    if not isinstance(rule, SpikeRule):
+        raise ValueError(f"rule must be a SpikeRule, got {type(rule).__name__}")
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_index_range(current.numel(), rule.q)
+    if not _use_triton(backend, current):
+        return reference_lif_record_forward(current, beta, rule, seed, dense_g)
+
+    current = current.contiguous()
+    T, B, H = current.shape
+    device = current.device
+    spikes = torch.empty_like(current)
+    count = torch.empty((B, H), dtype=torch.int32, device=device)
+    g_dense = torch.empty_like(current) if dense_g else spikes  # placeholder pointer when unused
+    BLOCK_B, BLOCK_J = 16, 64
+    grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(H, BLOCK_J))
+    common = dict(
+        LOCALZO=rule.rule == "localzo",
+        DIST=_DIST_CODE[rule.distribution],
+        Q=int(rule.q),
+        BLOCK_B=BLOCK_B,
+        BLOCK_J=BLOCK_J,
+    )
+    scalars = (T, B, H, beta, float(rule.theta), float(rule.b_th), float(rule.width), float(rule.delta), int(seed))
+    dummy_i32 = count
+    if current.numel():
+        _lif_record_kernel[grid](
+            current, spikes, count, dummy_i32, dummy_i32, dummy_i32, spikes, dummy_i32, g_dense,
+            *scalars, WRITE=False, DENSE_G=dense_g, **common,
+        )
+    else:
+        count.zero_()
+    off_col, off_batch, col_ptr, batch_ptr, total = _offsets(count)
+    index = torch.empty(total, dtype=torch.int32, device=device)
+    g = torch.empty(total, dtype=torch.float32, device=device)
+    by_batch = torch.empty(total, dtype=torch.int32, device=device)
+    if total:
+        _lif_record_kernel[grid](
+            current, spikes, count, off_col, off_batch, index, g, by_batch, g_dense,
+            *scalars, WRITE=True, DENSE_G=False, **common,
+        )
+    active = ActiveSet(index, g, col_ptr, by_batch, batch_ptr, (T, B, H))
+    return spikes, active, (g_dense if dense_g else None)
+
+
+def lif_forward(current: torch.Tensor, beta: float, theta: float = 1.0, backend: Backend = "auto") -> torch.Tensor:
+    """Spikes only (evaluation): pass 1 of the scan without recording."""
+    _check_tensor("current", current, 3)
+    beta = _check_beta(beta)
+    if not _use_triton(backend, current):
+        return reference_lif_scan(current, beta, theta)[1]
+    current = current.contiguous()
+    T, B, H = current.shape
+    spikes = torch.empty_like(current)
+    if current.numel():
+        count = torch.empty((B, H), dtype=torch.int32, device=current.device)
+        BLOCK_B, BLOCK_J = 16, 64
+        grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(H, BLOCK_J))
+        _lif_record_kernel[grid](
+            current, spikes, count, count, count, count, spikes, count, spikes,
+            T, B, H, beta, float(theta), 1.0, 1.0, 1.0, 0,
+            WRITE=False, DENSE_G=False, LOCALZO=False, DIST=0, Q=1, BLOCK_B=BLOCK_B, BLOCK_J=BLOCK_J,
+        )
+    return spikes
+
+
+# ---------------------------------------------------------------------------------------------
+# Host functions: backward
+
+
+def _check_active(name: str, active: ActiveSet) -> None:
+    if not isinstance(active, ActiveSet):
+        raise ValueError(f"{name} must be an ActiveSet, got {type(active).__name__}")
+
+
+def _check_delta(delta: torch.Tensor, active: ActiveSet) -> None:
+    if not isinstance(delta, torch.Tensor) or delta.dim() != 1 or delta.numel() != len(active):
+        raise ValueError(
+            f"delta must be a 1-d tensor with one value per active entry ({len(active)}), "
+            f"got {tuple(delta.shape) if isinstance(delta, torch.Tensor) else type(delta).__name__}"
+        )
+    if delta.dtype != torch.float32:
+        raise ValueError(f"delta must be float32, got {delta.dtype}")
+
+
+def sparse_weight_grad(
+    trace: torch.Tensor, active: ActiveSet, delta: torch.Tensor, backend: Backend = "auto"
+) -> torch.Tensor:
+    """``dW[N_in, H] = Σ_{active (b,t,j)} δ · tr[t, b, :]`` with δ given per entry (``index`` order)."""
+    _check_tensor("trace", trace, 3, finite=False)
+    _check_active("active", active)
+    _check_delta(delta, active)
+    T, B, H = active.shape
+    if trace.shape[:2] != (T, B):
+        raise ValueError(f"trace must be [T={T}, B={B}, N_in], got shape {tuple(trace.shape)}")
+    _check_same_device(trace=trace, index=active.index, delta=delta)
+    if not _use_triton(backend, trace, delta):
+        return reference_sparse_weight_grad(trace, active, delta)
+    N_in = trace.shape[2]
+    dwt = torch.empty((H, N_in), dtype=torch.float32, device=trace.device)
+    if len(active) == 0 or N_in == 0:
+        dwt.zero_()
+        return dwt.t()
+    trace = trace.contiguous()
+    BLOCK_I = min(256, max(16, triton.next_power_of_2(N_in)))
+    grid = (triton.cdiv(N_in, BLOCK_I) * H,)
+    _sparse_weight_grad_kernel[grid](
+        trace, active.index, delta.contiguous(), active.col_ptr, dwt, H, N_in, BLOCK_I=BLOCK_I, BLOCK_K=32
+    )
+    return dwt.t()
+
+
+def sparse_input_grad(
+    weight: torch.Tensor,
+    active: ActiveSet,
+    delta: torch.Tensor,
+    prev: ActiveSet,
+    beta: float,
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """∂L/∂x at the previous layer's active entries (one value per entry of ``prev``, its ``index`` order).
+
+    ``weight[N_prev, H]`` maps the previous layer's spikes to this layer's currents; ``delta`` holds
+    δ = g·∂L/∂s per entry of ``active`` (this layer).
+    """
+    _check_tensor("weight", weight, 2, finite=False)
+    _check_active("active", active)
+    _check_active("prev", prev)
+    _check_delta(delta, active)
+    beta = _check_beta(beta)
+    T, B, H = active.shape
+    Tp, Bp, H_prev = prev.shape
+    if (Tp, Bp) != (T, B):
+        raise ValueError(f"prev must have T={T}, B={B}, got shape {prev.shape}")
+    if tuple(weight.shape) != (H_prev, H):
+        raise ValueError(f"weight must be [{H_prev}, {H}], got shape {tuple(weight.shape)}")
+    _check_same_device(weight=weight, index=active.index, prev_index=prev.index, delta=delta)
+    if not _use_triton(backend, weight, delta):
+        return reference_sparse_input_grad(weight, active, delta, prev, beta)
+    out = torch.zeros(len(prev), dtype=torch.float32, device=weight.device)
+    n_prev, n_cur = len(prev), len(active)
+    if n_prev == 0 or n_cur == 0:
+        return out
+    device = weight.device
+    q_t = torch.empty(n_cur, dtype=torch.int32, device=device)
+    q_j = torch.empty_like(q_t)
+    q_b = torch.empty_like(q_t)
+    q_delta = torch.empty(n_cur, dtype=torch.float32, device=device)
+    BLOCK = 1024
+    _pack_by_batch_kernel[(triton.cdiv(n_cur, BLOCK),)](
+        active.index, active.by_batch, delta.contiguous(), q_t, q_j, q_b, q_delta, n_cur, B, H, BLOCK=BLOCK
+    )
+    BLOCK_P, BLOCK_Q = 32, 64
+    _sparse_input_grad_kernel[(triton.cdiv(n_prev, BLOCK_P),)](
+        prev.index, prev.by_batch, n_prev, H_prev,
+        q_t, q_j, q_b, q_delta, active.batch_ptr,
+        weight.contiguous(), out, B, H, math.log2(beta),
+        BLOCK_P=BLOCK_P, BLOCK_Q=BLOCK_Q,
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch reference: the same math, the test oracle and the CPU path
+
+
+def reference_input_trace(x: torch.Tensor, beta: float) -> torch.Tensor:
+    tr = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    acc = torch.zeros(x.shape[1:], dtype=torch.float32, device=x.device)
+    for t in range(x.shape[0]):
+        acc = beta * acc + x[t].float()
+        tr[t] = acc
+    return tr
+
+
+def reference_abs_z(shape: Sequence[int], distribution: str, generator: torch.Generator, device) -> torch.Tensor:
+    """|z| for i.i.d. z from the LocalZO distribution (torch's own random stream)."""
+    if distribution == "normal":
+        return torch.randn(shape, generator=generator, device=device).abs()
+    r = torch.rand(shape, generator=generator, device=device)
+    if distribution == "uniform":
+        return (2.0 * r - 1.0).abs() * _SQRT3
+    return -torch.log1p(-r) * _LAPLACE_SCALE
+
+
+def reference_spike_g(u_minus_theta: torch.Tensor, rule: SpikeRule, seed: int = 0) -> torch.Tensor:
+    """Dense g for every element of ``u − θ`` (zero outside the active set)."""
+    d = u_minus_theta.abs()
+    if rule.rule == "sparseprop":
+        g = 1.0 / (rule.width * d + 1.0) ** 2
+        return torch.where(d < rule.b_th, g, torch.zeros_like(g))
+    gen = torch.Generator(device=d.device)
+    gen.manual_seed(int(seed))
+    z = reference_abs_z((rule.q, *d.shape), rule.distribution, gen, d.device)
+    g = torch.where(d.unsqueeze(0) < rule.delta * z, z, torch.zeros_like(z)).sum(0)
+    return g / (2.0 * rule.delta * rule.q)
+
+
+def reference_lif_scan(current: torch.Tensor, beta: float, theta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Membrane ``u`` and spikes ``s`` of the LIF layer (no gradient)."""
+    T = current.shape[0]
+    u_all = torch.empty_like(current, dtype=torch.float32)
+    spikes = torch.empty_like(u_all)
+    u = torch.zeros(current.shape[1:], dtype=torch.float32, device=current.device)
+    s = torch.zeros_like(u)
+    for t in range(T):
+        u = beta * u + current[t] - s
+        s = (u > theta).float()
+        u_all[t] = u
+        spikes[t] = s
+    return u_all, spikes
+
+
+def active_set_from_dense(g: torch.Tensor) -> ActiveSet:
+    """The ActiveSet of the nonzero entries of a dense ``g[T, B, H]``, in the canonical orders."""
+    T, B, H = g.shape
+    device = g.device
+    _check_index_range(g.numel())
+    mask = g != 0
+    count_bj = mask.sum(0).to(torch.int64)  # [B, H]
+    off_col, off_batch, col_ptr, batch_ptr, total = _offsets(count_bj)
+    jbt = mask.permute(2, 1, 0).nonzero()  # (j, b, t) lexicographic = order of ``index``
+    j, b, t = jbt.unbind(1)
+    index = (t * (B * H) + b * H + j).to(torch.int32)
+    values = g[t, b, j].float()
+    bjt = mask.permute(1, 2, 0).nonzero()  # (b, j, t) lexicographic
+    b2, j2, t2 = bjt.unbind(1)
+    rank = torch.arange(total, device=device) - off_batch.long().view(B, H)[b2, j2]
+    by_batch = (off_col.long().view(H, B)[j2, b2] + rank).to(torch.int32)
+    return ActiveSet(index, values, col_ptr, by_batch, batch_ptr, (T, B, H))
+
+
+def reference_lif_record_forward(
+    current: torch.Tensor, beta: float, rule: SpikeRule, seed: int = 0, dense_g: bool = False
+) -> tuple[torch.Tensor, ActiveSet, Optional[torch.Tensor]]:
+    u, spikes = reference_lif_scan(current, beta, rule.theta)
+    g = reference_spike_g(u - rule.theta, rule, seed)
+    return spikes, active_set_from_dense(g), (g if dense_g else None)
+
+
+def reference_sparse_weight_grad(trace: torch.Tensor, active: ActiveSet, delta: torch.Tensor) -> torch.Tensor:
+    T, B, H = active.shape
+    N_in = trace.shape[2]
+    rows = trace.reshape(T * B, N_in)
+    e = active.index.long()
+    dwt = torch.zeros((H, N_in), dtype=torch.float32, device=trace.device)
+    chunk = max(1, (1 << 22) // max(1, N_in))  # bound the [entries, N_in] temporary
+    for s in range(0, e.numel(), chunk):
+        es = e[s : s + chunk]
+        dwt.index_add_(0, es % H, rows[es // H] * delta[s : s + chunk, None])
+    return dwt.t()
+
+
+def reference_sparse_input_grad(
+    weight: torch.Tensor, active: ActiveSet, delta: torch.Tensor, prev: ActiveSet, beta: float
+) -> torch.Tensor:
+    T, B, H = active.shape
+    out = torch.zeros(len(prev), dtype=torch.float32, device=weight.device)
+    if len(prev) == 0 or len(active) == 0:
+        return out
+    device = weight.device
+    # This layer's entries sorted by (b, t): each previous-layer entry (b, τ, i) pairs with the
+    # contiguous run of entries of its batch element at t ≥ τ. Pairs are built in chunks.
+    t_all, b_all, j_all = active.decode()
+    key = b_all * T + t_all
+    key, order = torch.sort(key, stable=True)
+    t_q, j_q, d_q = t_all[order], j_all[order], delta[order]
+    tau, b_p, i_p = prev.decode()
+    start = torch.searchsorted(key, b_p * T + tau)
+    length = torch.searchsorted(key, (b_p + 1) * T) - start
+    powers = torch.tensor([beta], dtype=torch.float64, device=device).pow(torch.arange(T, device=device)).float()
+    budget = 1 << 22
+    cum = torch.cumsum(length, 0)
+    n_prev = len(prev)
+    p0 = 0
+    while p0 < n_prev:
+        before = int(cum[p0 - 1]) if p0 else 0
+        p1 = int(torch.searchsorted(cum, torch.tensor(before + budget, device=device), right=True))
+        p1 = min(max(p1, p0 + 1), n_prev)
+        n = length[p0:p1]
+        owner = torch.repeat_interleave(torch.arange(p0, p1, device=device), n)
+        first = torch.cumsum(n, 0) - n
+        q = start[owner] + torch.arange(owner.numel(), device=device) - first[owner - p0]
+        terms = weight[i_p[owner], j_q[q]] * powers[t_q[q] - tau[owner]] * d_q[q]
+        out.index_add_(0, owner, terms)
+        p0 = p1
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The autograd Function: a stack of sparse LIF layers followed by a linear readout projection
+
+
+Timer = Optional[Callable[[str], ContextManager]]
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """What the sparse stack needs besides tensors. ``timer(name)`` (optional) times a section."""
+
+    beta: float
+    rule: SpikeRule
+    seed: int = 0
+    backend: Backend = "auto"
+    timer: Timer = None
+    stats: Optional[dict] = None  # filled by the forward: per-layer active fraction and entry count
+
+
+class _NoTimer:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _section(cfg: StackConfig, name: str):
+    return cfg.timer(name) if cfg.timer is not None else _NoTimer()
+
+
+def _gather_bj(values: torch.Tensor, active: ActiveSet) -> torch.Tensor:
+    """values[b, j] at every active entry (``index`` order)."""
+    _, b, j = active.decode()
+    return values[b, j]
+
+
+class SparseLIFStackFunction(torch.autograd.Function):
+    """``x → LIF(x@W_1) → … → LIF(·@W_L) → s_L@W_out`` with the sparse backward of DESIGN §5.
+
+    Outputs: the readout currents ``[T, B, C]`` and each hidden layer's spike counts ``[B, H_l]``
+    (for spike-rate regularisers; their gradient enters δ at the active entries). Gradients flow to
+    every weight; the input ``x`` (data) receives none. The only dense gradient is the readout's
+    ``[T, B, C]``; each hidden layer's gradient exists only at its active entries.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, cfg: StackConfig, *weights: torch.Tensor):
+        if len(weights) < 2:
+            raise ValueError("weights must hold at least one hidden weight and the readout weight")
+        hidden_weights, w_out = weights[:-1], weights[-1]
+        T, B, _ = x.shape
+        h = x
+        traces, actives, counts = [], [], []
+        for layer, w in enumerate(hidden_weights):
+            with _section(cfg, f"hidden{layer + 1}.fwd"):
+                traces.append(input_trace(h, cfg.beta, cfg.backend))
+                current = (h.reshape(T * B, -1) @ w).view(T, B, -1)
+                seed = layer_seed(cfg.seed, layer)
+                h, active, _ = lif_record_forward(current, cfg.beta, cfg.rule, seed, cfg.backend)
+                actives.append(active)
+                counts.append(h.sum(0))
+        with _section(cfg, "readout.fwd"):
+            out = (h.reshape(T * B, -1) @ w_out).view(T, B, -1)
+        if cfg.stats is not None:
+            cfg.stats["active_fraction"] = [a.fraction for a in actives]
+            cfg.stats["active_entries"] = [len(a) for a in actives]
+        ctx.save_for_backward(h, *traces, *weights)
+        ctx.actives = actives
+        ctx.cfg = cfg
+        ctx.n_hidden = len(hidden_weights)
+        return (out, *counts)
+
+    @staticmethod
+    def backward(ctx, grad_out, *grad_counts):
+        cfg: StackConfig = ctx.cfg
+        L = ctx.n_hidden
+        saved = ctx.saved_tensors
+        last_spikes, traces, weights = saved[0], saved[1 : 1 + L], saved[1 + L :]
+        hidden_weights, w_out = weights[:-1], weights[-1]
+        actives: list[ActiveSet] = ctx.actives
+        T, B, H_last = last_spikes.shape
+        grads: list[Optional[torch.Tensor]] = [None] * (L + 1)
+        with _section(cfg, "readout.bwd"):
+            if grad_out is None:
+                grad_out = torch.zeros((T, B, w_out.shape[1]), dtype=torch.float32, device=w_out.device)
+            g_rows = grad_out.reshape(T * B, -1)
+            grads[L] = last_spikes.reshape(T * B, H_last).t() @ g_rows
+            active = actives[-1]
+            t, b, j = active.decode()
+            grad_s = (w_out[j] * g_rows[t * B + b]).sum(1)
+        for layer in range(L - 1, -1, -1):
+            active = actives[layer]
+            with _section(cfg, f"hidden{layer + 1}.bwd"):
+                if grad_counts[layer] is not None:
+                    grad_s = grad_s + _gather_bj(grad_counts[layer], active)
+                delta = active.g * grad_s
+                grads[layer] = sparse_weight_grad(traces[layer], active, delta, cfg.backend)
+                if layer > 0:
+                    grad_s = sparse_input_grad(
+                        hidden_weights[layer], active, delta, actives[layer - 1], cfg.beta, cfg.backend
+                    )
+        return (None, None, *grads)
+
+
+def sparse_lif_stack(x: torch.Tensor, weights: Sequence[torch.Tensor], cfg: StackConfig):
+    """Apply :class:`SparseLIFStackFunction`; returns (readout currents, [spike counts per layer])."""
+    _check_tensor("x", x, 3)
+    for k, w in enumerate(weights):
+        _check_tensor(f"weights[{k}]", w, 2, finite=False)
+    _check_same_device(x=x, **{f"weights[{k}]": w for k, w in enumerate(weights)})
+    width = x.shape[2]
+    for k, w in enumerate(weights):
+        if w.shape[0] != width:
+            raise ValueError(f"weights[{k}] must have {width} rows, got shape {tuple(w.shape)}")
+        width = w.shape[1]
+    outputs = SparseLIFStackFunction.apply(x, cfg, *weights)
+    return outputs[0], list(outputs[1:])

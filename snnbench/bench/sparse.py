@@ -1,0 +1,482 @@
+"""``snnbench bench sparse``: the sparse LIF backward (SparseProp, LocalZO) against dense BPTT.
+
+Workload (DESIGN §5/§6): T = 100, B = 256, 700 Bernoulli input channels, hidden ∈ {200, 400, 1000,
+4000}, β = exp(−1 ms / 10 ms), θ = 1. Two kinds of rows:
+
+- ``layer``: one hidden layer, Linear 700→H + LIF. Forward = input trace + matmul + scan (+ recording);
+  backward from a given ∂L/∂s to ∂L/∂W (the input is data: no input gradient).
+- ``step``: the two-layer network with a 20-way leaky readout and the training loss; backward includes
+  the second layer's input gradient at the first layer's active entries.
+
+Implementations: ``dense_pytorch`` (autograd through the PyTorch time loop, fast-sigmoid surrogate),
+``dense_fused`` (snnbench.kernels.neuron's fused multi-step LIF, soft reset detached — a close
+relative of this LIF, timed for scale; skipped when the module is absent), ``sparseprop`` and
+``localzo`` (kernels/sparse_backward.py). LocalZO's δ is calibrated per size so that about
+``target_active`` of the entries are active; SparseProp gets the matched band B_th = δ·E|z|. A sweep of
+δ at one size gives other active fractions.
+
+Every row reports the median time (``triton.testing.do_bench`` on CUDA), the active fraction, the
+speed-up against ``dense_pytorch`` of the same kind and size, the DRAM bytes the snnbench kernels need
+for the row's backward (trace + entries + dW; the dense rows count the dense tensors they must read)
+and the fraction of the measured copy bandwidth. Sparse rows also carry the largest relative error of
+their dW against the dense masked gradient for the same active set.
+
+This module must not import ``snnbench.config`` (pydantic is absent on the GPU machines).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from snnbench.bench.timing import copy_ceiling, gbps, median_ms, release_memory, resolve_device
+from snnbench.kernels.sparse_backward import (
+    SpikeRule,
+    input_trace,
+    lif_record_forward,
+    matched_b_th,
+    sparse_weight_grad,
+)
+from snnbench.training.snn_mlp import SNNConfig, SpikingMLP, TrainingMethod, dense_lif_bptt
+from snnbench.training.sparse_train import time_steps
+
+FULL = {
+    "timesteps": 100,
+    "batch": 256,
+    "inputs": 700,
+    "outputs": 20,
+    "hidden": [200, 400, 1000, 4000],
+    "target_active": 0.01,
+    "sweep_hidden": 1000,
+    "sweep_targets": [0.001, 0.003, 0.03],
+    "input_rate": 0.02,
+    "timing": {"warmup_ms": 25, "rep_ms": 100},
+}
+QUICK = {
+    "timesteps": 20,
+    "batch": 16,
+    "inputs": 50,
+    "outputs": 5,
+    "hidden": [32, 64],
+    "target_active": 0.02,
+    "sweep_hidden": 64,
+    "sweep_targets": [0.05],
+    "input_rate": 0.1,
+    "timing": {"warmup_ms": 2, "rep_ms": 20},
+}
+BETA = math.exp(-1.0 / 10.0)
+U_STD = 0.6  # target standard deviation of the free membrane, so that some neurons reach θ = 1
+SURROGATE_WIDTH = 100.0  # SparseProp's fast-sigmoid slope, also the dense baselines' surrogate
+
+
+def _weights(n_in: int, n_out: int, input_rate: float, generator: torch.Generator, device: str) -> torch.Tensor:
+    """N(0, σ²) weights so that the membrane's stationary std is about U_STD for this input rate."""
+    current_std = U_STD * math.sqrt(1.0 - BETA**2)
+    sigma = current_std / math.sqrt(max(n_in * input_rate, 1e-6))
+    return (torch.randn(n_in, n_out, generator=generator) * sigma).to(device)
+
+
+def _localzo(delta: float) -> SpikeRule:
+    return SpikeRule("localzo", delta=delta, q=1, distribution="normal")
+
+
+def _sparseprop(delta: float) -> SpikeRule:
+    return SpikeRule("sparseprop", b_th=matched_b_th(delta, "normal"), width=SURROGATE_WIDTH)
+
+
+def calibrate_delta(current: torch.Tensor, target: float, start: float = 0.05) -> tuple[float, float]:
+    """δ whose LocalZO active fraction on ``current`` is close to ``target`` (the fraction is ~linear in δ)."""
+    delta = start
+    fraction = 0.0
+    for _ in range(4):
+        _, active, _ = lif_record_forward(current, BETA, _localzo(delta), seed=1)
+        fraction = active.fraction
+        if fraction <= 0:
+            delta *= 10.0
+            continue
+        if abs(fraction / target - 1.0) < 0.1:
+            break
+        delta = min(max(delta * target / fraction, 1e-5), 10.0)
+    return delta, fraction
+
+
+# ---------------------------------------------------------------------------------------------
+# One layer
+
+
+def _layer_rows(
+    H: int, cfg: dict, device: str, timing: dict, deltas: list[tuple[float, float]], with_dense: bool
+) -> list[dict[str, Any]]:
+    T, B, N = cfg["timesteps"], cfg["batch"], cfg["inputs"]
+    gen = torch.Generator().manual_seed(H)
+    x = (torch.rand(T, B, N, generator=gen) < cfg["input_rate"]).float().to(device)
+    w = _weights(N, H, cfg["input_rate"], gen, device).requires_grad_(True)
+    grad_s = torch.randn(T, B, H, generator=gen).to(device)
+    rows: list[dict[str, Any]] = []
+    dense_bwd = None
+    dense_fwd = None
+
+    def dense_forward() -> torch.Tensor:
+        current = (x.reshape(T * B, N) @ w).view(T, B, H)
+        return dense_lif_bptt(current, BETA, "fast_sigmoid", SURROGATE_WIDTH)
+
+    dense_bytes = 4 * (T * B * N + 2 * T * B * H + N * H)  # x, grad_s, the current's grad, dW
+    if with_dense:
+        s = dense_forward()
+        s.backward(grad_s, retain_graph=True)
+        dense_fwd = median_ms(lambda: dense_forward(), device, **timing)
+        dense_bwd = median_ms(lambda: s.backward(grad_s, retain_graph=True), device, **timing)
+        rows.append(_row("layer", H, "dense_pytorch", 1.0, dense_fwd, dense_bwd, dense_bwd, dense_fwd, dense_bytes))
+        del s
+        fused = _fused_layer(x, w, grad_s, device, timing)
+        if fused is not None:
+            f_fwd, f_bwd = fused
+            rows.append(_row("layer", H, "dense_fused", 1.0, f_fwd, f_bwd, dense_bwd, dense_fwd, dense_bytes))
+        w.grad = None
+
+    current = (x.reshape(T * B, N) @ w.detach()).view(T, B, H)
+    tr = input_trace(x, BETA)
+    for target, delta in deltas:
+        for name, rule in (("sparseprop", _sparseprop(delta)), ("localzo", _localzo(delta))):
+
+            def forward(rule=rule):
+                input_trace(x, BETA)  # part of the sparse forward's work, timed with it
+                cur = (x.reshape(T * B, N) @ w.detach()).view(T, B, H)
+                return lif_record_forward(cur, BETA, rule, seed=3)
+
+            _, active, _ = forward()
+            flat_grad = grad_s.reshape(-1)
+
+            def backward(active=active):
+                delta_q = active.g * flat_grad[active.index]
+                return sparse_weight_grad(tr, active, delta_q)
+
+            dw = backward()
+            fwd_ms = median_ms(forward, device, **timing)
+            bwd_ms = median_ms(backward, device, **timing)
+            A = len(active)
+            sparse_bytes = 4 * (T * B * N + N * H) + 12 * A  # trace, dW, (index, g, ∂L/∂s) per entry
+            row = _row("layer", H, name, active.fraction, fwd_ms, bwd_ms, dense_bwd, dense_fwd, sparse_bytes)
+            row.update(target_active=target, delta=delta, entries=A, max_rel_err=_dense_check(tr, active, grad_s, dw))
+            if name == "sparseprop":
+                row["b_th"] = rule.b_th
+            rows.append(row)
+    return rows
+
+
+def _fused_layer(x, w, grad_s, device, timing) -> Optional[tuple[float, float]]:
+    try:
+        from snnbench.kernels.neuron import multistep_lif
+    except Exception:  # noqa: BLE001 - the fused kernels are another module; absent means skip
+        return None
+    T, B, N = x.shape
+    H = w.shape[1]
+
+    def forward():
+        current = (x.reshape(T * B, N) @ w).view(T, B, H)
+        spikes, _ = multistep_lif(
+            current, beta=BETA, decay_input=False, reset="soft", detach_reset=True,
+            surrogate="fast_sigmoid", alpha=SURROGATE_WIDTH, save_dtype="fp32",
+        )
+        return spikes
+
+    try:
+        s = forward()
+        s.backward(grad_s, retain_graph=True)
+        fwd = median_ms(forward, device, **timing)
+        bwd = median_ms(lambda: s.backward(grad_s, retain_graph=True), device, **timing)
+    except Exception:  # noqa: BLE001 - an API mismatch must not sink the benchmark
+        traceback.print_exc()
+        return None
+    return fwd, bwd
+
+
+def _dense_check(tr, active, grad_s, dw) -> float:
+    """Largest |dW − dense masked dW| / max|dense dW| for the same active set and g."""
+    T, B, H = active.shape
+    dense_delta = active.dense() * grad_s
+    ref = tr.reshape(T * B, -1).t() @ dense_delta.reshape(T * B, H)
+    scale = float(ref.abs().max()) or 1.0
+    return float((dw - ref).abs().max()) / scale
+
+
+def _row(kind, H, impl, fraction, fwd_ms, bwd_ms, dense_bwd, dense_fwd, n_bytes) -> dict[str, Any]:
+    row = {
+        "kind": kind,
+        "hidden": H,
+        "impl": impl,
+        "active_fraction": fraction,
+        "fwd_ms": fwd_ms,
+        "bwd_ms": bwd_ms,
+        "step_ms": fwd_ms + bwd_ms,
+        "bwd_bytes": n_bytes,
+        "bwd_gbps": gbps(n_bytes, bwd_ms),
+    }
+    if dense_bwd:
+        row["bwd_speedup"] = dense_bwd / bwd_ms
+        row["step_speedup"] = (dense_fwd + dense_bwd) / (fwd_ms + bwd_ms)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# The two-layer training step
+
+
+def _step_rows(H: int, cfg: dict, device: str, timing: dict, delta: float, target: float) -> list[dict[str, Any]]:
+    T, B, N, C = cfg["timesteps"], cfg["batch"], cfg["inputs"], cfg["outputs"]
+    gen = torch.Generator().manual_seed(10_000 + H)
+    x = (torch.rand(T, B, N, generator=gen) < cfg["input_rate"]).float().to(device)
+    y = torch.randint(0, C, (B,), generator=gen).to(device)
+    net_cfg = SNNConfig(inputs=N, outputs=C, hidden=(H, H), dt=1e-3, tau_mem=10e-3, tau_out=10e-3, pool="max")
+    model = SpikingMLP(net_cfg).to(device)
+    with torch.no_grad():
+        model.weights[0].copy_(_weights(N, H, cfg["input_rate"], gen, device))
+        s1 = dense_lif_bptt((x.reshape(T * B, N) @ model.weights[0]).view(T, B, H), BETA, "fast_sigmoid", 1.0)
+        rate1 = float(s1.mean())
+        model.weights[1].copy_(_weights(H, H, max(rate1, 1e-3), gen, device))
+        model.weights[2].copy_(_weights(H, C, max(rate1, 1e-3), gen, device))
+    methods = [
+        ("dense_pytorch", TrainingMethod("surrogate", surrogate="fast_sigmoid", width=SURROGATE_WIDTH)),
+        ("sparseprop", TrainingMethod("sparseprop", rule=_sparseprop(delta))),
+        ("localzo", TrainingMethod("localzo", rule=_localzo(delta))),
+    ]
+    rows: list[dict[str, Any]] = []
+    dense_fwd = dense_bwd = None
+    params = list(model.parameters())
+    for impl, method in methods:
+
+        def forward(method=method):
+            out = model(x, method, seed=5)
+            return model.loss(out, y), out
+
+        loss, out = forward()
+        loss.backward(retain_graph=True)
+        fwd_ms = median_ms(lambda: forward(), device, **timing)
+        bwd_ms = median_ms(lambda: loss.backward(retain_graph=True), device, **timing)
+        for p in params:
+            p.grad = None
+        fractions = out.active_fraction
+        sections = time_steps(model, method, [(x, y)] * 2, torch.device(device), seed=5)
+        if impl == "dense_pytorch":
+            dense_fwd, dense_bwd = fwd_ms, bwd_ms
+        row = _row("step", H, impl, sum(fractions) / len(fractions), fwd_ms, bwd_ms, dense_bwd, dense_fwd, 0)
+        row.pop("bwd_bytes")
+        row.pop("bwd_gbps")
+        row["layers"] = sections.layers
+        if impl != "dense_pytorch":
+            row.update(target_active=target, delta=delta)
+        rows.append(row)
+        del loss, out
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Correctness on the device: the Triton kernels against the PyTorch reference of the same math
+
+
+def check_against_reference(device: str, T: int = 40, B: int = 24, N: int = 90, H: int = 70) -> list[dict[str, Any]]:
+    """Max errors of the Triton path against the reference on ``device`` tensors (same active entries)."""
+    from snnbench.kernels import sparse_backward as sb
+    from snnbench.training.snn_mlp import SpikingMLP as _MLP
+
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(T, B, N, generator=gen) < 0.1).float().to(device)
+    w = _weights(N, H, 0.1, gen, device)
+    current = (x.reshape(T * B, N) @ w).view(T, B, H)
+    checks: list[dict[str, Any]] = []
+    for rule in (_sparseprop(0.2), _localzo(0.2), SpikeRule("localzo", delta=0.1, q=3, distribution="laplace")):
+        s_tri, a_tri, g_dense = sb.lif_record_forward(current, BETA, rule, seed=7, backend="triton", dense_g=True)
+        u, s_ref = sb.reference_lif_scan(current, BETA)
+        entry: dict[str, Any] = {"check": f"{rule.rule}/{rule.distribution}/q={rule.q}", "entries": len(a_tri)}
+        entry["spike_mismatch"] = int((s_tri != s_ref).sum())
+        if rule.rule == "sparseprop":
+            a_ref = sb.active_set_from_dense(sb.reference_spike_g(u - 1.0, rule))
+            entry["index_equal"] = bool(torch.equal(a_tri.index, a_ref.index))
+        a_dense = sb.active_set_from_dense(g_dense)
+        entry["record_matches_dense_g"] = bool(torch.equal(a_dense.index, a_tri.index) and torch.equal(a_dense.by_batch, a_tri.by_batch))
+        delta = torch.randn(len(a_tri), generator=gen).to(device)
+        tr = sb.input_trace(x, BETA, "triton")
+        entry["trace_err"] = float((tr - sb.reference_input_trace(x, BETA)).abs().max())
+        dw_t = sb.sparse_weight_grad(tr, a_tri, delta, "triton")
+        dw_r = sb.reference_sparse_weight_grad(tr, a_tri, delta)
+        entry["dw_rel_err"] = float((dw_t - dw_r).abs().max() / dw_r.abs().max().clamp(min=1e-12))
+        prev_cur = torch.randn(T, B, N, generator=gen).to(device)
+        _, prev, _ = sb.lif_record_forward(prev_cur, BETA, _sparseprop(0.3), backend="triton")
+        w_prev = torch.randn(N, H, generator=gen).to(device)
+        dx_t = sb.sparse_input_grad(w_prev, a_tri, delta, prev, BETA, "triton")
+        dx_r = sb.reference_sparse_input_grad(w_prev, a_tri, delta, prev, BETA)
+        entry["dx_rel_err"] = float((dx_t - dx_r).abs().max() / dx_r.abs().max().clamp(min=1e-12)) if len(prev) else 0.0
+        checks.append(entry)
+    # The whole sparse stack against its dense twin (same forward kernel, dense masked backward).
+    cfg = SNNConfig(inputs=N, outputs=5, hidden=(H, H + 3), pool="max")
+    model = _MLP(cfg, torch.Generator().manual_seed(1)).to(device)
+    with torch.no_grad():
+        for k, p in enumerate(model.weights):
+            p.mul_(6.0 if k == 0 else 3.0)
+    y = torch.randint(0, 5, (B,), generator=gen).to(device)
+    grads = {}
+    for name in ("localzo", "localzo_dense"):
+        method = TrainingMethod(name, rule=_localzo(0.3))
+        model.zero_grad()
+        out = model(x, method, seed=11)
+        model.loss(out, y).backward()
+        grads[name] = [p.grad.clone() for p in model.weights]
+        fractions = out.active_fraction
+    errs = [float((a - b).abs().max() / b.abs().max().clamp(min=1e-12)) for a, b in zip(grads["localzo"], grads["localzo_dense"])]
+    checks.append({"check": "stack localzo vs localzo_dense", "grad_rel_err": errs, "active_fraction": fractions})
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+
+
+def _out_path(out: Optional[Path]) -> Optional[Path]:
+    if out is None:
+        return None
+    out = Path(out)
+    return out if out.suffix == ".json" else out / "sparse.json"
+
+
+def _environment(device: str) -> dict[str, Any]:
+    import os
+
+    from snnbench.runner.env import environment
+
+    env = environment(device)
+    if not env.get("git_sha") and os.environ.get("SNNBENCH_GIT_SHA"):
+        env["git_sha"] = os.environ["SNNBENCH_GIT_SHA"]
+    return env
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headline numbers: one-layer backward speed-ups near the target active fraction."""
+    out: dict[str, Any] = {}
+    for r in rows:
+        if r["kind"] == "layer" and r["impl"] in ("sparseprop", "localzo") and "bwd_speedup" in r:
+            key = f"layer_H{r['hidden']}_{r['impl']}_at_{r.get('target_active')}"
+            out[key] = {"bwd_speedup": round(r["bwd_speedup"], 2), "active_fraction": round(r["active_fraction"], 5)}
+        if r["kind"] == "step" and "bwd_speedup" in r and r["impl"] != "dense_pytorch":
+            out[f"step_H{r['hidden']}_{r['impl']}"] = {
+                "bwd_speedup": round(r["bwd_speedup"], 2),
+                "step_speedup": round(r["step_speedup"], 2),
+                "active_fraction": round(r["active_fraction"], 5),
+            }
+    return out
+
+
+def _render(rows: list[dict[str, Any]], console: Any, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("kind", "H", "impl", "active %", "fwd ms", "bwd ms", "bwd ×", "step ×", "GB/s", "ceil %", "rel err"):
+        table.add_column(col, justify="right" if col not in ("kind", "impl") else "left")
+    for r in rows:
+
+        def f(key, fmt="{:.3f}", scale=1.0):
+            v = r.get(key)
+            return fmt.format(v * scale) if isinstance(v, (int, float)) and not isinstance(v, bool) else "—"
+
+        table.add_row(
+            r["kind"], str(r["hidden"]), r["impl"], f("active_fraction", "{:.3f}", 100.0),
+            f("fwd_ms"), f("bwd_ms"), f("bwd_speedup", "{:.1f}"), f("step_speedup", "{:.2f}"),
+            f("bwd_gbps", "{:.0f}"), f("ceiling_fraction", "{:.1f}", 100.0), f("max_rel_err", "{:.1e}"),
+        )
+    console.print(table)
+
+
+def run_sparse_bench(
+    device: str = "auto",
+    out: Optional[Path] = None,
+    quick: bool = False,
+    hidden: Optional[list[int]] = None,
+    console: Any = None,
+) -> dict[str, Any]:
+    """Run the sweep; write ``out/sparse.json`` after every size (a cut-off run keeps its rows)."""
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    device = resolve_device(device)
+    cfg = dict(QUICK if (quick or device == "cpu") else FULL)
+    if hidden:
+        cfg["hidden"] = list(hidden)
+    timing = dict(cfg["timing"])
+    note = ""
+    if device == "cpu":
+        note = "no GPU: small sizes; the sparse rows time the PyTorch reference, not the Triton kernels"
+        console.print(f"[yellow]{note}[/yellow]")
+    ceiling = copy_ceiling(1 << (26 if device == "cuda" else 22), torch.float32, device, **timing)
+    result: dict[str, Any] = {
+        "benchmark": "sparse",
+        "device": device,
+        "environment": _environment(device),
+        "note": note,
+        "config": {k: v for k, v in cfg.items() if k != "timing"} | {"beta": BETA, "theta": 1.0, "surrogate_width": SURROGATE_WIDTH},
+        "timing": {"method": "triton.testing.do_bench median" if device == "cuda" else "time.perf_counter median", **timing},
+        "ceiling": ceiling,
+        "bytes_note": "bwd_bytes: DRAM bytes the row's backward must move at least (sparse: trace + dW + "
+        "12 B per entry; dense: x, ∂L/∂s, ∂L/∂I, dW); ceiling_fraction = bwd_gbps / copy gbps",
+        "rows": [],
+    }
+    path = _out_path(out)
+    started = time.perf_counter()
+    if device == "cuda":
+        result["correctness"] = check_against_reference(device)
+        console.print(json.dumps(result["correctness"], indent=1))
+
+    def save() -> None:
+        for r in result["rows"]:
+            if "bwd_gbps" in r:
+                r["ceiling_fraction"] = r["bwd_gbps"] / ceiling["gbps"]
+        result["summary"] = summarize(result["rows"])
+        result["elapsed_s"] = round(time.perf_counter() - started, 1)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=2, default=str))
+
+    T, B, N = cfg["timesteps"], cfg["batch"], cfg["inputs"]
+    for H in cfg["hidden"]:
+        gen = torch.Generator().manual_seed(H)
+        x = (torch.rand(T, B, N, generator=gen) < cfg["input_rate"]).float().to(device)
+        current = (x.reshape(T * B, N) @ _weights(N, H, cfg["input_rate"], gen, device)).view(T, B, H)
+        delta, fraction = calibrate_delta(current, cfg["target_active"])
+        del x, current
+        console.print(f"H={H}: δ={delta:.4g} gives {100 * fraction:.3f}% active")
+        deltas = [(cfg["target_active"], delta)]
+        if H == cfg["sweep_hidden"]:
+            deltas += [(t, delta * t / cfg["target_active"]) for t in cfg["sweep_targets"]]
+        for stage, fn in (
+            ("layer", lambda: _layer_rows(H, cfg, device, timing, deltas, with_dense=True)),
+            ("step", lambda: _step_rows(H, cfg, device, timing, delta, cfg["target_active"])),
+        ):
+            try:
+                result["rows"].extend(fn())
+            except torch.cuda.OutOfMemoryError as err:  # the dense baseline at the largest size
+                result.setdefault("skipped", []).append({"hidden": H, "stage": stage, "error": str(err)[:200]})
+            release_memory(device)
+            save()
+    title = f"sparse backward on {result['environment']['hardware'].get('name', device)} ({device})"
+    _render(result["rows"], console, title)
+    console.print(json.dumps(result["summary"], indent=2, default=str))
+    if path is not None:
+        console.print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":  # python -m snnbench.bench.sparse [--device cuda] [--out DIR] [--quick]
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--hidden", type=int, nargs="*", default=None)
+    args = parser.parse_args()
+    run_sparse_bench(args.device, args.out, args.quick, args.hidden)

@@ -1,0 +1,168 @@
+"""Event-camera and audio spike datasets through tonic: N-MNIST and SHD, binned to dense spike trains.
+
+- N-MNIST: 34×34 pixels, polarity folded (channel = y·34 + x), 1 ms bins, T = 300, counts clipped to 1.
+- SHD: 700 cochlea channels, 2 ms bins, T = 500, counts clipped to 1.
+
+The files are read with tonic's dataset classes (install the ``neuromorphic`` extra: ``pip install
+tonic``). Presence is checked here first, so a missing dataset is reported before any work, and tonic is
+only allowed to download when the suite says ``download: true``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from snnbench.data.paths import DatasetMissingError, resolve_data_root
+
+NMNIST_SIDE = 34
+NMNIST_STEPS = 300
+NMNIST_DT_US = 1000
+SHD_CHANNELS = 700
+SHD_STEPS = 500
+SHD_DT_US = 2000
+
+
+def bin_events(channels: np.ndarray, times_us: np.ndarray, steps: int, dt_us: float, n_channels: int) -> torch.Tensor:
+    """Dense ``[steps, n_channels]`` float32 train: one bin per ``dt_us``, counts clipped to 1."""
+    t = np.floor(np.asarray(times_us, dtype=np.float64) / dt_us).astype(np.int64)
+    c = np.asarray(channels, dtype=np.int64)
+    keep = (t >= 0) & (t < steps) & (c >= 0) & (c < n_channels)
+    x = torch.zeros(steps, n_channels, dtype=torch.float32)
+    x[torch.from_numpy(t[keep]), torch.from_numpy(c[keep])] = 1.0
+    return x
+
+
+class BinnedEvents(Dataset):
+    """Wraps a tonic dataset; ``(spikes[T, N] float32, label)`` per sample."""
+
+    def __init__(self, events: Dataset, to_channels: Callable[[np.ndarray], np.ndarray], steps: int, dt_us: float, n_channels: int) -> None:
+        self.events = events
+        self.to_channels = to_channels
+        self.steps, self.dt_us, self.n_channels = steps, dt_us, n_channels
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __getitem__(self, index: int):
+        ev, label = self.events[index]
+        x = bin_events(self.to_channels(ev), ev["t"], self.steps, self.dt_us, self.n_channels)
+        return x, torch.tensor(int(label), dtype=torch.int64)
+
+
+def _require_tonic():
+    try:
+        import tonic  # noqa: F401
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ModuleNotFoundError("N-MNIST and SHD are read with tonic: pip install 'snnbench[neuromorphic]'") from err
+    return tonic
+
+
+def _bundle(name, train, test, spec, num_classes, inputs, steps, info):
+    from snnbench.data.registry import DataBundle, limit
+
+    train = limit(train, spec.limit_train)
+    return DataBundle(
+        name=name,
+        train=train,
+        test=limit(test, spec.limit_test),
+        calibration=train,
+        num_classes=num_classes,
+        input_shape=(inputs,),
+        timesteps=steps,
+        info=info,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# N-MNIST
+
+
+def _nmnist_folder(root: Path, train: bool) -> Path:
+    return root / "NMNIST" / ("Train" if train else "Test")
+
+
+def _has_bins(folder: Path) -> bool:
+    return folder.is_dir() and next(folder.glob("*/*.bin"), None) is not None
+
+
+def nmnist_bundle(spec, data_root: Optional[Path] = None, augment: bool = False):
+    root = resolve_data_root(data_root or spec.root)
+    folders = [_nmnist_folder(root, True), _nmnist_folder(root, False)]
+    hint = (
+        "set `download: true` for the dataset in the suite (tonic fetches it), or unpack the N-MNIST "
+        f"Train/ and Test/ folders (digit sub-folders of .bin files) into {root / 'NMNIST'}"
+    )
+    if not all(_has_bins(f) for f in folders) and not spec.download:
+        raise DatasetMissingError("nmnist", folders, hint)
+    tonic = _require_tonic()
+
+    class NMNIST(tonic.datasets.NMNIST):  # tonic names the data folder after the class
+        # tonic insists on >= 10,000 files and the zip archive before it reads anything; the presence
+        # check above already decided that the unpacked files are here.
+        def _check_exists(self) -> bool:
+            return _has_bins(Path(self.location_on_system) / self.folder_name)
+
+        def download(self) -> None:
+            if not spec.download:  # never reach for the network unless the suite allows it
+                raise DatasetMissingError("nmnist", folders, hint)
+            super().download()
+
+    def load(train: bool) -> Dataset:
+        try:
+            ds = NMNIST(str(root), train=train)
+        except DatasetMissingError:
+            raise
+        except Exception as err:
+            raise DatasetMissingError("nmnist", folders, f"{hint} (tonic failed: {err})") from err
+        channels = lambda ev: ev["y"].astype(np.int64) * NMNIST_SIDE + ev["x"].astype(np.int64)  # noqa: E731
+        return BinnedEvents(ds, channels, NMNIST_STEPS, NMNIST_DT_US, NMNIST_SIDE * NMNIST_SIDE)
+
+    info = {"source": "tonic", "root": str(root), "dt_ms": 1.0, "polarity": "folded", "clip": 1}
+    return _bundle("nmnist", load(True), load(False), spec, 10, NMNIST_SIDE * NMNIST_SIDE, NMNIST_STEPS, info)
+
+
+# ---------------------------------------------------------------------------------------------
+# SHD
+
+
+def _shd_file(root: Path, train: bool) -> Path:
+    return root / "SHD" / ("shd_train.h5" if train else "shd_test.h5")
+
+
+def shd_bundle(spec, data_root: Optional[Path] = None, augment: bool = False):
+    root = resolve_data_root(data_root or spec.root)
+    files = [_shd_file(root, True), _shd_file(root, False)]
+    hint = (
+        "set `download: true` for the dataset in the suite (tonic fetches it), or put shd_train.h5 and "
+        f"shd_test.h5 (unzipped, from zenkelab.org) in {root / 'SHD'}"
+    )
+    if not all(f.is_file() for f in files) and not spec.download:
+        raise DatasetMissingError("shd", files, hint)
+    tonic = _require_tonic()
+
+    class SHD(tonic.datasets.SHD):  # tonic names the data folder after the class
+        # tonic also wants the .zip it downloaded; the unpacked .h5 is all it reads.
+        def _check_exists(self) -> bool:
+            return Path(self.location_on_system, self.data_filename).is_file()
+
+        def download(self) -> None:
+            if not spec.download:
+                raise DatasetMissingError("shd", files, hint)
+            super().download()
+
+    def load(train: bool) -> Dataset:
+        try:
+            ds = SHD(str(root), train=train)
+        except DatasetMissingError:
+            raise
+        except Exception as err:
+            raise DatasetMissingError("shd", files, f"{hint} (tonic failed: {err})") from err
+        return BinnedEvents(ds, lambda ev: ev["x"], SHD_STEPS, SHD_DT_US, SHD_CHANNELS)
+
+    info = {"source": "tonic", "root": str(root), "dt_ms": 2.0, "clip": 1}
+    return _bundle("shd", load(True), load(False), spec, 20, SHD_CHANNELS, SHD_STEPS, info)

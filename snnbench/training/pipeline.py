@@ -1,0 +1,89 @@
+"""One training-track cell: load spikes, build the spiking MLP, train with the cell's method, evaluate,
+then time the method and the dense surrogate side by side on the same batches with the same weights."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from snnbench.data.registry import load_dataset
+from snnbench.training.snn_mlp import SpikingMLP, config_for, dense_baseline, training_method
+from snnbench.training.sparse_train import (
+    TrainSettings,
+    batches,
+    evaluate,
+    peak_memory_bytes,
+    reset_peak_memory,
+    summarize,
+    time_steps,
+    train,
+)
+
+SPEEDUP_BATCHES = 3  # batches timed for both the method and the dense surrogate (after one warm-up)
+SUPPORTED_MODELS = ("snn_mlp",)
+
+
+def _settings(cell) -> TrainSettings:
+    t = cell.training
+    return TrainSettings(
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        optimizer=t.optimizer,
+        momentum=t.momentum,
+        weight_decay=t.weight_decay,
+        schedule=t.schedule,
+    )
+
+
+def run_training_cell(cell, ctx) -> dict[str, Any]:
+    """Train ``cell.model`` on ``cell.dataset`` with ``cell.method``; return JSON-ready metrics."""
+    if cell.model.name not in SUPPORTED_MODELS:
+        raise ValueError(f"training track supports models {SUPPORTED_MODELS}, got {cell.model.name!r}")
+    method = training_method(cell.method.name, cell.method.params)
+    device = ctx.device
+    bundle = load_dataset(cell.dataset, ctx.data_root)
+    timesteps = max(cell.timesteps)
+    (inputs,) = bundle.input_shape
+    cfg = config_for(cell.dataset.name, inputs, bundle.num_classes, cell.model.params)
+    settings = _settings(cell)
+
+    torch.manual_seed(cell.seed)
+    init_gen = torch.Generator().manual_seed(int(cell.seed))
+    model = SpikingMLP(cfg, generator=init_gen).to(device)
+    reset_peak_memory(device)
+
+    log = train(model, method, bundle.train, settings, timesteps, device, seed=cell.seed, progress=ctx.progress)
+    peak = peak_memory_bytes(device)
+
+    start = time.perf_counter()
+    test_acc = evaluate(model, bundle.test, cell.training.eval_batch_size, timesteps, device)
+    evaluate_s = time.perf_counter() - start
+
+    sample = list(batches(bundle.train, settings.batch_size, timesteps, device, limit=SPEEDUP_BATCHES))
+    method_timing = time_steps(model, method, sample, device, seed=cell.seed)
+    dense = dense_baseline(method)
+    dense_timing = method_timing if dense == method else time_steps(model, dense, sample, device, seed=cell.seed)
+
+    metrics: dict[str, Any] = {
+        "test_acc": round(test_acc, 4),
+        "train_s": round(log.seconds, 3),
+        "evaluate_s": round(evaluate_s, 3),
+        "final_loss": round(log.loss, 5),
+        "steps": log.steps,
+        "peak_mem_bytes": peak,
+        "hidden": list(cfg.hidden) if len(set(cfg.hidden)) > 1 else cfg.hidden[0],
+        "timesteps": timesteps,
+        "dense_baseline": {"surrogate": dense.surrogate, "width": dense.width},
+    }
+    metrics.update(summarize(log, method_timing, dense_timing))
+    if method.rule is not None:
+        rule = method.rule
+        metrics["rule"] = (
+            {"b_th": round(rule.b_th, 6), "width": rule.width}
+            if rule.rule == "sparseprop"
+            else {"delta": rule.delta, "q": rule.q, "distribution": rule.distribution}
+        )
+    return metrics

@@ -1,0 +1,299 @@
+"""kernels/sparse_backward.py: recording, sparse dW / dx against autograd oracles, both backends.
+
+The Triton kernels run under TRITON_INTERPRET=1 (tests/conftest.py), so sizes are tiny and odd.
+The oracle for gradients is autograd through a plain PyTorch time loop whose spike derivative is
+the recorded g: the sparse path must reproduce dense BPTT masked to the same active set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from snnbench.kernels import sparse_backward as sb
+
+BETA = math.exp(-0.1)
+BACKENDS = ["triton", "torch"]
+
+
+def _rules():
+    return [
+        sb.SpikeRule("sparseprop", b_th=0.3, width=7.0),
+        sb.SpikeRule("localzo", delta=0.3, q=1, distribution="normal"),
+        sb.SpikeRule("localzo", delta=0.2, q=3, distribution="uniform"),
+        sb.SpikeRule("localzo", delta=0.25, q=2, distribution="laplace"),
+    ]
+
+
+def _rule_id(rule):
+    return f"{rule.rule}-{rule.distribution}-q{rule.q}"
+
+
+class _GivenG(torch.autograd.Function):
+    """Heaviside forward; backward multiplies by a given g (the oracle's spike derivative)."""
+
+    @staticmethod
+    def forward(ctx, v, g):
+        ctx.save_for_backward(g)
+        return (v > 0).float()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (g,) = ctx.saved_tensors
+        return grad * g, None
+
+
+def dense_masked_layer(x, w, g, beta):
+    """Dense BPTT of the LIF layer (reset detached) with spike derivative ``g[T, B, H]``."""
+    T, B, _ = x.shape
+    current = (x.reshape(T * B, -1) @ w).view(T, B, -1)
+    u = torch.zeros_like(current[0])
+    s = torch.zeros_like(current[0])
+    out = []
+    for t in range(T):
+        u = beta * u + current[t] - s.detach()
+        s = _GivenG.apply(u - 1.0, g[t])
+        out.append(s)
+    return torch.stack(out)
+
+
+def _layer(T, B, N, H, seed, scale=1.2, rate=0.4):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.rand(T, B, N, generator=gen) < rate).float()
+    w = torch.randn(N, H, generator=gen) * scale
+    return x, w, gen
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording
+
+
+@pytest.mark.parametrize("rule", _rules()[:2], ids=_rule_id)
+def test_triton_record_matches_reference(rule):
+    x, w, _ = _layer(7, 5, 6, 13, seed=1)
+    current = (x.reshape(35, 6) @ w).view(7, 5, 13)
+    s_tri, a_tri, g_tri = sb.lif_record_forward(current, BETA, rule, seed=5, backend="triton", dense_g=True)
+    s_ref, a_ref, _ = sb.lif_record_forward(current, BETA, rule, seed=5, backend="torch")
+    assert torch.equal(s_tri, s_ref)
+    if rule.rule == "sparseprop":  # deterministic rule: the same entries, the same g, the same order
+        for name in ("index", "col_ptr", "by_batch", "batch_ptr"):
+            assert torch.equal(getattr(a_tri, name), getattr(a_ref, name)), name
+        torch.testing.assert_close(a_tri.g, a_ref.g, rtol=1e-6, atol=0)
+    # Either way the record is exactly the nonzero set of the dense g in the canonical orders.
+    from_dense = sb.active_set_from_dense(g_tri)
+    for name in ("index", "col_ptr", "by_batch", "batch_ptr"):
+        assert torch.equal(getattr(a_tri, name), getattr(from_dense, name)), name
+    assert torch.equal(a_tri.g, from_dense.g)
+
+
+def test_record_orders_and_pointers():
+    x, w, _ = _layer(9, 4, 5, 11, seed=2)
+    current = (x.reshape(36, 5) @ w).view(9, 4, 11)
+    _, a, _ = sb.lif_record_forward(current, BETA, sb.SpikeRule("sparseprop", b_th=0.5), backend="triton")
+    assert len(a) > 10
+    t, b, j = a.decode()
+    key_col = (j * 4 + b) * 9 + t  # order (j, b, t)
+    assert torch.all(key_col[1:] > key_col[:-1])
+    assert torch.equal(a.col_ptr.long(), torch.searchsorted(j, torch.arange(12), right=False))
+    order = a.by_batch.long()
+    key_batch = ((b * 11 + j) * 9 + t)[order]  # order (b, j, t)
+    assert torch.all(key_batch[1:] > key_batch[:-1])
+    assert torch.equal(torch.sort(order).values, torch.arange(len(a)))
+    assert torch.equal(a.batch_ptr.long(), torch.searchsorted(b[order], torch.arange(5), right=False))
+
+
+def test_sparseprop_active_set_is_the_band():
+    x, w, _ = _layer(8, 3, 7, 9, seed=3)
+    current = (x.reshape(24, 7) @ w).view(8, 3, 9)
+    rule = sb.SpikeRule("sparseprop", b_th=0.25, width=5.0)
+    _, a, g = sb.lif_record_forward(current, BETA, rule, backend="triton", dense_g=True)
+    u, _ = sb.reference_lif_scan(current, BETA)
+    d = (u - 1.0).abs()
+    assert torch.equal(g != 0, d < 0.25)
+    torch.testing.assert_close(g[d < 0.25], 1.0 / (5.0 * d[d < 0.25] + 1.0) ** 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_localzo_active_set_is_nonzero_g(backend):
+    # q = 1: g = |z|/(2δ) and the entry is active iff |u − θ| < δ|z|, i.e. |u − θ| < 2δ²g.
+    x, w, _ = _layer(8, 4, 6, 10, seed=4)
+    current = (x.reshape(32, 6) @ w).view(8, 4, 10)
+    delta = 0.3
+    rule = sb.SpikeRule("localzo", delta=delta, q=1)
+    _, a, g = sb.lif_record_forward(current, BETA, rule, seed=9, backend=backend, dense_g=True)
+    u, _ = sb.reference_lif_scan(current, BETA)
+    d = (u - 1.0).abs()
+    active = g != 0
+    assert 0 < int(active.sum()) < g.numel()
+    assert torch.all(d[active] < 2 * delta**2 * g[active] * (1 + 1e-5))
+    assert len(a) == int(active.sum())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_localzo_seed_changes_draws_and_repeats_exactly(backend):
+    current = torch.full((1, 16, 64), 1.02)
+    rule = sb.SpikeRule("localzo", delta=0.05)
+    _, a1, _ = sb.lif_record_forward(current, BETA, rule, seed=1, backend=backend)
+    _, a2, _ = sb.lif_record_forward(current, BETA, rule, seed=1, backend=backend)
+    _, a3, _ = sb.lif_record_forward(current, BETA, rule, seed=2, backend=backend)
+    assert torch.equal(a1.index, a2.index) and torch.equal(a1.g, a2.g)
+    assert not torch.equal(a1.index, a3.index)
+
+
+def _expected_mean_g(c: torch.Tensor, delta: float, dist: str) -> torch.Tensor:
+    """E[g](u') — the surrogate LocalZO estimates (DESIGN §3)."""
+    a = c.abs()
+    if dist == "normal":
+        return torch.exp(-0.5 * (c / delta) ** 2) / (delta * math.sqrt(2 * math.pi))
+    if dist == "uniform":
+        return torch.where(a < math.sqrt(3) * delta, (3 - (c / delta) ** 2) / (4 * math.sqrt(3) * delta), torch.zeros_like(c))
+    return (a / delta + 1 / math.sqrt(2)) * torch.exp(-math.sqrt(2) * a / delta) / (2 * delta)
+
+
+@pytest.mark.parametrize("backend,samples", [("triton", 1024), ("torch", 20000)], ids=["triton", "torch"])
+@pytest.mark.parametrize("dist", ["normal", "uniform", "laplace"])
+def test_mean_localzo_g_matches_its_surrogate(backend, samples, dist):
+    delta = 0.5
+    c = torch.tensor([-1.0, -0.6, -0.3, -0.1, 0.0, 0.15, 0.4, 0.8])
+    current = (1.0 + c).expand(1, samples, 8).contiguous()  # T = 1: u' = c for every sample
+    rule = sb.SpikeRule("localzo", delta=delta, q=2, distribution=dist)
+    _, _, g = sb.lif_record_forward(current, BETA, rule, seed=123, backend=backend, dense_g=True)
+    expected = _expected_mean_g(c, delta, dist)
+    mean, sem = g[0].mean(0), g[0].std(0) / math.sqrt(samples)
+    assert torch.all((mean - expected).abs() <= 5 * sem + 1e-3), (mean, expected)
+    # Pooled over u', the estimate is tight enough to catch a few-percent scale error.
+    pooled_sem = float(sem.pow(2).sum().sqrt())
+    assert abs(float(mean.sum() - expected.sum())) <= 4 * pooled_sem, (float(mean.sum()), float(expected.sum()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Backward against the dense masked oracle
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rule", _rules(), ids=_rule_id)
+def test_sparse_grads_equal_dense_masked_grads(backend, rule):
+    T, B, N, H = 6, 3, 7, 9
+    x, w, gen = _layer(T, B, N, H, seed=11)
+    grad_s = torch.randn(T, B, H, generator=gen)
+    current = (x.reshape(T * B, N) @ w).view(T, B, H)
+    _, active, g = sb.lif_record_forward(current, BETA, rule, seed=3, backend=backend, dense_g=True)
+    # The previous layer's active set: any set of entries over x's shape will do for the math.
+    _, prev, _ = sb.lif_record_forward(torch.randn(T, B, N, generator=gen) + 1.0, BETA, sb.SpikeRule("sparseprop", b_th=0.6), backend="torch")
+    assert len(active) > 5 and len(prev) > 5
+
+    delta = active.g * grad_s.reshape(-1)[active.index.long()]
+    trace = sb.input_trace(x, BETA, backend)
+    dw = sb.sparse_weight_grad(trace, active, delta, backend)
+    dx = sb.sparse_input_grad(w, active, delta, prev, BETA, backend)
+
+    xr = x.clone().requires_grad_(True)
+    wr = w.clone().requires_grad_(True)
+    (dense_masked_layer(xr, wr, g, BETA) * grad_s).sum().backward()
+    torch.testing.assert_close(dw, wr.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dx, xr.grad.reshape(-1)[prev.index.long()], rtol=1e-5, atol=1e-5)
+
+
+def test_empty_active_sets_give_zero_gradients():
+    T, B, N, H = 5, 2, 4, 6
+    x, w, gen = _layer(T, B, N, H, seed=12)
+    current = (x.reshape(T * B, N) @ w).view(T, B, H)
+    for backend in BACKENDS:
+        _, none, _ = sb.lif_record_forward(current, BETA, sb.SpikeRule("sparseprop", b_th=1e-12), backend=backend)
+        _, prev, _ = sb.lif_record_forward(torch.randn(T, B, N, generator=gen) + 1, BETA, sb.SpikeRule("sparseprop", b_th=0.6), backend=backend)
+        assert len(none) == 0 and none.col_ptr.shape == (H + 1,) and int(none.col_ptr.max()) == 0
+        delta = torch.zeros(0)
+        dw = sb.sparse_weight_grad(sb.input_trace(x, BETA, backend), none, delta, backend)
+        assert dw.shape == (N, H) and torch.count_nonzero(dw) == 0
+        dx = sb.sparse_input_grad(w, none, delta, prev, BETA, backend)
+        assert dx.shape == (len(prev),) and torch.count_nonzero(dx) == 0
+        _, empty_prev, _ = sb.lif_record_forward(torch.zeros(T, B, N), BETA, sb.SpikeRule("sparseprop", b_th=1e-12), backend=backend)
+        _, some, _ = sb.lif_record_forward(current, BETA, sb.SpikeRule("sparseprop", b_th=0.5), backend=backend)
+        out = sb.sparse_input_grad(w, some, torch.ones(len(some)), empty_prev, BETA, backend)
+        assert out.shape == (0,)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fully_active_layer_equals_dense_fast_sigmoid_bptt(backend):
+    from snnbench.training.snn_mlp import dense_lif_bptt
+
+    T, B, N, H = 5, 3, 6, 7
+    x, w, gen = _layer(T, B, N, H, seed=13)
+    grad_s = torch.randn(T, B, H, generator=gen)
+    current = (x.reshape(T * B, N) @ w).view(T, B, H)
+    rule = sb.SpikeRule("sparseprop", b_th=1e9, width=4.0)
+    _, active, _ = sb.lif_record_forward(current, BETA, rule, backend=backend)
+    assert len(active) == T * B * H
+    delta = active.g * grad_s.reshape(-1)[active.index.long()]
+    dw = sb.sparse_weight_grad(sb.input_trace(x, BETA, backend), active, delta, backend)
+    wr = w.clone().requires_grad_(True)
+    s = dense_lif_bptt((x.reshape(T * B, N) @ wr).view(T, B, H), BETA, "fast_sigmoid", 4.0)
+    (s * grad_s).sum().backward()
+    torch.testing.assert_close(dw, wr.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_weight_grad_is_deterministic_and_writes_every_element():
+    T, B, N, H = 7, 4, 37, 5  # N_in not a multiple of the input block
+    x, w, gen = _layer(T, B, N, H, seed=14)
+    current = (x.reshape(T * B, N) @ w).view(T, B, H)
+    _, active, _ = sb.lif_record_forward(current, BETA, sb.SpikeRule("sparseprop", b_th=0.4), backend="triton")
+    delta = torch.randn(len(active), generator=gen)
+    trace = sb.input_trace(x, BETA, "triton")
+    first = sb.sparse_weight_grad(trace, active, delta, "triton")
+    second = sb.sparse_weight_grad(trace, active, delta, "triton")
+    assert torch.equal(first, second)
+    assert torch.isfinite(first).all()
+    torch.testing.assert_close(first, sb.reference_sparse_weight_grad(trace, active, delta), rtol=1e-5, atol=1e-6)
+
+
+def test_input_trace_handles_non_contiguous_input():
+    x = torch.rand(5, 6, 4).transpose(1, 2)  # [5, 4, 6], not contiguous
+    expected = sb.reference_input_trace(x.contiguous(), BETA)
+    torch.testing.assert_close(sb.input_trace(x, BETA, "triton"), expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def test_invalid_inputs_are_rejected_before_launch():
+    current = torch.randn(4, 2, 3)
+    rule = sb.SpikeRule()
+    with pytest.raises(ValueError, match="current"):
+        sb.lif_record_forward(current.double(), BETA, rule, backend="triton")
+    with pytest.raises(ValueError, match="current"):
+        sb.lif_record_forward(current[0], BETA, rule, backend="triton")
+    bad = current.clone()
+    bad[1, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        sb.lif_record_forward(bad, BETA, rule, backend="triton")
+    with pytest.raises(ValueError, match="beta"):
+        sb.lif_record_forward(current, 1.5, rule, backend="triton")
+    with pytest.raises(ValueError, match="backend"):
+        sb.lif_record_forward(current, BETA, rule, backend="cuda")
+    with pytest.raises(ValueError, match="seed"):
+        sb.lif_record_forward(current, BETA, rule, seed=-1)
+    _, active, _ = sb.lif_record_forward(current, BETA, sb.SpikeRule("sparseprop", b_th=0.8))
+    with pytest.raises(ValueError, match="delta"):
+        sb.sparse_weight_grad(torch.rand(4, 2, 5), active, torch.zeros(len(active) + 1))
+    with pytest.raises(ValueError, match="trace"):
+        sb.sparse_weight_grad(torch.rand(4, 3, 5), active, torch.zeros(len(active)))
+    with pytest.raises(ValueError, match="weight"):
+        sb.sparse_input_grad(torch.rand(5, 4), active, torch.zeros(len(active)), active, BETA)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"rule": "dense"}, {"delta": 0.0}, {"b_th": -1.0}, {"q": 0}, {"distribution": "cauchy"}, {"width": float("inf")}],
+)
+def test_bad_spike_rules_raise(kwargs):
+    with pytest.raises(ValueError):
+        sb.SpikeRule(**kwargs)
+
+
+def test_matched_b_th():
+    assert sb.matched_b_th(0.05, "normal") == pytest.approx(0.05 * 0.7979, rel=1e-3)
+    assert sb.matched_b_th(0.1, "uniform") == pytest.approx(0.0866, rel=1e-3)
+    assert sb.matched_b_th(0.1, "laplace") == pytest.approx(0.0707, rel=1e-3)
