@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/snnbench run suites/digits.yaml --results-dir build/demo --force
 	$(BIN)/snnbench run suites/digits_spiking.yaml --results-dir build/demo --force
 	$(BIN)/snnbench table build/demo/digits.jsonl build/demo/digits_spiking.jsonl
-	$(BIN)/snnbench plot build/demo/digits.jsonl build/demo/digits_spiking.jsonl --out build/demo/plots
+	$(BIN)/snnbench plot build/demo/digits.jsonl build/demo/digits_spiking.jsonl results/bench/h200 --out build/demo/plots
 
 test: setup
 	$(BIN)/python -m pytest -q

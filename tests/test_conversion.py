@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from snnbench.config import load_suite
-from snnbench.conversion.convert import SpikingLayer, accuracy_curve, convert, simulate, spiking_layers
+from snnbench.conversion.convert import accuracy_curve, convert, simulate, spiking_layers
 from snnbench.conversion.pipeline import run_conversion_cell
 from snnbench.models.qcfs import QCFS
 from snnbench.neurons import MultiStepIF

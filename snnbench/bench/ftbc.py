@@ -14,7 +14,6 @@ command runs in seconds; the JSON says so. This module must not import ``snnbenc
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -44,10 +43,7 @@ def _timed(fn: Callable[[], Any], device: str) -> float:
 def _environment(device: str) -> dict[str, Any]:
     from snnbench.runner.env import environment
 
-    env = environment(device)
-    if not env.get("git_sha") and os.environ.get("SNNBENCH_GIT_SHA"):
-        env["git_sha"] = os.environ["SNNBENCH_GIT_SHA"]  # a copy of the tree without .git
-    return env
+    return environment(device)
 
 
 def _build(sizes: dict[str, int], device: str, seed: int = 0):

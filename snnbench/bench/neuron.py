@@ -619,15 +619,9 @@ def _out_path(out: Optional[Path]) -> Optional[Path]:
 
 
 def _environment(device: str) -> dict[str, Any]:
-    import os
-
     from snnbench.runner.env import environment
 
-    env = environment(device)
-    if not env.get("git_sha") and os.environ.get("SNNBENCH_GIT_SHA"):
-        # a copy of the working tree without .git (a GPU machine) is told its commit explicitly
-        env["git_sha"] = os.environ["SNNBENCH_GIT_SHA"]
-    return env
+    return environment(device)
 
 
 def run_neuron_bench(

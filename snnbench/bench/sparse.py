@@ -140,7 +140,6 @@ def _layer_rows(
             rows.append(_row("layer", H, "dense_fused", 1.0, f_fwd, f_bwd, dense_bwd, dense_fwd, dense_bytes))
         w.grad = None
 
-    current = (x.reshape(T * B, N) @ w.detach()).view(T, B, H)
     tr = input_trace(x, BETA)
     for target, delta in deltas:
         for name, rule in (("sparseprop", _sparseprop(delta)), ("localzo", _localzo(delta))):
@@ -345,14 +344,9 @@ def _out_path(out: Optional[Path]) -> Optional[Path]:
 
 
 def _environment(device: str) -> dict[str, Any]:
-    import os
-
     from snnbench.runner.env import environment
 
-    env = environment(device)
-    if not env.get("git_sha") and os.environ.get("SNNBENCH_GIT_SHA"):
-        env["git_sha"] = os.environ["SNNBENCH_GIT_SHA"]
-    return env
+    return environment(device)
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -22,7 +22,11 @@ def _version(module: str) -> Optional[str]:
 
 @lru_cache(maxsize=1)
 def git_sha() -> Optional[str]:
+    """HEAD of the checkout (with ``-dirty`` for uncommitted changes); a copy of the tree without
+    ``.git`` (a GPU machine) is told its commit through ``SNNBENCH_GIT_SHA``."""
     root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists() and os.environ.get("SNNBENCH_GIT_SHA"):
+        return os.environ["SNNBENCH_GIT_SHA"]
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
