@@ -4,7 +4,7 @@
 #      thread count) and compare it with results/baseline/digits_gate.jsonl — accuracy must not
 #      drop beyond the tolerances below; wall times are not gated on a shared CPU;
 #   2. the micro-benchmarks of tests/test_perf_bench.py against
-#      results/baseline/pytest-bench/perf_baseline.json (fail when a minimum time grows > 300 %).
+#      results/baseline/pytest-bench/perf_baseline.json (fail when a minimum time grows by more than 150 %, i.e. 2.5×: CI machines vary).
 #
 #   scripts/ci_gate.sh                    run both gates (exit 1 on a regression, 2 on bad input)
 #   scripts/ci_gate.sh --update-baseline  rerun both and overwrite the committed baselines
@@ -38,4 +38,4 @@ fi
     --tolerance 'snn_acc.*=2pt'
 
 "$BIN/python" -m pytest -q -p no:cacheprovider tests/test_perf_bench.py --benchmark-only \
-    --benchmark-compare="$PERF_BASELINE" --benchmark-compare-fail=min:300%
+    --benchmark-compare="$PERF_BASELINE" --benchmark-compare-fail=min:150%

@@ -41,9 +41,12 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _load_suite_or_exit(path: Path):
     from snnbench.config import SuiteError, load_suite
+    from snnbench.runner.sweep import check_models
 
     try:
-        return load_suite(path)
+        suite = load_suite(path)
+        check_models(suite, path)
+        return suite
     except SuiteError as err:
         _fail(str(err))
 
@@ -85,7 +88,7 @@ def run(
 
     parsed = _load_suite_or_exit(suite)
     try:
-        code = run_with_progress(
+        outcome = run_with_progress(
             parsed,
             console=console,
             results_dir=results_dir,
@@ -102,7 +105,10 @@ def run(
         _fail(str(err))
     except (ValueError, RuntimeError) as err:
         _fail(f"{suite}: {err}")
-    raise typer.Exit(code)
+    from snnbench.report.table import leaderboard, render_rich
+
+    console.print(render_rich(leaderboard(outcome.records), title=f"{parsed.name} ({outcome.path})"))
+    raise typer.Exit(outcome.exit_code)
 
 
 @app.command()
@@ -275,6 +281,15 @@ def env() -> None:
         console.print(f"{name:>18}: {value}", highlight=False)
 
 
+def _run_bench(fn, **kwargs) -> None:
+    """A benchmark that cannot run as asked (no CUDA device, a bad size) is unusable input: exit 2,
+    so a CI gate never mistakes it for a regression."""
+    try:
+        fn(**kwargs)
+    except (ValueError, RuntimeError) as err:
+        _fail(str(err))
+
+
 def _bench_out(out: Optional[Path]) -> Optional[Path]:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -293,7 +308,7 @@ def bench_neuron(
     """
     from snnbench.bench.neuron import run_neuron_bench
 
-    run_neuron_bench(device=device, out=_bench_out(out), quick=quick, console=console)
+    _run_bench(run_neuron_bench, device=device, out=_bench_out(out), quick=quick, console=console)
 
 
 @bench_app.command("sparse")
@@ -308,7 +323,7 @@ def bench_sparse(
     """
     from snnbench.bench.sparse import run_sparse_bench
 
-    run_sparse_bench(device=device, out=_bench_out(out), quick=quick, console=console)
+    _run_bench(run_sparse_bench, device=device, out=_bench_out(out), quick=quick, console=console)
 
 
 @bench_app.command("ftbc")
@@ -316,7 +331,7 @@ def bench_ftbc(
     device: str = typer.Option("auto", help="cuda, cpu or auto"),
     out: Optional[Path] = typer.Option(None, help="folder for ftbc.json"),
     quick: bool = typer.Option(False, help="small sizes (a CPU smoke run)"),
-    steps: int = typer.Option(32, help="time steps T"),
+    steps: int = typer.Option(32, min=1, help="time steps T"),
 ) -> None:
     """Fast layer-major FTBC calibration vs the official per-layer loop (VGG-16, CIFAR-100 shapes).
 
@@ -324,7 +339,7 @@ def bench_ftbc(
     """
     from snnbench.bench.ftbc import run_ftbc_bench
 
-    run_ftbc_bench(device=device, out=_bench_out(out), quick=quick, steps=steps, console=console)
+    _run_bench(run_ftbc_bench, device=device, out=_bench_out(out), quick=quick, steps=steps, console=console)
 
 
 def main() -> None:

@@ -193,6 +193,25 @@ class Suite(_Strict):
             raise ValueError(f"every timestep must be a positive integer, got {bad}")
         return sorted(set(value))
 
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"seeds repeat ({value}); each seed is one cell, list it once")
+        return value
+
+    @model_validator(mode="after")
+    def _no_duplicate_entries(self) -> "Suite":
+        # The same entry twice would make two cells with one key: the second would overwrite the first.
+        for field in ("datasets", "models", "methods"):
+            seen: dict[str, int] = {}
+            for i, entry in enumerate(getattr(self, field)):
+                text = entry.model_dump_json()
+                if text in seen:
+                    raise ValueError(f"{field}.{i} repeats {field}.{seen[text]} exactly; list each entry once")
+                seen[text] = i
+        return self
+
     @model_validator(mode="after")
     def _methods_match_track(self) -> "Suite":
         allowed = CONVERSION_METHODS if self.track == "conversion" else TRAINING_METHODS
@@ -236,6 +255,12 @@ def format_validation_error(path: Path, err: ValidationError) -> str:
 def parse_suite(data: Any, path: Path) -> Suite:
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: expected a mapping of suite fields at the top level, got {type(data).__name__}")
+    bench_sections = {"neuron", "sparse", "ftbc"}
+    if data and set(data) <= bench_sections:
+        raise SuiteError(
+            f"{path}: a kernel benchmark sweep ({', '.join(sorted(data))}), not a run suite; "
+            f"it is read by `snnbench bench {sorted(data)[0]}`"
+        )
     try:
         return Suite.model_validate(data)
     except ValidationError as err:

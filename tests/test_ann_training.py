@@ -64,3 +64,22 @@ def test_resume_after_crash_gives_the_same_weights(tmp_path):
 
     cached = train_ann(digits_cnn(width=4), ds, training, device=torch.device("cpu"), seed=1, checkpoint_path=ckpt)
     assert cached.cached and cached.epochs_run == 0
+
+
+def test_concurrent_trainers_of_one_configuration_train_once(tmp_path):
+    # Two cells of one configuration (two methods on Ray) share a checkpoint: one trains, one loads.
+    from concurrent.futures import ThreadPoolExecutor
+
+    training = TrainingSpec(epochs=2, batch_size=32, lr=0.05)
+    ds = data()
+    ckpt = tmp_path / "shared.pt"
+
+    def one(_):
+        return train_ann(digits_cnn(width=4), ds, training, device=torch.device("cpu"), seed=3, checkpoint_path=ckpt)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(one, range(2)))
+    assert sorted(r.cached for r in results) == [False, True]
+    for a, b in zip(results[0].model.state_dict().values(), results[1].model.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert not list(tmp_path.glob("*.tmp"))

@@ -55,3 +55,32 @@ def test_missing_dataset_stops_before_any_work_with_where_and_how(tmp_path):
     assert str(empty) in message and "To get it" in message
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "cifar.jsonl").exists()
+
+
+def test_bench_without_a_gpu_when_cuda_is_asked_exits_2():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = runner.invoke(app, ["bench", "neuron", "--device", "cuda", "--quick"])
+    assert result.exit_code == 2
+
+
+def test_benchmarks_import_without_pydantic():
+    # The GPU machines have torch and triton but no pydantic: the bench path must not need it.
+    import subprocess
+    import sys
+
+    code = (
+        "import io, sys; sys.modules['pydantic'] = None\n"
+        "from rich.console import Console\n"
+        "from snnbench.bench.neuron import run_neuron_bench\n"
+        "from snnbench.bench.sparse import run_sparse_bench\n"
+        "from snnbench.bench.ftbc import run_ftbc_bench\n"
+        "quiet = Console(file=io.StringIO())\n"
+        "for run in (run_neuron_bench, run_sparse_bench, run_ftbc_bench):\n"
+        "    run(device='cpu', quick=True, console=quiet)\n"
+        "assert 'snnbench.config' not in sys.modules, 'a benchmark imported the suite schema'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -29,7 +29,9 @@ def test_shipped_digits_suite_is_valid():
 def test_every_shipped_suite_is_valid():
     for path in sorted((REPO / "suites").rglob("*.yaml")):
         if path.name == "kernels.yaml":
-            continue  # a benchmark sweep, not a run suite
+            with pytest.raises(SuiteError, match="a kernel benchmark sweep"):
+                load_suite(path)
+            continue
         load_suite(path)
 
 
@@ -62,6 +64,8 @@ def test_timesteps_are_sorted_and_deduplicated(tmp_path):
         (lambda d: d.update(methods=["sparseprop"]), "methods.0", "not a conversion-track method"),
         (lambda d: d.update(datasets=["cifar1000"]), "datasets.0", "cifar100"),
         (lambda d: d.pop("models"), "models", "Field required"),
+        (lambda d: d.update(seeds=[0, 0]), "seeds", "seeds repeat"),
+        (lambda d: d.update(methods=["qcfs", "light", "qcfs"]), "methods.2 repeats methods.0", "list each entry once"),
     ],
 )
 def test_bad_fields_are_located(tmp_path, mutate, field, expected):
@@ -125,3 +129,20 @@ def test_validate_lists_cells(tmp_path):
     result = run_cli("validate", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("digits/digits_cnn/qcfs/seed=") == 2
+
+
+@pytest.mark.parametrize(
+    "models, needle",
+    [
+        ([{"name": "digits_cnn", "widht": 8}], "models.0.widht: not a parameter of model 'digits_cnn'"),
+        (["vgg61"], "models.0.name: unknown model 'vgg61'"),
+    ],
+)
+def test_model_typos_stop_the_run_with_exit_2(tmp_path, models, needle):
+    path = tiny_digits_suite(tmp_path, models=models)
+    for verb in ("validate", "run"):
+        result = run_cli(verb, str(path), "--results-dir", str(tmp_path / "out")) if verb == "run" else run_cli(verb, str(path))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert needle in " ".join(result.stderr.split())
+        assert str(path) in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -8,7 +8,7 @@ from torch import nn
 
 from snnbench.conversion.convert import SpikingLayer, convert, simulate
 from snnbench.models.qcfs import QCFS
-from snnbench.neurobench import connection_sparsity, footprint, is_binary, neurobench_metrics
+from snnbench.conversion.neurobench import connection_sparsity, footprint, is_binary, neurobench_metrics
 
 
 def _linear(weight):

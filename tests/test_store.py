@@ -49,3 +49,19 @@ def test_unwritable_location_is_a_clear_error(tmp_path):
     store = ResultStore(blocker / "runs" / "x.jsonl")
     with pytest.raises(ResultsWriteError, match="cannot create results folder"):
         store.prepare()
+
+
+def test_append_unless_recorded_skips_a_key_already_there(tmp_path):
+    store = ResultStore(tmp_path / "x.jsonl")
+    assert store.append({"key": "a", "v": 1}, unless_recorded=True)
+    assert not store.append({"key": "a", "v": 2}, unless_recorded=True)
+    assert store.append({"key": "a", "v": 3})  # --force: a newer record supersedes
+    assert [r["v"] for r in store.read().records] == [1, 3]
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+    store = ResultStore(tmp_path / "x.jsonl")
+    store.append({"key": "a", "metrics": {"std": float("nan"), "ratio": [float("inf"), 1.0]}})
+    text = (tmp_path / "x.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["metrics"] == {"std": None, "ratio": [None, 1.0]}

@@ -13,7 +13,7 @@ from snnbench.conversion.calibration import CalibrationRequest, calibrate
 from snnbench.conversion.convert import accuracy_curve, convert, simulate
 from snnbench.data.registry import DataBundle, load_dataset
 from snnbench.models.registry import build_model
-from snnbench.neurobench import neurobench_on_dataset
+from snnbench.conversion.neurobench import neurobench_on_dataset
 from snnbench.runner.cells import Cell, config_hash
 from snnbench.runner.context import ProgressReporter, RunContext
 from snnbench.training.ann import evaluate_ann, train_ann

@@ -34,3 +34,17 @@ def build_model(name: str, *, levels: int, num_classes: int, in_channels: int = 
     if unknown and not takes_any:
         raise ValueError(f"model {name!r} takes no parameter(s) {unknown}; it accepts {sorted(accepted)}")
     return factory(levels=levels, num_classes=num_classes, in_channels=in_channels, **params)
+
+
+# Filled in by the builder, never by a suite: a suite may still set ``levels`` per model.
+_BUILDER_ARGS = {"num_classes", "in_channels"}
+
+
+def model_parameters(name: str) -> set[str]:
+    """The keyword parameters a suite may give model ``name`` (raises ValueError if unknown)."""
+    target = MODELS.get(name)
+    if target is None:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+    module_name, func_name = target.split(":")
+    factory = getattr(importlib.import_module(module_name), func_name)
+    return set(inspect.signature(factory).parameters) - _BUILDER_ARGS

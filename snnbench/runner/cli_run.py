@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,6 +14,13 @@ from snnbench.runner.context import RichProgressReporter
 from snnbench.runner.executors import LocalExecutor, Outcome
 from snnbench.runner.store import latest_by_key, read_records
 from snnbench.runner.sweep import default_context, execute, plan_sweep, preflight_datasets
+
+
+@dataclass
+class SweepOutcome:
+    exit_code: int  # 0 every cell recorded, 1 some cell failed
+    path: Path
+    records: list[dict[str, Any]]  # this suite's records, newest per cell, for the closing table
 
 
 def make_executor(name: str, suite: Suite, ctx, address: Optional[str]):
@@ -36,8 +44,8 @@ def run_with_progress(
     executor: str = "local",
     address: Optional[str] = None,
     compare_reference: bool = False,
-) -> int:
-    """Run the suite; return the exit code (0 all cells recorded, 1 some cell failed)."""
+) -> SweepOutcome:
+    """Run the suite with live progress; the caller renders the closing table."""
     plan = plan_sweep(suite, results_dir, force)
     for problem in plan.problems:
         console.print(f"[yellow]warning:[/] {problem}; that cell will be run again", highlight=False)
@@ -77,14 +85,10 @@ def run_with_progress(
 
         summary = execute(plan, make_executor(executor, suite, ctx, address), on_outcome=report)
 
-    from snnbench.report.table import leaderboard, render_rich
-
-    records = latest_by_key(read_records(plan.path, warn=False).records)
-    keys = {c.key for c in plan.todo} | {c.key for c in plan.skipped}
-    board = leaderboard([r for r in records if r["key"] in keys])
-    console.print(render_rich(board, title=f"{suite.name} ({plan.path})"))
     for failed in summary.failed:
         console.print(f"[red]failed:[/] {failed.cell.key}: {failed.error}", highlight=False)
         if failed.detail:
             console.print(failed.detail, highlight=False, markup=False)
-    return 1 if summary.failed else 0
+    records = latest_by_key(read_records(plan.path, warn=False).records)
+    keys = {c.key for c in plan.todo} | {c.key for c in plan.skipped}
+    return SweepOutcome(1 if summary.failed else 0, plan.path, [r for r in records if r["key"] in keys])

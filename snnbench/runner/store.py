@@ -56,6 +56,17 @@ def read_records(path: Path | str, *, warn: bool = True) -> ReadReport:
     return report
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null: strict JSON that every reader (jq, pandas, browsers) accepts."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def done_keys(records: Iterable[dict[str, Any]]) -> set[str]:
     return {r["key"] for r in records}
 
@@ -78,19 +89,31 @@ class ResultStore:
     def read(self, *, warn: bool = False) -> ReadReport:
         return read_records(self.path, warn=warn)
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode()
+    def append(self, record: dict[str, Any], *, unless_recorded: bool = False) -> bool:
+        """Append ``record``; with ``unless_recorded``, skip it when its key is already in the file
+        (another process running the same suite finished that cell first). Returns whether it wrote.
+        """
+        line = (json.dumps(_json_safe(record), sort_keys=True, allow_nan=False) + "\n").encode()
         try:
             with self._lock:
+                if unless_recorded and record["key"] in done_keys(read_records(self.path, warn=False).records):
+                    return False
                 self._terminate_partial_line()
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
-                    written = os.write(fd, line)
-                    if written != len(line):
-                        raise OSError(28, "short write (disk full?)")
-                    os.fsync(fd)
+                    start = os.fstat(fd).st_size
+                    try:
+                        written = os.write(fd, line)
+                        if written != len(line):
+                            raise OSError(28, "short write (disk full?)")
+                        os.fsync(fd)
+                    except OSError:
+                        # Leave no torn bytes behind: the file ends where the last whole record did.
+                        os.ftruncate(fd, start)
+                        raise
                 finally:
                     os.close(fd)
+            return True
         except OSError as err:
             reason = err.strerror or str(err)
             raise ResultsWriteError(

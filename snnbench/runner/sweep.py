@@ -28,6 +28,7 @@ class SweepPlan:
     todo: list[Cell]
     skipped: list[Cell]
     problems: list[str]  # unreadable lines found in the existing results file
+    force: bool = False
 
 
 @dataclass
@@ -39,6 +40,37 @@ class SweepSummary:
     problems: list[str] = field(default_factory=list)
 
 
+def check_models(suite: Suite, path: Path) -> None:
+    """Model names and parameters are checked against the code when a suite is loaded, so a typo
+    stops the sweep with a located error instead of failing each cell after others have trained."""
+    from snnbench.config import SuiteError
+
+    problems = []
+    for i, model in enumerate(suite.models):
+        try:
+            if suite.track == "conversion":
+                from snnbench.models.registry import model_parameters
+
+                accepted = model_parameters(model.name)
+            else:
+                from snnbench.training.pipeline import SUPPORTED_MODELS
+                from snnbench.training.snn_mlp import _MODEL_KEYS as MODEL_PARAMETERS
+
+                if model.name not in SUPPORTED_MODELS:
+                    raise ValueError(f"unknown training-track model {model.name!r}; expected one of {list(SUPPORTED_MODELS)}")
+                accepted = set(MODEL_PARAMETERS)
+        except ValueError as err:
+            problems.append(f"  models.{i}.name: {err}")
+            continue
+        for key in model.params:
+            if key not in accepted:
+                problems.append(
+                    f"  models.{i}.{key}: not a parameter of model {model.name!r}; expected one of {sorted(accepted)}"
+                )
+    if problems:
+        raise SuiteError(f"{path}: invalid suite ({len(problems)} problem{'s' if len(problems) > 1 else ''})\n" + "\n".join(problems))
+
+
 def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = False) -> SweepPlan:
     path = suite.results_path(results_dir)
     store = ResultStore(path)
@@ -47,7 +79,7 @@ def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = F
     cells = expand(suite)
     todo = cells if force else [c for c in cells if c.key not in done]
     skipped = [] if force else [c for c in cells if c.key in done]
-    return SweepPlan(suite, path, todo, skipped, report.problems)
+    return SweepPlan(suite, path, todo, skipped, report.problems, force)
 
 
 def make_record(cell: Cell, metrics: dict[str, Any], wall_s: float, env: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +132,8 @@ def execute(
     env = environment()
     for outcome in executor.run(plan.todo):
         if outcome.metrics is not None:
-            store.append(make_record(outcome.cell, outcome.metrics, outcome.wall_s, env))
+            # Without --force a cell that a concurrent run recorded meanwhile is not recorded twice.
+            store.append(make_record(outcome.cell, outcome.metrics, outcome.wall_s, env), unless_recorded=not plan.force)
             summary.ran.append(outcome)
         else:
             summary.failed.append(outcome)

@@ -9,13 +9,16 @@ training state is saved after each epoch, so a crashed run resumes from its last
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from torch import nn
+from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 
 from snnbench.runner.context import ProgressReporter
@@ -51,10 +54,19 @@ def make_scheduler(optimizer, training, steps_per_epoch: int):
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
+    """Write-then-rename with a private temporary name, so a reader never sees a torn file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 @torch.no_grad()
@@ -80,7 +92,30 @@ def train_ann(
     progress: Optional[ProgressReporter] = None,
     num_workers: int = 0,
 ) -> TrainResult:
-    """Train (or load from ``checkpoint_path``) and return the model in eval mode."""
+    """Train (or load from ``checkpoint_path``) and return the model in eval mode.
+
+    Cells that share a configuration (every method of a sweep, run side by side on Ray) share one
+    checkpoint: a lock makes one of them train while the others wait and then load its result.
+    """
+    lock = FileLock(str(checkpoint_path) + ".lock") if checkpoint_path is not None else nullcontext()
+    if checkpoint_path is not None:
+        checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock:
+        return _train_or_load(model, train_set, training, device=device, seed=seed,
+                              checkpoint_path=checkpoint_path, progress=progress, num_workers=num_workers)
+
+
+def _train_or_load(
+    model: nn.Module,
+    train_set: Dataset,
+    training,
+    *,
+    device: torch.device,
+    seed: int,
+    checkpoint_path: Optional[Path],
+    progress: Optional[ProgressReporter],
+    num_workers: int,
+) -> TrainResult:
     progress = progress or ProgressReporter()
     model.to(device)
     done_path = checkpoint_path
