@@ -148,6 +148,9 @@ def _train_or_load(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
+        # Augmentation draws from the global RNG and AMP keeps a loss scale: both resume as they were.
+        torch.set_rng_state(state["torch_rng"])
+        scaler.load_state_dict(state["scaler"])
         start_epoch, elapsed = state["epoch"], state["elapsed_s"]
 
     epochs_run = 0
@@ -176,6 +179,8 @@ def _train_or_load(
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "generator": generator.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "scaler": scaler.state_dict(),
                         "epoch": epoch + 1,
                         "elapsed_s": elapsed,
                     },
