@@ -1,9 +1,9 @@
 """Sparse backward of SparseProp-style LIF layers: active-entry recording, sparse dW and sparse dx.
 
-One layer (DESIGN §5), time-major, θ = 1, no bias, no recurrence::
+One layer (DESIGN §5), time-major, threshold θ (default 1), no bias, no recurrence::
 
     I   = x @ W                                  # [T, B, H], a dense matmul (torch)
-    u_t = β·u_{t-1} + I_t − s_{t-1}              # u_{-1} = s_{-1} = 0
+    u_t = β·u_{t-1} + I_t − θ·s_{t-1}            # u_{-1} = s_{-1} = 0; soft reset by θ
     s_t = H(u_t − θ)                             # spike when u_t > θ (strict, as in SparseProp)
     tr_t = β·tr_{t-1} + x_t                      # input trace, per input, [T, B, N_in]
 
@@ -78,7 +78,7 @@ class SpikeRule:
     """How a layer picks its active entries and their g. Plain data: travels through autograd."""
 
     rule: Rule = "localzo"
-    theta: float = 1.0
+    theta: float = 1.0  # threshold: spike when u > θ; the soft reset subtracts θ·s
     # sparseprop
     b_th: float = 0.04
     width: float = 100.0
@@ -214,7 +214,7 @@ def _lif_record_kernel(
     for t in range(T):
         flat = t * plane + bj
         cur = tl.load(cur_ptr + flat, mask=mask, other=0.0).to(tl.float32)
-        u = beta * u + cur - s
+        u = beta * u + cur - theta * s  # soft reset by θ (s is 0 or 1, so θ = 1 subtracts s exactly)
         s = tl.where(u > theta, 1.0, 0.0)
         d = tl.abs(u - theta)
         if LOCALZO:
@@ -487,7 +487,7 @@ def lif_record_forward(
 
 
 def lif_forward(current: torch.Tensor, beta: float, theta: float = 1.0, backend: Backend = "auto") -> torch.Tensor:
-    """Spikes only (evaluation): pass 1 of the scan without recording."""
+    """Spikes only (evaluation): pass 1 of the scan without recording (threshold and reset ``theta``)."""
     _check_tensor("current", current, 3)
     beta = _check_beta(beta)
     if not _use_triton(backend, current):
@@ -647,7 +647,7 @@ def reference_lif_scan(current: torch.Tensor, beta: float, theta: float = 1.0) -
     u = torch.zeros(current.shape[1:], dtype=torch.float32, device=current.device)
     s = torch.zeros_like(u)
     for t in range(T):
-        u = beta * u + current[t] - s
+        u = beta * u + current[t] - theta * s
         s = (u > theta).float()
         u_all[t] = u
         spikes[t] = s
@@ -739,7 +739,15 @@ Timer = Optional[Callable[[str], ContextManager]]
 
 @dataclass(frozen=True)
 class StackConfig:
-    """What the sparse stack needs besides tensors. ``timer(name)`` (optional) times a section."""
+    """What the sparse stack needs besides tensors.
+
+    ``timer`` (optional): ``timer(name)`` is a context manager timing a forward section; if the timer
+    also has ``begin(name)``, the backward calls it where each hidden layer's backward starts, closing
+    the section open before (the caller opens ``readout.bwd`` before ``loss.backward()``). The dense
+    path marks the same points with gradient hooks, so both methods' sections cover the same work:
+    ``readout.bwd`` = loss, readout and ∂L/∂s of the last hidden layer; ``hiddenL.bwd`` = that
+    layer's backward up to the next mark.
+    """
 
     beta: float
     rule: SpikeRule
@@ -759,6 +767,12 @@ class _NoTimer:
 
 def _section(cfg: StackConfig, name: str):
     return cfg.timer(name) if cfg.timer is not None else _NoTimer()
+
+
+def _mark_backward(cfg: StackConfig, name: str) -> None:
+    begin = getattr(cfg.timer, "begin", None)
+    if begin is not None:
+        begin(name)
 
 
 def _gather_bj(values: torch.Tensor, active: ActiveSet) -> torch.Tensor:
@@ -813,25 +827,25 @@ class SparseLIFStackFunction(torch.autograd.Function):
         actives: list[ActiveSet] = ctx.actives
         T, B, H_last = last_spikes.shape
         grads: list[Optional[torch.Tensor]] = [None] * (L + 1)
-        with _section(cfg, "readout.bwd"):
-            if grad_out is None:
-                grad_out = torch.zeros((T, B, w_out.shape[1]), dtype=torch.float32, device=w_out.device)
-            g_rows = grad_out.reshape(T * B, -1)
-            grads[L] = last_spikes.reshape(T * B, H_last).t() @ g_rows
-            active = actives[-1]
-            t, b, j = active.decode()
-            grad_s = (w_out[j] * g_rows[t * B + b]).sum(1)
+        # Still inside the caller's "readout.bwd" section (opened before loss.backward()).
+        if grad_out is None:
+            grad_out = torch.zeros((T, B, w_out.shape[1]), dtype=torch.float32, device=w_out.device)
+        g_rows = grad_out.reshape(T * B, -1)
+        grads[L] = last_spikes.reshape(T * B, H_last).t() @ g_rows
+        active = actives[-1]
+        t, b, j = active.decode()
+        grad_s = (w_out[j] * g_rows[t * B + b]).sum(1)
         for layer in range(L - 1, -1, -1):
             active = actives[layer]
-            with _section(cfg, f"hidden{layer + 1}.bwd"):
-                if grad_counts[layer] is not None:
-                    grad_s = grad_s + _gather_bj(grad_counts[layer], active)
-                delta = active.g * grad_s
-                grads[layer] = sparse_weight_grad(traces[layer], active, delta, cfg.backend)
-                if layer > 0:
-                    grad_s = sparse_input_grad(
-                        hidden_weights[layer], active, delta, actives[layer - 1], cfg.beta, cfg.backend
-                    )
+            _mark_backward(cfg, f"hidden{layer + 1}.bwd")
+            if grad_counts[layer] is not None:
+                grad_s = grad_s + _gather_bj(grad_counts[layer], active)
+            delta = active.g * grad_s
+            grads[layer] = sparse_weight_grad(traces[layer], active, delta, cfg.backend)
+            if layer > 0:
+                grad_s = sparse_input_grad(
+                    hidden_weights[layer], active, delta, actives[layer - 1], cfg.beta, cfg.backend
+                )
         return (None, None, *grads)
 
 

@@ -215,23 +215,54 @@ def test_empty_active_sets_give_zero_gradients():
         assert out.shape == (0,)
 
 
+@pytest.mark.parametrize("theta", [1.0, 0.7])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_fully_active_layer_equals_dense_fast_sigmoid_bptt(backend):
+def test_fully_active_layer_equals_dense_fast_sigmoid_bptt(backend, theta):
     from snnbench.training.snn_mlp import dense_lif_bptt
 
     T, B, N, H = 5, 3, 6, 7
     x, w, gen = _layer(T, B, N, H, seed=13)
     grad_s = torch.randn(T, B, H, generator=gen)
     current = (x.reshape(T * B, N) @ w).view(T, B, H)
-    rule = sb.SpikeRule("sparseprop", b_th=1e9, width=4.0)
+    rule = sb.SpikeRule("sparseprop", theta=theta, b_th=1e9, width=4.0)
     _, active, _ = sb.lif_record_forward(current, BETA, rule, backend=backend)
     assert len(active) == T * B * H
+    # Every input entry is "active" in the previous layer, so dx is the whole dense input gradient.
+    _, prev, _ = sb.lif_record_forward(torch.zeros(T, B, N), BETA, sb.SpikeRule("sparseprop", b_th=1e9), backend=backend)
+    assert len(prev) == T * B * N
     delta = active.g * grad_s.reshape(-1)[active.index.long()]
     dw = sb.sparse_weight_grad(sb.input_trace(x, BETA, backend), active, delta, backend)
+    dx = sb.sparse_input_grad(w, active, delta, prev, BETA, backend)
+    xr = x.clone().requires_grad_(True)
     wr = w.clone().requires_grad_(True)
-    s = dense_lif_bptt((x.reshape(T * B, N) @ wr).view(T, B, H), BETA, "fast_sigmoid", 4.0)
+    s = dense_lif_bptt((xr.reshape(T * B, N) @ wr).view(T, B, H), BETA, "fast_sigmoid", 4.0, theta=theta)
     (s * grad_s).sum().backward()
     torch.testing.assert_close(dw, wr.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dx, xr.grad.reshape(-1)[prev.index.long()], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_threshold_sets_spike_and_soft_reset(backend):
+    # u_t = β·u_{t-1} + I_t − θ·s_{t-1}: the reset subtracts θ, not 1, for every θ the rule accepts.
+    theta, b_th = 0.6, 0.2
+    gen = torch.Generator().manual_seed(15)
+    current = torch.rand(9, 4, 11, generator=gen) * 0.4
+    u = torch.zeros(4, 11)
+    s = torch.zeros(4, 11)
+    us, ss = [], []
+    for t in range(9):
+        u = BETA * u + current[t] - theta * s
+        s = (u > theta).float()
+        us.append(u)
+        ss.append(s)
+    u, spikes = torch.stack(us), torch.stack(ss)
+    assert 0 < int(spikes.sum()) < spikes.numel() // 2  # resets happen, so the rule is exercised
+    rule = sb.SpikeRule("sparseprop", theta=theta, b_th=b_th, width=5.0)
+    s_rec, active, g = sb.lif_record_forward(current, BETA, rule, backend=backend, dense_g=True)
+    assert torch.equal(s_rec, spikes)
+    assert torch.equal(sb.lif_forward(current, BETA, theta, backend), spikes)
+    assert torch.equal(g != 0, (u - theta).abs() < b_th)
+    assert len(active) == int(((u - theta).abs() < b_th).sum())
 
 
 def test_weight_grad_is_deterministic_and_writes_every_element():

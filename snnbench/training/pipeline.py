@@ -11,11 +11,10 @@ import torch
 from snnbench.data.registry import load_dataset
 from snnbench.training.snn_mlp import SpikingMLP, config_for, dense_baseline, training_method
 from snnbench.training.sparse_train import (
+    PeakMemory,
     TrainSettings,
     batches,
     evaluate,
-    peak_memory_bytes,
-    reset_peak_memory,
     summarize,
     time_steps,
     train,
@@ -53,10 +52,9 @@ def run_training_cell(cell, ctx) -> dict[str, Any]:
     torch.manual_seed(cell.seed)
     init_gen = torch.Generator().manual_seed(int(cell.seed))
     model = SpikingMLP(cfg, generator=init_gen).to(device)
-    reset_peak_memory(device)
 
-    log = train(model, method, bundle.train, settings, timesteps, device, seed=cell.seed, progress=ctx.progress)
-    peak = peak_memory_bytes(device)
+    with PeakMemory(device) as memory:  # this cell's training only; see PeakMemory for the CPU caveats
+        log = train(model, method, bundle.train, settings, timesteps, device, seed=cell.seed, progress=ctx.progress)
 
     start = time.perf_counter()
     test_acc = evaluate(model, bundle.test, cell.training.eval_batch_size, timesteps, device)
@@ -73,7 +71,8 @@ def run_training_cell(cell, ctx) -> dict[str, Any]:
         "evaluate_s": round(evaluate_s, 3),
         "final_loss": round(log.loss, 5),
         "steps": log.steps,
-        "peak_mem_bytes": peak,
+        "peak_mem_bytes": memory.peak_bytes,
+        "peak_mem_kind": memory.kind,
         "hidden": list(cfg.hidden) if len(set(cfg.hidden)) > 1 else cfg.hidden[0],
         "timesteps": timesteps,
         "dense_baseline": {"surrogate": dense.surrogate, "width": dense.width},

@@ -2,7 +2,7 @@
 
 ``input → LIF hidden → LIF hidden → non-spiking leaky readout``, no recurrence, no biases::
 
-    u_t = β·u_{t-1} + W x_t − s_{t-1},  s_t = H(u_t − 1),  β = exp(−dt/τ_mem)      (reset not differentiated)
+    u_t = β·u_{t-1} + W x_t − θ·s_{t-1},  s_t = H(u_t − θ),  θ = 1,  β = exp(−dt/τ_mem)      (reset not differentiated)
     v_t = β_out·v_{t-1} + (1 − β_out)·W_out s_t                                    (readout)
     loss = NLL(log_softmax(max_t v_t))   (SHD: Σ_t v_t)   + spike-rate regularisers per hidden layer
 
@@ -194,12 +194,12 @@ class SurrogateSpike(torch.autograd.Function):
 
 
 def dense_lif_bptt(current: torch.Tensor, beta: float, kind: str, width: float, theta: float = THETA) -> torch.Tensor:
-    """The LIF scan as a PyTorch time loop: autograd does the (dense) BPTT; the reset is detached."""
+    """The LIF scan as a PyTorch time loop: autograd does the (dense) BPTT; the soft reset θ·s is detached."""
     u = torch.zeros_like(current[0])
     s = torch.zeros_like(current[0])
     out = []
     for t in range(current.shape[0]):
-        u = beta * u + current[t] - s.detach()
+        u = beta * u + current[t] - theta * s.detach()
         s = SurrogateSpike.apply(u - theta, kind, width)
         out.append(s)
     return torch.stack(out)

@@ -1,16 +1,20 @@
 """Training, evaluation and timing of the spiking MLP: the loop every training-track method shares.
 
 Timing synchronises the device around each phase (forward, backward, optimiser step) so the numbers
-are wall-clock time of finished work. Per-layer times come from a :class:`SectionTimer`: the sparse
-stack times its own sections; for dense methods, gradient hooks on each hidden layer's spikes mark
-where that layer's backward begins, so consecutive marks bound each layer's backward.
+are wall-clock time of finished work. Per-layer times come from a :class:`SectionTimer`. Backward
+sections are bounded by marks at the same points for every method: ``readout.bwd`` opens right before
+``loss.backward()`` (loss, readout projection, ∂L/∂s of the last hidden layer); each hidden layer's
+section opens where its backward begins — a gradient hook on its spikes for dense methods, a mark
+inside the sparse stack's backward — and runs to the next mark or the end of ``loss.backward()``.
+
+Peak memory (:class:`PeakMemory`) is measured per section, not per process: CUDA resets the
+allocator's peak at the start; on the CPU it is the section's peak RSS minus the RSS at its start.
 """
 
 from __future__ import annotations
 
 import math
-import resource
-import sys
+import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -254,8 +258,7 @@ def time_steps(
         loss = model.loss(out, y)
         sync(device)
         t1 = time.perf_counter()
-        if not method.sparse:
-            timer.begin("readout.bwd")
+        timer.begin("readout.bwd")  # every method: the same work lands in each section (module doc)
         loss.backward()
         timer.end()
         sync(device)
@@ -278,17 +281,89 @@ def time_steps(
     return StepTiming(fwd / counted, bwd / counted, dict(layers), [f / counted for f in fractions])
 
 
-def peak_memory_bytes(device: torch.device) -> int:
-    """CUDA: peak allocated since the last reset. CPU: the process's peak RSS (never reset)."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
+def _proc_status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    raise OSError(f"{field} not in /proc/self/status")
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+def _reset_kernel_peak_rss() -> bool:
+    """Linux: reset this process's peak RSS (VmHWM) to its current RSS; False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        _proc_status_bytes("VmHWM")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_reader():
+    """A function returning this process's current RSS in bytes."""
+    try:
+        import psutil
+
+        process = psutil.Process()
+        return lambda: int(process.memory_info().rss)
+    except ImportError:
+        return lambda: _proc_status_bytes("VmRSS")
+
+
+class PeakMemory:
+    """Peak memory of the ``with`` block only, not inherited from earlier cells of the process.
+
+    ``kind`` says what ``peak_bytes`` is:
+    - ``"cuda_max_allocated"``: ``torch.cuda.max_memory_allocated`` after a reset at block start
+      (includes tensors already allocated then, e.g. the model's weights);
+    - ``"cpu_rss_increase"``: the block's peak RSS minus the RSS at block start. On Linux the kernel
+      tracks the peak exactly: the block resets the process's VmHWM (``/proc/self/clear_refs``) and
+      reads it at the end. Elsewhere a thread samples the RSS every ``interval_s`` (misses shorter
+      peaks; its GIL wake-ups can slow Python-heavy loops such as autograd through Python Functions).
+      Either way memory the allocator reuses from before the block is not counted: a lower bound on
+      the block's working set.
+    """
+
+    def __init__(self, device: torch.device, interval_s: float = 0.005) -> None:
+        self.device = torch.device(device)
+        self.interval_s = interval_s
+        self.kind = "cuda_max_allocated" if self.device.type == "cuda" else "cpu_rss_increase"
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        if _reset_kernel_peak_rss():
+            self._start = _proc_status_bytes("VmRSS")
+            return self
+        self._read = _rss_reader()
+        self._start = self._max = self._read()
+        self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._max = max(self._max, self._read())
+
+    def __exit__(self, *exc) -> bool:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = int(torch.cuda.max_memory_allocated(self.device))
+            return False
+        if self._thread is None:
+            peak = _proc_status_bytes("VmHWM")
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._max, self._read())
+        self.peak_bytes = max(0, int(peak - self._start))
+        return False
 
 
 class _null_bar:
