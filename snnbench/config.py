@@ -8,11 +8,19 @@ names the file, the field path and what was expected.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+def config_hash(obj: Any, length: int = 10) -> str:
+    """A short stable hash of a JSON-able configuration (cell keys, cached-model names)."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 class SuiteError(ValueError):

@@ -8,7 +8,7 @@ from torch.utils.data import TensorDataset
 
 from snnbench.config import TrainingSpec
 from snnbench.models.digits_cnn import digits_cnn
-from snnbench.runner.context import ProgressReporter, StepTracker
+from snnbench.context import ProgressReporter, StepTracker
 from snnbench.training.ann import train_ann
 
 

@@ -13,7 +13,7 @@ from snnbench.conversion.pipeline import run_conversion_cell
 from snnbench.models.qcfs import QCFS
 from snnbench.neurons import MultiStepIF
 from snnbench.runner.cells import expand
-from snnbench.runner.context import RunContext
+from snnbench.context import RunContext
 from tests.helpers import tiny_digits_suite
 
 

@@ -51,7 +51,7 @@ def test_failed_tasks_are_reported_and_retried_once(tmp_path):
 
     from snnbench.config import load_suite
     from snnbench.runner.cells import expand
-    from snnbench.runner.context import RunContext
+    from snnbench.context import RunContext
     from snnbench.runner.ray_executor import RayExecutor
 
     cells = expand(load_suite(tiny_digits_suite(tmp_path, seeds=[0, 1, 2, 3])))

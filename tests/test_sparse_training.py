@@ -258,7 +258,7 @@ def _cell(method, **training):
 
 @pytest.mark.parametrize("method", [{"name": "localzo", "delta": 0.3}, "surrogate"], ids=["localzo", "surrogate"])
 def test_run_training_cell_tiny(tmp_path, method):
-    from snnbench.runner.context import RunContext
+    from snnbench.context import RunContext
     from snnbench.training.pipeline import run_training_cell
 
     seen = []
@@ -269,7 +269,7 @@ def test_run_training_cell_tiny(tmp_path, method):
         @contextmanager
         def track(self, description, total):
             seen.append((description, total))
-            from snnbench.runner.context import StepTracker
+            from snnbench.context import StepTracker
 
             yield StepTracker()
 
@@ -292,7 +292,7 @@ def test_run_training_cell_tiny(tmp_path, method):
 
 def test_run_training_cell_rejects_other_models(tmp_path):
     from snnbench.config import ModelSpec
-    from snnbench.runner.context import RunContext
+    from snnbench.context import RunContext
     from snnbench.training.pipeline import run_training_cell
 
     cell = _cell("localzo")

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch.utils.data import DataLoader
 
+from snnbench.config import config_hash
+from snnbench.context import ProgressReporter, RunContext
 from snnbench.conversion.calibration import CalibrationRequest, calibrate
 from snnbench.conversion.convert import accuracy_curve, convert, simulate
+from snnbench.conversion.neurobench import neurobench_on_dataset
 from snnbench.data.registry import DataBundle, load_dataset
 from snnbench.models.registry import build_model
-from snnbench.conversion.neurobench import neurobench_on_dataset
-from snnbench.runner.cells import Cell, config_hash
-from snnbench.runner.context import ProgressReporter, RunContext
 from snnbench.training.ann import evaluate_ann, train_ann
+
+if TYPE_CHECKING:  # the runner builds cells; a pipeline only reads them
+    from snnbench.runner.cells import Cell
 
 
 def ann_cache_path(cell: Cell, cache_dir: Path) -> Path:

@@ -7,17 +7,10 @@ new cells instead of silently reusing stale records.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from snnbench.config import DatasetSpec, MethodSpec, ModelSpec, Suite, TrainingSpec
-
-
-def config_hash(obj: Any, length: int = 10) -> str:
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
+from snnbench.config import DatasetSpec, MethodSpec, ModelSpec, Suite, TrainingSpec, config_hash
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from snnbench.config import Suite
-from snnbench.runner.context import RichProgressReporter
+from snnbench.context import RichProgressReporter
 from snnbench.runner.executors import LocalExecutor, Outcome
 from snnbench.runner.store import latest_by_key, read_records
 from snnbench.runner.sweep import default_context, execute, plan_sweep, preflight_datasets

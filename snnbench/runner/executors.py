@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from snnbench.runner.cells import Cell
-from snnbench.runner.context import RunContext
+from snnbench.context import RunContext
 from snnbench.runner.tracks import run_cell
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 from snnbench.config import Suite
 from snnbench.data.paths import default_cache_dir
 from snnbench.runner.cells import Cell, expand
-from snnbench.runner.context import ProgressReporter, RunContext, resolve_device
+from snnbench.context import ProgressReporter, RunContext, resolve_device
 from snnbench.runner.env import environment
 from snnbench.runner.executors import LocalExecutor, Outcome
 from snnbench.runner.store import SCHEMA_VERSION, ResultStore
@@ -54,7 +54,7 @@ def check_models(suite: Suite, path: Path) -> None:
                 accepted = model_parameters(model.name)
             else:
                 from snnbench.training.pipeline import SUPPORTED_MODELS
-                from snnbench.training.snn_mlp import _MODEL_KEYS as MODEL_PARAMETERS
+                from snnbench.training.snn_mlp import MODEL_PARAMETERS
 
                 if model.name not in SUPPORTED_MODELS:
                     raise ValueError(f"unknown training-track model {model.name!r}; expected one of {list(SUPPORTED_MODELS)}")

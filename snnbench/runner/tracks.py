@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from snnbench.runner.cells import Cell
-from snnbench.runner.context import RunContext
+from snnbench.context import RunContext
 
 
 def run_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from torch import nn
 from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 
-from snnbench.runner.context import ProgressReporter
+from snnbench.context import ProgressReporter
 
 
 @dataclass

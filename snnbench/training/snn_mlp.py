@@ -84,7 +84,7 @@ class SNNConfig:
         return math.exp(-self.dt / self.tau_out)
 
 
-_MODEL_KEYS = {"hidden", "layers"} | set(SNNConfig.__dataclass_fields__) - {"inputs", "outputs"}
+MODEL_PARAMETERS = {"hidden", "layers"} | set(SNNConfig.__dataclass_fields__) - {"inputs", "outputs"}
 
 
 def config_for(dataset: str, inputs: int, outputs: int, params: Optional[dict[str, Any]] = None) -> SNNConfig:
@@ -93,9 +93,9 @@ def config_for(dataset: str, inputs: int, outputs: int, params: Optional[dict[st
     ``hidden`` is one size (used for every hidden layer) or a list; ``layers`` (default 2) repeats it.
     """
     params = dict(params or {})
-    unknown = set(params) - _MODEL_KEYS
+    unknown = set(params) - MODEL_PARAMETERS
     if unknown:
-        raise ValueError(f"unknown snn_mlp parameter(s) {sorted(unknown)}; expected some of {sorted(_MODEL_KEYS)}")
+        raise ValueError(f"unknown snn_mlp parameter(s) {sorted(unknown)}; expected some of {sorted(MODEL_PARAMETERS)}")
     preset = dict(DATASET_PRESETS.get(dataset, _GENERIC_PRESET))
     hidden = params.pop("hidden", 200)
     layers = int(params.pop("layers", 2))

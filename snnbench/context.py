@@ -1,4 +1,8 @@
-"""What a track needs to run one cell besides the cell itself: device, folders, progress, options."""
+"""What a track needs to run one cell besides the cell itself: device, folders, progress, options.
+
+It stands above the tracks (conversion, training) and the runner that builds it (DESIGN §2), so a
+pipeline never imports the runner.
+"""
 
 from __future__ import annotations
 
