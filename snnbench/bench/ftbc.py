@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from snnbench.bench.timing import copy_ceiling, gbps, median_ms, release_memory, resolve_device, synchronize
+from snnbench.runner.env import environment
 
 TARGET_SPEEDUP = 10.0
 OFFICIAL_LOOP_H200_S = 5.23  # DESIGN §6: the FTBC repository's loop, same setting, H200
@@ -38,12 +39,6 @@ def _timed(fn: Callable[[], Any], device: str) -> float:
     fn()
     synchronize(device)
     return time.perf_counter() - start
-
-
-def _environment(device: str) -> dict[str, Any]:
-    from snnbench.runner.env import environment
-
-    return environment(device)
 
 
 def _build(sizes: dict[str, int], device: str, seed: int = 0):
@@ -225,7 +220,7 @@ def run_ftbc_bench(
     result: dict[str, Any] = {
         "benchmark": "ftbc",
         "device": device,
-        "environment": _environment(device),
+        "environment": environment(device),
         "note": note,
         "config": config,
         "fast_s": fast_s,

@@ -23,7 +23,16 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from snnbench.bench.timing import copy_ceiling, gbps, median_ms, release_memory, resolve_device, synchronize
+from snnbench.bench.timing import (
+    copy_ceiling,
+    gbps,
+    json_out_path,
+    median_ms,
+    release_memory,
+    resolve_device,
+    synchronize,
+)
+from snnbench.runner.env import environment
 
 SWEEP_FILE = Path(__file__).resolve().parents[2] / "suites" / "kernels.yaml"
 
@@ -611,19 +620,6 @@ def _render(rows: list[dict], console: Any, title: str) -> None:
         console.print(f"{len(skipped)} rows not timed: " + "; ".join(reasons))
 
 
-def _out_path(out: Optional[Path]) -> Optional[Path]:
-    if out is None:
-        return None
-    out = Path(out)
-    return out if out.suffix == ".json" else out / "neuron.json"
-
-
-def _environment(device: str) -> dict[str, Any]:
-    from snnbench.runner.env import environment
-
-    return environment(device)
-
-
 def run_neuron_bench(
     device: str = "auto",
     out: Optional[Path] = None,
@@ -671,7 +667,7 @@ def run_neuron_bench(
     result: dict[str, Any] = {
         "benchmark": "neuron",
         "device": device,
-        "environment": _environment(device),
+        "environment": environment(device),
         "spikingjelly": _spikingjelly_version(),
         "note": note,
         "model": sweep["model"],
@@ -681,7 +677,7 @@ def run_neuron_bench(
         "copy rows count read + write of x",
         "rows": [],
     }
-    path = _out_path(out)
+    path = json_out_path(out, "neuron.json")
     if device == "cuda":
         result["correctness"] = check_against_reference(device)
         console.print(json.dumps(result["correctness"], indent=1))

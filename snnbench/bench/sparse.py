@@ -35,7 +35,7 @@ from typing import Any, Optional
 
 import torch
 
-from snnbench.bench.timing import copy_ceiling, gbps, median_ms, release_memory, resolve_device
+from snnbench.bench.timing import copy_ceiling, gbps, json_out_path, median_ms, release_memory, resolve_device
 from snnbench.kernels.sparse_backward import (
     SpikeRule,
     input_trace,
@@ -45,6 +45,7 @@ from snnbench.kernels.sparse_backward import (
 )
 from snnbench.training.snn_mlp import SNNConfig, SpikingMLP, TrainingMethod, dense_lif_bptt
 from snnbench.training.sparse_train import time_steps
+from snnbench.runner.env import environment
 
 FULL = {
     "timesteps": 100,
@@ -336,19 +337,6 @@ def check_against_reference(device: str, T: int = 40, B: int = 24, N: int = 90, 
 # Driver
 
 
-def _out_path(out: Optional[Path]) -> Optional[Path]:
-    if out is None:
-        return None
-    out = Path(out)
-    return out if out.suffix == ".json" else out / "sparse.json"
-
-
-def _environment(device: str) -> dict[str, Any]:
-    from snnbench.runner.env import environment
-
-    return environment(device)
-
-
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The headline numbers: one-layer backward speed-ups near the target active fraction."""
     out: dict[str, Any] = {}
@@ -410,7 +398,7 @@ def run_sparse_bench(
     result: dict[str, Any] = {
         "benchmark": "sparse",
         "device": device,
-        "environment": _environment(device),
+        "environment": environment(device),
         "note": note,
         "config": {k: v for k, v in cfg.items() if k != "timing"} | {"beta": BETA, "theta": 1.0, "surrogate_width": SURROGATE_WIDTH},
         "timing": {"method": "triton.testing.do_bench median" if device == "cuda" else "time.perf_counter median", **timing},
@@ -419,7 +407,7 @@ def run_sparse_bench(
         "12 B per entry; dense: x, ∂L/∂s, ∂L/∂I, dW); ceiling_fraction = bwd_gbps / copy gbps",
         "rows": [],
     }
-    path = _out_path(out)
+    path = json_out_path(out, "sparse.json")
     started = time.perf_counter()
     if device == "cuda":
         result["correctness"] = check_against_reference(device)

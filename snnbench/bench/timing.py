@@ -127,3 +127,13 @@ def release_memory(device: str) -> None:
     synchronize(device)
     if device == "cuda":
         torch.cuda.empty_cache()
+
+
+def json_out_path(out, default_name: str):
+    """``out`` as given when it names a .json file, else ``out/<default_name>``; None stays None."""
+    from pathlib import Path
+
+    if out is None:
+        return None
+    out = Path(out)
+    return out if out.suffix == ".json" else out / default_name

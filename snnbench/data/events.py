@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from snnbench.data.paths import DatasetMissingError, resolve_data_root
+from snnbench.data.registry import sequence_bundle
 
 NMNIST_SIDE = 34
 NMNIST_STEPS = 300
@@ -61,21 +62,6 @@ def _require_tonic():
         raise ModuleNotFoundError("N-MNIST and SHD are read with tonic: pip install 'snnbench[neuromorphic]'") from err
     return tonic
 
-
-def _bundle(name, train, test, spec, num_classes, inputs, steps, info):
-    from snnbench.data.registry import DataBundle, limit
-
-    train = limit(train, spec.limit_train)
-    return DataBundle(
-        name=name,
-        train=train,
-        test=limit(test, spec.limit_test),
-        calibration=train,
-        num_classes=num_classes,
-        input_shape=(inputs,),
-        timesteps=steps,
-        info=info,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,7 +109,8 @@ def nmnist_bundle(spec, data_root: Optional[Path] = None, augment: bool = False)
         return BinnedEvents(ds, channels, NMNIST_STEPS, NMNIST_DT_US, NMNIST_SIDE * NMNIST_SIDE)
 
     info = {"source": "tonic", "root": str(root), "dt_ms": 1.0, "polarity": "folded", "clip": 1}
-    return _bundle("nmnist", load(True), load(False), spec, 10, NMNIST_SIDE * NMNIST_SIDE, NMNIST_STEPS, info)
+    return sequence_bundle("nmnist", load(True), load(False), spec, num_classes=10,
+                           inputs=NMNIST_SIDE * NMNIST_SIDE, steps=NMNIST_STEPS, info=info)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,4 +152,5 @@ def shd_bundle(spec, data_root: Optional[Path] = None, augment: bool = False):
         return BinnedEvents(ds, lambda ev: ev["x"], SHD_STEPS, SHD_DT_US, SHD_CHANNELS)
 
     info = {"source": "tonic", "root": str(root), "dt_ms": 2.0, "clip": 1}
-    return _bundle("shd", load(True), load(False), spec, 20, SHD_CHANNELS, SHD_STEPS, info)
+    return sequence_bundle("shd", load(True), load(False), spec, num_classes=20, inputs=SHD_CHANNELS,
+                           steps=SHD_STEPS, info=info)

@@ -48,6 +48,22 @@ def limit(ds: Dataset, n: Optional[int]) -> Dataset:
     return Subset(ds, range(n))
 
 
+def sequence_bundle(name: str, train: Dataset, test: Dataset, spec, *, num_classes: int, inputs: int,
+                    steps: int, info: dict[str, Any]) -> DataBundle:
+    """A bundle of spike-train data ``[T, inputs]`` (training track), with the suite's limits."""
+    train = limit(train, spec.limit_train)
+    return DataBundle(
+        name=name,
+        train=train,
+        test=limit(test, spec.limit_test),
+        calibration=train,
+        num_classes=num_classes,
+        input_shape=(inputs,),
+        timesteps=steps,
+        info=info,
+    )
+
+
 def load_dataset(spec, data_root: Optional[Path] = None, augment: bool = False) -> DataBundle:
     """Load the dataset named by ``spec`` (a DatasetSpec); raise DatasetMissingError if absent."""
     target = LOADERS.get(spec.name)

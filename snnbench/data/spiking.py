@@ -59,19 +59,11 @@ class LatencySpikeDataset(Dataset):
 
 
 def _bundle(name: str, train: Dataset, test: Dataset, spec, num_classes: int, inputs: int, info: dict):
-    from snnbench.data.registry import DataBundle, limit
+    from snnbench.data.registry import sequence_bundle
 
-    train = limit(train, spec.limit_train)
-    return DataBundle(
-        name=name,
-        train=train,
-        test=limit(test, spec.limit_test),
-        calibration=train,
-        num_classes=num_classes,
-        input_shape=(inputs,),
-        timesteps=LATENCY_STEPS,
-        info={"encoding": "latency", "tau_eff_ms": 20.0, "threshold": THRESHOLD, "dt_ms": 1.0, **info},
-    )
+    latency = {"encoding": "latency", "tau_eff_ms": 20.0, "threshold": THRESHOLD, "dt_ms": 1.0, **info}
+    return sequence_bundle(name, train, test, spec, num_classes=num_classes, inputs=inputs,
+                           steps=LATENCY_STEPS, info=latency)
 
 
 def digits_spiking_bundle(spec, data_root: Optional[Path] = None, augment: bool = False):
