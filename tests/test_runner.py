@@ -22,6 +22,10 @@ def test_cell_keys_are_stable_and_settings_sensitive(tmp_path):
     assert a[0].key != changed[0].key
     moved = expand(load_suite(tiny_digits_suite(tmp_path, name="a", datasets=[{"name": "digits", "limit_train": 256, "limit_test": 128, "root": "/elsewhere"}])))
     assert a[0].key == moved[0].key  # where data lives does not change the result
+    on_gpu = expand(load_suite(tiny_digits_suite(tmp_path, name="a", device="cuda")))
+    on_cpu = expand(load_suite(tiny_digits_suite(tmp_path, name="a", device="cpu")))
+    assert on_gpu[0].key != on_cpu[0].key  # timings differ: a CPU record must not stand for a GPU cell
+    assert on_cpu[0].key == a[0].key or a[0].device == "cuda"  # auto resolves to what this machine has
 
 
 def test_rerun_skips_and_force_reruns(tmp_path):

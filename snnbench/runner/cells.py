@@ -42,16 +42,26 @@ class Cell:
     @property
     def key(self) -> str:
         cfg = self.config()
-        # Where the data lives and how many workers read it do not change the result.
+        # Where the data lives does not change the result; the device does (every timing), so a
+        # CPU record never makes a GPU run skip its cell.
         cfg["dataset"] = {k: v for k, v in cfg["dataset"].items() if k not in ("root", "download")}
-        cfg.pop("device")
         return (
             f"{self.dataset.name}/{self.model.name}/{self.method.name}/seed={self.seed}"
             f"/{config_hash(cfg)}"
         )
 
 
+def device_kind(requested: str) -> str:
+    """The device a suite's cells run on here: ``auto`` means CUDA when torch sees a GPU."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def expand(suite: Suite) -> list[Cell]:
+    device = device_kind(suite.device)
     cells = []
     for dataset in suite.datasets:
         for model in suite.models:
@@ -67,7 +77,7 @@ def expand(suite: Suite) -> list[Cell]:
                             seed=seed,
                             timesteps=tuple(suite.timesteps),
                             training=suite.training,
-                            device=suite.device,
+                            device=device,
                         )
                     )
     return cells
