@@ -932,7 +932,13 @@ def neuron_reference(
         v = torch.full(step_shape, opts.v_init, dtype=torch.float32, device=x.device)
     outs = []
     for t in range(x.shape[0]):
-        h = opts.beta * v + opts.leak + opts.gain * x[t].to(torch.float32)
+        # Same order as β·v + leak + γ·x, without the identity ops of IF (β = γ = 1, leak = 0):
+        # this loop is the CPU path of every converted network.
+        h = v if opts.beta == 1.0 else opts.beta * v
+        if opts.leak != 0.0:
+            h = h + opts.leak
+        x_t = x[t].to(torch.float32)
+        h = h + (x_t if opts.gain == 1.0 else opts.gain * x_t)
         if bias_t is not None:
             h = h - _per_channel_view(bias_t[t], step_shape)
         s = _Heaviside.apply(h - theta, opts, t)

@@ -100,6 +100,18 @@ CONVERSION_METHODS = {"qcfs", "light", "ftbc", "ftbc_iter"}
 TRAINING_METHODS = {"surrogate", "sparseprop", "localzo", "localzo_dense"}
 
 
+def _named_entry(value: Any, own_fields: tuple[str, ...] = ()) -> Any:
+    """``- qcfs`` and ``- {name: ftbc, alpha: 0.4}`` (the flat form people type) become
+    ``{name, params}``; keys in ``own_fields`` stay fields of the entry instead of parameters."""
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, dict) and "name" in value and "params" not in value:
+        out = {k: value[k] for k in ("name",) + own_fields if k in value}
+        out["params"] = {k: v for k, v in value.items() if k not in out}
+        return out
+    return value
+
+
 class MethodSpec(_Strict):
     """One method of the sweep: its name and its validated parameters."""
 
@@ -109,13 +121,7 @@ class MethodSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_short_forms(cls, value: Any) -> Any:
-        # `- qcfs` or `- {name: ftbc, alpha: 0.4}` are both accepted; the flat form is what people type.
-        if isinstance(value, str):
-            return {"name": value, "params": {}}
-        if isinstance(value, dict) and "name" in value and "params" not in value:
-            rest = {k: v for k, v in value.items() if k != "name"}
-            return {"name": value["name"], "params": rest}
-        return value
+        return _named_entry(value)
 
     @model_validator(mode="after")
     def _check_params(self) -> "MethodSpec":
@@ -136,15 +142,7 @@ class ModelSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_short_forms(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return {"name": value}
-        if isinstance(value, dict) and "name" in value and "params" not in value:
-            rest = {k: v for k, v in value.items() if k not in ("name", "checkpoint")}
-            out = {"name": value["name"], "params": rest}
-            if "checkpoint" in value:
-                out["checkpoint"] = value["checkpoint"]
-            return out
-        return value
+        return _named_entry(value, own_fields=("checkpoint",))
 
 
 class DatasetSpec(_Strict):

@@ -145,30 +145,3 @@ class MultiStepLIF(nn.Module):
     def extra_repr(self) -> str:
         shown = ("tau", "beta", "threshold", "reset", "surrogate", "alpha", "delta", "q")
         return ", ".join(f"{k}={self.options[k]}" for k in shown if self.options[k] is not None)
-
-
-def _per_channel(p: torch.Tensor, x_step: torch.Tensor) -> torch.Tensor:
-    """Broadcast a scalar-or-[C] parameter against one step ``[B, C, ...]``."""
-    if p.numel() == 1:
-        return p.reshape(())
-    return p.reshape((1, -1) + (1,) * (x_step.dim() - 2))
-
-
-def if_forward_reference(
-    x: torch.Tensor,
-    thresh: torch.Tensor,
-    bias: Optional[torch.Tensor] = None,
-    v_init: Optional[torch.Tensor] = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain PyTorch IF simulation: θ·s for every step and the final membrane (soft reset)."""
-    theta = _per_channel(thresh.to(x.device, torch.float32), x[0])
-    v = torch.zeros_like(x[0], dtype=torch.float32) + (theta / 2 if v_init is None else v_init.float())
-    out = torch.empty_like(x)
-    for t in range(x.shape[0]):
-        u = v + x[t].float()
-        if bias is not None:
-            u = u - _per_channel(bias[t], x[t])
-        s = (u >= theta).to(torch.float32)
-        v = u - theta * s
-        out[t] = (theta * s).to(x.dtype)
-    return out, v

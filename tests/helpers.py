@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,3 +42,22 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         env=full_env,
         timeout=timeout,
     )
+
+
+class _GivenG(torch.autograd.Function):
+    """Heaviside forward; backward multiplies by a given g (the oracle's spike derivative)."""
+
+    @staticmethod
+    def forward(ctx, v, g):
+        ctx.save_for_backward(g)
+        return (v > 0).float()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (g,) = ctx.saved_tensors
+        return grad * g, None
+
+
+def spike_with_given_g(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Spikes ``H(v)`` whose backward uses the spike derivative ``g``: dense masked BPTT for oracles."""
+    return _GivenG.apply(v, g)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from snnbench.kernels import multistep_lif
-from snnbench.neurons import MultiStepIF, MultiStepLIF, if_forward_reference
+from snnbench.conversion.ftbc_reference import step_by_step_simulate
+from snnbench.neurons import MultiStepIF, MultiStepLIF
 
 
 @pytest.mark.parametrize("backend", ["triton", "torch"])
@@ -16,7 +17,7 @@ def test_if_module_matches_plain_loop(backend):
     layer.set_bias(0.1 * torch.randn(6, 4, generator=gen))
     x = torch.randn(6, 3, 4, 5, 5, generator=gen) + 0.3
     out, v = layer.simulate(x)
-    ref_out, ref_v = if_forward_reference(x, layer.thresh, layer.bias, None)
+    ref_out, ref_v = step_by_step_simulate(layer, x)
     assert torch.equal(out, ref_out) and torch.equal(v, ref_v)
     assert torch.equal(layer(x), out)
 

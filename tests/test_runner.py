@@ -87,3 +87,16 @@ def test_sigkill_mid_sweep_then_resume_records_each_cell_once(tmp_path):
     keys = [r["key"] for r in lines]
     assert len(keys) == 4 and len(set(keys)) == 4
     assert {c.key for c in expand(load_suite(path))} == set(keys)
+
+
+def test_a_sweep_reads_its_dataset_once(tmp_path, monkeypatch):
+    # The preflight check and every cell share one load of the dataset's files.
+    import snnbench.data.digits as digits
+
+    calls = []
+    original = digits.load_digits_split
+    monkeypatch.setattr(digits, "load_digits_split", lambda: calls.append(1) or original())
+    suite = load_suite(tiny_digits_suite(tmp_path, name="once", seeds=[0, 1], datasets=[{"name": "digits", "limit_train": 200, "limit_test": 64}]))
+    summary = run_suite(suite, results_dir=tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert len(summary.ran) == 2
+    assert len(calls) == 1

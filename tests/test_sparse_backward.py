@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from snnbench.kernels import sparse_backward as sb
+from tests.helpers import spike_with_given_g
 
 BETA = math.exp(-0.1)
 BACKENDS = ["triton", "torch"]
@@ -31,20 +32,6 @@ def _rule_id(rule):
     return f"{rule.rule}-{rule.distribution}-q{rule.q}"
 
 
-class _GivenG(torch.autograd.Function):
-    """Heaviside forward; backward multiplies by a given g (the oracle's spike derivative)."""
-
-    @staticmethod
-    def forward(ctx, v, g):
-        ctx.save_for_backward(g)
-        return (v > 0).float()
-
-    @staticmethod
-    def backward(ctx, grad):
-        (g,) = ctx.saved_tensors
-        return grad * g, None
-
-
 def dense_masked_layer(x, w, g, beta):
     """Dense BPTT of the LIF layer (reset detached) with spike derivative ``g[T, B, H]``."""
     T, B, _ = x.shape
@@ -54,7 +41,7 @@ def dense_masked_layer(x, w, g, beta):
     out = []
     for t in range(T):
         u = beta * u + current[t] - s.detach()
-        s = _GivenG.apply(u - 1.0, g[t])
+        s = spike_with_given_g(u - 1.0, g[t])
         out.append(s)
     return torch.stack(out)
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from snnbench.kernels import sparse_backward as sb
+from tests.helpers import spike_with_given_g
 from snnbench.training import snn_mlp
 from snnbench.training.snn_mlp import SNNConfig, SpikingMLP, TrainingMethod, config_for, training_method
 
@@ -39,18 +40,6 @@ def _grads(model, method, x, y, backend, seed=3):
     return [p.grad.clone() for p in model.weights], out
 
 
-class _GivenG(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, v, g):
-        ctx.save_for_backward(g)
-        return (v > 0).float()
-
-    @staticmethod
-    def backward(ctx, grad):
-        (g,) = ctx.saved_tensors
-        return grad * g, None
-
-
 def _autograd_oracle(model, x, y, gs):
     """The whole network through autograd with each layer's spike derivative fixed to ``gs[l]``."""
     cfg, (T, B, _) = model.cfg, x.shape
@@ -63,7 +52,7 @@ def _autograd_oracle(model, x, y, gs):
         out = []
         for t in range(T):
             u = cfg.beta * u + current[t] - s.detach()
-            s = _GivenG.apply(u - 1.0, g[t])
+            s = spike_with_given_g(u - 1.0, g[t])
             out.append(s)
         h = torch.stack(out)
         counts.append(h.sum(0))

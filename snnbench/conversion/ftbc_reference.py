@@ -28,10 +28,11 @@ def _per_channel(p: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     return p.reshape(()) if p.numel() == 1 else p.reshape((1, -1) + (1,) * (step.dim() - 2))
 
 
-def _step_by_step_simulate(
+def step_by_step_simulate(
     neuron, x: torch.Tensor, v_init: Optional[torch.Tensor] = None, t_offset: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official IF layer: a Python loop over time of element-wise torch ops."""
+    """The official IF layer: a Python loop over time of element-wise torch ops (``neuron`` is a
+    MultiStepIF: its ``thresh`` and per-step ``bias``). Also the tests' oracle for the fused kernels."""
     theta = _per_channel(neuron.thresh.float(), x[0])
     bias = neuron.bias_for(x.shape[0], t_offset)
     mem = (theta / 2 if v_init is None else v_init.float()) + torch.zeros_like(x[0], dtype=torch.float32)
@@ -51,7 +52,7 @@ def official_if_neurons(snn: nn.Module) -> Iterator[None]:
     """Run every IF layer of ``snn`` with the step-by-step loop instead of its (fused) kernel."""
     neurons = [layer.neuron for _, layer in spiking_layers(snn)]
     for neuron in neurons:
-        neuron.simulate = types.MethodType(_step_by_step_simulate, neuron)
+        neuron.simulate = types.MethodType(step_by_step_simulate, neuron)
     try:
         yield
     finally:

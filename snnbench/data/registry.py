@@ -4,6 +4,8 @@ run on digits never imports torchvision's dataset code or tonic."""
 from __future__ import annotations
 
 import importlib
+import os
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -65,10 +67,21 @@ def sequence_bundle(name: str, train: Dataset, test: Dataset, spec, *, num_class
 
 
 def load_dataset(spec, data_root: Optional[Path] = None, augment: bool = False) -> DataBundle:
-    """Load the dataset named by ``spec`` (a DatasetSpec); raise DatasetMissingError if absent."""
+    """Load the dataset named by ``spec`` (a DatasetSpec); raise DatasetMissingError if absent.
+
+    The last few bundles are kept: the sweep's preflight check and every cell of the same dataset
+    share one read of the files instead of one each.
+    """
+    # SNNBENCH_DATA is part of the key: with no explicit root it decides where the loaders look.
+    root = str(data_root) if data_root is not None else None
+    return _load_cached(spec, root, augment, os.environ.get("SNNBENCH_DATA"))
+
+
+@lru_cache(maxsize=2)
+def _load_cached(spec, data_root: Optional[str], augment: bool, _env_root: Optional[str]) -> DataBundle:
     target = LOADERS.get(spec.name)
     if target is None:
         raise ValueError(f"unknown dataset {spec.name!r}; expected one of {sorted(LOADERS)}")
     module_name, func_name = target.split(":")
     loader = getattr(importlib.import_module(module_name), func_name)
-    return loader(spec, data_root, augment)
+    return loader(spec, Path(data_root) if data_root is not None else None, augment)
