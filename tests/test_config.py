@@ -146,3 +146,13 @@ def test_model_typos_stop_the_run_with_exit_2(tmp_path, models, needle):
         assert needle in " ".join(result.stderr.split())
         assert str(path) in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_error_messages_are_never_wrapped(tmp_path):
+    # A long path once pushed "YAML syntax error" onto a second line: errors must stay greppable.
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4)
+    deep.mkdir()
+    path = write(deep, "name: x\nmodels: [digits_cnn\n")
+    result = run_cli("validate", str(path))
+    assert result.returncode == 2
+    assert any(str(path) in line and "YAML syntax error" in line for line in result.stderr.splitlines())
