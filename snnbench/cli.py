@@ -30,7 +30,7 @@ bench_app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 
 # Piped output (CI logs, files) gets a wide fixed width so leaderboard columns are not truncated.
-console = Console() if sys.stdout.isatty() else Console(width=200)
+console = Console() if sys.stdout.isatty() else Console(width=200, soft_wrap=True)
 # Errors are never wrapped: a path or message split across lines would not survive grep or copy.
 err_console = Console(stderr=True, soft_wrap=True)
 
