@@ -6,6 +6,12 @@ Semantics (DESIGN §3), per neuron, time-major ``x[T, ...]``, channel = dim 2 of
     u_t = h_t - θ[c] ;  s_t = H(u_t) = 1 if u_t >= 0
     v_t = h_t - θ·s_t                       (soft reset)
     v_t = h_t·(1 - s_t) + v_reset·s_t       (hard reset)
+    v_t = h_t, h_{t+1} -= θ·s_t ; s_t = 1 if u_t > 0   (subtract reset)
+
+``subtract`` is the reset of SparseProp and snntorch's ``Leaky``: the previous step's spike takes θ
+off *after* the decay, ``h_t = β·h_{t-1} + x_t − θ·s_{t-1}``, and a neuron fires strictly above θ.
+(``soft`` takes θ off at the spike step, so the reset decays with the membrane.) Its ``v_final``
+is ``h_T``, before the reset still pending from ``s_T``.
 
 LIF uses ``β = 1 - 1/τ`` and either ``γ = 1`` (``h = v - (v - v_reset)/τ + x``) or, with
 ``decay_input``, ``γ = 1/τ`` (``h = v + (x - (v - v_reset))/τ``); ``beta=`` sets β directly.
@@ -19,8 +25,8 @@ nothing.
 
 Backward kernel: the same tiling, t = T-1..0, carrying ``∂L/∂v`` in registers::
 
-    gs  = ∂L/∂s_t (+ gv·∂v_t/∂s_t unless detach_reset: -θ soft, v_reset - h_t hard)
-    gh  = gs·σ'(u_t) + gv·∂v_t/∂h_t          (1 soft, 1 - s_t hard)
+    gs  = ∂L/∂s_t (+ unless detach_reset: -θ·gv soft, (v_reset - h_t)·gv hard, -θ·∂L/∂h_{t+1} subtract)
+    gh  = gs·σ'(u_t) + gv·∂v_t/∂h_t          (1 soft and subtract, 1 - s_t hard)
     ∂L/∂x_t = γ·gh ;  gv ← β·gh   (after t = 0, gv = ∂L/∂v_init)
 
 σ' is a dense surrogate of ``u`` or the LocalZO estimate
@@ -83,6 +89,7 @@ DEFAULT_ALPHA = {
 _SURROGATE_ID = {name: i for i, name in enumerate(SURROGATES)}
 _DISTRIBUTION_ID = {name: i for i, name in enumerate(DISTRIBUTIONS)}
 _OUTPUT_ID = {"spike": 0, "scaled": 1, "uint8": 2}
+_RESET_ID = {"soft": 0, "hard": 1, "subtract": 2}
 _SAVE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _SAVE_ID = {torch.float32: 1, torch.bfloat16: 2, torch.float16: 3}
 _IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -229,7 +236,7 @@ def _neuron_forward_kernel(
     SAVE_MODE: tl.constexpr,  # 0 nothing, 1 fp32, 2 bf16, 3 fp16
     THRESH_MODE: tl.constexpr,  # 0 scalar argument, 1 one value in memory, 2 per channel
     V_INIT_MODE: tl.constexpr,  # 0 scalar argument, 1 tensor [N], 2 θ/2
-    HARD_RESET: tl.constexpr,
+    RESET_MODE: tl.constexpr,  # 0 soft, 1 hard, 2 subtract
     HAS_BIAS: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -260,6 +267,7 @@ def _neuron_forward_kernel(
     out_ptrs = out_ptr + offs
     saved_ptrs = saved_ptr + offs
     x_next = tl.load(x_ptrs, mask=mask, other=0.0)
+    pending = tl.zeros([BLOCK], tl.float32)  # θ·s_{t-1}, taken off after the decay (subtract reset)
     for t in range(T):
         x = x_next.to(tl.float32)
         x_ptrs += N
@@ -267,12 +275,20 @@ def _neuron_forward_kernel(
         h = beta * v + leak + gain * x
         if HAS_BIAS:
             h = h - tl.load(bias_ptr + t * C + chan, mask=mask, other=0.0)
+        if RESET_MODE == 2:
+            h = h - pending
         u = h - theta
-        spike = u >= 0.0
-        if HARD_RESET:
-            v = tl.where(spike, v_reset, h)
+        if RESET_MODE == 2:
+            spike = u > 0.0
         else:
+            spike = u >= 0.0
+        if RESET_MODE == 1:
+            v = tl.where(spike, v_reset, h)
+        elif RESET_MODE == 0:
             v = tl.where(spike, u, h)
+        else:
+            v = h
+            pending = tl.where(spike, theta, 0.0)
         if OUTPUT_MODE == 1:
             out = tl.where(spike, theta, 0.0)
         elif OUTPUT_MODE == 2:
@@ -310,7 +326,7 @@ def _neuron_backward_kernel(
     seed,
     OUTPUT_SCALED: tl.constexpr,
     THRESH_MODE: tl.constexpr,
-    HARD_RESET: tl.constexpr,
+    RESET_MODE: tl.constexpr,
     DETACH_RESET: tl.constexpr,
     SURROGATE: tl.constexpr,
     DIST: tl.constexpr,
@@ -350,6 +366,7 @@ def _neuron_backward_kernel(
     gx_ptrs = grad_x_ptr + last_step + offs
     go_next = tl.load(go_ptrs, mask=mask, other=0.0)
     u_next = tl.load(saved_ptrs, mask=mask, other=0.0)
+    gh_later = tl.zeros([BLOCK], tl.float32)  # ∂L/∂h_{t+1}: the subtract reset of s_t lands there
     for i in range(T):
         go = go_next.to(tl.float32)
         u = u_next.to(tl.float32)
@@ -368,17 +385,21 @@ def _neuron_backward_kernel(
         else:
             gs = go
         if not DETACH_RESET:
-            if HARD_RESET:
+            if RESET_MODE == 1:
                 gs += gv * (v_reset - (u + theta))
-            else:
+            elif RESET_MODE == 0:
                 gs -= gv * theta
-        if HARD_RESET:
+            else:
+                gs -= gh_later * theta
+        if RESET_MODE == 1:
             gh = gs * sg + tl.where(u >= 0.0, 0.0, gv)
         else:
             gh = gs * sg + gv
         tl.store(gx_ptrs, (gain * gh).to(grad_x_ptr.dtype.element_ty), mask=mask)
         gx_ptrs -= N
         gv = beta * gh
+        if RESET_MODE == 2:
+            gh_later = gh
     if WRITE_GRAD_V_INIT:
         tl.store(grad_v_init_ptr + offs, gv, mask=mask)
 
@@ -395,7 +416,7 @@ class NeuronOptions:
     beta: float
     leak: float  # (1-β)·v_reset term added every step (0 for IF)
     gain: float  # γ, the weight of x_t
-    hard_reset: bool
+    reset: str  # "soft", "hard" or "subtract"
     v_reset: float
     detach_reset: bool
     output: str
@@ -508,7 +529,7 @@ def _prepare(
 ) -> tuple[NeuronOptions, Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Validate everything that can be checked before a launch; return options and fp32 tensors."""
     _check_x(x)
-    _choice("reset", reset, ("soft", "hard"))
+    _choice("reset", reset, _RESET_ID)
     _choice("output", output, _OUTPUT_ID)
     _choice("surrogate", surrogate, SURROGATES)
     _choice("distribution", distribution, DISTRIBUTIONS)
@@ -594,7 +615,7 @@ def _prepare(
         beta=_f32(beta),
         leak=_f32(leak),
         gain=_f32(gain),
-        hard_reset=reset == "hard",
+        reset=reset,
         v_reset=v_reset,
         detach_reset=bool(detach_reset),
         output=output,
@@ -697,7 +718,7 @@ def neuron_forward(
         SAVE_MODE=_SAVE_ID[opts.save_dtype] if save else 0,
         THRESH_MODE=_thresh_mode(thresh_t),
         V_INIT_MODE=v_init_mode,
-        HARD_RESET=opts.hard_reset,
+        RESET_MODE=_RESET_ID[opts.reset],
         HAS_BIAS=bias_t is not None,
         INDEX_64=force_index_64 or _index_64(N),
     )
@@ -750,7 +771,7 @@ def neuron_backward(
         opts.seed,
         OUTPUT_SCALED=opts.output == "scaled",
         THRESH_MODE=_thresh_mode(thresh_t),
-        HARD_RESET=opts.hard_reset,
+        RESET_MODE=_RESET_ID[opts.reset],
         DETACH_RESET=opts.detach_reset,
         SURROGATE=_SURROGATE_ID[opts.surrogate],
         DIST=_DISTRIBUTION_ID[opts.distribution],
@@ -893,7 +914,7 @@ class _Heaviside(torch.autograd.Function):
     def forward(ctx, u, opts: NeuronOptions, t: int):
         ctx.save_for_backward(u)
         ctx.opts, ctx.t = opts, t
-        return (u >= 0).to(u.dtype)
+        return ((u > 0) if opts.reset == "subtract" else (u >= 0)).to(u.dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -931,6 +952,7 @@ def neuron_reference(
     else:
         v = torch.full(step_shape, opts.v_init, dtype=torch.float32, device=x.device)
     outs = []
+    pending = None  # θ·s_{t-1} of the subtract reset
     for t in range(x.shape[0]):
         # Same order as β·v + leak + γ·x, without the identity ops of IF (β = γ = 1, leak = 0):
         # this loop is the CPU path of every converted network.
@@ -941,12 +963,17 @@ def neuron_reference(
         h = h + (x_t if opts.gain == 1.0 else opts.gain * x_t)
         if bias_t is not None:
             h = h - _per_channel_view(bias_t[t], step_shape)
+        if pending is not None:
+            h = h - pending
         s = _Heaviside.apply(h - theta, opts, t)
         s_reset = s.detach() if opts.detach_reset else s
-        if opts.hard_reset:
+        if opts.reset == "hard":
             v = h * (1.0 - s_reset) + opts.v_reset * s_reset
-        else:
+        elif opts.reset == "soft":
             v = h - theta * s_reset
+        else:
+            v = h
+            pending = theta * s_reset
         if opts.output == "uint8":
             outs.append(s.detach().to(torch.uint8))
         elif opts.output == "scaled":
@@ -1042,6 +1069,8 @@ def multistep_if(
     ``v_init`` defaults to θ/2 (per channel when θ is). ``output``: ``"spike"`` (0/1 in x's dtype),
     ``"scaled"`` (θ·s, the converted-ANN activation) or ``"uint8"`` (inference only). ``v_final`` is
     fp32. Gradients flow to ``x`` and a tensor ``v_init``; threshold and bias are constants.
+    ``reset``: ``"soft"`` (θ off at the spike), ``"hard"`` (to ``v_reset``) or ``"subtract"`` (θ off
+    after the next decay, firing strictly above θ: SparseProp's and snntorch's LIF; module docstring).
     ``surrogate="localzo"`` uses ``distribution``, ``delta``, ``q`` and ``seed`` (drawn from torch's
     generator when None). ``backend="auto"`` runs Triton on CUDA tensors and the PyTorch reference
     otherwise.

@@ -78,6 +78,8 @@ FORWARD_CASES = [
     ("lif", {"beta": 0.9, "decay_input": False, "v_reset": 0.1, "threshold_tensor_1": True}, (3, 2, 3, 11), torch.bfloat16),
     ("lif", {"v_init_tensor": True, "bias": True, "output": "scaled"}, (4, 2, 3, 5), torch.float16),
     ("lif", {"output": "uint8", "reset": "soft"}, (6, 5, 131), torch.bfloat16),
+    ("lif", {"beta": 0.9, "decay_input": False, "reset": "subtract", "v_init": 0.0}, (7, 3, 40), torch.float32),
+    ("if", {"reset": "subtract", "per_channel": True, "bias": True, "output": "scaled"}, (4, 2, 3, 5), torch.float32),
 ]
 
 
@@ -142,13 +144,33 @@ def test_lif_matches_spikingjelly_formula():
         assert v_final.item() == pytest.approx(v, abs=1e-6)
 
 
+def test_subtract_reset_is_sparseprops_lif():
+    # u_t = β·u_{t-1} + x_t − θ·s_{t-1}, s_t = 1 only when u_t > θ: written out by hand. The input
+    # puts the membrane exactly on θ at t = 1, where the strict comparison must not fire.
+    beta, theta = 0.5, 1.0
+    x = torch.tensor([[2.5], [0.75], [0.6], [0.9], [0.0]])
+    u, s, expect, membranes = 0.0, 0.0, [], []
+    for t in range(5):
+        u = beta * u + x[t, 0].item() - theta * s
+        s = float(u > theta)
+        expect.append(s)
+        membranes.append(u)
+    assert membranes[1] == theta and expect[1] == 0.0
+    for backend in ("triton", "torch"):
+        spikes, v_final = multistep_lif(
+            x, beta=beta, decay_input=False, reset="subtract", v_init=0.0, threshold=theta, backend=backend
+        )
+        assert spikes[:, 0].tolist() == expect
+        assert v_final.item() == pytest.approx(membranes[-1], abs=1e-6)
+
+
 # --------------------------------------------------------------------------------------------------
 # Backward: every surrogate, reset path, dtype
 # --------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("surrogate", ["sigmoid", "atan", "rectangle", "triangle", "fast_sigmoid", "gaussian"])
-@pytest.mark.parametrize("reset,detach", [("soft", False), ("hard", True)])
+@pytest.mark.parametrize("reset,detach", [("soft", False), ("hard", True), ("subtract", True)])
 def test_surrogate_gradients_match_reference(surrogate, reset, detach):
     gen = torch.Generator().manual_seed(len(surrogate) * 7 + detach)
     x = torch.randn(4, 3, 2, 5, generator=gen) + 0.5
@@ -169,6 +191,8 @@ def test_surrogate_gradients_match_reference(surrogate, reset, detach):
         ("if", {"reset": "hard", "v_reset": 0.2, "alpha": 2.5}),
         ("lif", {"decay_input": False, "reset": "hard", "v_reset": -0.2}),
         ("lif", {"beta": 0.95, "reset": "soft", "threshold_tensor_1": True}),
+        ("lif", {"beta": 0.9, "decay_input": False, "reset": "subtract"}),
+        ("if", {"reset": "subtract", "per_channel": True, "output": "scaled"}),
     ],
 )
 def test_gradients_for_neuron_options(neuron, options):

@@ -18,6 +18,8 @@ def test_sparse_bench_quick_cpu(tmp_path):
     impls = {(r["kind"], r["impl"]) for r in rows}
     assert {("layer", "dense_pytorch"), ("layer", "sparseprop"), ("layer", "localzo")} <= impls
     assert {("step", "dense_pytorch"), ("step", "sparseprop"), ("step", "localzo")} <= impls
+    # The tests interpret Triton, so the fused dense baseline runs too, as it would on CUDA.
+    assert {("layer", "dense_fused"), ("step", "dense_fused")} <= impls
     for r in rows:
         assert r["fwd_ms"] > 0 and r["bwd_ms"] > 0
         if r["impl"] in ("sparseprop", "localzo"):

@@ -92,11 +92,13 @@ def test_dense_twin_equals_autograd_with_the_same_g():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_surrogate_method_matches_fully_active_sparseprop():
-    # With every entry active and g = fast sigmoid, the sparse backward is dense BPTT.
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_surrogate_method_matches_fully_active_sparseprop(backend):
+    # With every entry active and g = fast sigmoid, the sparse backward is dense BPTT, whether the
+    # dense side runs the fused neuron kernels (triton) or autograd through the time loop (torch).
     model = _net(seed=2)
     x, y = _batch(seed=2)
-    dense, _ = _grads(model, TrainingMethod("surrogate", surrogate="fast_sigmoid", width=5.0), x, y, "torch")
+    dense, _ = _grads(model, TrainingMethod("surrogate", surrogate="fast_sigmoid", width=5.0), x, y, backend)
     full, out = _grads(model, TrainingMethod("sparseprop", rule=sb.SpikeRule("sparseprop", b_th=1e9, width=5.0)), x, y, "torch")
     assert out.active_fraction == [1.0, 1.0]
     for a, b in zip(full, dense):
@@ -113,10 +115,28 @@ def test_inference_forward_matches_training_forward():
         assert torch.equal(a, b.detach())
 
 
+@pytest.mark.parametrize("kind", ["sigmoid", "atan", "fast_sigmoid"])
+def test_fused_surrogate_method_equals_the_pytorch_loop(kind):
+    # The same spikes (bit for bit: both backends do the same fp32 operations in the same order)
+    # and the same weight gradients up to accumulation order.
+    model = _net(seed=4)
+    x, y = _batch(seed=4)
+    method = TrainingMethod("surrogate", surrogate=kind, width=4.0)
+    fused, fused_out = _grads(model, method, x, y, "triton")
+    loop, loop_out = _grads(model, method, x, y, "torch")
+    for a, b in zip(fused_out.counts, loop_out.counts):
+        assert torch.equal(a, b) and a.sum() > 0
+    for a, b in zip(fused, loop):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert a.abs().max() > 0
+
+
 @pytest.mark.parametrize("kind", ["sigmoid", "atan", "rectangle", "triangle", "fast_sigmoid", "gaussian"])
 def test_surrogates_peak_at_threshold(kind):
-    x = torch.linspace(-2, 2, 401)
-    d = snn_mlp.surrogate_derivative(x, kind, 3.0)
+    # One step from rest: u = I, so ∂s/∂I is the surrogate σ'(I − θ) itself.
+    current = (torch.linspace(-2, 2, 401) + snn_mlp.THETA).view(1, 1, -1).requires_grad_(True)
+    snn_mlp.dense_lif_bptt(current, 0.9, kind, 3.0).sum().backward()
+    d = current.grad.flatten()
     assert d.min() >= 0 and d[200] == d.max() and d[0] < d[200] and d[-1] < d[200]
 
 

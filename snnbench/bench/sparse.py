@@ -9,9 +9,9 @@ Workload (DESIGN §5/§6): T = 100, B = 256, 700 Bernoulli input channels, hidde
   the second layer's input gradient at the first layer's active entries.
 
 Implementations: ``dense_pytorch`` (autograd through the PyTorch time loop, fast-sigmoid surrogate),
-``dense_fused`` (snnbench.kernels.neuron's fused multi-step LIF, soft reset detached — a close
-relative of this LIF, timed for scale; skipped when the module is absent), ``sparseprop`` and
-``localzo`` (kernels/sparse_backward.py). LocalZO's δ is calibrated per size so that about
+``dense_fused`` (the same LIF — ``subtract`` reset, detached — through snnbench.kernels.neuron's
+fused forward and reverse-time backward; what the ``surrogate`` training method runs on CUDA),
+``sparseprop`` and ``localzo`` (kernels/sparse_backward.py). LocalZO's δ is calibrated per size so that about
 ``target_active`` of the entries are active; SparseProp gets the matched band B_th = δ·E|z|. A sweep of
 δ at one size gives other active fractions.
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,7 +44,7 @@ from snnbench.kernels.sparse_backward import (
 )
 from snnbench.training.snn_mlp import SNNConfig, SpikingMLP, TrainingMethod, dense_lif_bptt
 from snnbench.training.sparse_train import time_steps
-from snnbench.runner.env import environment
+from snnbench.runner.env import environment, triton_interpreted
 
 FULL = {
     "timesteps": 100,
@@ -123,22 +122,13 @@ def _layer_rows(
     dense_bwd = None
     dense_fwd = None
 
-    def dense_forward() -> torch.Tensor:
-        current = (x.reshape(T * B, N) @ w).view(T, B, H)
-        return dense_lif_bptt(current, BETA, "fast_sigmoid", SURROGATE_WIDTH)
-
     dense_bytes = 4 * (T * B * N + 2 * T * B * H + N * H)  # x, grad_s, the current's grad, dW
     if with_dense:
-        s = dense_forward()
-        s.backward(grad_s, retain_graph=True)
-        dense_fwd = median_ms(lambda: dense_forward(), device, **timing)
-        dense_bwd = median_ms(lambda: s.backward(grad_s, retain_graph=True), device, **timing)
-        rows.append(_row("layer", H, "dense_pytorch", 1.0, dense_fwd, dense_bwd, dense_bwd, dense_fwd, dense_bytes))
-        del s
-        fused = _fused_layer(x, w, grad_s, device, timing)
-        if fused is not None:
-            f_fwd, f_bwd = fused
-            rows.append(_row("layer", H, "dense_fused", 1.0, f_fwd, f_bwd, dense_bwd, dense_fwd, dense_bytes))
+        for impl, backend in _dense_impls(device):
+            fwd_ms, bwd_ms = _dense_layer(x, w, grad_s, backend, device, timing)
+            if impl == "dense_pytorch":
+                dense_fwd, dense_bwd = fwd_ms, bwd_ms
+            rows.append(_row("layer", H, impl, 1.0, fwd_ms, bwd_ms, dense_bwd, dense_fwd, dense_bytes))
         w.grad = None
 
     tr = input_trace(x, BETA)
@@ -170,30 +160,27 @@ def _layer_rows(
     return rows
 
 
-def _fused_layer(x, w, grad_s, device, timing) -> Optional[tuple[float, float]]:
-    try:
-        from snnbench.kernels.neuron import multistep_lif
-    except Exception:  # noqa: BLE001 - the fused kernels are another module; absent means skip
-        return None
+def _dense_impls(device: str) -> list[tuple[str, str]]:
+    """Dense baselines and their neuron backend: the fused kernels need CUDA (or the interpreter)."""
+    impls = [("dense_pytorch", "torch")]
+    if device == "cuda" or triton_interpreted():
+        impls.append(("dense_fused", "triton"))
+    return impls
+
+
+def _dense_layer(x, w, grad_s, backend: str, device: str, timing: dict) -> tuple[float, float]:
+    """Median forward and backward time of Linear + LIF with dense BPTT on ``backend``."""
     T, B, N = x.shape
     H = w.shape[1]
 
-    def forward():
+    def forward() -> torch.Tensor:
         current = (x.reshape(T * B, N) @ w).view(T, B, H)
-        spikes, _ = multistep_lif(
-            current, beta=BETA, decay_input=False, reset="soft", detach_reset=True,
-            surrogate="fast_sigmoid", alpha=SURROGATE_WIDTH, save_dtype="fp32",
-        )
-        return spikes
+        return dense_lif_bptt(current, BETA, "fast_sigmoid", SURROGATE_WIDTH, backend=backend)
 
-    try:
-        s = forward()
-        s.backward(grad_s, retain_graph=True)
-        fwd = median_ms(forward, device, **timing)
-        bwd = median_ms(lambda: s.backward(grad_s, retain_graph=True), device, **timing)
-    except Exception:  # noqa: BLE001 - an API mismatch must not sink the benchmark
-        traceback.print_exc()
-        return None
+    s = forward()
+    s.backward(grad_s, retain_graph=True)
+    fwd = median_ms(forward, device, **timing)
+    bwd = median_ms(lambda: s.backward(grad_s, retain_graph=True), device, **timing)
     return fwd, bwd
 
 
@@ -237,22 +224,22 @@ def _step_rows(H: int, cfg: dict, device: str, timing: dict, delta: float, targe
     model = SpikingMLP(net_cfg).to(device)
     with torch.no_grad():
         model.weights[0].copy_(_weights(N, H, cfg["input_rate"], gen, device))
-        s1 = dense_lif_bptt((x.reshape(T * B, N) @ model.weights[0]).view(T, B, H), BETA, "fast_sigmoid", 1.0)
+        s1 = dense_lif_bptt((x.reshape(T * B, N) @ model.weights[0]).view(T, B, H), BETA, "fast_sigmoid", 1.0, backend="torch")
         rate1 = float(s1.mean())
         model.weights[1].copy_(_weights(H, H, max(rate1, 1e-3), gen, device))
         model.weights[2].copy_(_weights(H, C, max(rate1, 1e-3), gen, device))
-    methods = [
-        ("dense_pytorch", TrainingMethod("surrogate", surrogate="fast_sigmoid", width=SURROGATE_WIDTH)),
-        ("sparseprop", TrainingMethod("sparseprop", rule=_sparseprop(delta))),
-        ("localzo", TrainingMethod("localzo", rule=_localzo(delta))),
+    dense = TrainingMethod("surrogate", surrogate="fast_sigmoid", width=SURROGATE_WIDTH)
+    methods = [(impl, dense, backend) for impl, backend in _dense_impls(device)] + [
+        ("sparseprop", TrainingMethod("sparseprop", rule=_sparseprop(delta)), "auto"),
+        ("localzo", TrainingMethod("localzo", rule=_localzo(delta)), "auto"),
     ]
     rows: list[dict[str, Any]] = []
     dense_fwd = dense_bwd = None
     params = list(model.parameters())
-    for impl, method in methods:
+    for impl, method, backend in methods:
 
-        def forward(method=method):
-            out = model(x, method, seed=5)
+        def forward(method=method, backend=backend):
+            out = model(x, method, seed=5, backend=backend)
             return model.loss(out, y), out
 
         loss, out = forward()
@@ -262,14 +249,14 @@ def _step_rows(H: int, cfg: dict, device: str, timing: dict, delta: float, targe
         for p in params:
             p.grad = None
         fractions = out.active_fraction
-        sections = time_steps(model, method, [(x, y)] * 2, torch.device(device), seed=5)
+        sections = time_steps(model, method, [(x, y)] * 2, torch.device(device), seed=5, backend=backend)
         if impl == "dense_pytorch":
             dense_fwd, dense_bwd = fwd_ms, bwd_ms
         row = _row("step", H, impl, sum(fractions) / len(fractions), fwd_ms, bwd_ms, dense_bwd, dense_fwd, 0)
         row.pop("bwd_bytes")
         row.pop("bwd_gbps")
         row["layers"] = sections.layers
-        if impl != "dense_pytorch":
+        if method.sparse:
             row.update(target_active=target, delta=delta)
         rows.append(row)
         del loss, out

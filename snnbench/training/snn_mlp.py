@@ -7,7 +7,8 @@
     loss = NLL(log_softmax(max_t v_t))   (SHD: Σ_t v_t)   + spike-rate regularisers per hidden layer
 
 Methods (their ``params`` are validated by snnbench.config's models):
-- ``surrogate``: dense BPTT through autograd with a surrogate spike derivative;
+- ``surrogate``: dense BPTT with a surrogate spike derivative (the fused neuron kernels on CUDA, autograd
+  through the PyTorch time loop on the CPU);
 - ``sparseprop``: sparse backward over |u − 1| < B_th, fast-sigmoid g (kernels/sparse_backward.py);
 - ``localzo``: sparse backward over the LocalZO estimate's nonzero g;
 - ``localzo_dense``: the same forward and g as ``localzo`` with a dense masked backward (the twin
@@ -23,6 +24,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
+from snnbench.kernels.neuron import multistep_lif
 from snnbench.kernels.sparse_backward import (
     SpikeRule,
     StackConfig,
@@ -161,48 +163,30 @@ def dense_baseline(method: TrainingMethod) -> TrainingMethod:
 # Dense pieces
 
 
-def surrogate_derivative(x: torch.Tensor, kind: str, width: float) -> torch.Tensor:
-    """σ'(x) for x = u − θ; ``width`` is the sharpness α (larger = narrower)."""
-    a = width
-    if kind == "fast_sigmoid":
-        return 1.0 / (a * x.abs() + 1.0) ** 2
-    if kind == "sigmoid":
-        s = torch.sigmoid(a * x)
-        return a * s * (1.0 - s)
-    if kind == "atan":
-        return (a / 2.0) / (1.0 + (math.pi / 2.0 * a * x) ** 2)
-    if kind == "rectangle":
-        return torch.where(x.abs() < 0.5 / a, torch.full_like(x, a), torch.zeros_like(x))
-    if kind == "triangle":
-        return (a * (1.0 - a * x.abs())).clamp(min=0.0)
-    if kind == "gaussian":
-        return a / math.sqrt(2.0 * math.pi) * torch.exp(-0.5 * (a * x) ** 2)
-    raise ValueError(f"unknown surrogate {kind!r}")
+def dense_lif_bptt(
+    current: torch.Tensor, beta: float, kind: str, width: float, theta: float = THETA, backend: str = "auto"
+) -> torch.Tensor:
+    """Dense BPTT of the LIF scan with the surrogate ``kind`` (sharpness ``width``), reset detached.
 
-
-class SurrogateSpike(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, kind: str, width: float):
-        ctx.save_for_backward(x)
-        ctx.kind, ctx.width = kind, width
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * surrogate_derivative(x, ctx.kind, ctx.width), None, None
-
-
-def dense_lif_bptt(current: torch.Tensor, beta: float, kind: str, width: float, theta: float = THETA) -> torch.Tensor:
-    """The LIF scan as a PyTorch time loop: autograd does the (dense) BPTT; the soft reset θ·s is detached."""
-    u = torch.zeros_like(current[0])
-    s = torch.zeros_like(current[0])
-    out = []
-    for t in range(current.shape[0]):
-        u = beta * u + current[t] - theta * s.detach()
-        s = SurrogateSpike.apply(u - theta, kind, width)
-        out.append(s)
-    return torch.stack(out)
+    snnbench.kernels.neuron's ``subtract`` reset is exactly this layer's ``u_t = β·u_{t-1} + I_t − θ·s_{t-1}``
+    with ``s_t = H(u_t − θ)`` strict, so on CUDA the fused Triton scans run the forward and the whole
+    reverse-time backward in one launch each; ``backend="torch"`` (and any CPU tensor) runs the
+    PyTorch time loop that autograd differentiates.
+    """
+    spikes, _ = multistep_lif(
+        current,
+        beta=beta,
+        decay_input=False,
+        reset="subtract",
+        detach_reset=True,
+        threshold=theta,
+        v_init=0.0,
+        surrogate=kind,
+        alpha=width,
+        save_dtype="fp32",
+        backend=backend,
+    )
+    return spikes
 
 
 class DenseMaskedLIF(torch.autograd.Function):
@@ -288,7 +272,7 @@ class SpikingMLP(nn.Module):
             with timer(f"hidden{layer + 1}.fwd"):
                 current = (h.reshape(T * B, -1) @ w).view(T, B, -1)
                 if method.name == "surrogate":
-                    s = dense_lif_bptt(current, self.cfg.beta, method.surrogate, method.width)
+                    s = dense_lif_bptt(current, self.cfg.beta, method.surrogate, method.width, backend=backend)
                     fractions.append(1.0)
                 else:  # localzo_dense: the sparse path's forward and g, then a dense backward
                     spikes, active, g = lif_record_forward(
