@@ -17,9 +17,11 @@ The reset path is not differentiated, so every u_t is linear in W with ∂u_t/�
 Active sets (``rule``):
 - ``sparseprop``: |u − θ| < b_th, g = 1/(k·|u − θ| + 1)² (fast sigmoid, k = ``width``);
 - ``localzo``: g = (1/q) Σ_k |z_k|/(2δ) · 1[|u − θ| < δ|z_k|] ≠ 0, z_k i.i.d. from ``distribution``
-  (normal; uniform on [-√3, √3]; Laplace with scale 1/√2). The Triton path draws z from Philox with
-  (seed, element·q + k) and never stores it; the reference draws z from a torch Generator seeded with
-  ``seed`` (a different stream: compare both backends on the same recorded entries, or statistically).
+  (normal; uniform on [-√3, √3]; Laplace with scale 1/√2). z is never stored: both backends draw it
+  from snnbench.kernels.neuron's counter-based Philox stream (key = seed, counter = (b·H + j, 0, t,
+  k div 4)), so a seed gives the same active set on the CPU and the GPU, and the same z as the fused
+  neuron kernels' LocalZO backward over that layer. The reference evaluates Philox only inside the
+  band |u − θ| < δ·max|z| the stream can reach; outside it g is 0 for every draw.
 
 Recording (forward, two launches of one scan kernel, no racy counter): pass 1 runs the scan, writes
 the spikes and counts the active entries of each (b, j); a torch cumsum turns the counts into
@@ -43,6 +45,7 @@ the forward's own outputs (spikes) and the input trace are dense.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Literal, Optional, Sequence
 
@@ -50,17 +53,29 @@ import torch
 import triton
 import triton.language as tl
 
+from .neuron import _localzo_gain, localzo_gain_reference
+
 Rule = Literal["sparseprop", "localzo"]
 Distribution = Literal["normal", "uniform", "laplace"]
 Backend = Literal["auto", "triton", "torch"]
 
 RULES = ("sparseprop", "localzo")
+TRACE_DTYPES = (torch.float32, torch.float16)
 DISTRIBUTIONS = ("normal", "uniform", "laplace")
 _DIST_CODE = {"normal": 0, "uniform": 1, "laplace": 2}
 _SQRT3 = math.sqrt(3.0)
 _LAPLACE_SCALE = 1.0 / math.sqrt(2.0)
 # E|z| for one draw: the B_th that gives SparseProp the active band of a LocalZO run (DESIGN §5).
 MEAN_ABS_Z = {"normal": math.sqrt(2.0 / math.pi), "uniform": _SQRT3 / 2.0, "laplace": _LAPLACE_SCALE}
+# The largest |z| the Philox stream can give: its open uniforms are at least 2⁻²⁴ (and below 1), so
+# Box-Muller's radius is at most √(48·ln 2) and the exponential at most 24·ln 2/√2. 1% headroom
+# covers fp32 rounding of log/sqrt; the band only has to contain every entry that can be active.
+_MIN_UNIFORM_LOG = 24.0 * math.log(2.0)
+MAX_ABS_Z = {
+    "normal": 1.01 * math.sqrt(2.0 * _MIN_UNIFORM_LOG),
+    "uniform": 1.01 * _SQRT3,
+    "laplace": 1.01 * _MIN_UNIFORM_LOG * _LAPLACE_SCALE,
+}
 
 
 def layer_seed(seed: int, layer: int) -> int:
@@ -153,20 +168,8 @@ def _input_trace_kernel(x_ptr, tr_ptr, T, N, beta, BLOCK: tl.constexpr):
     tr = tl.zeros([BLOCK], dtype=tl.float32)
     for t in range(T):
         x = tl.load(x_ptr + t * N + offs, mask=mask, other=0.0).to(tl.float32)
-        tr = beta * tr + x
-        tl.store(tr_ptr + t * N + offs, tr, mask=mask)
-
-
-@triton.jit
-def _abs_z(seed, rng_offs, DIST: tl.constexpr):
-    if DIST == 0:
-        z = tl.abs(tl.randn(seed, rng_offs))
-    elif DIST == 1:
-        z = tl.abs(tl.rand(seed, rng_offs) * 2.0 - 1.0) * 1.7320508075688772
-    else:
-        # |Laplace(0, 1/√2)| is exponential with mean 1/√2; 1 - r lies in (0, 1], so log is finite.
-        z = -tl.log(1.0 - tl.rand(seed, rng_offs)) * 0.7071067811865476
-    return z
+        tr = beta * tr + x  # fp32 in registers; only the stored copy is rounded to tr's dtype
+        tl.store(tr_ptr + t * N + offs, tr.to(tr_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit(do_not_specialize=["seed"])  # a new seed every step must not trigger a new compile
@@ -208,6 +211,7 @@ def _lif_record_kernel(
     u = tl.zeros([BLOCK_B, BLOCK_J], dtype=tl.float32)
     s = tl.zeros([BLOCK_B, BLOCK_J], dtype=tl.float32)
     count = tl.zeros([BLOCK_B, BLOCK_J], dtype=tl.int32)
+    zero_hi = tl.zeros([BLOCK_B, BLOCK_J], dtype=tl.uint32)  # b·H + j < 2³¹: the counter's high word
     if WRITE:
         off_col = tl.load(off_col_ptr + j[None, :] * B + b[:, None], mask=mask, other=0)
         off_batch = tl.load(off_batch_ptr + bj, mask=mask, other=0)
@@ -218,11 +222,7 @@ def _lif_record_kernel(
         s = tl.where(u > theta, 1.0, 0.0)
         d = tl.abs(u - theta)
         if LOCALZO:
-            g = tl.zeros([BLOCK_B, BLOCK_J], dtype=tl.float32)
-            for k in tl.static_range(Q):
-                z = _abs_z(seed, flat * Q + k, DIST)
-                g += tl.where(d < delta * z, z, 0.0)
-            g = g / (2.0 * delta * Q)
+            g = _localzo_gain(d, seed, t, bj.to(tl.uint32), zero_hi, delta, Q, DIST)
             active = (g > 0.0) & mask
         else:
             r = width * d + 1.0
@@ -243,6 +243,23 @@ def _lif_record_kernel(
         tl.store(count_ptr + bj, count, mask=mask)
 
 
+def _weight_grad_configs() -> list[triton.Config]:
+    if _interpreting():
+        return [triton.Config({"BLOCK_I": 128, "BLOCK_K": 16}, num_warps=4)]
+    return [
+        triton.Config({"BLOCK_I": bi, "BLOCK_K": bk}, num_warps=w, num_stages=st)
+        for bi, bk, w, st in [
+            (256, 32, 4, 2), (256, 32, 8, 3), (256, 64, 8, 3), (512, 16, 4, 3),
+            (512, 32, 8, 3), (1024, 16, 8, 2), (1024, 8, 4, 3), (128, 64, 4, 3),
+        ]
+    ]
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@triton.autotune(configs=_weight_grad_configs(), key=["H", "N_in", "TRACE_HALF"])
 @triton.jit
 def _sparse_weight_grad_kernel(
     tr_ptr,
@@ -252,6 +269,7 @@ def _sparse_weight_grad_kernel(
     dwt_ptr,
     H,
     N_in,
+    TRACE_HALF: tl.constexpr,  # autotune key only: a 2-byte trace moves half the bytes per entry
     BLOCK_I: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
@@ -264,7 +282,9 @@ def _sparse_weight_grad_kernel(
     mask_i = offs_i < N_in
     start = tl.load(col_ptr + j)
     end = tl.load(col_ptr + j + 1)
-    acc = tl.zeros([BLOCK_I], dtype=tl.float32)
+    # A [BLOCK_K, BLOCK_I] accumulator: every step is an elementwise FMA, and the reduction over
+    # entries (across warps) happens once at the end instead of once per step.
+    acc = tl.zeros([BLOCK_K, BLOCK_I], dtype=tl.float32)
     for k0 in range(start, end, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         mask_k = ks < end
@@ -276,8 +296,8 @@ def _sparse_weight_grad_kernel(
             mask=mask_k[:, None] & mask_i[None, :],
             other=0.0,
         )
-        acc += tl.sum(tile * d[:, None], axis=0)
-    tl.store(dwt_ptr + j.to(tl.int64) * N_in + offs_i, acc, mask=mask_i)
+        acc += tile.to(tl.float32) * d[:, None]
+    tl.store(dwt_ptr + j.to(tl.int64) * N_in + offs_i, tl.sum(acc, axis=0), mask=mask_i)
 
 
 @triton.jit(do_not_specialize=["n"])
@@ -363,13 +383,16 @@ def _use_triton(backend: str, *tensors: torch.Tensor) -> bool:
     return backend == "triton"
 
 
-def _check_tensor(name: str, t: torch.Tensor, ndim: int, finite: bool = True) -> None:
+def _check_tensor(
+    name: str, t: torch.Tensor, ndim: int, finite: bool = True, dtypes: tuple = (torch.float32,)
+) -> None:
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(t.shape)}")
-    if t.dtype != torch.float32:
-        raise ValueError(f"{name} must be float32, got {t.dtype}")
+    if t.dtype not in dtypes:
+        expected = " or ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise ValueError(f"{name} must be {expected}, got {t.dtype}")
     if finite and t.numel() and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} holds non-finite values")
 
@@ -387,28 +410,39 @@ def _check_beta(beta: float) -> float:
     return beta
 
 
-def _check_index_range(numel: int, q: int = 1) -> None:
-    if numel * q >= 2**31:
-        raise ValueError(f"T·B·H·q = {numel * q} does not fit the int32 entry index")
+def _check_index_range(numel: int) -> None:
+    if numel >= 2**31:
+        raise ValueError(f"T·B·H = {numel} does not fit the int32 entry index")
 
 
 # ---------------------------------------------------------------------------------------------
 # Host functions: forward
 
 
-def input_trace(x: torch.Tensor, beta: float, backend: Backend = "auto") -> torch.Tensor:
-    """``tr_t = β·tr_{t-1} + x_t`` for ``x[T, B, N]`` (float32)."""
+def input_trace(
+    x: torch.Tensor, beta: float, backend: Backend = "auto", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``tr_t = β·tr_{t-1} + x_t`` for ``x[T, B, N]``, accumulated in fp32 and stored as ``dtype``.
+
+    ``torch.float16`` halves the bytes the weight gradient gathers per active entry (its dominant
+    cost) at a relative rounding error of 2⁻¹¹ per trace value; a trace that overflows fp16 raises.
+    """
     _check_tensor("x", x, 3)
     beta = _check_beta(beta)
+    if dtype not in TRACE_DTYPES:
+        raise ValueError(f"dtype must be one of {TRACE_DTYPES}, got {dtype!r}")
     if not _use_triton(backend, x):
-        return reference_input_trace(x, beta)
-    x = x.contiguous()
-    T = x.shape[0]
-    N = x[0].numel()
-    tr = torch.empty_like(x)
-    if x.numel():
-        BLOCK = 256
-        _input_trace_kernel[(triton.cdiv(N, BLOCK),)](x, tr, T, N, beta, BLOCK=BLOCK)
+        tr = reference_input_trace(x, beta).to(dtype)
+    else:
+        x = x.contiguous()
+        T = x.shape[0]
+        N = x[0].numel()
+        tr = torch.empty(x.shape, dtype=dtype, device=x.device)
+        if x.numel():
+            BLOCK = 256
+            _input_trace_kernel[(triton.cdiv(N, BLOCK),)](x, tr, T, N, beta, BLOCK=BLOCK)
+    if dtype != torch.float32 and tr.numel() and not bool(torch.isfinite(tr).all()):
+        raise ValueError(f"the input trace exceeds the range of {dtype} (inputs too large for β = {beta}); use float32")
     return tr
 
 
@@ -445,7 +479,7 @@ def lif_record_forward(
         raise ValueError(f"rule must be a SpikeRule, got {type(rule).__name__}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    _check_index_range(current.numel(), rule.q)
+    _check_index_range(current.numel())
     if not _use_triton(backend, current):
         return reference_lif_record_forward(current, beta, rule, seed, dense_g)
 
@@ -529,8 +563,11 @@ def _check_delta(delta: torch.Tensor, active: ActiveSet) -> None:
 def sparse_weight_grad(
     trace: torch.Tensor, active: ActiveSet, delta: torch.Tensor, backend: Backend = "auto"
 ) -> torch.Tensor:
-    """``dW[N_in, H] = Σ_{active (b,t,j)} δ · tr[t, b, :]`` with δ given per entry (``index`` order)."""
-    _check_tensor("trace", trace, 3, finite=False)
+    """``dW[N_in, H] = Σ_{active (b,t,j)} δ · tr[t, b, :]`` with δ given per entry (``index`` order).
+
+    ``trace`` is float32 or float16 (see :func:`input_trace`); dW is accumulated and returned in fp32.
+    """
+    _check_tensor("trace", trace, 3, finite=False, dtypes=TRACE_DTYPES)
     _check_active("active", active)
     _check_delta(delta, active)
     T, B, H = active.shape
@@ -545,10 +582,10 @@ def sparse_weight_grad(
         dwt.zero_()
         return dwt.t()
     trace = trace.contiguous()
-    BLOCK_I = min(256, max(16, triton.next_power_of_2(N_in)))
-    grid = (triton.cdiv(N_in, BLOCK_I) * H,)
+    grid = lambda meta: (triton.cdiv(N_in, meta["BLOCK_I"]) * H,)  # noqa: E731
     _sparse_weight_grad_kernel[grid](
-        trace, active.index, delta.contiguous(), active.col_ptr, dwt, H, N_in, BLOCK_I=BLOCK_I, BLOCK_K=32
+        trace, active.index, delta.contiguous(), active.col_ptr, dwt, H, N_in,
+        TRACE_HALF=trace.dtype != torch.float32,
     )
     return dwt.t()
 
@@ -616,27 +653,21 @@ def reference_input_trace(x: torch.Tensor, beta: float) -> torch.Tensor:
     return tr
 
 
-def reference_abs_z(shape: Sequence[int], distribution: str, generator: torch.Generator, device) -> torch.Tensor:
-    """|z| for i.i.d. z from the LocalZO distribution (torch's own random stream)."""
-    if distribution == "normal":
-        return torch.randn(shape, generator=generator, device=device).abs()
-    r = torch.rand(shape, generator=generator, device=device)
-    if distribution == "uniform":
-        return (2.0 * r - 1.0).abs() * _SQRT3
-    return -torch.log1p(-r) * _LAPLACE_SCALE
-
-
 def reference_spike_g(u_minus_theta: torch.Tensor, rule: SpikeRule, seed: int = 0) -> torch.Tensor:
-    """Dense g for every element of ``u − θ`` (zero outside the active set)."""
+    """Dense g for every element of ``u − θ[T, B, H]`` (zero outside the active set)."""
     d = u_minus_theta.abs()
     if rule.rule == "sparseprop":
         g = 1.0 / (rule.width * d + 1.0) ** 2
         return torch.where(d < rule.b_th, g, torch.zeros_like(g))
-    gen = torch.Generator(device=d.device)
-    gen.manual_seed(int(seed))
-    z = reference_abs_z((rule.q, *d.shape), rule.distribution, gen, d.device)
-    g = torch.where(d.unsqueeze(0) < rule.delta * z, z, torch.zeros_like(z)).sum(0)
-    return g / (2.0 * rule.delta * rule.q)
+    g = torch.zeros_like(d, dtype=torch.float32)
+    # Philox costs ~100 tensor ops per element, so it runs only where some draw can reach.
+    t, b, j = (d < rule.delta * MAX_ABS_Z[rule.distribution]).nonzero(as_tuple=True)
+    if t.numel():
+        H = d.shape[2]
+        g[t, b, j] = localzo_gain_reference(
+            u_minus_theta[t, b, j], int(seed), t, b * H + j, rule.delta, rule.q, rule.distribution
+        )
+    return g
 
 
 def reference_lif_scan(current: torch.Tensor, beta: float, theta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -690,7 +721,7 @@ def reference_sparse_weight_grad(trace: torch.Tensor, active: ActiveSet, delta: 
     chunk = max(1, (1 << 22) // max(1, N_in))  # bound the [entries, N_in] temporary
     for s in range(0, e.numel(), chunk):
         es = e[s : s + chunk]
-        dwt.index_add_(0, es % H, rows[es // H] * delta[s : s + chunk, None])
+        dwt.index_add_(0, es % H, rows[es // H].float() * delta[s : s + chunk, None])
     return dwt.t()
 
 
@@ -755,6 +786,7 @@ class StackConfig:
     backend: Backend = "auto"
     timer: Timer = None
     stats: Optional[dict] = None  # filled by the forward: per-layer active fraction and entry count
+    trace_dtype: torch.dtype = torch.float32  # float16 halves the weight gradient's gathered bytes
 
 
 class _NoTimer:
@@ -800,7 +832,7 @@ class SparseLIFStackFunction(torch.autograd.Function):
         traces, actives, counts = [], [], []
         for layer, w in enumerate(hidden_weights):
             with _section(cfg, f"hidden{layer + 1}.fwd"):
-                traces.append(input_trace(h, cfg.beta, cfg.backend))
+                traces.append(input_trace(h, cfg.beta, cfg.backend, cfg.trace_dtype))
                 current = (h.reshape(T * B, -1) @ w).view(T, B, -1)
                 seed = layer_seed(cfg.seed, layer)
                 h, active, _ = lif_record_forward(current, cfg.beta, cfg.rule, seed, cfg.backend)

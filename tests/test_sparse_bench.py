@@ -22,10 +22,29 @@ def test_sparse_bench_quick_cpu(tmp_path):
     assert {("layer", "dense_fused"), ("step", "dense_fused")} <= impls
     for r in rows:
         assert r["fwd_ms"] > 0 and r["bwd_ms"] > 0
-        if r["impl"] in ("sparseprop", "localzo"):
+        if r["impl"] in ("sparseprop", "localzo", "localzo_fp16"):
             assert 0 < r["active_fraction"] < 0.2
             assert r["bwd_speedup"] > 0
         if r["kind"] == "layer" and r["impl"] in ("sparseprop", "localzo"):
             assert r["max_rel_err"] < 1e-5  # dW equals the dense masked gradient
-            assert r["ceiling_fraction"] > 0
+            assert r["ceiling_fraction"] > 0 and r["gathered_gbps"] > 0
+    by_impl = {(r["impl"], r["target_active"]): r for r in rows if r["kind"] == "layer" and "target_active" in r}
+    for (impl, target), r in by_impl.items():
+        if impl == "localzo_fp16":
+            # The same entries as LocalZO with an fp32 trace; dW off by the fp16 rounding (2⁻¹¹) only.
+            assert r["entries"] == by_impl[("localzo", target)]["entries"]
+            assert 0 < r["max_rel_err"] < 2.0**-10
+            assert r["gathered_bytes"] * 2 == by_impl[("localzo", target)]["gathered_bytes"]
     assert result["summary"] and "sparse backward" in (tmp_path / "console.txt").read_text()
+
+
+def test_device_correctness_check_passes_on_the_interpreter():
+    # The check `bench sparse` runs first on a GPU, here with the interpreted kernels on small sizes.
+    from snnbench.bench.sparse import check_against_reference
+
+    checks = check_against_reference("cpu", T=8, B=5, N=14, H=11)
+    for entry in checks[:-1]:
+        assert entry["spike_mismatch"] == 0 and entry["record_matches_dense_g"], entry
+        assert entry["index_equal"] and entry["entries"] == entry["entries_reference"] > 0, entry
+        assert entry["trace_err"] < 1e-6 and entry["dw_rel_err"] < 1e-5 and entry["dx_rel_err"] < 1e-5, entry
+    assert max(checks[-1]["grad_rel_err"]) < 1e-5
