@@ -45,7 +45,6 @@ the forward's own outputs (spikes) and the input trace are dense.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Literal, Optional, Sequence
 
@@ -53,7 +52,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .neuron import _localzo_gain, localzo_gain_reference
+from .neuron import _DISTRIBUTION_ID, DISTRIBUTIONS, _interpreting, _localzo_gain, localzo_gain_reference
 
 Rule = Literal["sparseprop", "localzo"]
 Distribution = Literal["normal", "uniform", "laplace"]
@@ -61,8 +60,6 @@ Backend = Literal["auto", "triton", "torch"]
 
 RULES = ("sparseprop", "localzo")
 TRACE_DTYPES = (torch.float32, torch.float16)
-DISTRIBUTIONS = ("normal", "uniform", "laplace")
-_DIST_CODE = {"normal": 0, "uniform": 1, "laplace": 2}
 _SQRT3 = math.sqrt(3.0)
 _LAPLACE_SCALE = 1.0 / math.sqrt(2.0)
 # E|z| for one draw: the B_th that gives SparseProp the active band of a LocalZO run (DESIGN §5).
@@ -253,10 +250,6 @@ def _weight_grad_configs() -> list[triton.Config]:
             (512, 32, 8, 3), (1024, 16, 8, 2), (1024, 8, 4, 3), (128, 64, 4, 3),
         ]
     ]
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 @triton.autotune(configs=_weight_grad_configs(), key=["H", "N_in", "TRACE_HALF"])
@@ -493,7 +486,7 @@ def lif_record_forward(
     grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(H, BLOCK_J))
     common = dict(
         LOCALZO=rule.rule == "localzo",
-        DIST=_DIST_CODE[rule.distribution],
+        DIST=_DISTRIBUTION_ID[rule.distribution],
         Q=int(rule.q),
         BLOCK_B=BLOCK_B,
         BLOCK_J=BLOCK_J,
