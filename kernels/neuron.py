@@ -11,7 +11,8 @@ Semantics (DESIGN §3), per neuron, time-major ``x[T, ...]``, channel = dim 2 of
 ``subtract`` is the reset of SparseProp and snntorch's ``Leaky``: the previous step's spike takes θ
 off *after* the decay, ``h_t = β·h_{t-1} + x_t − θ·s_{t-1}``, and a neuron fires strictly above θ.
 (``soft`` takes θ off at the spike step, so the reset decays with the membrane.) Its ``v_final``
-is ``h_T``, before the reset still pending from ``s_T``.
+is ``h_T``, before the reset still pending from ``s_T``: passing it as the next call's ``v_init``
+would skip that reset, so a subtract-reset run is not resumable across calls.
 
 LIF uses ``β = 1 - 1/τ`` and either ``γ = 1`` (``h = v - (v - v_reset)/τ + x``) or, with
 ``decay_input``, ``γ = 1/τ`` (``h = v + (x - (v - v_reset))/τ``); ``beta=`` sets β directly.

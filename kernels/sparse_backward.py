@@ -3,7 +3,7 @@
 One layer (DESIGN §5), time-major, threshold θ (default 1), no bias, no recurrence::
 
     I   = x @ W                                  # [T, B, H], a dense matmul (torch)
-    u_t = β·u_{t-1} + I_t − θ·s_{t-1}            # u_{-1} = s_{-1} = 0; soft reset by θ
+    u_t = β·u_{t-1} + I_t − θ·s_{t-1}            # u_{-1} = s_{-1} = 0; θ taken off after the decay
     s_t = H(u_t − θ)                             # spike when u_t > θ (strict, as in SparseProp)
     tr_t = β·tr_{t-1} + x_t                      # input trace, per input, [T, B, N_in]
 
@@ -32,8 +32,10 @@ gradient. Both orders are exact functions of the active set, so the result is de
 
 Backward kernels:
 - weight gradient: one program per (block of inputs, neuron j) walks j's entries and sums
-  δ·tr[b, t, i-block]: no atomics, fixed order. Programs are numbered so that all neurons of one
-  input block run together and the trace columns they read stay in L2.
+  δ·tr[b, t, i-block]: no atomics, a fixed order for a given block configuration (bit-identical
+  repeats; on CUDA the autotuned configuration may differ between processes, which changes the
+  summation order within fp32 rounding). Programs are numbered so that all neurons of one input block
+  run together and the trace columns they read stay in L2.
 - input gradient: one program per block of the previous layer's entries (grouped by batch element)
   pairs them with this layer's entries of the same batch element (t ≥ τ) and sums
   W[i, j]·β^{t−τ}·δ. Work is (previous entries) × (this layer's entries per batch element).
@@ -90,7 +92,7 @@ class SpikeRule:
     """How a layer picks its active entries and their g. Plain data: travels through autograd."""
 
     rule: Rule = "localzo"
-    theta: float = 1.0  # threshold: spike when u > θ; the soft reset subtracts θ·s
+    theta: float = 1.0  # threshold: spike when u > θ; the next step subtracts θ·s (neuron.py's "subtract")
     # sparseprop
     b_th: float = 0.04
     width: float = 100.0
@@ -215,7 +217,7 @@ def _lif_record_kernel(
     for t in range(T):
         flat = t * plane + bj
         cur = tl.load(cur_ptr + flat, mask=mask, other=0.0).to(tl.float32)
-        u = beta * u + cur - theta * s  # soft reset by θ (s is 0 or 1, so θ = 1 subtracts s exactly)
+        u = beta * u + cur - theta * s  # reset by θ after the decay (s is 0 or 1: θ = 1 subtracts s exactly)
         s = tl.where(u > theta, 1.0, 0.0)
         d = tl.abs(u - theta)
         if LOCALZO:
@@ -243,17 +245,25 @@ def _lif_record_kernel(
 def _weight_grad_configs() -> list[triton.Config]:
     if _interpreting():
         return [triton.Config({"BLOCK_I": 128, "BLOCK_K": 16}, num_warps=4)]
+    # (BLOCK_I, BLOCK_K, warps, stages): 16–64 accumulator values per thread; the light ones leave
+    # registers for more loads in flight, the wide ones read each entry's index once per row.
     return [
         triton.Config({"BLOCK_I": bi, "BLOCK_K": bk}, num_warps=w, num_stages=st)
         for bi, bk, w, st in [
-            (256, 32, 4, 2), (256, 32, 8, 3), (256, 64, 8, 3), (512, 16, 4, 3),
-            (512, 32, 8, 3), (1024, 16, 8, 2), (1024, 8, 4, 3), (128, 64, 4, 3),
+            (256, 16, 4, 2), (128, 32, 4, 3), (512, 16, 8, 3), (256, 32, 8, 3), (256, 32, 4, 2),
+            (512, 32, 8, 2), (1024, 16, 8, 2), (1024, 8, 4, 3), (128, 64, 4, 3),
         ]
     ]
 
 
-@triton.autotune(configs=_weight_grad_configs(), key=["H", "N_in", "TRACE_HALF"])
-@triton.jit
+def _entries_bucket(n_entries: int, H: int) -> int:
+    """log2 of the mean entries per neuron: the density the best block shape depends on."""
+    return max(0, int(math.log2(max(1.0, n_entries / max(1, H)))))
+
+
+# The trace dtype is part of the key too (the autotuner adds every tensor argument's dtype).
+@triton.autotune(configs=_weight_grad_configs(), key=["H", "N_in", "ENTRIES_BUCKET"])
+@triton.jit(do_not_specialize=["ENTRIES_BUCKET"])
 def _sparse_weight_grad_kernel(
     tr_ptr,
     index_ptr,
@@ -262,7 +272,7 @@ def _sparse_weight_grad_kernel(
     dwt_ptr,
     H,
     N_in,
-    TRACE_HALF: tl.constexpr,  # autotune key only: a 2-byte trace moves half the bytes per entry
+    ENTRIES_BUCKET,  # autotune key only (unused in the body)
     BLOCK_I: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
@@ -418,12 +428,21 @@ def input_trace(
     """``tr_t = β·tr_{t-1} + x_t`` for ``x[T, B, N]``, accumulated in fp32 and stored as ``dtype``.
 
     ``torch.float16`` halves the bytes the weight gradient gathers per active entry (its dominant
-    cost) at a relative rounding error of 2⁻¹¹ per trace value; a trace that overflows fp16 raises.
+    cost) at a relative rounding error of 2⁻¹¹ per trace value; inputs whose trace could overflow
+    fp16 raise before the launch.
     """
     _check_tensor("x", x, 3)
     beta = _check_beta(beta)
     if dtype not in TRACE_DTYPES:
         raise ValueError(f"dtype must be one of {TRACE_DTYPES}, got {dtype!r}")
+    if dtype != torch.float32 and x.numel():
+        # |tr| ≤ max|x|·Σ_k β^k ≤ max|x|·min(T, 1/(1−β)): checked before anything is launched.
+        bound = float(x.abs().amax()) * (x.shape[0] if beta == 1.0 else min(x.shape[0], 1.0 / (1.0 - beta)))
+        if bound > torch.finfo(dtype).max:
+            raise ValueError(
+                f"an input trace of {dtype} could overflow: max|x|·min(T, 1/(1−β)) = {bound:.4g} > "
+                f"{torch.finfo(dtype).max:.0f}; use float32"
+            )
     if not _use_triton(backend, x):
         tr = reference_input_trace(x, beta).to(dtype)
     else:
@@ -434,8 +453,6 @@ def input_trace(
         if x.numel():
             BLOCK = 256
             _input_trace_kernel[(triton.cdiv(N, BLOCK),)](x, tr, T, N, beta, BLOCK=BLOCK)
-    if dtype != torch.float32 and tr.numel() and not bool(torch.isfinite(tr).all()):
-        raise ValueError(f"the input trace exceeds the range of {dtype} (inputs too large for β = {beta}); use float32")
     return tr
 
 
@@ -470,8 +487,8 @@ def lif_record_forward(
     beta = _check_beta(beta)
     if not isinstance(rule, SpikeRule):
         raise ValueError(f"rule must be a SpikeRule, got {type(rule).__name__}")
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if int(seed) != seed or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     _check_index_range(current.numel())
     if not _use_triton(backend, current):
         return reference_lif_record_forward(current, beta, rule, seed, dense_g)
@@ -578,7 +595,7 @@ def sparse_weight_grad(
     grid = lambda meta: (triton.cdiv(N_in, meta["BLOCK_I"]) * H,)  # noqa: E731
     _sparse_weight_grad_kernel[grid](
         trace, active.index, delta.contiguous(), active.col_ptr, dwt, H, N_in,
-        TRACE_HALF=trace.dtype != torch.float32,
+        _entries_bucket(len(active), H),
     )
     return dwt.t()
 

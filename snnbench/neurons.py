@@ -83,9 +83,10 @@ class MultiStepLIF(nn.Module):
     """Leaky integrate-and-fire layer over ``x[T, B, ...]``; ``forward`` returns the spikes.
 
     The options are those of :func:`snnbench.kernels.multistep_lif` (τ or β, decay_input, threshold,
-    hard or soft reset, surrogate and its ``alpha``, LocalZO ``distribution``/``delta``/``q``,
+    hard, soft or subtract reset, surrogate and its ``alpha``, LocalZO ``distribution``/``delta``/``q``,
     ``save_dtype``). Each call starts from ``v_init`` (default ``v_reset``); :meth:`simulate` also
-    returns the final membrane. A LocalZO layer draws a fresh seed per call unless ``seed`` is set.
+    returns the final membrane (with the subtract reset, before the reset its last spike still owes,
+    so it does not resume a run across calls). A LocalZO layer draws a fresh seed per call unless ``seed`` is set.
     """
 
     def __init__(
