@@ -303,6 +303,16 @@ def _sparse_weight_grad_kernel(
     tl.store(dwt_ptr + j.to(tl.int64) * N_in + offs_i, tl.sum(acc, axis=0), mask=mask_i)
 
 
+@triton.jit
+def _decode_entry(e, B, H):
+    """(t, b, j) of flat entry indices e = t·B·H + b·H + j (ActiveSet.decode on the device)."""
+    plane = B * H
+    t = e // plane
+    rem = e - t * plane
+    b = rem // H
+    return t, b, rem - b * H
+
+
 @triton.jit(do_not_specialize=["n"])
 def _pack_by_batch_kernel(
     index_ptr, by_batch_ptr, delta_ptr, t_out, j_out, b_out, delta_out, n, B, H, BLOCK: tl.constexpr
@@ -313,12 +323,9 @@ def _pack_by_batch_kernel(
     pos = tl.load(by_batch_ptr + offs, mask=mask, other=0)
     e = tl.load(index_ptr + pos, mask=mask, other=0)
     d = tl.load(delta_ptr + pos, mask=mask, other=0.0)
-    plane = B * H
-    t = e // plane
-    rem = e - t * plane
-    b = rem // H
+    t, b, j = _decode_entry(e, B, H)
     tl.store(t_out + offs, t, mask=mask)
-    tl.store(j_out + offs, rem - b * H, mask=mask)
+    tl.store(j_out + offs, j, mask=mask)
     tl.store(b_out + offs, b, mask=mask)
     tl.store(delta_out + offs, d, mask=mask)
 
@@ -348,11 +355,7 @@ def _sparse_input_grad_kernel(
     mask_p = ps < n_prev
     pos = tl.load(prev_by_batch_ptr + ps, mask=mask_p, other=0)
     e = tl.load(prev_index_ptr + pos, mask=mask_p, other=0)
-    plane = B * H_prev
-    tau = e // plane
-    rem = e - tau * plane
-    b = rem // H_prev
-    i = rem - b * H_prev
+    tau, b, i = _decode_entry(e, B, H_prev)
     b_lo = tl.min(tl.where(mask_p, b, B), axis=0)
     b_hi = tl.max(tl.where(mask_p, b, -1), axis=0)
     q_start = tl.load(batch_ptr + b_lo)

@@ -18,15 +18,6 @@ from snnbench.models.resnet import resnet20
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions gain nothing from threads, and OpenMP barriers crawl on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _random_setup(seed=0, n=24):
     torch.manual_seed(seed)
     ann = resnet20(levels=4, num_classes=5, width=2).eval()

@@ -16,15 +16,6 @@ from snnbench.models.vgg import vgg16
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions gain nothing from threads, and OpenMP barriers crawl on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 MODELS = {
     "digits_cnn": (lambda: digits_cnn(levels=4, width=4), (1, 8, 8)),
     "vgg16": (lambda: vgg16(levels=4, num_classes=5, width=2, hidden=8), (3, 32, 32)),

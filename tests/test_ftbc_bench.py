@@ -18,13 +18,8 @@ class _Quiet:
 
 
 def test_quick_bench_writes_json(tmp_path):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        console = _Quiet()
-        result = run_ftbc_bench(device="cpu", out=tmp_path, quick=True, steps=32, console=console)
-    finally:
-        torch.set_num_threads(before)
+    console = _Quiet()
+    result = run_ftbc_bench(device="cpu", out=tmp_path, quick=True, steps=32, console=console)
     saved = json.loads((tmp_path / "ftbc.json").read_text())
     assert saved["benchmark"] == "ftbc" and saved["device"] == "cpu"
     assert saved["config"]["T"] == 4 and saved["config"]["if_layers"] == 15  # quick caps T; VGG-16 has 15

@@ -12,15 +12,6 @@ from snnbench.models.resnet import resnet18, resnet20, resnet34
 from snnbench.models.vgg import vgg16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions gain nothing from threads, and OpenMP barriers crawl on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _qcfs_count(model):
     return sum(isinstance(m, QCFS) for m in model.modules())
 
