@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from snnbench.config import load_suite
 from snnbench.runner.cells import expand
 from snnbench.runner.store import read_records
@@ -89,14 +91,18 @@ def test_sigkill_mid_sweep_then_resume_records_each_cell_once(tmp_path):
     assert {c.key for c in expand(load_suite(path))} == set(keys)
 
 
-def test_a_sweep_reads_its_dataset_once(tmp_path, monkeypatch):
-    # The preflight check and every cell share one load of the dataset's files.
+@pytest.mark.parametrize("augment,root", [(False, False), (True, True)], ids=["plain", "augment-and-root"])
+def test_a_sweep_reads_its_dataset_once(tmp_path, monkeypatch, augment, root):
+    # The preflight check and every cell share one load of the dataset's files, also when the suite
+    # augments (the cells ask for it) and names the dataset's root (the preflight used to spell it).
     import snnbench.data.digits as digits
 
     calls = []
     original = digits.load_digits_split
     monkeypatch.setattr(digits, "load_digits_split", lambda: calls.append(1) or original())
-    suite = load_suite(tiny_digits_suite(tmp_path, name="once", seeds=[0, 1], datasets=[{"name": "digits", "limit_train": 200, "limit_test": 64}]))
+    dataset = {"name": "digits", "limit_train": 200, "limit_test": 64} | ({"root": str(tmp_path / "data")} if root else {})
+    training = {"epochs": 1, "batch_size": 64, "lr": 0.05, "augment": augment}
+    suite = load_suite(tiny_digits_suite(tmp_path, name="once", seeds=[0, 1], datasets=[dataset], training=training))
     summary = run_suite(suite, results_dir=tmp_path / "out", cache_dir=tmp_path / "cache")
     assert len(summary.ran) == 2
     assert len(calls) == 1

@@ -101,7 +101,7 @@ def simulation_chunk(bundle: DataBundle, steps: int, batch_size: int, budget_ele
 
 
 def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
-    bundle = load_dataset(cell.dataset, ctx.data_root or cell.dataset.root, augment=cell.training.augment)
+    bundle = load_dataset(cell.dataset, ctx.data_root, augment=cell.training.augment)
     ann, train_info = prepare_ann(cell, bundle, ctx)
     ann_acc = evaluate_ann(ann, bundle.test, ctx.device, cell.training.eval_batch_size)
 

@@ -72,8 +72,11 @@ def load_dataset(spec, data_root: Optional[Path] = None, augment: bool = False) 
     The last few bundles are kept: the sweep's preflight check and every cell of the same dataset
     share one read of the files instead of one each.
     """
-    # SNNBENCH_DATA is part of the key: with no explicit root it decides where the loaders look.
-    root = str(data_root) if data_root is not None else None
+    # The root the loaders will use is the key (an explicit root, else the spec's), so callers that
+    # spell it differently still share one read. SNNBENCH_DATA is part of the key: with neither, it
+    # decides where the loaders look.
+    root = data_root or getattr(spec, "root", None)
+    root = str(root) if root is not None else None
     return _load_cached(spec, root, augment, os.environ.get("SNNBENCH_DATA"))
 
 

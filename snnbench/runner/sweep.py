@@ -104,8 +104,10 @@ def preflight_datasets(suite: Suite, data_root: Optional[Path]) -> None:
     """Load every dataset once before any training, so missing data stops the sweep at once."""
     from snnbench.data.registry import load_dataset
 
+    # The same augmentation the cells will ask for, so their load is this one, from the cache.
+    augment = suite.training.augment if suite.track == "conversion" else False
     for spec in suite.datasets:
-        load_dataset(spec, data_root or spec.root)
+        load_dataset(spec, data_root, augment=augment)
 
 
 def default_context(suite: Suite, *, data_root=None, cache_dir=None, progress=None, compare_reference=False) -> RunContext:
