@@ -46,6 +46,7 @@ the forward's own outputs (spikes) and the input trace are dense.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Literal, Optional, Sequence
@@ -54,7 +55,18 @@ import torch
 import triton
 import triton.language as tl
 
-from .neuron import _DISTRIBUTION_ID, DISTRIBUTIONS, _interpreting, _localzo_gain, localzo_gain_reference
+from .neuron import (
+    _DISTRIBUTION_ID,
+    _SURROGATE_ID,
+    DISTRIBUTIONS,
+    _interpreting,
+    _localzo_gain,
+    _surrogate_grad,
+    _surrogate_grad_reference,
+    localzo_gain_reference,
+)
+
+assert _SURROGATE_ID["fast_sigmoid"] == 4  # the id _lif_record_kernel passes to _surrogate_grad
 
 Rule = Literal["sparseprop", "localzo"]
 Distribution = Literal["normal", "uniform", "laplace"]
@@ -224,8 +236,7 @@ def _lif_record_kernel(
             g = _localzo_gain(d, seed, t, bj.to(tl.uint32), zero_hi, delta, Q, DIST)
             active = (g > 0.0) & mask
         else:
-            r = width * d + 1.0
-            g = 1.0 / (r * r)
+            g = _surrogate_grad(d, width, 4)  # 4 = fast_sigmoid in neuron.SURROGATES, the dense baseline's
             active = (d < b_th) & mask
         g = tl.where(active, g, 0.0)
         if WRITE:
@@ -446,6 +457,11 @@ def input_trace(
                 f"an input trace of {dtype} could overflow: max|x|·min(T, 1/(1−β)) = {bound:.4g} > "
                 f"{torch.finfo(dtype).max:.0f}; use float32"
             )
+    return _trace(x, beta, backend, dtype)
+
+
+def _trace(x: torch.Tensor, beta: float, backend: Backend, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`input_trace` on arguments already checked."""
     if not _use_triton(backend, x):
         tr = reference_input_trace(x, beta).to(dtype)
     else:
@@ -488,11 +504,22 @@ def lif_record_forward(
     """
     _check_tensor("current", current, 3)
     beta = _check_beta(beta)
+    _check_rule_and_seed(rule, seed)
+    _check_index_range(current.numel())
+    return _record(current, beta, rule, seed, backend, dense_g)
+
+
+def _check_rule_and_seed(rule: SpikeRule, seed: int) -> None:
     if not isinstance(rule, SpikeRule):
         raise ValueError(f"rule must be a SpikeRule, got {type(rule).__name__}")
     if int(seed) != seed or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-    _check_index_range(current.numel())
+
+
+def _record(
+    current: torch.Tensor, beta: float, rule: SpikeRule, seed: int, backend: Backend, dense_g: bool
+) -> tuple[torch.Tensor, ActiveSet, Optional[torch.Tensor]]:
+    """:func:`lif_record_forward` on arguments already checked."""
     if not _use_triton(backend, current):
         return reference_lif_record_forward(current, beta, rule, seed, dense_g)
 
@@ -670,7 +697,7 @@ def reference_spike_g(u_minus_theta: torch.Tensor, rule: SpikeRule, seed: int = 
     """Dense g for every element of ``u − θ[T, B, H]`` (zero outside the active set)."""
     d = u_minus_theta.abs()
     if rule.rule == "sparseprop":
-        g = 1.0 / (rule.width * d + 1.0) ** 2
+        g = _surrogate_grad_reference(d, "fast_sigmoid", rule.width)
         return torch.where(d < rule.b_th, g, torch.zeros_like(g))
     g = torch.zeros_like(d, dtype=torch.float32)
     # Philox costs ~100 tensor ops per element, so it runs only where some draw can reach.
@@ -798,32 +825,17 @@ class StackConfig:
     seed: int = 0
     backend: Backend = "auto"
     timer: Timer = None
-    stats: Optional[dict] = None  # filled by the forward: per-layer active fraction and entry count
-    trace_dtype: torch.dtype = torch.float32  # float16 halves the weight gradient's gathered bytes
-
-
-class _NoTimer:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    stats: Optional[dict] = None  # filled by the forward: the per-layer active fraction
 
 
 def _section(cfg: StackConfig, name: str):
-    return cfg.timer(name) if cfg.timer is not None else _NoTimer()
+    return cfg.timer(name) if cfg.timer is not None else contextlib.nullcontext()
 
 
 def _mark_backward(cfg: StackConfig, name: str) -> None:
     begin = getattr(cfg.timer, "begin", None)
     if begin is not None:
         begin(name)
-
-
-def _gather_bj(values: torch.Tensor, active: ActiveSet) -> torch.Tensor:
-    """values[b, j] at every active entry (``index`` order)."""
-    _, b, j = active.decode()
-    return values[b, j]
 
 
 class SparseLIFStackFunction(torch.autograd.Function):
@@ -843,19 +855,19 @@ class SparseLIFStackFunction(torch.autograd.Function):
         T, B, _ = x.shape
         h = x
         traces, actives, counts = [], [], []
+        # Arguments were checked once in sparse_lif_stack: no per-layer validation (and host sync) here.
         for layer, w in enumerate(hidden_weights):
             with _section(cfg, f"hidden{layer + 1}.fwd"):
-                traces.append(input_trace(h, cfg.beta, cfg.backend, cfg.trace_dtype))
+                traces.append(_trace(h, cfg.beta, cfg.backend, torch.float32))
                 current = (h.reshape(T * B, -1) @ w).view(T, B, -1)
                 seed = layer_seed(cfg.seed, layer)
-                h, active, _ = lif_record_forward(current, cfg.beta, cfg.rule, seed, cfg.backend)
+                h, active, _ = _record(current, cfg.beta, cfg.rule, seed, cfg.backend, False)
                 actives.append(active)
                 counts.append(h.sum(0))
         with _section(cfg, "readout.fwd"):
             out = (h.reshape(T * B, -1) @ w_out).view(T, B, -1)
         if cfg.stats is not None:
             cfg.stats["active_fraction"] = [a.fraction for a in actives]
-            cfg.stats["active_entries"] = [len(a) for a in actives]
         ctx.save_for_backward(h, *traces, *weights)
         ctx.actives = actives
         ctx.cfg = cfg
@@ -877,14 +889,15 @@ class SparseLIFStackFunction(torch.autograd.Function):
             grad_out = torch.zeros((T, B, w_out.shape[1]), dtype=torch.float32, device=w_out.device)
         g_rows = grad_out.reshape(T * B, -1)
         grads[L] = last_spikes.reshape(T * B, H_last).t() @ g_rows
-        active = actives[-1]
-        t, b, j = active.decode()
+        t, b, j = actives[-1].decode()
         grad_s = (w_out[j] * g_rows[t * B + b]).sum(1)
         for layer in range(L - 1, -1, -1):
             active = actives[layer]
             _mark_backward(cfg, f"hidden{layer + 1}.bwd")
             if grad_counts[layer] is not None:
-                grad_s = grad_s + _gather_bj(grad_counts[layer], active)
+                if layer != L - 1:  # the last layer's (b, j) were decoded above
+                    _, b, j = active.decode()
+                grad_s = grad_s + grad_counts[layer][b, j]
             delta = active.g * grad_s
             grads[layer] = sparse_weight_grad(traces[layer], active, delta, cfg.backend)
             if layer > 0:
@@ -895,15 +908,28 @@ class SparseLIFStackFunction(torch.autograd.Function):
 
 
 def sparse_lif_stack(x: torch.Tensor, weights: Sequence[torch.Tensor], cfg: StackConfig):
-    """Apply :class:`SparseLIFStackFunction`; returns (readout currents, [spike counts per layer])."""
-    _check_tensor("x", x, 3)
-    for k, w in enumerate(weights):
-        _check_tensor(f"weights[{k}]", w, 2, finite=False)
-    _check_same_device(x=x, **{f"weights[{k}]": w for k, w in enumerate(weights)})
+    """Apply :class:`SparseLIFStackFunction`; returns (readout currents, [spike counts per layer]).
+
+    Everything is checked here, once per call, so the layers run without further validation.
+    """
+    _check_tensor("x", x, 3, finite=False)
+    names = [f"weights[{k}]" for k in range(len(weights))]
+    for name, w in zip(names, weights):
+        _check_tensor(name, w, 2, finite=False)
+    _check_same_device(x=x, **dict(zip(names, weights)))
     width = x.shape[2]
-    for k, w in enumerate(weights):
+    T, B = x.shape[:2]
+    for name, w in zip(names, weights):
         if w.shape[0] != width:
-            raise ValueError(f"weights[{k}] must have {width} rows, got shape {tuple(w.shape)}")
+            raise ValueError(f"{name} must have {width} rows, got shape {tuple(w.shape)}")
         width = w.shape[1]
+        _check_index_range(T * B * width)
+    _check_beta(cfg.beta)
+    _check_rule_and_seed(cfg.rule, layer_seed(cfg.seed, 0))
+    # One host sync for the input and every weight (a non-finite weight would make every current so).
+    finite = torch.stack([torch.isfinite(t).all() for t in (x, *weights)]).tolist()
+    for name, ok in zip(["x", *names], finite):
+        if not ok:
+            raise ValueError(f"{name} holds non-finite values")
     outputs = SparseLIFStackFunction.apply(x, cfg, *weights)
     return outputs[0], list(outputs[1:])

@@ -344,6 +344,23 @@ def test_invalid_inputs_are_rejected_before_launch():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_stack_checks_every_tensor_once_before_any_layer_runs(backend, monkeypatch):
+    # The stack validates x and all weights up front (one host sync); its layers then skip the
+    # per-call checks. A non-finite weight is named, and nothing was launched before the error.
+    x, w, _ = _layer(4, 3, 5, 6, seed=23)
+    weights = [w, torch.randn(6, 7), torch.randn(7, 2)]
+    weights[1][2, 3] = float("inf")
+    launched = []
+    monkeypatch.setattr(sb, "_record", lambda *a, **k: launched.append(1))
+    cfg = sb.StackConfig(BETA, sb.SpikeRule("localzo", delta=0.3), seed=1, backend=backend)
+    with pytest.raises(ValueError, match=r"weights\[1\] holds non-finite values"):
+        sb.sparse_lif_stack(x, weights, cfg)
+    with pytest.raises(ValueError, match="beta"):
+        sb.sparse_lif_stack(x, [w, torch.randn(6, 2)], sb.StackConfig(1.5, sb.SpikeRule()))
+    assert not launched
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_fp16_trace_rounds_once_and_overflow_raises(backend):
     x, w, gen = _layer(8, 5, 40, 6, seed=19)
     tr32 = sb.input_trace(x, BETA, backend)

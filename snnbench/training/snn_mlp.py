@@ -17,6 +17,7 @@ Methods (their ``params`` are validated by snnbench.config's models):
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -36,7 +37,6 @@ from snnbench.kernels.sparse_backward import (
 )
 
 THETA = 1.0
-DEFAULT_LOCALZO_DELTA = 0.05  # LocalZOParams' default: the δ SparseProp's B_th is matched to when unset
 
 # Published settings (SparseProp / LocalZO SparseGrad configs): dt, time constants, readout pooling,
 # weight init and the spike-rate regularisers (upper bound on mean spikes per neuron and sample,
@@ -144,7 +144,8 @@ def training_method(name: str, params: Optional[dict[str, Any]] = None) -> Train
     if name == "surrogate":
         return TrainingMethod(name, surrogate=p["surrogate"], width=p["width"])
     if name == "sparseprop":
-        b_th = p["b_th"] if p["b_th"] is not None else matched_b_th(DEFAULT_LOCALZO_DELTA, "normal")
+        default_delta = METHOD_PARAMS["localzo"].model_fields["delta"].default
+        b_th = p["b_th"] if p["b_th"] is not None else matched_b_th(default_delta, "normal")
         return TrainingMethod(name, rule=SpikeRule("sparseprop", THETA, b_th=b_th, width=p["width"]))
     rule = SpikeRule("localzo", THETA, delta=p["delta"], q=p["q"], distribution=p["distribution"])
     return TrainingMethod(name, rule=rule)
@@ -263,7 +264,7 @@ class SpikingMLP(nn.Module):
             return self._inference(x, weights, backend)
         if method.sparse:
             stats: dict = {}
-            cfg = StackConfig(self.cfg.beta, method.rule, seed, backend, timer=timer if timer is not _no_timer else None, stats=stats)
+            cfg = StackConfig(self.cfg.beta, method.rule, seed, backend, timer=timer, stats=stats)
             current, counts = sparse_lif_stack(x, weights, cfg)
             return self._readout(current, counts, stats["active_fraction"], timer)
         T, B, _ = x.shape
@@ -320,18 +321,5 @@ class SpikingMLP(nn.Module):
         return nn.functional.cross_entropy(out.logits, y) + self.regularizer(out.counts)
 
 
-class _NoTimerType:
-    def __call__(self, name: str):
-        return _NullContext()
-
-
-class _NullContext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-_no_timer = _NoTimerType()
-
+def _no_timer(name: str):
+    return contextlib.nullcontext()
