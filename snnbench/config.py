@@ -228,10 +228,6 @@ class Suite(_Strict):
                 )
         return self
 
-    @property
-    def max_timestep(self) -> int:
-        return max(self.timesteps)
-
     def results_path(self, results_dir: Optional[Path] = None) -> Path:
         if results_dir is not None:
             return Path(results_dir) / f"{self.name}.jsonl"

@@ -13,6 +13,8 @@ from typing import Iterator, Optional
 
 import torch
 
+from snnbench.runner.cells import device_kind
+
 
 class StepTracker:
     """One progress bar: call ``advance()`` per step. The base class shows nothing (Ray workers)."""
@@ -57,9 +59,7 @@ class RichProgressReporter(ProgressReporter):
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("the suite asks for device 'cuda' but torch sees no CUDA device")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return torch.device(device_kind(name))
 
 
 @dataclass

@@ -107,6 +107,8 @@ def test_converted_model_metrics_are_consistent():
     assert m["footprint"] == footprint(snn) and m["connection_sparsity"] == connection_sparsity(snn) == 0.0
     # Dense counts do not depend on the data.
     assert neurobench_metrics(snn, torch.zeros_like(x), steps=4)["synaptic_operations"]["Dense"] == ops["Dense"]
+    # Simulated in time chunks, as the accuracy evaluation does on large inputs: the same counts.
+    assert neurobench_metrics(snn, x, steps=4, chunk=1) == m
 
 
 def test_flattened_spikes_still_count_as_accumulates():

@@ -21,7 +21,15 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from snnbench.bench.timing import copy_ceiling, gbps, median_ms, release_memory, resolve_device, synchronize
+from snnbench.bench.timing import (
+    copy_ceiling,
+    gbps,
+    json_out_path,
+    median_ms,
+    release_memory,
+    resolve_device,
+    synchronize,
+)
 from snnbench.runner.env import environment
 
 TARGET_SPEEDUP = 10.0
@@ -257,9 +265,8 @@ def run_ftbc_bench(
             *kernel_rows,
         ],
     }
-    if out is not None:
-        path = Path(out)
-        path = path if path.suffix == ".json" else path / "ftbc.json"
+    path = json_out_path(out, "ftbc.json")
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2, default=str))
         result["path"] = str(path)

@@ -567,18 +567,6 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
-def rederive(result: dict[str, Any]) -> dict[str, Any]:
-    """Recompute the derived fields (GB/s, fractions, speed-ups, summary) of a saved result from its
-    raw times, e.g. after the ceiling rule changed; the measured times are left untouched."""
-    points: dict[tuple, list[dict]] = {}
-    for r in result["rows"]:
-        points.setdefault((r["dtype"], r["N"], r["T"]), []).append(r)
-    for rows in points.values():
-        derive_fractions(rows)
-    result["summary"] = summarize(result["rows"])
-    return result
-
-
 def _autotune_choices() -> dict[str, dict[str, str]]:
     from snnbench.kernels import neuron as nk
 

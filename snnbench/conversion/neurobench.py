@@ -24,7 +24,7 @@ over all ``T`` steps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -104,15 +104,14 @@ def neurobench_result(
     x_batch: torch.Tensor,
     steps: int,
     *,
-    run: Optional[Callable[[nn.Module, torch.Tensor, int], Any]] = None,
-    spiking_types: Optional[tuple[type, ...]] = None,
+    chunk: Optional[int] = None,
 ) -> NeuroBenchResult:
-    """Simulate ``x_batch`` (``[B, ...]``, fed at every step) for ``steps`` and count everything."""
-    if run is None or spiking_types is None:
-        from snnbench.conversion.convert import SpikingLayer, simulate
+    """Simulate ``x_batch`` (``[B, ...]``, fed at every step) for ``steps`` and count everything.
 
-        run = run or simulate
-        spiking_types = spiking_types or (SpikingLayer,)
+    ``chunk``: time steps simulated at once, as in the accuracy evaluation (the counts do not depend
+    on it; the memory does)."""
+    from snnbench.conversion.convert import SpikingLayer, simulate
+
     layers: dict[str, LayerCount] = {}
     dense_cache: dict[tuple, float] = {}  # dense counts depend only on the layer and input shape
     # Spiking outputs of the forward pass in progress, by storage address; holding the tensors
@@ -149,12 +148,12 @@ def neurobench_result(
     for name, module in snn.named_modules():
         if isinstance(module, CONNECTION_LAYERS):
             handles.append(module.register_forward_hook(connection_hook(name)))
-        elif isinstance(module, spiking_types):
+        elif isinstance(module, SpikingLayer):
             handles.append(module.register_forward_hook(spiking_hook))
     handles.append(snn.register_forward_hook(end_of_pass))
     try:
         with torch.no_grad():
-            run(snn, x_batch, steps)
+            simulate(snn, x_batch, steps, chunk=chunk)
     finally:
         for h in handles:
             h.remove()
@@ -184,8 +183,9 @@ def neurobench_on_dataset(
     steps: int,
     device: torch.device | str = "cpu",
     samples: int = 128,
+    chunk: Optional[int] = None,
 ) -> dict[str, Any]:
     """:func:`neurobench_metrics` on the first ``samples`` items of a ``(x, y)`` dataset."""
     n = min(samples, len(dataset))
     x = torch.stack([dataset[i][0] for i in range(n)]).to(device)
-    return neurobench_metrics(snn, x, steps)
+    return neurobench_metrics(snn, x, steps, chunk=chunk)

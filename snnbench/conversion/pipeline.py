@@ -125,9 +125,8 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     calibrate_s = extra.get("calibration_core_s", time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    curve = evaluate_snn(
-        snn, bundle, steps, ctx.device, cell.training.eval_batch_size, ctx.progress, chunk=simulation_chunk(bundle, steps, cell.training.eval_batch_size)
-    )
+    chunk = simulation_chunk(bundle, steps, cell.training.eval_batch_size)
+    curve = evaluate_snn(snn, bundle, steps, ctx.device, cell.training.eval_batch_size, ctx.progress, chunk=chunk)
     evaluate_s = time.perf_counter() - t0
     return {
         "ann_acc": ann_acc,
@@ -138,6 +137,6 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
         "calibrate_s": calibrate_s,
         "evaluate_s": evaluate_s,
         "test_samples": len(bundle.test),
-        "neurobench": neurobench_on_dataset(snn, bundle.test, steps, ctx.device),
+        "neurobench": neurobench_on_dataset(snn, bundle.test, steps, ctx.device, chunk=chunk),
         **extra,
     }

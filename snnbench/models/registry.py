@@ -22,12 +22,16 @@ MODELS: dict[str, str] = {
 }
 
 
-def build_model(name: str, *, levels: int, num_classes: int, in_channels: int = 3, **params: Any) -> nn.Module:
+def _factory(name: str):
     target = MODELS.get(name)
     if target is None:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
     module_name, func_name = target.split(":")
-    factory = getattr(importlib.import_module(module_name), func_name)
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def build_model(name: str, *, levels: int, num_classes: int, in_channels: int = 3, **params: Any) -> nn.Module:
+    factory = _factory(name)
     accepted = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = [k for k in params if k not in accepted]
@@ -42,9 +46,4 @@ _BUILDER_ARGS = {"num_classes", "in_channels"}
 
 def model_parameters(name: str) -> set[str]:
     """The keyword parameters a suite may give model ``name`` (raises ValueError if unknown)."""
-    target = MODELS.get(name)
-    if target is None:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    module_name, func_name = target.split(":")
-    factory = getattr(importlib.import_module(module_name), func_name)
-    return set(inspect.signature(factory).parameters) - _BUILDER_ARGS
+    return set(inspect.signature(_factory(name)).parameters) - _BUILDER_ARGS

@@ -196,9 +196,3 @@ def _cited_order(board, sources: Sequence[PublishedSource]) -> list[PublishedSou
     cited = [by_id[cid] for cid, _, _ in board.citations if cid in by_id]
     return cited + [s for s in sources if s not in cited]
 
-
-def write_page(out: Path, **kwargs: Any) -> LeaderboardPage:
-    page = build_page(**kwargs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page.text, encoding="utf-8")
-    return page

@@ -267,14 +267,13 @@ def format_value(column: str, value: float) -> str:
     return f"{value:.3g}"
 
 
-def format_cell(mean: float, std: Optional[float], digits: int = 2, column: Optional[str] = None) -> str:
-    """``mean ± std`` (just ``mean`` with one seed). ``column`` picks the precision by metric."""
+def format_cell(mean: float, std: Optional[float], column: str) -> str:
+    """``mean ± std`` (just ``mean`` with one seed), at the precision of ``column``'s metric."""
     if mean is None or pd.isna(mean):
         return ""
-    fmt = (lambda v: format_value(column, v)) if column else (lambda v: f"{v:.{digits}f}")
     if std is None or pd.isna(std) or std == 0:
-        return fmt(mean)
-    return f"{fmt(mean)} ± {fmt(std)}"
+        return format_value(column, mean)
+    return f"{format_value(column, mean)} ± {format_value(column, std)}"
 
 
 def _best_positions(frame: pd.DataFrame, column: str) -> set[int]:
@@ -382,7 +381,7 @@ def _cells(board: Leaderboard, section: Section) -> tuple[list[str], list[list[t
     for pos, (_, row) in enumerate(section.frame.iterrows()):
         cells = [(_identity_text(board, row, c), False) for c in id_cols]
         for c in section.columns:
-            text = format_cell(row[c], row.get(f"{c}_std"), column=c)
+            text = format_cell(row[c], row.get(f"{c}_std"), c)
             cells.append((text, pos in section.best.get(c, set())))
         rows.append(cells)
     return header, rows

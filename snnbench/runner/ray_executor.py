@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from snnbench.runner.cells import Cell
@@ -33,13 +34,7 @@ def _run_cell_task(
     # uses as many threads as it asked CPUs for (by default, as many as a local run would use).
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
-    worker_ctx = RunContext(
-        device=device,
-        cache_dir=ctx.cache_dir,
-        data_root=ctx.data_root,
-        progress=ProgressReporter(),  # workers draw nothing; the driver shows per-cell progress
-        compare_reference=ctx.compare_reference,
-    )
+    worker_ctx = replace(ctx, device=device)
     t0 = time.perf_counter()
     try:
         metrics = runner(cell, worker_ctx)
@@ -150,12 +145,8 @@ class RayExecutor:
             max_retries=0,  # retries are decided here, so a failure is reported before it is retried
         )
         # The context travels once through the object store instead of once per task.
-        ctx_ref = ray.put(RunContext(
-            device=self.ctx.device,
-            cache_dir=self.ctx.cache_dir,
-            data_root=self.ctx.data_root,
-            compare_reference=self.ctx.compare_reference,
-        ))
+        # Workers draw nothing (the driver shows per-cell progress), so they get a silent reporter.
+        ctx_ref = ray.put(replace(self.ctx, progress=ProgressReporter()))
         pending: dict[Any, tuple[Cell, int, float]] = {}
 
         def submit(cell: Cell, attempt: int) -> None:

@@ -12,7 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from filelock import FileLock
 
@@ -138,11 +138,6 @@ class ResultStore:
                 os.write(fd, b"\n")
             finally:
                 os.close(fd)
-
-
-def iter_records(paths: Iterable[Path | str]) -> Iterator[dict[str, Any]]:
-    for p in paths:
-        yield from read_records(p).records
 
 
 def latest_by_key(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

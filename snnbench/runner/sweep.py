@@ -18,7 +18,7 @@ from snnbench.runner.cells import Cell, expand
 from snnbench.context import ProgressReporter, RunContext, resolve_device
 from snnbench.runner.env import environment
 from snnbench.runner.executors import LocalExecutor, Outcome
-from snnbench.runner.store import SCHEMA_VERSION, ResultStore
+from snnbench.runner.store import SCHEMA_VERSION, ResultStore, done_keys
 
 
 @dataclass
@@ -75,10 +75,10 @@ def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = F
     path = suite.results_path(results_dir)
     store = ResultStore(path)
     report = store.read(warn=False)
-    done = {r["key"] for r in report.records}
-    cells = expand(suite)
-    todo = cells if force else [c for c in cells if c.key not in done]
-    skipped = [] if force else [c for c in cells if c.key in done]
+    done = set() if force else done_keys(report.records)
+    todo, skipped = [], []
+    for cell in expand(suite):
+        (skipped if cell.key in done else todo).append(cell)
     return SweepPlan(suite, path, todo, skipped, report.problems, force)
 
 

@@ -118,10 +118,9 @@ def _train_or_load(
 ) -> TrainResult:
     progress = progress or ProgressReporter()
     model.to(device)
-    done_path = checkpoint_path
     state_path = checkpoint_path.with_suffix(".state.pt") if checkpoint_path else None
-    if done_path is not None and done_path.exists():
-        model.load_state_dict(torch.load(done_path, map_location=device, weights_only=True))
+    if checkpoint_path is not None and checkpoint_path.exists():
+        model.load_state_dict(torch.load(checkpoint_path, map_location=device, weights_only=True))
         return TrainResult(model.eval(), 0.0, cached=True, epochs_run=0)
 
     generator = torch.Generator().manual_seed(seed)
@@ -188,8 +187,8 @@ def _train_or_load(
                 )
             epoch_bar.advance()
     model.eval()
-    if done_path is not None:
-        _atomic_save(model.state_dict(), done_path)
+    if checkpoint_path is not None:
+        _atomic_save(model.state_dict(), checkpoint_path)
         if state_path is not None and state_path.exists():
             state_path.unlink()
     return TrainResult(model, elapsed, cached=False, epochs_run=epochs_run)

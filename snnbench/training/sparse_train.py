@@ -35,22 +35,18 @@ class SectionTimer:
         self.ms: dict[str, float] = defaultdict(float)
         self._open: Optional[tuple[str, float]] = None
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        self._sync()
+        sync(self.device)
         start = time.perf_counter()
         try:
             yield
         finally:
-            self._sync()
+            sync(self.device)
             self.ms[name] += (time.perf_counter() - start) * 1e3
 
     def begin(self, name: str) -> None:
-        self._sync()
+        sync(self.device)
         now = time.perf_counter()
         if self._open is not None:
             self.ms[self._open[0]] += (now - self._open[1]) * 1e3
@@ -58,7 +54,7 @@ class SectionTimer:
 
     def end(self) -> None:
         if self._open is not None:
-            self._sync()
+            sync(self.device)
             self.ms[self._open[0]] += (time.perf_counter() - self._open[1]) * 1e3
             self._open = None
 
