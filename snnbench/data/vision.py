@@ -1,8 +1,8 @@
 """Image datasets of the conversion track: CIFAR-10/100, ImageNet and synthetic CIFAR-100-shaped data.
 
-CIFAR is read by torchvision from ``<root>/cifar-10-batches-py`` or ``<root>/cifar-100-python`` (the
-folders of the official archives) and downloaded there when the suite says ``download: true`` and the
-network allows. ImageNet is read with ``ImageFolder`` from ``<root>/imagenet/{train,val}`` (or
+CIFAR is read from ``<root>/cifar-10-batches-py`` or ``<root>/cifar-100-python`` (the folders of the
+official archives) with an unpickler that only rebuilds arrays, and downloaded there by torchvision when
+the suite says ``download: true`` and the network allows. ImageNet is read with ``ImageFolder`` from ``<root>/imagenet/{train,val}`` (or
 ``<root>/{train,val}``); it is never downloaded. Missing data raises :class:`DatasetMissingError` naming
 the folder searched and how to get the data, before any training starts.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -118,23 +119,66 @@ def imagenet_transforms(augment: bool) -> tuple[Callable, Callable]:
     return train, evaluate
 
 
-def _local_cifar_class(name: str):
-    """torchvision's CIFAR class that trusts files already on disk.
-
-    torchvision checks the md5 of every batch file each time it opens the dataset; the archive's md5 is
-    still checked when downloading, so a local copy is only checked for presence.
-    """
+def _download_cifar(name: str, root: Path) -> None:
+    """Fetch and unpack the archive with torchvision (which checks its md5) unless the batches exist."""
     from torchvision.datasets import CIFAR10, CIFAR100
 
     base = CIFAR10 if name == "cifar10" else CIFAR100
 
-    class LocalCIFAR(base):  # type: ignore[misc, valid-type]
+    class Fetcher(base):  # type: ignore[misc, valid-type]
+        # A local copy is only checked for presence; torchvision's reader is never used (it unpickles).
         train_list = [[f, None] for f, _ in base.train_list]
         test_list = [[f, None] for f, _ in base.test_list]
-        meta = {**base.meta, "md5": None}
 
-    LocalCIFAR.__name__ = base.__name__
-    return LocalCIFAR
+    fetcher = Fetcher.__new__(Fetcher)
+    fetcher.root = str(root)
+    fetcher.download()
+
+
+class CIFARBatches(Dataset):
+    """CIFAR from its pickled python batches, read with an unpickler that only rebuilds arrays (a
+    planted batch file cannot run code); ``(PIL image, label)`` items like torchvision's class."""
+
+    FILES = {
+        ("cifar10", True): [f"data_batch_{i}" for i in range(1, 6)],
+        ("cifar10", False): ["test_batch"],
+        ("cifar100", True): ["train"],
+        ("cifar100", False): ["test"],
+    }
+
+    def __init__(self, name: str, folder: Path, train: bool) -> None:
+        from snnbench.safe_io import UnusableFileError, load_array_pickle
+
+        label_key = "labels" if name == "cifar10" else "fine_labels"
+        images, labels = [], []
+        for file_name in self.FILES[(name, train)]:
+            path = folder / file_name
+            if not path.is_file():
+                raise FileNotFoundError(f"batch file {path} is missing")
+            with open(path, "rb") as fh:
+                entry = load_array_pickle(fh, path, f"a {name} batch")
+            try:
+                data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                targets = [int(v) for v in entry[label_key]]
+            except (KeyError, TypeError, ValueError) as err:
+                raise UnusableFileError(
+                    f"{path}: not a {name} batch (expected 'data' of N×3072 bytes and {label_key!r}; "
+                    f"{type(err).__name__}: {err})"
+                ) from None
+            if len(targets) != len(data):
+                raise UnusableFileError(f"{path}: {len(data)} images but {len(targets)} labels (truncated?)")
+            images.append(data)
+            labels.extend(targets)
+        self.data = np.concatenate(images).transpose(0, 2, 3, 1)  # HWC, as PIL wants
+        self.targets = labels
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        from PIL import Image
+
+        return Image.fromarray(self.data[index]), self.targets[index]
 
 
 def _cifar_bundle(name: str, spec, data_root: Optional[Path], augment: bool) -> DataBundle:
@@ -145,16 +189,18 @@ def _cifar_bundle(name: str, spec, data_root: Optional[Path], augment: bool) -> 
         f"set `download: true` for this dataset in the suite (needs network), or download {info['url']} "
         f"and extract it into {root} (it unpacks to {info['folder']}/)"
     )
-    cls = _local_cifar_class(name)
+    from snnbench.safe_io import UnusableFileError
+
     try:
         if not spec.download and not folder.is_dir():
             raise DatasetMissingError(name, folder, how)
         if spec.download:
             root.mkdir(parents=True, exist_ok=True)
-        train_base = cls(str(root), train=True, download=spec.download)
-        test_base = cls(str(root), train=False, download=False)
-    except DatasetMissingError:
-        raise
+            _download_cifar(name, root)
+        train_base = CIFARBatches(name, folder, train=True)
+        test_base = CIFARBatches(name, folder, train=False)
+    except (DatasetMissingError, UnusableFileError):
+        raise  # a truncated or planted batch names its file
     except Exception as err:  # no network, a partial download, missing batch files
         raise DatasetMissingError(name, folder, f"{how} ({err.__class__.__name__}: {err})") from err
     train_tf, eval_tf = cifar_transforms(name, augment)
@@ -185,9 +231,29 @@ def _imagenet_folder(root: Path) -> Optional[Path]:
     return None
 
 
-def imagenet_bundle(spec, data_root: Optional[Path] = None, augment: bool = False) -> DataBundle:
+def _image_folder(split: Path):
     from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
+    from snnbench.safe_io import UnusableFileError
+
+    try:
+        return ImageFolder(str(split))
+    except (FileNotFoundError, OSError) as err:
+        empty = sorted(
+            str(d) for d in split.iterdir()
+            if d.is_dir() and not any(f.suffix.lower() in IMG_EXTENSIONS for f in d.rglob("*") if f.is_file())
+        ) if split.is_dir() else []
+        if empty:
+            shown = ", ".join(empty[:5]) + (f" (+{len(empty) - 5} more)" if len(empty) > 5 else "")
+            raise UnusableFileError(
+                f"ImageFolder class folder{'s' if len(empty) > 1 else ''} without images: {shown}; "
+                f"every class folder needs at least one {'/'.join(IMG_EXTENSIONS[:4])}... file"
+            ) from None
+        raise UnusableFileError(f"{split}: cannot be read as an ImageFolder ({err})") from None
+
+
+def imagenet_bundle(spec, data_root: Optional[Path] = None, augment: bool = False) -> DataBundle:
     root = resolve_data_root(data_root or getattr(spec, "root", None))
     folder = _imagenet_folder(root)
     if folder is None:
@@ -198,8 +264,7 @@ def imagenet_bundle(spec, data_root: Optional[Path] = None, augment: bool = Fals
             "https://image-net.org/download.php and arrange it as train/<class>/*.JPEG and "
             f"val/<class>/*.JPEG under {root / 'imagenet'}",
         )
-    train_base = ImageFolder(str(folder / "train"))
-    test_base = ImageFolder(str(folder / "val"))
+    train_base, test_base = _image_folder(folder / "train"), _image_folder(folder / "val")
     if train_base.classes != test_base.classes:
         raise ValueError(f"{folder}: train/ and val/ have different class folders")
     train_tf, eval_tf = imagenet_transforms(augment)

@@ -19,6 +19,8 @@ from typing import Any, Mapping, Union
 import torch
 from torch import nn
 
+from snnbench.safe_io import load_tensors
+
 _WRAPPER_KEYS = ("state_dict", "model", "net", "model_state_dict")
 _LIST_LIMIT = 20
 
@@ -103,10 +105,8 @@ def load_checkpoint(model: nn.Module, path: Union[str, Path]) -> nn.Module:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    try:
-        obj = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # pickled objects other than tensors are refused, never executed
-        raise ValueError(f"{path}: cannot read as a tensor state dict ({err.__class__.__name__}: {err})") from None
+    # Pickled objects other than tensors are refused, never executed; the error names the file.
+    obj = load_tensors(path, "the checkpoint", map_location=device)
     try:
         return load_state(model, obj)
     except ValueError as err:

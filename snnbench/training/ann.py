@@ -22,6 +22,7 @@ from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 
 from snnbench.context import ProgressReporter
+from snnbench.safe_io import UnusableFileError, load_tensors
 
 
 @dataclass
@@ -67,6 +68,18 @@ def _atomic_save(obj: Any, path: Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def load_cached_ann(model: nn.Module, path: Path, device: Any = "cpu") -> nn.Module:
+    """Load a cached trained ANN into ``model``; a file that does not fit it is named in the error."""
+    state = load_tensors(path, "the cached trained ANN", map_location=device)
+    try:
+        model.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnusableFileError(f"{path}: the cached trained ANN does not fit the model ({first}); "
+                                "delete it to retrain") from None
+    return model
 
 
 @torch.no_grad()
@@ -120,7 +133,7 @@ def _train_or_load(
     model.to(device)
     state_path = checkpoint_path.with_suffix(".state.pt") if checkpoint_path else None
     if checkpoint_path is not None and checkpoint_path.exists():
-        model.load_state_dict(torch.load(checkpoint_path, map_location=device, weights_only=True))
+        load_cached_ann(model, checkpoint_path, device)
         return TrainResult(model.eval(), 0.0, cached=True, epochs_run=0)
 
     generator = torch.Generator().manual_seed(seed)
@@ -142,15 +155,22 @@ def _train_or_load(
 
     start_epoch, elapsed = 0, 0.0
     if state_path is not None and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        # Augmentation draws from the global RNG and AMP keeps a loss scale: both resume as they were.
-        torch.set_rng_state(state["torch_rng"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, elapsed = state["epoch"], state["elapsed_s"]
+        state = load_tensors(state_path, "the ANN training-resume state", map_location=device)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            # RNG states are byte tensors, kept on the CPU whatever map_location said.
+            generator.set_state(state["generator"].cpu())
+            # Augmentation draws from the global RNG and AMP keeps a loss scale: both resume as they were.
+            torch.set_rng_state(state["torch_rng"].cpu())
+            scaler.load_state_dict(state["scaler"])
+            start_epoch, elapsed = int(state["epoch"]), float(state["elapsed_s"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise UnusableFileError(
+                f"{state_path}: not a training-resume state of this model ({type(err).__name__}: {err}); "
+                "delete it to train from the start"
+            ) from None
 
     epochs_run = 0
     with progress.track("epochs", training.epochs) as epoch_bar:
