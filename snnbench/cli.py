@@ -40,14 +40,28 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _version_callback(value: bool) -> None:
+    if value:
+        from snnbench import __version__
+
+        console.print(f"snnbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """Benchmark spiking neural networks: accuracy vs time steps, wall time, sparse-backward speed-up."""
+
+
 def _load_suite_or_exit(path: Path):
-    from snnbench.config import SuiteError, load_suite
-    from snnbench.runner.sweep import check_models
+    from snnbench.api import load_suite
+    from snnbench.config import SuiteError
 
     try:
-        suite = load_suite(path)
-        check_models(suite, path)
-        return suite
+        return load_suite(path)
     except SuiteError as err:
         _fail(str(err))
 

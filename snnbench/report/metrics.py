@@ -95,3 +95,27 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, fl
 
 def finite(value: Any) -> bool:
     return is_number(value) and math.isfinite(value)
+
+
+_UNITS: list[tuple[str, str]] = [
+    ("*acc*", "%"),
+    ("*_pct", "%"),
+    ("*speedup*", "x"),
+    ("*_ms", "ms"),
+    ("ms", "ms"),
+    ("*_s", "s"),
+    ("*_bytes", "B"),
+    ("bytes", "B"),
+    ("*gbps", "GB/s"),
+    ("*fraction*", "1"),
+    ("*frac_*", "1"),
+    ("*sparsity", "1"),
+]
+
+
+def unit(metric: str) -> str:
+    """The unit a flattened metric is recorded in (``""`` for counts and unknown quantities)."""
+    for pattern, value in _UNITS:
+        if fnmatchcase(metric, pattern):
+            return value
+    return ""
