@@ -171,6 +171,39 @@ def table(
 
 
 @app.command()
+def export(
+    results: List[Path] = typer.Argument(..., help="results .jsonl files (or folders of them)"),
+    fmt: str = typer.Option("csv", "--format", help="csv, parquet or jsonl"),
+    out: Optional[Path] = typer.Option(None, "--out", help="file to write (else standard output; parquet needs it)"),
+    all_records: bool = typer.Option(False, "--all", help="keep records a --force rerun superseded"),
+) -> None:
+    """Write results in long form: one row per record x metric x T, with the record's settings,
+    seed, device, unit, git SHA and finish time.
+
+    Example: snnbench export results/runs --format parquet --out build/results.parquet
+    """
+    from snnbench.report.frame import export as write_frame, load_results
+    from snnbench.report.inputs import InputError
+
+    try:
+        frame = load_results(results, latest=not all_records)
+    except InputError as err:
+        _fail(str(err))
+    for problem in frame.attrs.get("problems", []):
+        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+    try:
+        text = write_frame(frame, fmt, out)
+    except ValueError as err:
+        _fail(str(err))
+    except OSError as err:
+        _fail(f"cannot write {out}: {err.strerror or err}")
+    if text is not None:
+        sys.stdout.write(text)
+    else:
+        err_console.print(f"wrote {len(frame)} rows to {out}", highlight=False)
+
+
+@app.command()
 def plot(
     results: List[Path] = typer.Argument(..., help="results .jsonl and/or benchmark .json files (or folders)"),
     out: Path = typer.Option(Path("build/plots"), "--out", help="folder for the PNG and SVG files"),

@@ -20,7 +20,8 @@ from typing import Any, Iterable, Optional, Sequence
 
 from snnbench.report.benchrows import key_text, measurements, row_key
 from snnbench.report.inputs import InputError, card_name, kind_of, load_bench
-from snnbench.report.metrics import direction, flatten
+from snnbench.report.frame import flat_names, records_frame
+from snnbench.report.metrics import direction
 from snnbench.runner.store import latest_by_key, read_records
 
 
@@ -117,6 +118,16 @@ class Comparison:
     def missing(self) -> list[Change]:
         return [c for c in self.changes if c.status == "missing"]
 
+    def to_frame(self):
+        """One row per compared metric: cell, metric, base, new, change_pct, direction, tolerance, status."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [{"cell": c.cell, "metric": c.metric, "base": c.base, "new": c.new, "change_pct": c.change_pct,
+              "direction": c.direction, "tolerance": str(c.tolerance), "status": c.status} for c in self.changes],
+            columns=["cell", "metric", "base", "new", "change_pct", "direction", "tolerance", "status"],
+        )
+
     def exit_code(self, allow_missing: bool = False) -> int:
         if self.regressions:
             return 1
@@ -152,7 +163,10 @@ def load_cells(path: Path | str) -> Cells:
     report = read_records(path, warn=False)
     records = latest_by_key(report.records)
     schemas = sorted({str(r.get("schema")) for r in records})
-    cells = {r["key"]: dict(flatten(r.get("metrics") or {})) for r in records}
+    cells: dict[str, dict[str, float]] = {r["key"]: {} for r in records}
+    frame = records_frame(records)
+    for key, name, value in zip(frame["key"], flat_names(frame), frame["value"]):
+        cells[key][name] = value
     cards = sorted({card_name(r.get("env")) for r in records} - {""})
     return Cells(path, "results", cells, schemas, ", ".join(cards), list(report.problems))
 

@@ -88,6 +88,35 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def flat_names(frame: pd.DataFrame) -> list[str]:
+    """Each row's metric as one flattened name (``snn_acc.4`` for T = 4), as gates and globs use."""
+    return [m if pd.isna(t) else f"{m}.{int(t)}" for m, t in zip(frame["metric"], frame["T"])]
+
+
+EXPORT_FORMATS = ("csv", "parquet", "jsonl")
+
+
+def export(frame: pd.DataFrame, fmt: str, out: Path | None = None) -> str | None:
+    """Write the long form as CSV, Parquet (needs pyarrow) or JSON lines to ``out``; CSV and
+    JSON lines are returned as text when ``out`` is None."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"--format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
+    if fmt == "parquet":
+        if out is None:
+            raise ValueError("--format parquet is binary: give --out FILE")
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ValueError("--format parquet needs pyarrow: pip install 'snnbench[parquet]'") from None
+        frame.to_parquet(out, index=False)
+        return None
+    text = frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", lines=True)
+    if out is None:
+        return text
+    Path(out).write_text(text, encoding="utf-8")
+    return None
+
+
 def load_results(paths: Sequence[Path | str] | Path | str, *, latest: bool = True) -> pd.DataFrame:
     """The long form of results files (or folders of them); with ``latest`` a rerun's record
     replaces the earlier one of its cell, as in every table. Raises ``InputError`` for a file

@@ -178,18 +178,13 @@ def leaderboard(
     metrics = metric_columns(frame.columns)
     keys = row_fields + _IDENTITY
     frame["_order"] = range(len(frame))
-    out_rows = []
-    for key, group in frame.groupby(keys, sort=False, dropna=False):
-        out = dict(zip(keys, key))
-        for col in metrics:
-            values = group[col].dropna() if col in group else pd.Series(dtype=float)
-            out[col] = float(values.mean()) if len(values) else math.nan
-            out[f"{col}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-        seeds = group["seed"].dropna()
-        out["seeds"] = int(seeds.nunique()) if len(seeds) else 0
-        out["_order"] = int(group["_order"].min())
-        out_rows.append(out)
-    board = pd.DataFrame(out_rows)
+    spec: dict[str, tuple[str, str]] = {}
+    for col in metrics:  # pandas: mean skips missing values, std is the sample std (NaN for one)
+        spec[col] = (col, "mean")
+        spec[f"{col}_std"] = (col, "std")
+    spec["seeds"] = ("seed", "nunique")
+    spec["_order"] = ("_order", "min")
+    board = frame.groupby(keys, sort=False, dropna=False).agg(**spec).reset_index()
     board["_measured"] = board["source"] == "measured"
     measured = board[board["_measured"]].sort_values(row_fields + ["variant"], kind="stable")
     published = board[~board["_measured"]].sort_values("_order", kind="stable")
