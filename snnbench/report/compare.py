@@ -21,28 +21,12 @@ from typing import Any, Iterable, Optional, Sequence
 from snnbench.report.benchrows import key_text, measurements, row_key
 from snnbench.report.inputs import InputError, card_name, kind_of, load_bench
 from snnbench.report.frame import flat_names, records_frame
-from snnbench.report.metrics import direction
+from snnbench.report.metrics import Tolerance, default_tolerance, direction
 from snnbench.runner.store import latest_by_key, read_records
 
 
 class UnusableInput(ValueError):
     """Inputs that cannot be compared: a missing file, different schemas, no common cells."""
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    value: float
-    absolute: bool = False  # True: in the metric's own units (points of accuracy, ms ...)
-
-    def __str__(self) -> str:
-        return f"{self.value:g}pt" if self.absolute else f"{self.value:g}%"
-
-
-# The first matching pattern wins; user tolerances are tried before these.
-DEFAULT_TOLERANCES: list[tuple[str, Tolerance]] = [
-    ("*acc*", Tolerance(1.0)),
-    ("*", Tolerance(10.0)),
-]
 
 
 def parse_tolerance(text: str) -> tuple[str, Tolerance]:
@@ -64,10 +48,11 @@ def parse_tolerance(text: str) -> tuple[str, Tolerance]:
 
 
 def tolerance_for(metric: str, tolerances: Sequence[tuple[str, Tolerance]]) -> Tolerance:
-    for pattern, tol in list(tolerances) + DEFAULT_TOLERANCES:
+    """The first user tolerance whose glob matches, else the catalog's default for the metric."""
+    for pattern, tol in tolerances:
         if fnmatchcase(metric, pattern):
             return tol
-    return DEFAULT_TOLERANCES[-1][1]
+    return default_tolerance(metric)
 
 
 @dataclass

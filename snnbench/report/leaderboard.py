@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 
 from snnbench.report.benchrows import FREE_TEXT, is_measurement
 from snnbench.report.inputs import BenchFile, load_bench
+from snnbench.report.metrics import headline_fields
 from snnbench.report.published import PublishedSource, load_published
 from snnbench.report.table import build_leaderboard, render_markdown
 from snnbench.runner.store import latest_by_key, read_records
@@ -48,9 +49,7 @@ def _fmt(value: Any) -> str:
 
 
 # Measurements worth a column in the page's summary of a benchmark file (the JSON keeps the rest).
-HEADLINE = ("ms", "median_ms", "graph_ms", "fwd_ms", "bwd_ms", "step_ms", "calibrate_s", "s", "gbps",
-            "frac_of_copy", "frac_copy_bw", "ceiling_fraction", "speedup", "bwd_speedup", "step_speedup",
-            "speedup_vs_torch_loop", "active_fraction")
+HEADLINE = tuple(headline_fields())
 
 
 def rows_markdown(rows: Sequence[dict[str, Any]], headline: Optional[Sequence[str]] = None) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 
-from snnbench.report.metrics import direction, flatten, is_number
+from snnbench.report.metrics import direction, flatten, is_number, leaderboard_columns
 
 ROW_KEYS = ["dataset", "model", "method"]
 DEFAULT_GROUP_BY = ("dataset", "model")
@@ -31,24 +31,7 @@ FORMATS = ("rich", "md", "csv", "html", "latex")
 _IDENTITY = ["variant", "source", "citation", "label"]
 
 # (column, flattened metric path, scale): the leaderboard columns after ANN and T=..., in order.
-NAMED_COLUMNS: list[tuple[str, str, float]] = [
-    ("test_acc", "test_acc", 1.0),
-    ("bwd_speedup", "bwd_speedup", 1.0),
-    ("step_speedup", "step_speedup", 1.0),
-    ("active_fraction", "active_fraction", 1.0),
-    ("bwd_mem_saved_pct", "bwd_mem_saved_pct", 1.0),
-    ("calibration_speedup", "calibration_speedup", 1.0),
-    ("calibrate_s", "calibrate_s", 1.0),
-    ("train_s", "train_s", 1.0),
-    ("fwd_ms", "fwd_ms", 1.0),
-    ("bwd_ms", "bwd_ms", 1.0),
-    ("step_ms", "step_ms", 1.0),
-    ("peak_mem_MiB", "peak_mem_bytes", 1.0 / 2**20),
-    ("act_sparsity", "neurobench.activation_sparsity", 1.0),
-    ("eff_ACs", "neurobench.synaptic_operations.Effective_ACs", 1.0),
-    ("eff_MACs", "neurobench.synaptic_operations.Effective_MACs", 1.0),
-    ("input_grad_zeros_pct", "input_grad_zeros_pct", 1.0),
-]
+NAMED_COLUMNS: list[tuple[str, str, float]] = leaderboard_columns()
 _ACCURACY_COLUMNS = {"ANN", "test_acc"}
 
 # Config entries that never make two runs different settings of the same row.
