@@ -72,7 +72,7 @@ def validate(suite: Path = typer.Argument(..., help="YAML suite file")) -> None:
 
     Example: snnbench validate suites/digits.yaml
     """
-    from snnbench.runner.cells import expand
+    from snnbench.records.cells import expand
 
     parsed = _load_suite_or_exit(suite)
     cells = expand(parsed)
@@ -99,7 +99,7 @@ def run(
     """
     from snnbench.data.paths import DatasetMissingError
     from snnbench.runner.cli_run import run_with_progress
-    from snnbench.runner.store import ResultsWriteError
+    from snnbench.records.store import ResultsWriteError
 
     parsed = _load_suite_or_exit(suite)
     try:
@@ -141,14 +141,14 @@ def table(
     """Render results as a leaderboard: one row per (dataset, model, method), mean ± std over seeds.
 
     A column per T, the ANN, speed and sparsity columns where present; the best value per column
-    is marked; published rows (results/published/*.yaml) are marked with their source.
+    is marked; published rows (snnbench/published/*.yaml) are marked with their source.
 
     Example: snnbench table results/runs/digits.jsonl --format md
     """
     from snnbench.report.inputs import InputError, load_inputs
     from snnbench.report.published import PublishedError, load_published
     from snnbench.report.table import FORMATS, RENDERERS, build_leaderboard, render_rich
-    from snnbench.runner.store import latest_by_key
+    from snnbench.records.store import latest_by_key
 
     if fmt not in FORMATS:
         _fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -218,7 +218,7 @@ def plot(
     from snnbench.report.inputs import InputError, load_inputs
     from snnbench.report.plots import make_plots
     from snnbench.report.published import PublishedError, load_published, published_records
-    from snnbench.runner.store import latest_by_key
+    from snnbench.records.store import latest_by_key
 
     try:
         inputs = load_inputs(results)
@@ -311,7 +311,7 @@ def env() -> None:
 
     Example: snnbench env
     """
-    from snnbench.runner.env import environment
+    from snnbench.records.env import environment
 
     info = environment()
     hw = info["hardware"]

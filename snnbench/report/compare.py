@@ -22,7 +22,7 @@ from snnbench.report.benchrows import key_text, measurements, row_key
 from snnbench.report.inputs import InputError, card_name, kind_of, load_bench
 from snnbench.report.frame import flat_names, records_frame
 from snnbench.report.metrics import Tolerance, default_tolerance, direction
-from snnbench.runner.store import latest_by_key, read_records
+from snnbench.records.store import latest_by_key, read_records
 
 
 class UnusableInput(ValueError):

@@ -122,7 +122,7 @@ def load_results(paths: Sequence[Path | str] | Path | str, *, latest: bool = Tru
     replaces the earlier one of its cell, as in every table. Raises ``InputError`` for a file
     that cannot be read; unreadable lines are in ``frame.attrs["problems"]``."""
     from snnbench.report.inputs import load_inputs
-    from snnbench.runner.store import latest_by_key
+    from snnbench.records.store import latest_by_key
 
     if isinstance(paths, (str, Path)):
         paths = [paths]

@@ -3,7 +3,7 @@
 Rows: measured records are averaged over seeds; records of the same (dataset, model, method) whose
 configurations differ (epochs, width, method parameters ...) become separate rows, labelled by what
 differs (the ``variant``), so different settings are never silently averaged together. Published
-rows (``results/published/*.yaml``) sit beside them, marked with their source.
+rows (``snnbench/published/*.yaml``) sit beside them, marked with their source.
 
 Columns: the ANN, one per time step T, then accuracy, speed and sparsity columns where any row has
 them. Output is split into sections by ``group_by`` (default: dataset and model); in each section

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from snnbench.config import Suite
 from snnbench.data.paths import default_cache_dir
-from snnbench.runner.cells import Cell, expand
-from snnbench.context import ProgressReporter, RunContext, resolve_device
-from snnbench.runner.env import environment
+from snnbench.context import ProgressReporter, RunContext
+from snnbench.records.cells import Cell, expand
+from snnbench.records.device import resolve_device
+from snnbench.records.env import environment
+from snnbench.records.schema import make_record
 from snnbench.runner.executors import LocalExecutor, Outcome
-from snnbench.runner.store import SCHEMA_VERSION, ResultStore, done_keys, latest_by_key, read_records
+from snnbench.records.store import ResultStore, done_keys, latest_by_key, read_records
 
 
 @dataclass
@@ -86,24 +87,6 @@ def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = F
     for cell in expand(suite):
         (skipped if cell.key in done else todo).append(cell)
     return SweepPlan(suite, path, todo, skipped, report.problems, force)
-
-
-def make_record(cell: Cell, metrics: dict[str, Any], wall_s: float, env: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA_VERSION,
-        "key": cell.key,
-        "suite": cell.suite,
-        "track": cell.track,
-        "dataset": cell.dataset.name,
-        "model": cell.model.name,
-        "method": cell.method.name,
-        "seed": cell.seed,
-        "config": cell.config(),
-        "metrics": metrics,
-        "wall_s": wall_s,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "env": env,
-    }
 
 
 def preflight_datasets(suite: Suite, data_root: Optional[Path]) -> None:
