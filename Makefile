@@ -8,7 +8,7 @@ EXTRAS ?= test,ray,neuromorphic
 # Pin torch to the build this machine family ships on disk; pip would otherwise pull several GB.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test setup env leaderboard clean-demo
+.PHONY: demo test lint setup env leaderboard clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ demo: setup
 	$(BIN)/snnbench table build/demo/digits.jsonl build/demo/digits_spiking.jsonl
 	$(BIN)/snnbench plot build/demo/digits.jsonl build/demo/digits_spiking.jsonl results/bench/h200 --out build/demo/plots
 
-test: setup
+test: lint
 	$(BIN)/python -m pytest -q
+
+# Layer contracts (pyproject's [tool.importlinter]): a module imports only modules below it.
+lint: setup
+	$(BIN)/lint-imports
 
 env: setup
 	$(BIN)/snnbench env

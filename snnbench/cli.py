@@ -40,14 +40,28 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _version_callback(value: bool) -> None:
+    if value:
+        from snnbench import __version__
+
+        console.print(f"snnbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """Benchmark spiking neural networks: accuracy vs time steps, wall time, sparse-backward speed-up."""
+
+
 def _load_suite_or_exit(path: Path):
-    from snnbench.config import SuiteError, load_suite
-    from snnbench.runner.sweep import check_models
+    from snnbench.api import load_suite
+    from snnbench.config import SuiteError
 
     try:
-        suite = load_suite(path)
-        check_models(suite, path)
-        return suite
+        return load_suite(path)
     except SuiteError as err:
         _fail(str(err))
 
@@ -58,7 +72,7 @@ def validate(suite: Path = typer.Argument(..., help="YAML suite file")) -> None:
 
     Example: snnbench validate suites/digits.yaml
     """
-    from snnbench.runner.cells import expand
+    from snnbench.records.cells import expand
 
     parsed = _load_suite_or_exit(suite)
     cells = expand(parsed)
@@ -85,7 +99,7 @@ def run(
     """
     from snnbench.data.paths import DatasetMissingError
     from snnbench.runner.cli_run import run_with_progress
-    from snnbench.runner.store import ResultsWriteError
+    from snnbench.records.store import ResultsWriteError
 
     parsed = _load_suite_or_exit(suite)
     try:
@@ -127,14 +141,14 @@ def table(
     """Render results as a leaderboard: one row per (dataset, model, method), mean ± std over seeds.
 
     A column per T, the ANN, speed and sparsity columns where present; the best value per column
-    is marked; published rows (results/published/*.yaml) are marked with their source.
+    is marked; published rows (snnbench/published/*.yaml) are marked with their source.
 
     Example: snnbench table results/runs/digits.jsonl --format md
     """
     from snnbench.report.inputs import InputError, load_inputs
     from snnbench.report.published import PublishedError, load_published
     from snnbench.report.table import FORMATS, RENDERERS, build_leaderboard, render_rich
-    from snnbench.runner.store import latest_by_key
+    from snnbench.records.store import latest_by_key
 
     if fmt not in FORMATS:
         _fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -157,6 +171,39 @@ def table(
 
 
 @app.command()
+def export(
+    results: List[Path] = typer.Argument(..., help="results .jsonl files (or folders of them)"),
+    fmt: str = typer.Option("csv", "--format", help="csv, parquet or jsonl"),
+    out: Optional[Path] = typer.Option(None, "--out", help="file to write (else standard output; parquet needs it)"),
+    all_records: bool = typer.Option(False, "--all", help="keep records a --force rerun superseded"),
+) -> None:
+    """Write results in long form: one row per record x metric x T, with the record's settings,
+    seed, device, unit, git SHA and finish time.
+
+    Example: snnbench export results/runs --format parquet --out build/results.parquet
+    """
+    from snnbench.report.frame import export as write_frame, load_results
+    from snnbench.report.inputs import InputError
+
+    try:
+        frame = load_results(results, latest=not all_records)
+    except InputError as err:
+        _fail(str(err))
+    for problem in frame.attrs.get("problems", []):
+        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+    try:
+        text = write_frame(frame, fmt, out)
+    except ValueError as err:
+        _fail(str(err))
+    except OSError as err:
+        _fail(f"cannot write {out}: {err.strerror or err}")
+    if text is not None:
+        sys.stdout.write(text)
+    else:
+        err_console.print(f"wrote {len(frame)} rows to {out}", highlight=False)
+
+
+@app.command()
 def plot(
     results: List[Path] = typer.Argument(..., help="results .jsonl and/or benchmark .json files (or folders)"),
     out: Path = typer.Option(Path("build/plots"), "--out", help="folder for the PNG and SVG files"),
@@ -171,7 +218,7 @@ def plot(
     from snnbench.report.inputs import InputError, load_inputs
     from snnbench.report.plots import make_plots
     from snnbench.report.published import PublishedError, load_published, published_records
-    from snnbench.runner.store import latest_by_key
+    from snnbench.records.store import latest_by_key
 
     try:
         inputs = load_inputs(results)
@@ -264,7 +311,7 @@ def env() -> None:
 
     Example: snnbench env
     """
-    from snnbench.runner.env import environment
+    from snnbench.records.env import environment
 
     info = environment()
     hw = info["hardware"]

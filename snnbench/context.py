@@ -1,7 +1,7 @@
 """What a track needs to run one cell besides the cell itself: device, folders, progress, options.
 
-It stands above the tracks (conversion, training) and the runner that builds it (DESIGN §2), so a
-pipeline never imports the runner.
+It sits below the tracks (conversion, training) and the runner that builds it, and imports neither,
+so a pipeline never loads the runner.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import torch
-
-from snnbench.runner.cells import device_kind
 
 
 class StepTracker:
@@ -54,12 +52,6 @@ class RichProgressReporter(ProgressReporter):
             yield _Tracker()
         finally:
             progress.remove_task(task)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("the suite asks for device 'cuda' but torch sees no CUDA device")
-    return torch.device(device_kind(name))
 
 
 @dataclass

@@ -12,7 +12,7 @@ from snnbench.conversion.convert import accuracy_curve, convert, simulate, spiki
 from snnbench.conversion.pipeline import run_conversion_cell
 from snnbench.models.qcfs import QCFS
 from snnbench.neurons import MultiStepIF
-from snnbench.runner.cells import expand
+from snnbench.records.cells import expand
 from snnbench.context import RunContext
 from tests.helpers import tiny_digits_suite
 

@@ -56,7 +56,7 @@ def test_bench_if_reference_simulation(benchmark):
 
 
 def test_bench_store_append(benchmark, tmp_path):
-    from snnbench.runner.store import ResultStore, read_records
+    from snnbench.records.store import ResultStore, read_records
 
     store = ResultStore(tmp_path / "r.jsonl")
     record = _records(1)[0][0]

@@ -21,7 +21,7 @@ TIMES = ("train_s", "calibrate_s", "evaluate_s", "calibration_core_s")
 
 
 def _by_key(path: Path):
-    from snnbench.runner.store import read_records
+    from snnbench.records.store import read_records
 
     report = read_records(path, warn=False)
     assert not report.problems
@@ -50,7 +50,7 @@ def test_failed_tasks_are_reported_and_retried_once(tmp_path):
     import torch
 
     from snnbench.config import load_suite
-    from snnbench.runner.cells import expand
+    from snnbench.records.cells import expand
     from snnbench.context import RunContext
     from snnbench.runner.ray_executor import RayExecutor
 

@@ -50,7 +50,7 @@ def _fixture_tree(root: Path) -> None:
 def test_page_has_measured_bench_and_published_parts(tmp_path):
     _fixture_tree(tmp_path)
     page = build_page(runs_dir=tmp_path / "results/runs", bench_dir=tmp_path / "results/bench",
-                      published_dir=REPO / "results/published", root=tmp_path)
+                      published_dir=REPO / "snnbench/published", root=tmp_path)
     text = page.text
     assert "### digits · digits_cnn" in text and "| qcfs | measured | 1 | 99.00 | 98.50 |" in text
     assert "### NVIDIA H200 — neuron" in text and "`results/bench/h200/neuron.json`" in text
@@ -68,7 +68,7 @@ def test_page_is_deterministic_and_written_by_the_command(tmp_path, monkeypatch)
     _fixture_tree(tmp_path)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "results" / "LEADERBOARD.md"
-    args = ["leaderboard", "--out", str(out), "--published-dir", str(REPO / "results/published")]
+    args = ["leaderboard", "--out", str(out), "--published-dir", str(REPO / "snnbench/published")]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     text = out.read_text()

@@ -160,7 +160,7 @@ def _numbers(values):
 
 @pytest.mark.skipif(not PUBLISHED_MD.exists(), reason="the shared reference folder is not beside the repo")
 def test_every_published_number_is_transcribed():
-    """Every decimal number of published-results.md appears in results/published/*.yaml (percent
+    """Every decimal number of published-results.md appears in snnbench/published/*.yaml (percent
     values of active neurons as fractions; text-only claims in their text)."""
     text = PUBLISHED_MD.read_text()
     wanted = {float(m) for m in re.findall(r"(?<![\w.])(\d+\.\d+)(?![\w.])", text)}
@@ -172,4 +172,4 @@ def test_every_published_number_is_transcribed():
         x for x in wanted
         if not any(abs(x - h) < 1e-9 or abs(x / 100 - h) < 1e-12 for h in have) and str(x) not in words
     )
-    assert not missing, f"numbers of {PUBLISHED_MD.name} missing from results/published: {missing}"
+    assert not missing, f"numbers of {PUBLISHED_MD.name} missing from snnbench/published: {missing}"

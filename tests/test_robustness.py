@@ -35,7 +35,7 @@ def _suite(tmp_path: Path, seeds=(0, 1, 2, 3), name="robust") -> Path:
 
 def _expected_keys(suite: Path) -> set[str]:
     from snnbench.config import load_suite
-    from snnbench.runner.cells import expand
+    from snnbench.records.cells import expand
 
     return {c.key for c in expand(load_suite(suite))}
 

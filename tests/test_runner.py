@@ -10,8 +10,8 @@ import time
 import pytest
 
 from snnbench.config import load_suite
-from snnbench.runner.cells import expand
-from snnbench.runner.store import read_records
+from snnbench.records.cells import expand
+from snnbench.records.store import read_records
 from snnbench.runner.sweep import plan_sweep, run_suite
 from tests.helpers import REPO, run_cli, tiny_digits_suite
 

@@ -234,7 +234,7 @@ def test_model_config_presets_and_errors():
 
 def test_suites_validate():
     from snnbench.config import load_suite
-    from snnbench.runner.cells import expand
+    from snnbench.records.cells import expand
 
     for name, T in [("digits_spiking", 100), ("fmnist", 100), ("nmnist", 300), ("shd", 500)]:
         suite = load_suite(REPO / "suites" / f"{name}.yaml")
@@ -250,7 +250,7 @@ def test_suites_validate():
 
 def _cell(method, **training):
     from snnbench.config import DatasetSpec, MethodSpec, ModelSpec, TrainingSpec
-    from snnbench.runner.cells import Cell
+    from snnbench.records.cells import Cell
 
     return Cell(
         suite="tiny",

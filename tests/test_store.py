@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from snnbench.runner.store import ResultStore, ResultsWriteError, latest_by_key, read_records
+from snnbench.records.store import ResultStore, ResultsWriteError, latest_by_key, read_records
 
 
 def test_append_and_read_back(tmp_path):

@@ -30,7 +30,7 @@ from snnbench.bench.timing import (
     resolve_device,
     synchronize,
 )
-from snnbench.runner.env import environment
+from snnbench.records.env import environment
 
 TARGET_SPEEDUP = 10.0
 OFFICIAL_LOOP_H200_S = 5.23  # DESIGN §6: the FTBC repository's loop, same setting, H200

@@ -32,7 +32,7 @@ from snnbench.bench.timing import (
     resolve_device,
     synchronize,
 )
-from snnbench.runner.env import environment
+from snnbench.records.env import environment
 
 SWEEP_FILE = Path(__file__).resolve().parents[2] / "suites" / "kernels.yaml"
 

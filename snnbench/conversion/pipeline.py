@@ -19,7 +19,7 @@ from snnbench.models.registry import build_model
 from snnbench.training.ann import evaluate_ann, train_ann
 
 if TYPE_CHECKING:  # the runner builds cells; a pipeline only reads them
-    from snnbench.runner.cells import Cell
+    from snnbench.records.cells import Cell
 
 
 def ann_cache_path(cell: Cell, cache_dir: Path) -> Path:

@@ -1,7 +1,7 @@
 """Benchmark rows: which fields name a row (impl, T, N, dtype, mode ...) and which are measurements.
 
-A field is a measurement when its name has a known direction (``ms``, ``gbps``, ``speedup`` ...),
-is a known descriptive quantity (``bytes``, ``active_fraction`` ...), or holds a float. Strings,
+A field is a measurement when the metric catalog knows it as a measured quantity (``ms``, ``gbps``,
+``speedup``, ``bytes``, ``active_fraction`` ...) or it holds a float. Strings,
 booleans, ``None``, other integers (T, N, hidden, batch) and set points (``target_*``) identify the
 row; free text (``note``) and nested values do neither.
 """
@@ -11,11 +11,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-from snnbench.report.metrics import direction, is_number
-
-DESCRIPTIVE = ("bytes", "*_bytes", "bytes_*", "flops", "*_flops", "*count*", "*entries*", "active_fraction",
-               "*active_fraction", "rounds", "repeats", "warmup*", "samples")
-
+from snnbench.report.metrics import is_known_quantity, is_number
 
 SET_POINTS = ("target_*",)  # a requested value the row was measured at: part of its identity
 FREE_TEXT = ("note", "*_note", "comment")
@@ -24,7 +20,7 @@ FREE_TEXT = ("note", "*_note", "comment")
 def is_measurement(name: str, value: Any) -> bool:
     if isinstance(value, (dict, list)) or any(fnmatchcase(name, p) for p in SET_POINTS + FREE_TEXT):
         return False
-    if direction(name) is not None or any(fnmatchcase(name, p) for p in DESCRIPTIVE):
+    if is_known_quantity(name):
         return is_number(value) or value is None
     return isinstance(value, float)
 

@@ -20,28 +20,13 @@ from typing import Any, Iterable, Optional, Sequence
 
 from snnbench.report.benchrows import key_text, measurements, row_key
 from snnbench.report.inputs import InputError, card_name, kind_of, load_bench
-from snnbench.report.metrics import direction, flatten
-from snnbench.runner.store import latest_by_key, read_records
+from snnbench.report.frame import flat_names, records_frame
+from snnbench.report.metrics import Tolerance, default_tolerance, direction
+from snnbench.records.store import latest_by_key, read_records
 
 
 class UnusableInput(ValueError):
     """Inputs that cannot be compared: a missing file, different schemas, no common cells."""
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    value: float
-    absolute: bool = False  # True: in the metric's own units (points of accuracy, ms ...)
-
-    def __str__(self) -> str:
-        return f"{self.value:g}pt" if self.absolute else f"{self.value:g}%"
-
-
-# The first matching pattern wins; user tolerances are tried before these.
-DEFAULT_TOLERANCES: list[tuple[str, Tolerance]] = [
-    ("*acc*", Tolerance(1.0)),
-    ("*", Tolerance(10.0)),
-]
 
 
 def parse_tolerance(text: str) -> tuple[str, Tolerance]:
@@ -63,10 +48,11 @@ def parse_tolerance(text: str) -> tuple[str, Tolerance]:
 
 
 def tolerance_for(metric: str, tolerances: Sequence[tuple[str, Tolerance]]) -> Tolerance:
-    for pattern, tol in list(tolerances) + DEFAULT_TOLERANCES:
+    """The first user tolerance whose glob matches, else the catalog's default for the metric."""
+    for pattern, tol in tolerances:
         if fnmatchcase(metric, pattern):
             return tol
-    return DEFAULT_TOLERANCES[-1][1]
+    return default_tolerance(metric)
 
 
 @dataclass
@@ -117,6 +103,16 @@ class Comparison:
     def missing(self) -> list[Change]:
         return [c for c in self.changes if c.status == "missing"]
 
+    def to_frame(self):
+        """One row per compared metric: cell, metric, base, new, change_pct, direction, tolerance, status."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [{"cell": c.cell, "metric": c.metric, "base": c.base, "new": c.new, "change_pct": c.change_pct,
+              "direction": c.direction, "tolerance": str(c.tolerance), "status": c.status} for c in self.changes],
+            columns=["cell", "metric", "base", "new", "change_pct", "direction", "tolerance", "status"],
+        )
+
     def exit_code(self, allow_missing: bool = False) -> int:
         if self.regressions:
             return 1
@@ -152,7 +148,10 @@ def load_cells(path: Path | str) -> Cells:
     report = read_records(path, warn=False)
     records = latest_by_key(report.records)
     schemas = sorted({str(r.get("schema")) for r in records})
-    cells = {r["key"]: dict(flatten(r.get("metrics") or {})) for r in records}
+    cells: dict[str, dict[str, float]] = {r["key"]: {} for r in records}
+    frame = records_frame(records)
+    for key, name, value in zip(frame["key"], flat_names(frame), frame["value"]):
+        cells[key][name] = value
     cards = sorted({card_name(r.get("env")) for r in records} - {""})
     return Cells(path, "results", cells, schemas, ", ".join(cards), list(report.problems))
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from snnbench.runner.store import read_records
+from snnbench.records.store import read_records
 
 
 class InputError(ValueError):

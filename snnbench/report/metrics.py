@@ -1,78 +1,208 @@
-"""What a metric name means to a reader: which direction is better, how it is shown, what it is.
+"""The metric catalog: every metric a record or benchmark row may hold, defined once.
 
-One table shared by the leaderboard (which value is best), the regression gate (which change is a
-regression) and the plots (axis labels), so the three always agree.
+Each :class:`Metric` says which direction is better, its unit and human label, the regression
+gate's default tolerance, its leaderboard column, what part of the computation it measures
+(``scope``) and its NeuroBench 2.x name where NeuroBench has one. The leaderboard (columns, best
+marks), the regression gate (directions, tolerances), the benchmark summaries (which fields are
+measurements, headline columns), the plots (labels) and the tidy export (units) all read this one
+list, so adding a metric is adding one entry here.
+
+Lookup is by flattened name (``snn_acc.4``, ``layers.hidden2.bwd_ms``) or leaderboard column
+(``T=4``); the first entry that matches decides. Exact names come first, then patterns (shell
+globs) that give families of names a meaning, ordered from specific to general.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Any, Iterator, Literal, Optional
 
 Direction = Literal["higher", "lower"]
+# measure: better in one direction; descriptive: measured, but a change is information, never a
+# regression; setting: describes the setup (a benchmark row's identity, never a measurement).
+Role = Literal["measure", "descriptive", "setting"]
 
-# Ordered: the first pattern that matches decides. Names are flattened metric paths (see flatten()).
-_DIRECTIONS: list[tuple[str, Optional[Direction]]] = [
+
+@dataclass(frozen=True)
+class Tolerance:
+    value: float
+    absolute: bool = False  # True: in the metric's own units (points of accuracy, ms ...)
+
+    def __str__(self) -> str:
+        return f"{self.value:g}pt" if self.absolute else f"{self.value:g}%"
+
+
+ACCURACY_TOLERANCE = Tolerance(1.0)
+DEFAULT_TOLERANCE = Tolerance(10.0)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # a flattened metric name, or a glob over names when it holds * or ?
+    direction: Optional[Direction] = None
+    unit: str = ""
+    label: str = ""
+    role: Role = "measure"
+    tolerance: Tolerance = DEFAULT_TOLERANCE  # the gate's default; --tolerance overrides it
+    column: Optional[str] = None  # leaderboard column (a glob for per-T columns: "T=*")
+    scale: float = 1.0  # leaderboard column = value × scale (bytes → MiB)
+    scope: str = ""  # what it covers: "whole network, backward", "hidden layer 2, forward+backward"
+    neurobench: Optional[str] = None  # the NeuroBench 2.x metric this is
+    per_t: bool = False  # recorded as {T: value}; flattened as name.T
+    headline: Optional[int] = None  # column position in the leaderboard page's benchmark tables
+
+    def __post_init__(self) -> None:
+        if (self.direction is None) != (self.role != "measure"):
+            raise ValueError(f"metric {self.name!r}: a measure needs a direction, other roles none")
+
+    def matches(self, name: str) -> bool:
+        if name == self.name or (self.column is not None and fnmatchcase(name, self.column)):
+            return True
+        if self.per_t and name.startswith(self.name + "."):
+            return name[len(self.name) + 1:].isdigit()
+        return any(ch in self.name for ch in "*?[") and fnmatchcase(name, self.name)
+
+
+def _acc(name: str, label: str, **kw: Any) -> Metric:
+    return Metric(name, "higher", "%", label, tolerance=ACCURACY_TOLERANCE, **kw)
+
+
+def _info(name: str, unit: str = "", label: str = "", **kw: Any) -> Metric:
+    return Metric(name, None, unit, label, role="descriptive", **kw)
+
+
+def _setting(name: str, label: str = "") -> Metric:
+    return Metric(name, None, "", label, role="setting")
+
+
+CATALOG: tuple[Metric, ...] = (
+    # --- accuracy ----------------------------------------------------------------------------------
+    _acc("ann_acc", "ANN accuracy (%)", column="ANN", scope="the trained ANN, test set",
+         neurobench="ClassificationAccuracy"),
+    _acc("snn_acc", "SNN accuracy at T (%)", column="T=*", per_t=True, scope="converted SNN after T steps, test set",
+         neurobench="ClassificationAccuracy"),
+    _acc("test_acc", "test accuracy (%)", column="test_acc", scope="trained SNN, test set",
+         neurobench="ClassificationAccuracy"),
+    # --- speed-ups and memory (leaderboard column order) -----------------------------------------
+    Metric("bwd_speedup", "higher", "x", "backward speed-up vs dense BPTT (×)", column="bwd_speedup",
+           scope="whole network, backward", headline=13),
+    Metric("step_speedup", "higher", "x", "training-step speed-up (×)", column="step_speedup",
+           scope="whole network, forward+backward+optimizer", headline=14),
+    _info("active_fraction", "1", "fraction of neurons active in backward", column="active_fraction",
+          scope="hidden layers, backward", headline=16),
+    Metric("bwd_mem_saved_pct", "higher", "%", "backward memory saved (%)", column="bwd_mem_saved_pct",
+           scope="whole network, backward"),
+    Metric("calibration_speedup", "higher", "x", "calibration speed-up vs official loop (×)",
+           column="calibration_speedup", scope="FTBC calibration"),
+    # --- times ---------------------------------------------------------------------------------------
+    Metric("calibrate_s", "lower", "s", "calibration time (s)", column="calibrate_s", headline=6),
+    Metric("train_s", "lower", "s", "training time (s)", column="train_s"),
+    Metric("fwd_ms", "lower", "ms", "forward (ms)", column="fwd_ms", scope="whole network, forward", headline=3),
+    Metric("bwd_ms", "lower", "ms", "backward (ms)", column="bwd_ms", scope="whole network, backward", headline=4),
+    Metric("step_ms", "lower", "ms", "training step (ms)", column="step_ms",
+           scope="whole network, forward+backward+optimizer", headline=5),
+    Metric("peak_mem_bytes", "lower", "B", "peak memory (MiB)", column="peak_mem_MiB", scale=1.0 / 2**20),
+    # --- NeuroBench workload and static metrics (descriptive: they describe the model) --------------
+    _info("neurobench.activation_sparsity", "1", "activation sparsity", column="act_sparsity",
+          neurobench="ActivationSparsity"),
+    _info("neurobench.synaptic_operations.Effective_ACs", "", "effective ACs per sample", column="eff_ACs",
+          neurobench="SynapticOperations"),
+    _info("neurobench.synaptic_operations.Effective_MACs", "", "effective MACs per sample", column="eff_MACs",
+          neurobench="SynapticOperations"),
+    _info("input_grad_zeros_pct", "%", "input-gradient zeros (%)", column="input_grad_zeros_pct",
+          scope="first hidden layer, backward"),
+    _info("neurobench.synaptic_operations.Dense", "", "dense synaptic operations per sample",
+          neurobench="SynapticOperations"),
+    _info("neurobench.footprint", "B", "memory footprint (bytes)", neurobench="Footprint"),
+    _info("neurobench.connection_sparsity", "1", "connection sparsity", neurobench="ConnectionSparsity"),
+    _info("neurobench.parameter_count", "", "parameters", neurobench="ParameterCount"),
+    # --- benchmark timings (headline = the page's column order) -------------------------------------
+    Metric("ms", "lower", "ms", "time (ms)", headline=0),
+    Metric("median_ms", "lower", "ms", "median time (ms)", headline=1),
+    Metric("p20_ms", "lower", "ms", "20th-percentile time (ms)"),
+    Metric("p80_ms", "lower", "ms", "80th-percentile time (ms)"),
+    Metric("graph_ms", "lower", "ms", "CUDA-graph time (ms)", headline=2),
+    Metric("s", "lower", "s", "time (s)", headline=7),
+    Metric("gbps", "higher", "GB/s", "bandwidth (GB/s)", headline=8),
+    Metric("frac_of_copy", "higher", "1", "fraction of copy bandwidth", headline=9),
+    Metric("frac_copy_bw", "higher", "1", "fraction of copy bandwidth", headline=10),
+    Metric("frac_of_ceiling", "higher", "1", "fraction of the copy ceiling"),
+    Metric("ceiling_fraction", "higher", "1", "fraction of the copy ceiling", headline=11),
+    Metric("speedup", "higher", "x", "speed-up (×)", headline=12),
+    Metric("speedup_vs_torch_loop", "higher", "x", "speed-up vs PyTorch loop (×)", headline=15),
+    _info("final_loss", "", "final training loss"),
+    _setting("steps", "optimizer steps"),
+    _setting("timesteps", "time steps T"),
+    # --- families of names ---------------------------------------------------------------------------
     # Descriptive quantities: a change is information, never a regression by itself.
-    ("active_fraction", None),
-    ("*active_fraction", None),
-    ("bytes", None),
-    ("hidden", None),
-    ("test_samples", None),
-    ("neurobench.*", None),
-    ("*_err", None),
-    ("*err_*", None),
-    ("*diff*", None),
-    ("*calibration_speedup", "higher"),
-    ("*speedup*", "higher"),
-    ("*_acc", "higher"),
-    ("*acc.*", "higher"),
-    ("acc", "higher"),
-    ("ANN", "higher"),
-    ("T=*", "higher"),
-    ("*gbps", "higher"),
-    ("frac_of_copy", "higher"),
-    ("*frac_of_copy", "higher"),
-    ("*frac_copy*", "higher"),
-    ("*ceiling_fraction", "higher"),
-    ("*mem_saved*", "higher"),
-    ("*_mem_bytes", "lower"),
-    ("*peak_mem*", "lower"),
-    ("ms", "lower"),
-    ("*_ms", "lower"),
-    ("*.ms", "lower"),
-    ("*_s", "lower"),
-    ("*.s", "lower"),
-    ("seconds", "lower"),
-    ("s", "lower"),
-]
+    _info("*active_fraction", "1", "fraction of neurons active"),
+    _info("bytes", "B", "bytes moved"),
+    _setting("hidden", "hidden neurons per layer"),
+    _setting("test_samples", "test samples"),
+    *(_info(p) for p in ("neurobench.*", "*_err", "*err_*", "*diff*")),
+    Metric("*speedup*", "higher", "x", "speed-up (×)"),
+    *(_acc(p, "accuracy (%)") for p in ("*_acc", "*acc.*", "acc")),
+    Metric("*gbps", "higher", "GB/s", "bandwidth (GB/s)"),
+    *(Metric(p, "higher", "1", "fraction of copy bandwidth") for p in ("*frac_of_copy", "*frac_copy*")),
+    Metric("*ceiling_fraction", "higher", "1", "fraction of the copy ceiling"),
+    Metric("*mem_saved*", "higher", "%", "memory saved (%)"),
+    *(Metric(p, "lower", "B", "memory (bytes)") for p in ("*_mem_bytes", "*peak_mem*")),
+    *(Metric(p, "lower", "ms", "time (ms)") for p in ("*_ms", "*.ms")),
+    *(Metric(p, "lower", "s", "time (s)") for p in ("*_s", "*.s", "seconds")),
+    # Counted quantities of a benchmark row: measured, never gated.
+    *(_info(p, "B") for p in ("*_bytes", "bytes_*")),
+    *(_info(p) for p in ("flops", "*_flops", "*count*", "*entries*", "rounds", "repeats", "warmup*", "samples")),
+    _setting("calibration_*", "calibration setting"),  # batches, chunk, images: after *_s and *speedup*
+)
 
-LABELS: dict[str, str] = {
-    "ann_acc": "ANN accuracy (%)",
-    "test_acc": "test accuracy (%)",
-    "bwd_speedup": "backward speed-up (×)",
-    "step_speedup": "training-step speed-up (×)",
-    "active_fraction": "fraction of neurons active in backward",
-    "calibrate_s": "calibration time (s)",
-    "calibration_speedup": "calibration speed-up vs official loop (×)",
-    "train_s": "training time (s)",
-    "fwd_ms": "forward (ms)",
-    "bwd_ms": "backward (ms)",
-    "step_ms": "training step (ms)",
-    "peak_mem_bytes": "peak memory (bytes)",
-    "frac_of_copy": "fraction of copy bandwidth",
-    "gbps": "bandwidth (GB/s)",
-    "ms": "time (ms)",
-}
+
+@lru_cache(maxsize=4096)
+def lookup(name: str) -> Optional[Metric]:
+    """The catalog entry for a flattened metric name or leaderboard column, or None if unknown."""
+    return next((m for m in CATALOG if m.matches(name)), None)
 
 
 def direction(metric: str) -> Optional[Direction]:
     """``"higher"`` or ``"lower"`` when that direction is better, ``None`` for descriptive metrics."""
-    for pattern, value in _DIRECTIONS:
-        if fnmatchcase(metric, pattern):
-            return value
-    return None
+    entry = lookup(metric)
+    return entry.direction if entry else None
+
+
+def unit(metric: str) -> str:
+    """The unit a metric is recorded in (``""`` for counts and unknown quantities)."""
+    entry = lookup(metric)
+    return entry.unit if entry else ""
+
+
+def label(metric: str) -> str:
+    """A human axis or column label; the name itself when the catalog has none."""
+    entry = lookup(metric)
+    return entry.label if entry and entry.label else metric.replace("_", " ")
+
+
+def default_tolerance(metric: str) -> Tolerance:
+    entry = lookup(metric)
+    return entry.tolerance if entry else DEFAULT_TOLERANCE
+
+
+def is_known_quantity(name: str) -> bool:
+    """A measured quantity (better in one direction, or descriptive like bytes and counts)."""
+    entry = lookup(name)
+    return entry is not None and entry.role != "setting"
+
+
+def leaderboard_columns() -> list[tuple[str, str, float]]:
+    """``(column, metric, scale)`` of the named leaderboard columns after ANN and T=..., in order."""
+    return [(m.column, m.name, m.scale) for m in CATALOG if m.column and m.name not in ("ann_acc", "snn_acc")]
+
+
+def headline_fields() -> list[str]:
+    """The benchmark fields the leaderboard page shows, in its column order."""
+    ranked = sorted((m.headline, m.name) for m in CATALOG if m.headline is not None)
+    return [name for _, name in ranked]
 
 
 def is_number(value: Any) -> bool:

@@ -1,4 +1,4 @@
-"""Published numbers (``results/published/*.yaml``) as leaderboard rows marked "published".
+"""Published numbers (``snnbench/published/*.yaml``, package data) as leaderboard rows marked "published".
 
 Each YAML file quotes one source. ``rows`` use the metric names of snnbench records (``ann_acc``,
 ``snn_acc: {T: acc}``, ``test_acc``, ``bwd_speedup`` ...), so they flow through the same table and
@@ -34,11 +34,11 @@ class PublishedSource:
 
 
 def default_published_dir() -> Path:
-    """``results/published`` of the working directory, else of the source checkout."""
-    here = Path("results/published")
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parents[2] / "results" / "published"
+    """The published rows shipped inside the package (``snnbench/published``), so a wheel install
+    shows them from any folder."""
+    from importlib.resources import files
+
+    return Path(str(files("snnbench") / "published"))
 
 
 def _stringify_keys(value: Any) -> Any:

@@ -3,7 +3,7 @@
 Rows: measured records are averaged over seeds; records of the same (dataset, model, method) whose
 configurations differ (epochs, width, method parameters ...) become separate rows, labelled by what
 differs (the ``variant``), so different settings are never silently averaged together. Published
-rows (``results/published/*.yaml``) sit beside them, marked with their source.
+rows (``snnbench/published/*.yaml``) sit beside them, marked with their source.
 
 Columns: the ANN, one per time step T, then accuracy, speed and sparsity columns where any row has
 them. Output is split into sections by ``group_by`` (default: dataset and model); in each section
@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 
-from snnbench.report.metrics import direction, flatten, is_number
+from snnbench.report.metrics import direction, flatten, is_number, leaderboard_columns
 
 ROW_KEYS = ["dataset", "model", "method"]
 DEFAULT_GROUP_BY = ("dataset", "model")
@@ -31,24 +31,7 @@ FORMATS = ("rich", "md", "csv", "html", "latex")
 _IDENTITY = ["variant", "source", "citation", "label"]
 
 # (column, flattened metric path, scale): the leaderboard columns after ANN and T=..., in order.
-NAMED_COLUMNS: list[tuple[str, str, float]] = [
-    ("test_acc", "test_acc", 1.0),
-    ("bwd_speedup", "bwd_speedup", 1.0),
-    ("step_speedup", "step_speedup", 1.0),
-    ("active_fraction", "active_fraction", 1.0),
-    ("bwd_mem_saved_pct", "bwd_mem_saved_pct", 1.0),
-    ("calibration_speedup", "calibration_speedup", 1.0),
-    ("calibrate_s", "calibrate_s", 1.0),
-    ("train_s", "train_s", 1.0),
-    ("fwd_ms", "fwd_ms", 1.0),
-    ("bwd_ms", "bwd_ms", 1.0),
-    ("step_ms", "step_ms", 1.0),
-    ("peak_mem_MiB", "peak_mem_bytes", 1.0 / 2**20),
-    ("act_sparsity", "neurobench.activation_sparsity", 1.0),
-    ("eff_ACs", "neurobench.synaptic_operations.Effective_ACs", 1.0),
-    ("eff_MACs", "neurobench.synaptic_operations.Effective_MACs", 1.0),
-    ("input_grad_zeros_pct", "input_grad_zeros_pct", 1.0),
-]
+NAMED_COLUMNS: list[tuple[str, str, float]] = leaderboard_columns()
 _ACCURACY_COLUMNS = {"ANN", "test_acc"}
 
 # Config entries that never make two runs different settings of the same row.
@@ -178,18 +161,13 @@ def leaderboard(
     metrics = metric_columns(frame.columns)
     keys = row_fields + _IDENTITY
     frame["_order"] = range(len(frame))
-    out_rows = []
-    for key, group in frame.groupby(keys, sort=False, dropna=False):
-        out = dict(zip(keys, key))
-        for col in metrics:
-            values = group[col].dropna() if col in group else pd.Series(dtype=float)
-            out[col] = float(values.mean()) if len(values) else math.nan
-            out[f"{col}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-        seeds = group["seed"].dropna()
-        out["seeds"] = int(seeds.nunique()) if len(seeds) else 0
-        out["_order"] = int(group["_order"].min())
-        out_rows.append(out)
-    board = pd.DataFrame(out_rows)
+    spec: dict[str, tuple[str, str]] = {}
+    for col in metrics:  # pandas: mean skips missing values, std is the sample std (NaN for one)
+        spec[col] = (col, "mean")
+        spec[f"{col}_std"] = (col, "std")
+    spec["seeds"] = ("seed", "nunique")
+    spec["_order"] = ("_order", "min")
+    board = frame.groupby(keys, sort=False, dropna=False).agg(**spec).reset_index()
     board["_measured"] = board["source"] == "measured"
     measured = board[board["_measured"]].sort_values(row_fields + ["variant"], kind="stable")
     published = board[~board["_measured"]].sort_values("_order", kind="stable")

@@ -1,36 +1,17 @@
-"""`snnbench run` in a terminal: the sweep with rich progress bars and a results table at the end."""
+"""`snnbench run` in a terminal: the shared sweep with rich progress bars and a line per cell."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from snnbench.config import Suite
 from snnbench.context import RichProgressReporter
-from snnbench.runner.executors import LocalExecutor, Outcome
-from snnbench.runner.store import latest_by_key, read_records
-from snnbench.runner.sweep import default_context, execute, plan_sweep, preflight_datasets
-
-
-@dataclass
-class SweepOutcome:
-    exit_code: int  # 0 every cell recorded, 1 some cell failed
-    path: Path
-    records: list[dict[str, Any]]  # this suite's records, newest per cell, for the closing table
-
-
-def make_executor(name: str, suite: Suite, ctx, address: Optional[str]):
-    if name == "local":
-        return LocalExecutor(ctx)
-    if name == "ray":
-        from snnbench.runner.ray_executor import RayExecutor
-
-        return RayExecutor(ctx, address=address, suite=suite)
-    raise ValueError(f"--executor {name!r}: expected 'local' or 'ray'")
+from snnbench.runner.executors import Outcome
+from snnbench.runner.sweep import SweepPlan, SweepSummary, run_suite
 
 
 def run_with_progress(
@@ -44,19 +25,8 @@ def run_with_progress(
     executor: str = "local",
     address: Optional[str] = None,
     compare_reference: bool = False,
-) -> SweepOutcome:
+) -> SweepSummary:
     """Run the suite with live progress; the caller renders the closing table."""
-    plan = plan_sweep(suite, results_dir, force)
-    for problem in plan.problems:
-        console.print(f"[yellow]warning:[/] {problem}; that cell will be run again", highlight=False)
-    console.print(
-        f"suite [bold]{suite.name}[/]: {len(plan.todo) + len(plan.skipped)} cells, "
-        f"{len(plan.skipped)} already in {plan.path}, {len(plan.todo)} to run",
-        highlight=False,
-    )
-    if plan.todo:
-        preflight_datasets(suite, data_root)
-
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -65,30 +35,34 @@ def run_with_progress(
         console=console,
         transient=False,
     )
-    summary = None
-    with progress:
-        ctx = default_context(
-            suite,
-            data_root=data_root,
-            cache_dir=cache_dir,
-            progress=RichProgressReporter(progress),
-            compare_reference=compare_reference,
+    cells_task = None
+
+    def announce(plan: SweepPlan) -> None:
+        nonlocal cells_task
+        for problem in plan.problems:
+            console.print(f"[yellow]warning:[/] {problem}; that cell will be run again", highlight=False)
+        console.print(
+            f"suite [bold]{suite.name}[/]: {len(plan.todo) + len(plan.skipped)} cells, "
+            f"{len(plan.skipped)} already in {plan.path}, {len(plan.todo)} to run",
+            highlight=False,
         )
         cells_task = progress.add_task("cells", total=len(plan.todo))
 
-        def report(outcome: Outcome) -> None:
-            progress.advance(cells_task)
-            if outcome.error:
-                progress.console.print(f"[red]cell failed[/] {outcome.cell.key}: {outcome.error}", highlight=False)
-            else:
-                progress.console.print(f"[green]done[/] {outcome.cell.key} ({outcome.wall_s:.1f} s)", highlight=False)
+    def report(outcome: Outcome) -> None:
+        progress.advance(cells_task)
+        if outcome.error:
+            progress.console.print(f"[red]cell failed[/] {outcome.cell.key}: {outcome.error}", highlight=False)
+        else:
+            progress.console.print(f"[green]done[/] {outcome.cell.key} ({outcome.wall_s:.1f} s)", highlight=False)
 
-        summary = execute(plan, make_executor(executor, suite, ctx, address), on_outcome=report)
-
+    with progress:
+        summary = run_suite(
+            suite, results_dir=results_dir, force=force, data_root=data_root, cache_dir=cache_dir,
+            executor=executor, address=address, progress=RichProgressReporter(progress),
+            compare_reference=compare_reference, on_plan=announce, on_outcome=report,
+        )
     for failed in summary.failed:
         console.print(f"[red]failed:[/] {failed.cell.key}: {failed.error}", highlight=False)
         if failed.detail:
             console.print(failed.detail, highlight=False, markup=False)
-    records = latest_by_key(read_records(plan.path, warn=False).records)
-    keys = {c.key for c in plan.todo} | {c.key for c in plan.skipped}
-    return SweepOutcome(1 if summary.failed else 0, plan.path, [r for r in records if r["key"] in keys])
+    return summary

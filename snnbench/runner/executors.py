@@ -7,7 +7,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from snnbench.runner.cells import Cell
+from snnbench.records.cells import Cell
 from snnbench.context import RunContext
 from snnbench.runner.tracks import run_cell
 

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from snnbench.runner.cells import Cell
+from snnbench.records.cells import Cell
 from snnbench.context import ProgressReporter, RunContext
 from snnbench.runner.executors import Outcome
 from snnbench.runner.tracks import run_cell

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from snnbench.config import Suite
 from snnbench.data.paths import default_cache_dir
-from snnbench.runner.cells import Cell, expand
-from snnbench.context import ProgressReporter, RunContext, resolve_device
-from snnbench.runner.env import environment
+from snnbench.context import ProgressReporter, RunContext
+from snnbench.records.cells import Cell, expand
+from snnbench.records.device import resolve_device
+from snnbench.records.env import environment
+from snnbench.records.schema import make_record
 from snnbench.runner.executors import LocalExecutor, Outcome
-from snnbench.runner.store import SCHEMA_VERSION, ResultStore, done_keys
+from snnbench.records.store import ResultStore, done_keys, latest_by_key, read_records
 
 
 @dataclass
@@ -38,6 +39,12 @@ class SweepSummary:
     failed: list[Outcome] = field(default_factory=list)
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # the suite's records after the run
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every cell is recorded, 1 when some cell failed (what ``snnbench run`` exits with)."""
+        return 1 if self.failed else 0
 
 
 def check_models(suite: Suite, path: Path) -> None:
@@ -82,24 +89,6 @@ def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = F
     return SweepPlan(suite, path, todo, skipped, report.problems, force)
 
 
-def make_record(cell: Cell, metrics: dict[str, Any], wall_s: float, env: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA_VERSION,
-        "key": cell.key,
-        "suite": cell.suite,
-        "track": cell.track,
-        "dataset": cell.dataset.name,
-        "model": cell.model.name,
-        "method": cell.method.name,
-        "seed": cell.seed,
-        "config": cell.config(),
-        "metrics": metrics,
-        "wall_s": wall_s,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "env": env,
-    }
-
-
 def preflight_datasets(suite: Suite, data_root: Optional[Path]) -> None:
     """Load every dataset once before any training, so missing data stops the sweep at once."""
     from snnbench.data.registry import load_dataset
@@ -119,6 +108,16 @@ def default_context(suite: Suite, *, data_root=None, cache_dir=None, progress=No
         progress=progress or ProgressReporter(),
         compare_reference=compare_reference,
     )
+
+
+def make_executor(name: str, suite: Suite, ctx: RunContext, address: Optional[str] = None):
+    if name == "local":
+        return LocalExecutor(ctx)
+    if name == "ray":
+        from snnbench.runner.ray_executor import RayExecutor
+
+        return RayExecutor(ctx, address=address, suite=suite)
+    raise ValueError(f"--executor {name!r}: expected 'local' or 'ray'")
 
 
 def execute(
@@ -141,7 +140,14 @@ def execute(
             summary.failed.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
+    summary.records = suite_records(plan)
     return summary
+
+
+def suite_records(plan: SweepPlan) -> list[dict[str, Any]]:
+    """The suite's records as the results file holds them now: the newest per planned cell."""
+    keys = {c.key for c in plan.todo} | {c.key for c in plan.skipped}
+    return [r for r in latest_by_key(read_records(plan.path, warn=False).records) if r["key"] in keys]
 
 
 def run_suite(
@@ -151,13 +157,23 @@ def run_suite(
     force: bool = False,
     data_root: Optional[Path] = None,
     cache_dir: Optional[Path] = None,
+    executor: str = "local",
+    address: Optional[str] = None,
     progress: Optional[ProgressReporter] = None,
     compare_reference: bool = False,
+    on_plan: Optional[Callable[[SweepPlan], None]] = None,
+    on_outcome: Optional[Callable[[Outcome], None]] = None,
 ) -> SweepSummary:
-    """Programmatic entry point: run a suite locally without any terminal output."""
+    """Plan, check the data, run what is not recorded and append a record per finished cell.
+
+    The one sweep both ``snnbench run`` and :func:`snnbench.run` call; they differ only in the
+    ``progress``, ``on_plan`` and ``on_outcome`` hooks (rich bars and lines, or nothing).
+    """
     plan = plan_sweep(suite, results_dir, force)
+    if on_plan is not None:
+        on_plan(plan)
     if plan.todo:
         preflight_datasets(suite, data_root)
     ctx = default_context(suite, data_root=data_root, cache_dir=cache_dir, progress=progress,
                           compare_reference=compare_reference)
-    return execute(plan, LocalExecutor(ctx))
+    return execute(plan, make_executor(executor, suite, ctx, address), on_outcome=on_outcome)

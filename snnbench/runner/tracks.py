@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from snnbench.runner.cells import Cell
+from snnbench.records.cells import Cell
 from snnbench.context import RunContext
 
 

@@ -16,9 +16,6 @@ from typing import Any, Iterable
 
 from filelock import FileLock
 
-SCHEMA_VERSION = 1
-
-
 class ResultsWriteError(OSError):
     """Appending a record failed (disk full, read-only folder); earlier records are untouched."""
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from snnbench.config import DatasetSpec, MethodSpec, ModelSpec, Suite, TrainingSpec, config_hash
+from snnbench.records.device import device_kind
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,6 @@ class Cell:
             f"{self.dataset.name}/{self.model.name}/{self.method.name}/seed={self.seed}"
             f"/{config_hash(cfg)}"
         )
-
-
-def device_kind(requested: str) -> str:
-    """The device a suite's cells run on here: ``auto`` means CUDA when torch sees a GPU."""
-    if requested != "auto":
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def expand(suite: Suite) -> list[Cell]:

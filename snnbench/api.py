@@ -1,0 +1,114 @@
+"""The Python API: what the command line does, as functions that return pandas frames.
+
+``snnbench run`` and :func:`run` share one sweep (:func:`snnbench.runner.sweep.run_suite`), the
+same suite checks (:func:`load_suite`) and the same results store, so a notebook and a terminal
+write and skip the very same cells.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+import pandas as pd
+
+from snnbench.config import Suite, SuiteError, load_suite as _read_suite, parse_suite
+
+SuiteSource = Union[str, Path, Mapping[str, Any], Suite]
+
+
+def load_suite(source: SuiteSource, overrides: Optional[Sequence[str]] = None) -> Suite:
+    """A validated suite from a YAML path or a mapping of suite fields; models and their
+    parameters are checked against the code. ``overrides`` are ``"key.path=value"`` strings
+    (as ``--set``). Raises :class:`SuiteError` with a located message."""
+    from snnbench.runner.sweep import check_models
+
+    if isinstance(source, Suite):
+        if overrides:
+            source = source.model_dump(mode="json")
+        else:
+            return source
+    if isinstance(source, Mapping):
+        where = Path("<suite mapping>")
+        suite = parse_suite(_with_overrides(dict(source), overrides, where), where)
+    else:
+        where = Path(source)
+        suite = _read_suite(where)
+    check_models(suite, where)
+    return suite
+
+
+def _with_overrides(data: dict[str, Any], overrides: Optional[Sequence[str]], where: Path) -> dict[str, Any]:
+    if overrides:
+        raise SuiteError(f"{where}: overrides are not supported yet")
+    return data
+
+
+def run(
+    suite: SuiteSource,
+    *,
+    executor: str = "local",
+    results_dir: Optional[Union[str, Path]] = None,
+    force: bool = False,
+    overrides: Optional[Sequence[str]] = None,
+    data_root: Optional[Union[str, Path]] = None,
+    cache_dir: Optional[Union[str, Path]] = None,
+    address: Optional[str] = None,
+) -> pd.DataFrame:
+    """Run every cell of ``suite`` not yet recorded, append its record, and return the suite's
+    records (newest per cell) in long form (see :func:`load_results`).
+
+    A failed cell does not stop the others: it is reported with a warning and listed in
+    ``frame.attrs["failed"]`` as ``(key, error)`` pairs, as ``snnbench run`` lists it and exits 1.
+    """
+    from snnbench.report.frame import records_frame
+    from snnbench.runner.sweep import run_suite
+
+    parsed = load_suite(suite, overrides)
+    summary = run_suite(
+        parsed,
+        results_dir=Path(results_dir) if results_dir is not None else None,
+        force=force,
+        data_root=Path(data_root) if data_root is not None else None,
+        cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        executor=executor,
+        address=address,
+    )
+    for problem in summary.problems:
+        warnings.warn(f"{problem}; that cell was run again", stacklevel=2)
+    for failed in summary.failed:
+        warnings.warn(f"cell failed: {failed.cell.key}: {failed.error}", stacklevel=2)
+    frame = records_frame(summary.records)
+    frame.attrs["path"] = str(summary.path)
+    frame.attrs["failed"] = [(f.cell.key, f.error) for f in summary.failed]
+    return frame
+
+
+def load_results(paths: Union[str, Path, Iterable[Union[str, Path]]], *, latest: bool = True) -> pd.DataFrame:
+    """Results files (or folders) as one tidy frame: a row per record × metric × T."""
+    from snnbench.report.frame import load_results as _load
+
+    return _load(paths if isinstance(paths, (str, Path)) else list(paths), latest=latest)
+
+
+def compare(
+    base: Union[str, Path],
+    new: Union[str, Path],
+    tolerances: Union[Mapping[str, Union[str, float]], Sequence[str]] = (),
+    ignore: Sequence[str] = (),
+):
+    """Compare two results or benchmark files cell by cell, as ``snnbench compare`` does.
+
+    ``tolerances`` maps metric globs to a relative tolerance in percent (``{"ms": 10}``) or an
+    absolute one (``{"snn_acc": "0.5pt"}``), or is a list of ``"METRIC=TOL"`` strings. The
+    result has ``.regressions``, ``.exit_code()`` and ``.to_frame()``.
+    """
+    from snnbench.report.compare import compare_files
+
+    if isinstance(tolerances, Mapping):
+        tolerances = [f"{pattern}={value}" for pattern, value in tolerances.items()]
+    return compare_files(base, new, list(tolerances), ignore)
+
+
+__all__ = ["SuiteError", "compare", "load_results", "load_suite", "run"]
