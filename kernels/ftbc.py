@@ -5,7 +5,7 @@ For one IF layer with input currents ``x[T, B, C, ...]``, ANN activation ``a[B, 
 
     v = θ/2
     for t in 0..T-1:
-        u  = v + x_t  (- b_t[c] when an own bias is given: the iterative variant)
+        u  = v + x_t               # (v - b_t[c]) + x_t with an own bias (the iterative variant)
         s  = θ·H(u − θ)            # H(z) = 1 for z >= 0, as in the IF neuron
         e  = s − a                 # error against the ANN
         u' = u − e                 # teacher forcing: the membrane continues as if it had emitted a
@@ -79,9 +79,10 @@ def _ftbc_stats_kernel(
     out_ptrs = partial_ptr + pid_n * C + c
     for t in range(T):
         x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
-        u = v + x
-        if HAS_BIAS:
-            u = u - tl.load(bias_ptr + t * C + c, mask=c_ok, other=0.0)[:, None]
+        if HAS_BIAS:  # bias before input: the IF neuron's floating-point order
+            u = (v - tl.load(bias_ptr + t * C + c, mask=c_ok, other=0.0)[:, None]) + x
+        else:
+            u = v + x
         spike = tl.where(u >= theta, theta, 0.0)
         err = spike - a
         u_forced = u - err
@@ -177,9 +178,8 @@ def ftbc_stats_reference(
     v = torch.zeros_like(a32) + theta / 2 if v_init is None else v_init.float().clone()
     sums = torch.empty(x.shape[0], x.shape[2], dtype=torch.float32, device=x.device)
     for t in range(x.shape[0]):
-        u = v + x[t].float()
-        if bias is not None:
-            u = u - bias[t].float().reshape(view)
+        u = v if bias is None else v - bias[t].float().reshape(view)
+        u = u + x[t].float()
         err = torch.where(u >= theta, theta, torch.zeros_like(u)) - a32
         u_forced = u - err
         v = u_forced - torch.where(u_forced >= theta, theta, torch.zeros_like(u_forced))

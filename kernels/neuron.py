@@ -2,7 +2,7 @@
 
 Semantics (DESIGN §3), per neuron, time-major ``x[T, ...]``, channel = dim 2 of ``x``::
 
-    h_t = β·v_{t-1} + (1-β)·v_reset·[leak] + γ·x_t - b_t[c]     # IF: β = γ = 1, no leak term
+    h_t = (β·v_{t-1} + (1-β)·v_reset·[leak] - b_t[c]) + γ·x_t   # IF: β = γ = 1, no leak term
     u_t = h_t - θ[c] ;  s_t = H(u_t) = 1 if u_t >= 0
     v_t = h_t - θ·s_t                       (soft reset)
     v_t = h_t·(1 - s_t) + v_reset·s_t       (hard reset)
@@ -273,9 +273,12 @@ def _neuron_forward_kernel(
         x = x_next.to(tl.float32)
         x_ptrs += N
         x_next = tl.load(x_ptrs, mask=mask & (t + 1 < T), other=0.0)
-        h = beta * v + leak + gain * x
+        # The bias comes off before the input goes on: u = (v - b_t) + x_t, the floating-point
+        # order of the official FTBC IF (the other order flips spikes by rounding).
+        h = beta * v + leak
         if HAS_BIAS:
             h = h - tl.load(bias_ptr + t * C + chan, mask=mask, other=0.0)
+        h = h + gain * x
         if RESET_MODE == 2:
             h = h - pending
         u = h - theta
@@ -967,15 +970,15 @@ def neuron_reference(
     outs = []
     pending = None  # θ·s_{t-1} of the subtract reset
     for t in range(x.shape[0]):
-        # Same order as β·v + leak + γ·x, without the identity ops of IF (β = γ = 1, leak = 0):
-        # this loop is the CPU path of every converted network.
+        # Same order as the kernel's (β·v + leak - b) + γ·x, without the identity ops of IF
+        # (β = γ = 1, leak = 0): this loop is the CPU path of every converted network.
         h = v if opts.beta == 1.0 else opts.beta * v
         if opts.leak != 0.0:
             h = h + opts.leak
-        x_t = x[t].to(torch.float32)
-        h = h + (x_t if opts.gain == 1.0 else opts.gain * x_t)
         if bias_t is not None:
             h = h - _per_channel_view(bias_t[t], step_shape)
+        x_t = x[t].to(torch.float32)
+        h = h + (x_t if opts.gain == 1.0 else opts.gain * x_t)
         if pending is not None:
             h = h - pending
         s = _Heaviside.apply(h - theta, opts, t)

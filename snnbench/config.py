@@ -52,6 +52,12 @@ class FTBCParams(_Strict):
     batches: int = Field(3, gt=0, description="K, the number of calibration batches")
     batch_size: int = Field(200, gt=0)
     implementation: Literal["fast", "reference"] = "fast"
+    calibration_augment: bool = Field(
+        True, description="calibrate on training images with the training augmentation, as the official loader"
+    )
+    target_levels: Optional[int] = Field(
+        None, gt=0, description="L of the ANN targets; 8 reproduces the official script's L = 8 targets"
+    )
 
 
 class FTBCIterParams(FTBCParams):

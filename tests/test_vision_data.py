@@ -71,8 +71,8 @@ def test_cifar100_augmented_training_but_plain_calibration(tmp_path):
     raw = write_cifar100(tmp_path)
     bundle = load_dataset(DatasetSpec(name="cifar100", limit_train=4), tmp_path, augment=True)
     assert bundle.num_classes == 100 and len(bundle.train) == 4 and len(bundle.calibration) == 4
-    assert bundle.info["cutout"] == 8
-    # Calibration sees the training images exactly, never augmented.
+    assert bundle.info["cutout"] == 16  # the official CIFAR-100 loaders' length
+    # Plain calibration sees the training images exactly, never augmented.
     x, y = bundle.calibration[2]
     assert y == 99
     torch.testing.assert_close(x, _normalized(raw[2], CIFAR100_MEAN, CIFAR100_STD), rtol=1e-5, atol=1e-5)
@@ -80,6 +80,10 @@ def test_cifar100_augmented_training_but_plain_calibration(tmp_path):
     views = [bundle.train[2][0] for _ in range(4)]
     assert all(v.shape == (3, 32, 32) for v in views)
     assert any(not torch.allclose(v, x) for v in views), "augmentation must change the training images"
+    # FTBC's default calibration set is augmented even when the ANN trained without augmentation.
+    plain = load_dataset(DatasetSpec(name="cifar100", limit_train=4), tmp_path, augment=False)
+    assert len(plain.calibration_augmented) == 4
+    assert any(not torch.allclose(plain.calibration_augmented[2][0], x) for _ in range(4))
 
 
 def test_missing_cifar_names_the_path_and_the_url(tmp_path):

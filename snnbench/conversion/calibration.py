@@ -7,10 +7,16 @@ writes its biases into the IF layers' ``bias`` buffers, so they are saved with t
 - ``light``: Li et al. 2021, a time-invariant per-channel bias from one batch (light.py);
 - ``ftbc``: the official single pass, α, K batches (ftbc.py fast / ftbc_reference.py official loop);
 - ``ftbc_iter``: ``passes`` sweeps with each layer's own bias applied, α per pass.
+
+FTBC draws its K batches from the training split with the training augmentation, as the official
+loader does (``calibration_augment: false``: the evaluation transform instead), and builds its ANN
+targets with the trained L unless ``target_levels`` says otherwise (the official script's targets
+use L = 8 whatever L the network was trained with).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -25,33 +31,42 @@ METHODS = ("qcfs", "light", "ftbc", "ftbc_iter")
 # Defaults of the suite schema (snnbench.config), repeated so that calibration runs without pydantic.
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "light": {"batch_size": 128},
-    "ftbc": {"alpha": 0.4, "batches": 3, "batch_size": 200, "implementation": "fast"},
-    "ftbc_iter": {"alpha": 0.4, "batches": 3, "batch_size": 200, "implementation": "fast", "passes": 5},
+    "ftbc": {
+        "alpha": 0.4, "batches": 3, "batch_size": 200, "implementation": "fast",
+        "calibration_augment": True, "target_levels": None,
+    },
 }
+_DEFAULTS["ftbc_iter"] = {**_DEFAULTS["ftbc"], "passes": 5}
 
 
 @dataclass
 class CalibrationRequest:
     ann: nn.Module
     snn: nn.Module
-    data: Dataset  # training split, no augmentation
+    data: Dataset  # training split, evaluation transform
     steps: int  # T_max: calibrating for T_max serves every T <= T_max
     params: dict[str, Any]
     device: torch.device
     seed: int
     compare_reference: bool = False
+    augmented_data: Optional[Dataset] = None  # training split, training augmentation (None: none exists)
 
 
 def calibration_batches(
     data: Dataset, count: int, batch_size: int, seed: int, device: torch.device
 ) -> list[torch.Tensor]:
-    """The first ``count`` batches of a seeded shuffle of ``data`` (images only), on ``device``."""
+    """The first ``count`` batches of a seeded shuffle of ``data`` (images only), on ``device``.
+
+    Random augmentations draw from the global RNG, seeded here too (and restored afterwards), so the
+    same seed gives the same augmented images."""
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
     batches = []
-    for x, *_ in loader:
-        batches.append(x.to(device, torch.float32))
-        if len(batches) == count:
-            break
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for x, *_ in loader:
+            batches.append(x.to(device, torch.float32))
+            if len(batches) == count:
+                break
     if not batches:
         raise ValueError("the calibration set is empty")
     return batches
@@ -104,19 +119,35 @@ def _light(request: CalibrationRequest, params: dict[str, Any]) -> dict[str, Any
     return {"calibration_batches": 1, "calibration_images": int(x.shape[0]), "calibration_core_s": seconds}
 
 
+def target_ann(ann: nn.Module, levels: Optional[int]) -> nn.Module:
+    """The ANN whose activations FTBC targets: ``ann`` itself, or a copy with every QCFS at ``levels``."""
+    if levels is None:
+        return ann
+    from snnbench.models.qcfs import QCFS
+
+    targets = copy.deepcopy(ann)
+    for module in targets.modules():
+        if isinstance(module, QCFS):
+            module.levels = int(levels)
+    return targets
+
+
 def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) -> dict[str, Any]:
     from snnbench.conversion.ftbc import ftbc_calibrate_fast
     from snnbench.conversion.ftbc_reference import ftbc_calibrate_reference
 
-    batches = calibration_batches(request.data, params["batches"], params["batch_size"], request.seed, request.device)
+    augmented = bool(params["calibration_augment"]) and request.augmented_data is not None
+    data = request.augmented_data if augmented else request.data
+    batches = calibration_batches(data, params["batches"], params["batch_size"], request.seed, request.device)
     options = {"passes": params["passes"] if iterative else 1, "own_bias": iterative}
-    chunk = time_chunk(request.ann, batches[0], request.steps, request.device)
+    ann = target_ann(request.ann, params["target_levels"])
+    chunk = time_chunk(ann, batches[0], request.steps, request.device)
     implementations = {
         "fast": lambda: ftbc_calibrate_fast(
-            request.ann, request.snn, batches, request.steps, params["alpha"], chunk=chunk, **options
+            ann, request.snn, batches, request.steps, params["alpha"], chunk=chunk, **options
         ),
         "reference": lambda: ftbc_calibrate_reference(
-            request.ann, request.snn, batches, request.steps, params["alpha"], **options
+            ann, request.snn, batches, request.steps, params["alpha"], **options
         ),
     }
     chosen = params["implementation"]
@@ -130,6 +161,7 @@ def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) 
         "calibration_core_s": seconds[chosen],
         "ftbc_implementation": chosen,
         "calibration_chunk": chunk or request.steps,
+        "calibration_augmented": augmented,
     }
     if request.compare_reference:
         # Same batches, same process: time the other implementation from the same starting biases,

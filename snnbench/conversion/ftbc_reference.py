@@ -2,13 +2,10 @@
 
 For every calibration batch and every IF layer l in module order, it runs the whole ANN (hooked to
 keep layer l's activation) and the whole SNN with step-by-step IF neurons (hooked to keep layer l's
-input), then the teacher-forced recurrence in plain PyTorch, one step at a time (DESIGN §4):
-O(L) full forwards per batch, as in the FTBC repository's ``bias_corr_model``.
-
-Two deliberate departures from that script: every one of the K batches calibrates (the script zips
-``named_modules()`` generators created once, so only its first batch does), and the membrane update is
-``u = v + x_t − b_t`` in the order snnbench's IF neuron uses (the script subtracts the bias first),
-so the two paths round identically.
+input), then the teacher-forced recurrence in plain PyTorch, one step at a time: O(L) full forwards
+per batch, as in the FTBC repository's ``bias_corr_model``. Like that script it calibrates on every
+one of the K batches (its layer loop is rebuilt per batch), and its IF membrane update is the
+script's, in the same floating-point order: ``u = (v - b_t) + x_t``.
 """
 
 from __future__ import annotations
@@ -38,9 +35,9 @@ def step_by_step_simulate(
     mem = (theta / 2 if v_init is None else v_init.float()) + torch.zeros_like(x[0], dtype=torch.float32)
     spikes = []
     for t in range(x.shape[0]):
-        mem = mem + x[t].float()
         if bias is not None:
             mem = mem - _per_channel(bias[t], x[t])
+        mem = mem + x[t].float()
         spike = (mem >= theta).float() * theta
         mem = mem - spike
         spikes.append(spike.to(x.dtype))
@@ -88,9 +85,7 @@ def _correct_layer(
     a = activation.float()
     v = theta / 2 + torch.zeros_like(a)
     for t in range(steps):
-        u = v + currents[t].float()
-        if own_bias:
-            u = u - _per_channel(bias[t], currents[t])
+        u = (v - _per_channel(bias[t], currents[t]) if own_bias else v) + currents[t].float()
         err = (u >= theta).float() * theta - a
         u_forced = u - err
         v = u_forced - (u_forced >= theta).float() * theta

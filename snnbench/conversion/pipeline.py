@@ -119,6 +119,7 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
             device=ctx.device,
             seed=cell.seed,
             compare_reference=ctx.compare_reference,
+            augmented_data=bundle.calibration_augmented,
         ),
     )
     # With --compare-reference the wall time also holds the reference loop; report the method alone.

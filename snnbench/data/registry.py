@@ -31,7 +31,9 @@ class DataBundle:
     """Train and test sets of one dataset, plus what models need to know about it.
 
     ``calibration`` is the training split without augmentation: conversion calibrates on training
-    images only, never on the test split.
+    images only, never on the test split. ``calibration_augmented`` is the training split with the
+    training augmentation, for methods that calibrate as the official FTBC loader does (None where
+    the dataset has no augmentation).
     """
 
     name: str
@@ -42,6 +44,7 @@ class DataBundle:
     input_shape: tuple[int, ...]
     timesteps: Optional[int] = None  # native length of event / spike-train data
     info: Optional[dict[str, Any]] = None
+    calibration_augmented: Optional[Dataset] = None
 
 
 def limit(ds: Dataset, n: Optional[int]) -> Dataset:

@@ -6,11 +6,12 @@ the suite says ``download: true`` and the network allows. ImageNet is read with 
 ``<root>/{train,val}``); it is never downloaded. Missing data raises :class:`DatasetMissingError` naming
 the folder searched and how to get the data, before any training starts.
 
-Training augmentation follows the QCFS code (putshua/ANN_SNN_QCFS ``Preprocess/getdataloader.py``):
+Training augmentation follows the QCFS and FTBC code (``Preprocess/getdataloader.py`` in both):
 random crop 32 with padding 4, horizontal flip, AutoAugment (CIFAR-10 policy), normalisation, Cutout
-(16 px for CIFAR-10, 8 px for CIFAR-100, the lengths that code uses). ImageNet: RandomResizedCrop 224
-and flip for training, Resize 256 + CenterCrop 224 for evaluation. ``bundle.calibration`` is always the
-training split with the evaluation transform: calibration must not see augmented images.
+16 px (CIFAR-10 and CIFAR-100 alike). ImageNet: RandomResizedCrop 224 and flip for training, Resize 256
++ CenterCrop 224 for evaluation. ``bundle.calibration`` is the training split with the evaluation
+transform; ``bundle.calibration_augmented`` the training split with the training augmentation whatever
+``augment`` says (the official FTBC script calibrates on its augmented training loader).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ _CIFAR = {
         "classes": 100,
         "mean": CIFAR100_MEAN,
         "std": CIFAR100_STD,
-        "cutout": 8,
+        "cutout": 16,
     },
 }
 
@@ -205,11 +206,13 @@ def _cifar_bundle(name: str, spec, data_root: Optional[Path], augment: bool) -> 
         raise DatasetMissingError(name, folder, f"{how} ({err.__class__.__name__}: {err})") from err
     train_tf, eval_tf = cifar_transforms(name, augment)
     calibration = limit(TransformedView(train_base, eval_tf), spec.limit_train)
+    augmented = limit(TransformedView(train_base, cifar_transforms(name, True)[0]), spec.limit_train)
     return DataBundle(
         name=name,
         train=limit(TransformedView(train_base, train_tf), spec.limit_train),
         test=limit(TransformedView(test_base, eval_tf), spec.limit_test),
         calibration=calibration,
+        calibration_augmented=augmented,
         num_classes=info["classes"],
         input_shape=(3, 32, 32),
         info={"root": str(root), "cutout": info["cutout"] if augment else None},
@@ -273,6 +276,7 @@ def imagenet_bundle(spec, data_root: Optional[Path] = None, augment: bool = Fals
         train=limit(TransformedView(train_base, train_tf), spec.limit_train),
         test=limit(TransformedView(test_base, eval_tf), spec.limit_test),
         calibration=limit(TransformedView(train_base, eval_tf), spec.limit_train),
+        calibration_augmented=limit(TransformedView(train_base, imagenet_transforms(True)[0]), spec.limit_train),
         num_classes=len(train_base.classes),
         input_shape=(3, 224, 224),
         info={"root": str(folder)},
