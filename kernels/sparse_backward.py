@@ -15,7 +15,9 @@ The reset path is not differentiated, so every u_t is linear in W with ∂u_t/�
                                                                   is active: elsewhere its g is 0)
 
 Active sets (``rule``):
-- ``sparseprop``: |u − θ| < b_th, g = 1/(k·|u − θ| + 1)² (fast sigmoid, k = ``width``);
+- ``sparseprop``: |u − θ| < b_th, g = 1/(k·|u − θ| + 1)² (fast sigmoid, k = ``width``; SparseProp) or,
+  with ``surrogate="gaussian"``, the normal pdf of std 1/``width`` (the S3GD baseline of the LocalZO
+  paper: std δ, band δ·E|z|);
 - ``localzo``: g = (1/q) Σ_k |z_k|/(2δ) · 1[|u − θ| < δ|z_k|] ≠ 0, z_k i.i.d. from ``distribution``
   (normal; uniform on [-√3, √3]; Laplace with scale 1/√2). z is never stored: both backends draw it
   from snnbench.kernels.neuron's counter-based Philox stream (key = seed, counter = (b·H + j, 0, t,
@@ -66,13 +68,13 @@ from .neuron import (
     localzo_gain_reference,
 )
 
-assert _SURROGATE_ID["fast_sigmoid"] == 4  # the id _lif_record_kernel passes to _surrogate_grad
 
 Rule = Literal["sparseprop", "localzo"]
 Distribution = Literal["normal", "uniform", "laplace"]
 Backend = Literal["auto", "triton", "torch"]
 
 RULES = ("sparseprop", "localzo")
+BAND_SURROGATES = ("fast_sigmoid", "gaussian")
 TRACE_DTYPES = (torch.float32, torch.float16)
 _SQRT3 = math.sqrt(3.0)
 _LAPLACE_SCALE = 1.0 / math.sqrt(2.0)
@@ -108,6 +110,7 @@ class SpikeRule:
     # sparseprop
     b_th: float = 0.04
     width: float = 100.0
+    surrogate: Literal["fast_sigmoid", "gaussian"] = "fast_sigmoid"  # g inside the band
     # localzo
     delta: float = 0.05
     q: int = 1
@@ -116,6 +119,8 @@ class SpikeRule:
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
+        if self.surrogate not in BAND_SURROGATES:
+            raise ValueError(f"surrogate must be one of {BAND_SURROGATES}, got {self.surrogate!r}")
         if self.distribution not in DISTRIBUTIONS:
             raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {self.distribution!r}")
         for name in ("b_th", "width", "delta"):
@@ -208,6 +213,7 @@ def _lif_record_kernel(
     LOCALZO: tl.constexpr,
     DIST: tl.constexpr,
     Q: tl.constexpr,
+    SURR: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_J: tl.constexpr,
 ):
@@ -236,7 +242,7 @@ def _lif_record_kernel(
             g = _localzo_gain(d, seed, t, bj.to(tl.uint32), zero_hi, delta, Q, DIST)
             active = (g > 0.0) & mask
         else:
-            g = _surrogate_grad(d, width, 4)  # 4 = fast_sigmoid in neuron.SURROGATES, the dense baseline's
+            g = _surrogate_grad(d, width, SURR)  # neuron.SURROGATES id: the dense baseline's shape
             active = (d < b_th) & mask
         g = tl.where(active, g, 0.0)
         if WRITE:
@@ -357,6 +363,7 @@ def _sparse_input_grad_kernel(
     B,
     H,
     log2_beta,
+    shift,
     BLOCK_P: tl.constexpr,
     BLOCK_Q: tl.constexpr,
 ):
@@ -380,7 +387,7 @@ def _sparse_input_grad_kernel(
         jq = tl.load(q_j_ptr + qs, mask=mask_q, other=0)
         bq = tl.load(q_b_ptr + qs, mask=mask_q, other=-1)
         dq = tl.load(q_delta_ptr + qs, mask=mask_q, other=0.0)
-        lag = tq[None, :] - tau[:, None]
+        lag = tq[None, :] - tau[:, None] - shift  # shift = 1: this layer sees the input one step late
         valid = mask_p[:, None] & mask_q[None, :] & (bq[None, :] == b[:, None]) & (lag >= 0)
         w = tl.load(w_rows + jq[None, :], mask=valid, other=0.0)
         decay = tl.exp2(tl.where(valid, lag, 0).to(tl.float32) * log2_beta)
@@ -535,6 +542,7 @@ def _record(
         LOCALZO=rule.rule == "localzo",
         DIST=_DISTRIBUTION_ID[rule.distribution],
         Q=int(rule.q),
+        SURR=_SURROGATE_ID[rule.surrogate],
         BLOCK_B=BLOCK_B,
         BLOCK_J=BLOCK_J,
     )
@@ -576,7 +584,8 @@ def lif_forward(current: torch.Tensor, beta: float, theta: float = 1.0, backend:
         _lif_record_kernel[grid](
             current, spikes, count, count, count, count, spikes, count, spikes,
             T, B, H, beta, float(theta), 1.0, 1.0, 1.0, 0,
-            WRITE=False, DENSE_G=False, LOCALZO=False, DIST=0, Q=1, BLOCK_B=BLOCK_B, BLOCK_J=BLOCK_J,
+            WRITE=False, DENSE_G=False, LOCALZO=False, DIST=0, Q=1, SURR=_SURROGATE_ID["fast_sigmoid"],
+            BLOCK_B=BLOCK_B, BLOCK_J=BLOCK_J,
         )
     return spikes
 
@@ -637,11 +646,13 @@ def sparse_input_grad(
     prev: ActiveSet,
     beta: float,
     backend: Backend = "auto",
+    shift: int = 0,
 ) -> torch.Tensor:
     """∂L/∂x at the previous layer's active entries (one value per entry of ``prev``, its ``index`` order).
 
     ``weight[N_prev, H]`` maps the previous layer's spikes to this layer's currents; ``delta`` holds
-    δ = g·∂L/∂s per entry of ``active`` (this layer).
+    δ = g·∂L/∂s per entry of ``active`` (this layer). ``shift = 1``: the previous layer's spikes at τ
+    enter this layer's current at τ + 1 (the official SparseProp recurrence's one-step synaptic delay).
     """
     _check_tensor("weight", weight, 2, finite=False)
     _check_active("active", active)
@@ -655,8 +666,10 @@ def sparse_input_grad(
     if tuple(weight.shape) != (H_prev, H):
         raise ValueError(f"weight must be [{H_prev}, {H}], got shape {tuple(weight.shape)}")
     _check_same_device(weight=weight, index=active.index, prev_index=prev.index, delta=delta)
+    if shift not in (0, 1):
+        raise ValueError(f"shift must be 0 or 1, got {shift!r}")
     if not _use_triton(backend, weight, delta):
-        return reference_sparse_input_grad(weight, active, delta, prev, beta)
+        return reference_sparse_input_grad(weight, active, delta, prev, beta, shift)
     out = torch.zeros(len(prev), dtype=torch.float32, device=weight.device)
     n_prev, n_cur = len(prev), len(active)
     if n_prev == 0 or n_cur == 0:
@@ -674,7 +687,7 @@ def sparse_input_grad(
     _sparse_input_grad_kernel[(triton.cdiv(n_prev, BLOCK_P),)](
         prev.index, prev.by_batch, n_prev, H_prev,
         q_t, q_j, q_b, q_delta, active.batch_ptr,
-        weight.contiguous(), out, B, H, math.log2(beta),
+        weight.contiguous(), out, B, H, math.log2(beta), int(shift),
         BLOCK_P=BLOCK_P, BLOCK_Q=BLOCK_Q,
     )
     return out
@@ -697,7 +710,7 @@ def reference_spike_g(u_minus_theta: torch.Tensor, rule: SpikeRule, seed: int = 
     """Dense g for every element of ``u − θ[T, B, H]`` (zero outside the active set)."""
     d = u_minus_theta.abs()
     if rule.rule == "sparseprop":
-        g = _surrogate_grad_reference(d, "fast_sigmoid", rule.width)
+        g = _surrogate_grad_reference(d, rule.surrogate, rule.width)
         return torch.where(d < rule.b_th, g, torch.zeros_like(g))
     g = torch.zeros_like(d, dtype=torch.float32)
     # Philox costs ~100 tensor ops per element, so it runs only where some draw can reach.
@@ -766,7 +779,7 @@ def reference_sparse_weight_grad(trace: torch.Tensor, active: ActiveSet, delta: 
 
 
 def reference_sparse_input_grad(
-    weight: torch.Tensor, active: ActiveSet, delta: torch.Tensor, prev: ActiveSet, beta: float
+    weight: torch.Tensor, active: ActiveSet, delta: torch.Tensor, prev: ActiveSet, beta: float, shift: int = 0
 ) -> torch.Tensor:
     T, B, H = active.shape
     out = torch.zeros(len(prev), dtype=torch.float32, device=weight.device)
@@ -774,13 +787,13 @@ def reference_sparse_input_grad(
         return out
     device = weight.device
     # This layer's entries sorted by (b, t): each previous-layer entry (b, τ, i) pairs with the
-    # contiguous run of entries of its batch element at t ≥ τ. Pairs are built in chunks.
+    # contiguous run of entries of its batch element at t ≥ τ + shift. Pairs are built in chunks.
     t_all, b_all, j_all = active.decode()
     key = b_all * T + t_all
     key, order = torch.sort(key, stable=True)
     t_q, j_q, d_q = t_all[order], j_all[order], delta[order]
     tau, b_p, i_p = prev.decode()
-    start = torch.searchsorted(key, b_p * T + tau)
+    start = torch.searchsorted(key, b_p * T + tau + shift)  # τ + shift = T: an empty run
     length = torch.searchsorted(key, (b_p + 1) * T) - start
     powers = torch.tensor([beta], dtype=torch.float64, device=device).pow(torch.arange(T, device=device)).float()
     budget = 1 << 22
@@ -795,7 +808,7 @@ def reference_sparse_input_grad(
         owner = torch.repeat_interleave(torch.arange(p0, p1, device=device), n)
         first = torch.cumsum(n, 0) - n
         q = start[owner] + torch.arange(owner.numel(), device=device) - first[owner - p0]
-        terms = weight[i_p[owner], j_q[q]] * powers[t_q[q] - tau[owner]] * d_q[q]
+        terms = weight[i_p[owner], j_q[q]] * powers[t_q[q] - tau[owner] - shift] * d_q[q]
         out.index_add_(0, owner, terms)
         p0 = p1
     return out
@@ -826,6 +839,16 @@ class StackConfig:
     backend: Backend = "auto"
     timer: Timer = None
     stats: Optional[dict] = None  # filled by the forward: the per-layer active fraction
+    # 1: every hidden layer computes u[t] from its input at t − 1 (u[0] from zeros), the official
+    # SparseProp recurrence ``u[t+1] = β·u[t] + W·x[t]``; 0: from its input at t.
+    delay: int = 0
+
+
+def delayed(x: torch.Tensor, steps: int = 1) -> torch.Tensor:
+    """``x`` one step later along time (dim 0): a zero first step, the last step dropped."""
+    if steps == 0 or x.shape[0] == 0:
+        return x
+    return torch.cat([torch.zeros_like(x[:1]), x[:-1]])
 
 
 def _section(cfg: StackConfig, name: str):
@@ -858,6 +881,7 @@ class SparseLIFStackFunction(torch.autograd.Function):
         # Arguments were checked once in sparse_lif_stack: no per-layer validation (and host sync) here.
         for layer, w in enumerate(hidden_weights):
             with _section(cfg, f"hidden{layer + 1}.fwd"):
+                h = delayed(h, cfg.delay)
                 traces.append(_trace(h, cfg.beta, cfg.backend, torch.float32))
                 current = (h.reshape(T * B, -1) @ w).view(T, B, -1)
                 seed = layer_seed(cfg.seed, layer)
@@ -902,7 +926,7 @@ class SparseLIFStackFunction(torch.autograd.Function):
             grads[layer] = sparse_weight_grad(traces[layer], active, delta, cfg.backend)
             if layer > 0:
                 grad_s = sparse_input_grad(
-                    hidden_weights[layer], active, delta, actives[layer - 1], cfg.beta, cfg.backend
+                    hidden_weights[layer], active, delta, actives[layer - 1], cfg.beta, cfg.backend, cfg.delay
                 )
         return (None, None, *grads)
 
@@ -925,6 +949,8 @@ def sparse_lif_stack(x: torch.Tensor, weights: Sequence[torch.Tensor], cfg: Stac
         width = w.shape[1]
         _check_index_range(T * B * width)
     _check_beta(cfg.beta)
+    if cfg.delay not in (0, 1):
+        raise ValueError(f"delay must be 0 or 1, got {cfg.delay!r}")
     _check_rule_and_seed(cfg.rule, layer_seed(cfg.seed, 0))
     # One host sync for the input and every weight (a non-finite weight would make every current so).
     finite = torch.stack([torch.isfinite(t).all() for t in (x, *weights)]).tolist()

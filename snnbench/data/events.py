@@ -3,6 +3,10 @@
 - N-MNIST: 34×34 pixels, polarity folded (channel = y·34 + x), 1 ms bins, T = 300, counts clipped to 1.
 - SHD: 700 cochlea channels, 2 ms bins, T = 500, counts clipped to 1.
 
+Two options of the dataset spec reproduce the official SparseProp / LocalZO loaders: ``binning: round``
+(bin = round(t/dt) instead of floor(t/dt)) and ``clip_test: false`` (the official code clips training
+counts to 1 but evaluates on unclipped counts). Training counts are always clipped.
+
 The files are read with tonic's dataset classes (install the ``neuromorphic`` extra: ``pip install
 tonic``). Presence is checked here first, so a missing dataset is reported before any work, and tonic is
 only allowed to download when the suite says ``download: true``.
@@ -28,30 +32,59 @@ SHD_STEPS = 500
 SHD_DT_US = 2000
 
 
-def bin_events(channels: np.ndarray, times_us: np.ndarray, steps: int, dt_us: float, n_channels: int) -> torch.Tensor:
-    """Dense ``[steps, n_channels]`` float32 train: one bin per ``dt_us``, counts clipped to 1."""
-    t = np.floor(np.asarray(times_us, dtype=np.float64) / dt_us).astype(np.int64)
+BINNINGS = ("floor", "round")
+
+
+def bin_events(
+    channels: np.ndarray,
+    times_us: np.ndarray,
+    steps: int,
+    dt_us: float,
+    n_channels: int,
+    binning: str = "floor",
+    clip: bool = True,
+) -> torch.Tensor:
+    """Dense ``[steps, n_channels]`` float32 train: one bin per ``dt_us`` (``floor`` or ``round`` of
+    t/dt; round half to even, as numpy's), counts clipped to 1 unless ``clip=False``."""
+    if binning not in BINNINGS:
+        raise ValueError(f"binning must be one of {BINNINGS}, got {binning!r}")
+    scaled = np.asarray(times_us, dtype=np.float64) / dt_us
+    t = (np.floor(scaled) if binning == "floor" else np.round(scaled)).astype(np.int64)
     c = np.asarray(channels, dtype=np.int64)
     keep = (t >= 0) & (t < steps) & (c >= 0) & (c < n_channels)
     x = torch.zeros(steps, n_channels, dtype=torch.float32)
-    x[torch.from_numpy(t[keep]), torch.from_numpy(c[keep])] = 1.0
+    index = (torch.from_numpy(t[keep]), torch.from_numpy(c[keep]))
+    if clip:
+        x[index] = 1.0
+    else:
+        x.index_put_(index, torch.ones(int(keep.sum())), accumulate=True)
     return x
 
 
 class BinnedEvents(Dataset):
     """Wraps a tonic dataset; ``(spikes[T, N] float32, label)`` per sample."""
 
-    def __init__(self, events: Dataset, to_channels: Callable[[np.ndarray], np.ndarray], steps: int, dt_us: float, n_channels: int) -> None:
+    def __init__(
+        self,
+        events: Dataset,
+        to_channels: Callable[[np.ndarray], np.ndarray],
+        steps: int,
+        dt_us: float,
+        n_channels: int,
+        binning: str = "floor",
+        clip: bool = True,
+    ) -> None:
         self.events = events
         self.to_channels = to_channels
         self.steps, self.dt_us, self.n_channels = steps, dt_us, n_channels
+        self.binning, self.clip = binning, clip
 
     def __len__(self) -> int:
         return len(self.events)
 
     def __getitem__(self, index: int):
         ev, label = self.events[index]
-        x = bin_events(self.to_channels(ev), ev["t"], self.steps, self.dt_us, self.n_channels)
+        x = bin_events(self.to_channels(ev), ev["t"], self.steps, self.dt_us, self.n_channels, self.binning, self.clip)
         return x, torch.tensor(int(label), dtype=torch.int64)
 
 
@@ -62,6 +95,16 @@ def _require_tonic():
         raise ModuleNotFoundError("N-MNIST and SHD are read with tonic: pip install 'snnbench[neuromorphic]'") from err
     return tonic
 
+
+
+def _binning(spec, train: bool) -> tuple[str, bool]:
+    """(binning, clip) of one split: training counts are always clipped."""
+    return getattr(spec, "binning", "floor"), train or getattr(spec, "clip_test", True)
+
+
+def _binning_info(spec) -> dict:
+    binning, clip_test = _binning(spec, False)
+    return {"clip": 1, "binning": binning, "clip_test": clip_test}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,9 +149,9 @@ def nmnist_bundle(spec, data_root: Optional[Path] = None, augment: bool = False)
         except Exception as err:
             raise DatasetMissingError("nmnist", folders, f"{hint} (tonic failed: {err})") from err
         channels = lambda ev: ev["y"].astype(np.int64) * NMNIST_SIDE + ev["x"].astype(np.int64)  # noqa: E731
-        return BinnedEvents(ds, channels, NMNIST_STEPS, NMNIST_DT_US, NMNIST_SIDE * NMNIST_SIDE)
+        return BinnedEvents(ds, channels, NMNIST_STEPS, NMNIST_DT_US, NMNIST_SIDE * NMNIST_SIDE, *_binning(spec, train))
 
-    info = {"source": "tonic", "root": str(root), "dt_ms": 1.0, "polarity": "folded", "clip": 1}
+    info = {"source": "tonic", "root": str(root), "dt_ms": 1.0, "polarity": "folded", **_binning_info(spec)}
     return sequence_bundle("nmnist", load(True), load(False), spec, num_classes=10,
                            inputs=NMNIST_SIDE * NMNIST_SIDE, steps=NMNIST_STEPS, info=info)
 
@@ -149,8 +192,8 @@ def shd_bundle(spec, data_root: Optional[Path] = None, augment: bool = False):
             raise
         except Exception as err:
             raise DatasetMissingError("shd", files, f"{hint} (tonic failed: {err})") from err
-        return BinnedEvents(ds, lambda ev: ev["x"], SHD_STEPS, SHD_DT_US, SHD_CHANNELS)
+        return BinnedEvents(ds, lambda ev: ev["x"], SHD_STEPS, SHD_DT_US, SHD_CHANNELS, *_binning(spec, train))
 
-    info = {"source": "tonic", "root": str(root), "dt_ms": 2.0, "clip": 1}
+    info = {"source": "tonic", "root": str(root), "dt_ms": 2.0, **_binning_info(spec)}
     return sequence_bundle("shd", load(True), load(False), spec, num_classes=20, inputs=SHD_CHANNELS,
                            steps=SHD_STEPS, info=info)

@@ -2,9 +2,16 @@
 
 ``input → LIF hidden → LIF hidden → non-spiking leaky readout``, no recurrence, no biases::
 
-    u_t = β·u_{t-1} + W x_t − θ·s_{t-1},  s_t = H(u_t − θ),  θ = 1,  β = exp(−dt/τ_mem)      (reset not differentiated)
-    v_t = β_out·v_{t-1} + (1 − β_out)·W_out s_t                                    (readout)
-    loss = NLL(log_softmax(max_t v_t))   (SHD: Σ_t v_t)   + spike-rate regularisers per hidden layer
+    u_t = β·u_{t-1} + W x_{t-d} − θ·s_{t-1},  s_t = H(u_t − θ),  θ = 1,  β = exp(−dt/τ_mem)  (reset not differentiated)
+    v_t = β_out·v_{t-1} + (1 − β_out)·W_out s_{t-d}                                (readout)
+    loss = NLL(log_softmax(pool_t v_t)) + spike-rate regularisers per hidden layer
+
+``delay`` d = 0 (default) or 1: the official SparseProp / LocalZO code computes ``u[t+1]`` from
+``x[t]`` starting at ``u[0] = 0`` in every layer, so the readout lags the input by depth + 1 steps and the
+last input steps never reach it. ``pool``: ``max`` over time, ``max_with_zero`` (the official max, whose
+record starts with the initial 0: logits ≥ 0, and a class whose readout stays negative gets no gradient;
+with ``delay: 1`` the first readout step is that 0, so ``max`` is the same), or ``sum``. ``init`` /
+``weight_multiplier``: the init scale (Fashion-MNIST: 20 in SparseProp, 10 in LocalZO).
 
 Methods (their ``params`` are validated by snnbench.config's models):
 - ``surrogate``: dense BPTT with a surrogate spike derivative (the fused neuron kernels on CUDA, autograd
@@ -12,7 +19,10 @@ Methods (their ``params`` are validated by snnbench.config's models):
 - ``sparseprop``: sparse backward over |u − 1| < B_th, fast-sigmoid g (kernels/sparse_backward.py);
 - ``localzo``: sparse backward over the LocalZO estimate's nonzero g;
 - ``localzo_dense``: the same forward and g as ``localzo`` with a dense masked backward (the twin
-  that checks the sparse path; its gradients equal the sparse ones for the same seed and backend).
+  that checks the sparse path; its gradients equal the sparse ones for the same seed and backend);
+- ``surrogate_normal``: the LocalZO paper's dense baseline, BPTT with the normal pdf of std δ = 0.05;
+- ``sparseprop_normal``: the LocalZO paper's S3GD baseline, SparseProp's band δ·E|z| with the normal
+  pdf of std δ inside it (``sparseprop`` with ``b_th: null`` keeps SparseProp's fast sigmoid).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from snnbench.kernels.sparse_backward import (
     lif_forward,
     lif_record_forward,
     matched_b_th,
+    delayed,
     sparse_lif_stack,
 )
 
@@ -48,6 +59,7 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
     "shd": dict(dt=2e-3, tau_mem=10e-3, tau_out=20e-3, pool="sum", init="uniform", weight_multiplier=1.0, f_upper=10.0),
 }
 _GENERIC_PRESET = DATASET_PRESETS["nmnist"]
+POOLS = ("max", "max_with_zero", "sum")
 
 
 @dataclass(frozen=True)
@@ -58,7 +70,8 @@ class SNNConfig:
     dt: float = 1e-3
     tau_mem: float = 10e-3
     tau_out: float = 10e-3
-    pool: str = "max"  # "max" or "sum" over time of the readout
+    pool: str = "max"  # "max", "max_with_zero" or "sum" over time of the readout
+    delay: int = 0  # 1: the official one-step synaptic delay per layer (module doc)
     init: str = "uniform"  # "normal": N(0, (m·(1-β))²/n); "uniform": U(±m/√n)
     weight_multiplier: float = 1.0
     lambda_upper: float = 0.06
@@ -72,8 +85,10 @@ class SNNConfig:
         for name in ("dt", "tau_mem", "tau_out", "weight_multiplier"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.pool not in ("max", "sum"):
-            raise ValueError(f"pool must be 'max' or 'sum', got {self.pool!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        if self.delay not in (0, 1):
+            raise ValueError(f"delay must be 0 or 1, got {self.delay!r}")
         if self.init not in ("normal", "uniform"):
             raise ValueError(f"init must be 'normal' or 'uniform', got {self.init!r}")
 
@@ -122,7 +137,11 @@ class TrainingMethod:
 
     @property
     def sparse(self) -> bool:
-        return self.name in ("sparseprop", "localzo")
+        return self.name in ("sparseprop", "sparseprop_normal", "localzo")
+
+    @property
+    def dense_surrogate(self) -> bool:
+        return self.rule is None
 
 
 def training_method(name: str, params: Optional[dict[str, Any]] = None) -> TrainingMethod:
@@ -143,6 +162,11 @@ def training_method(name: str, params: Optional[dict[str, Any]] = None) -> Train
         raise ValueError(f"bad parameters for method {name!r}: {err}") from None
     if name == "surrogate":
         return TrainingMethod(name, surrogate=p["surrogate"], width=p["width"])
+    if name == "surrogate_normal":  # the normal pdf of std δ is neuron.py's gaussian with α = 1/δ
+        return TrainingMethod(name, surrogate="gaussian", width=1.0 / p["delta"])
+    if name == "sparseprop_normal":
+        b_th = p["b_th"] if p["b_th"] is not None else matched_b_th(p["delta"], "normal")
+        return TrainingMethod(name, rule=SpikeRule("sparseprop", THETA, b_th=b_th, width=1.0 / p["delta"], surrogate="gaussian"))
     if name == "sparseprop":
         default_delta = METHOD_PARAMS["localzo"].model_fields["delta"].default
         b_th = p["b_th"] if p["b_th"] is not None else matched_b_th(default_delta, "normal")
@@ -153,10 +177,10 @@ def training_method(name: str, params: Optional[dict[str, Any]] = None) -> Train
 
 def dense_baseline(method: TrainingMethod) -> TrainingMethod:
     """The dense surrogate the speed-ups are measured against: the method's own surrogate shape."""
-    if method.name == "surrogate":
+    if method.dense_surrogate:
         return method
     if method.rule is not None and method.rule.rule == "sparseprop":
-        return TrainingMethod("surrogate", surrogate="fast_sigmoid", width=method.rule.width)
+        return TrainingMethod("surrogate", surrogate=method.rule.surrogate, width=method.rule.width)
     return TrainingMethod("surrogate", surrogate="fast_sigmoid", width=100.0)
 
 
@@ -220,6 +244,14 @@ def leaky_readout(current: torch.Tensor, beta_out: float) -> torch.Tensor:
     return (kernel @ current.reshape(T, -1)).view_as(current)
 
 
+def pool_readout(v: torch.Tensor, pool: str) -> torch.Tensor:
+    """Logits ``[B, C]`` from the readout ``v[T, B, C]``: ``max``, ``max_with_zero`` (max of 0 and v) or ``sum``."""
+    if pool == "sum":
+        return v.sum(0)
+    logits = v.amax(0)
+    return logits.clamp(min=0.0) if pool == "max_with_zero" else logits
+
+
 # ---------------------------------------------------------------------------------------------
 # The network
 
@@ -264,15 +296,15 @@ class SpikingMLP(nn.Module):
             return self._inference(x, weights, backend)
         if method.sparse:
             stats: dict = {}
-            cfg = StackConfig(self.cfg.beta, method.rule, seed, backend, timer=timer, stats=stats)
+            cfg = StackConfig(self.cfg.beta, method.rule, seed, backend, timer=timer, stats=stats, delay=self.cfg.delay)
             current, counts = sparse_lif_stack(x, weights, cfg)
             return self._readout(current, counts, stats["active_fraction"], timer)
         T, B, _ = x.shape
         h, counts, fractions = x, [], []
         for layer, w in enumerate(weights[:-1]):
             with timer(f"hidden{layer + 1}.fwd"):
-                current = (h.reshape(T * B, -1) @ w).view(T, B, -1)
-                if method.name == "surrogate":
+                current = delayed((h.reshape(T * B, -1) @ w).view(T, B, -1), self.cfg.delay)
+                if method.dense_surrogate:
                     s = dense_lif_bptt(current, self.cfg.beta, method.surrogate, method.width, backend=backend)
                     fractions.append(1.0)
                 else:  # localzo_dense: the sparse path's forward and g, then a dense backward
@@ -291,8 +323,8 @@ class SpikingMLP(nn.Module):
 
     def _readout(self, current, counts, fractions, timer) -> SNNOutput:
         with timer("readout.fwd"):
-            v = leaky_readout(current, self.cfg.beta_out)
-            logits = v.amax(0) if self.cfg.pool == "max" else v.sum(0)
+            v = leaky_readout(delayed(current, self.cfg.delay), self.cfg.beta_out)
+            logits = pool_readout(v, self.cfg.pool)
         return SNNOutput(v, logits, counts, list(fractions))
 
     @torch.no_grad()
@@ -300,7 +332,8 @@ class SpikingMLP(nn.Module):
         T, B, _ = x.shape
         h, counts = x, []
         for w in weights[:-1]:
-            h = lif_forward((h.reshape(T * B, -1) @ w).view(T, B, -1), self.cfg.beta, THETA, backend)
+            current = delayed((h.reshape(T * B, -1) @ w).view(T, B, -1), self.cfg.delay)
+            h = lif_forward(current, self.cfg.beta, THETA, backend)
             counts.append(h.sum(0))
         current = (h.reshape(T * B, -1) @ weights[-1]).view(T, B, -1)
         return self._readout(current, counts, [], _no_timer)
