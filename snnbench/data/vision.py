@@ -137,7 +137,9 @@ def _local_cifar_class(name: str):
     return LocalCIFAR
 
 
-def _cifar_bundle(name: str, spec, data_root: Optional[Path], augment: bool) -> DataBundle:
+def _cifar_bundle(name: str, spec, data_root: Optional[Path], augment: bool,
+                  transforms: Optional[tuple[Callable, Callable]] = None) -> DataBundle:
+    """``transforms`` (train, eval) replaces the QCFS ones (the direct-training track has its own)."""
     info = _CIFAR[name]
     root = resolve_data_root(data_root or getattr(spec, "root", None))
     folder = root / info["folder"]
@@ -157,7 +159,7 @@ def _cifar_bundle(name: str, spec, data_root: Optional[Path], augment: bool) -> 
         raise
     except Exception as err:  # no network, a partial download, missing batch files
         raise DatasetMissingError(name, folder, f"{how} ({err.__class__.__name__}: {err})") from err
-    train_tf, eval_tf = cifar_transforms(name, augment)
+    train_tf, eval_tf = transforms or cifar_transforms(name, augment)
     calibration = limit(TransformedView(train_base, eval_tf), spec.limit_train)
     return DataBundle(
         name=name,
@@ -198,19 +200,24 @@ def imagenet_bundle(spec, data_root: Optional[Path] = None, augment: bool = Fals
             "https://image-net.org/download.php and arrange it as train/<class>/*.JPEG and "
             f"val/<class>/*.JPEG under {root / 'imagenet'}",
         )
-    train_base = ImageFolder(str(folder / "train"))
-    test_base = ImageFolder(str(folder / "val"))
+    return imagefolder_bundle("imagenet", folder, ImageFolder, spec, augment, {"root": str(folder)})
+
+
+def imagefolder_bundle(name: str, folder: Path, folder_class, spec, augment: bool, info: dict[str, Any]) -> DataBundle:
+    """ImageNet-style ``folder/{train,val}/<class>/`` read with ``folder_class`` (an ImageFolder)."""
+    train_base = folder_class(str(folder / "train"))
+    test_base = folder_class(str(folder / "val"))
     if train_base.classes != test_base.classes:
         raise ValueError(f"{folder}: train/ and val/ have different class folders")
     train_tf, eval_tf = imagenet_transforms(augment)
     return DataBundle(
-        name="imagenet",
+        name=name,
         train=limit(TransformedView(train_base, train_tf), spec.limit_train),
         test=limit(TransformedView(test_base, eval_tf), spec.limit_test),
         calibration=limit(TransformedView(train_base, eval_tf), spec.limit_train),
         num_classes=len(train_base.classes),
         input_shape=(3, 224, 224),
-        info={"root": str(folder)},
+        info=info,
     )
 
 

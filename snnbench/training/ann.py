@@ -69,6 +69,29 @@ def _atomic_save(obj: Any, path: Path) -> None:
         raise
 
 
+def training_state(model, optimizer, scheduler, scaler, generator, **extra: Any) -> dict[str, Any]:
+    """What a resumed run needs: weights, optimizer, schedule, loss scale and both RNG streams."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "scaler": scaler.state_dict(),
+        **extra,
+    }
+
+
+def restore_training_state(state: dict[str, Any], model, optimizer, scheduler, scaler, generator) -> None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    # Augmentation draws from the global RNG and AMP keeps a loss scale: both resume as they were.
+    torch.set_rng_state(state["torch_rng"])
+    scaler.load_state_dict(state["scaler"])
+
+
 @torch.no_grad()
 def evaluate_ann(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256) -> float:
     """Top-1 accuracy in percent."""
@@ -143,13 +166,7 @@ def _train_or_load(
     start_epoch, elapsed = 0, 0.0
     if state_path is not None and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        # Augmentation draws from the global RNG and AMP keeps a loss scale: both resume as they were.
-        torch.set_rng_state(state["torch_rng"])
-        scaler.load_state_dict(state["scaler"])
+        restore_training_state(state, model, optimizer, scheduler, scaler, generator)
         start_epoch, elapsed = state["epoch"], state["elapsed_s"]
 
     epochs_run = 0
@@ -173,16 +190,7 @@ def _train_or_load(
             epochs_run += 1
             if state_path is not None:
                 _atomic_save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "generator": generator.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "scaler": scaler.state_dict(),
-                        "epoch": epoch + 1,
-                        "elapsed_s": elapsed,
-                    },
+                    training_state(model, optimizer, scheduler, scaler, generator, epoch=epoch + 1, elapsed_s=elapsed),
                     state_path,
                 )
             epoch_bar.advance()
