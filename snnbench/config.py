@@ -127,6 +127,7 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
 }
 CONVERSION_METHODS = {"qcfs", "light", "ftbc", "ftbc_iter"}
 TRAINING_METHODS = {"surrogate", "sparseprop", "surrogate_normal", "sparseprop_normal", "localzo", "localzo_dense"}
+DIRECT_METHODS = {"surrogate", "localzo"}  # the direct-training (spiking CNN) track
 
 
 def _named_entry(value: Any, own_fields: tuple[str, ...] = ()) -> Any:
@@ -177,7 +178,8 @@ class ModelSpec(_Strict):
 class DatasetSpec(_Strict):
     """One dataset: a name, where to find it and whether it may be downloaded."""
 
-    name: Literal["digits", "digits_spiking", "cifar10", "cifar100", "imagenet", "fmnist", "nmnist", "shd", "synthetic"]
+    name: Literal["digits", "digits_spiking", "cifar10", "cifar100", "imagenet", "fmnist", "nmnist", "shd", "synthetic",
+                  "dvs_cifar10", "dvs_gesture", "imagenet100"]
     root: Optional[str] = Field(None, description="data root; else --data-root, SNNBENCH_DATA, cache")
     download: bool = False
     limit_train: Optional[int] = Field(None, gt=0, description="use only the first N training samples")
@@ -233,7 +235,7 @@ class Suite(_Strict):
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    track: Literal["conversion", "training"] = "conversion"
+    track: Literal["conversion", "training", "direct"] = "conversion"
     datasets: list[DatasetSpec] = Field(..., min_length=1)
     models: list[ModelSpec] = Field(..., min_length=1)
     timesteps: list[int] = Field(..., min_length=1)
@@ -272,7 +274,7 @@ class Suite(_Strict):
 
     @model_validator(mode="after")
     def _methods_match_track(self) -> "Suite":
-        allowed = CONVERSION_METHODS if self.track == "conversion" else TRAINING_METHODS
+        allowed = {"conversion": CONVERSION_METHODS, "training": TRAINING_METHODS, "direct": DIRECT_METHODS}[self.track]
         for i, m in enumerate(self.methods):
             if m.name not in allowed:
                 raise ValueError(

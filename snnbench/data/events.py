@@ -96,6 +96,32 @@ def _require_tonic():
     return tonic
 
 
+def local_tonic_class(base, present: Callable[[Path], bool], may_download: bool, missing: Callable[[], Exception]):
+    """``base`` (a tonic dataset class) that trusts unpacked files ``present`` finds and downloads only
+    when ``may_download`` (else raises ``missing()``); tonic names the data folder after the class."""
+
+    class Local(base):  # type: ignore[misc, valid-type]
+        def _check_exists(self) -> bool:
+            return present(Path(self.location_on_system) / self.folder_name)
+
+        def download(self) -> None:
+            if not may_download:
+                raise missing()
+            super().download()
+
+    Local.__name__ = Local.__qualname__ = base.__name__
+    return Local
+
+
+def open_tonic(factory: Callable[[], Dataset], name: str, searched: list[Path], hint: str) -> Dataset:
+    """``factory()`` with any failure but a missing dataset reported as one (tonic's message appended)."""
+    try:
+        return factory()
+    except DatasetMissingError:
+        raise
+    except Exception as err:
+        raise DatasetMissingError(name, searched, f"{hint} (tonic failed: {err})") from err
+
 
 def _binning(spec, train: bool) -> tuple[str, bool]:
     """(binning, clip) of one split: training counts are always clipped."""

@@ -182,7 +182,9 @@ class CIFARBatches(Dataset):
         return Image.fromarray(self.data[index]), self.targets[index]
 
 
-def _cifar_bundle(name: str, spec, data_root: Optional[Path], augment: bool) -> DataBundle:
+def _cifar_bundle(name: str, spec, data_root: Optional[Path], augment: bool,
+                  transforms: Optional[tuple[Callable, Callable]] = None) -> DataBundle:
+    """``transforms`` (train, eval) replaces the QCFS ones (the direct-training track has its own)."""
     info = _CIFAR[name]
     root = resolve_data_root(data_root or getattr(spec, "root", None))
     folder = root / info["folder"]
@@ -204,7 +206,7 @@ def _cifar_bundle(name: str, spec, data_root: Optional[Path], augment: bool) -> 
         raise  # a truncated or planted batch names its file
     except Exception as err:  # no network, a partial download, missing batch files
         raise DatasetMissingError(name, folder, f"{how} ({err.__class__.__name__}: {err})") from err
-    train_tf, eval_tf = cifar_transforms(name, augment)
+    train_tf, eval_tf = transforms or cifar_transforms(name, augment)
     calibration = limit(TransformedView(train_base, eval_tf), spec.limit_train)
     augmented = limit(TransformedView(train_base, cifar_transforms(name, True)[0]), spec.limit_train)
     return DataBundle(
@@ -234,14 +236,13 @@ def _imagenet_folder(root: Path) -> Optional[Path]:
     return None
 
 
-def _image_folder(split: Path):
-    from torchvision.datasets import ImageFolder
+def _image_folder(split: Path, folder_class):
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     from snnbench.safe_io import UnusableFileError
 
     try:
-        return ImageFolder(str(split))
+        return folder_class(str(split))
     except (FileNotFoundError, OSError) as err:
         empty = sorted(
             str(d) for d in split.iterdir()
@@ -267,19 +268,27 @@ def imagenet_bundle(spec, data_root: Optional[Path] = None, augment: bool = Fals
             "https://image-net.org/download.php and arrange it as train/<class>/*.JPEG and "
             f"val/<class>/*.JPEG under {root / 'imagenet'}",
         )
-    train_base, test_base = _image_folder(folder / "train"), _image_folder(folder / "val")
+    from torchvision.datasets import ImageFolder
+
+    return imagefolder_bundle("imagenet", folder, ImageFolder, spec, augment, {"root": str(folder)})
+
+
+def imagefolder_bundle(name: str, folder: Path, folder_class, spec, augment: bool, info: dict[str, Any]) -> DataBundle:
+    """ImageNet-style ``folder/{train,val}/<class>/`` read with ``folder_class`` (an ImageFolder)."""
+    train_base = _image_folder(folder / "train", folder_class)
+    test_base = _image_folder(folder / "val", folder_class)
     if train_base.classes != test_base.classes:
         raise ValueError(f"{folder}: train/ and val/ have different class folders")
     train_tf, eval_tf = imagenet_transforms(augment)
     return DataBundle(
-        name="imagenet",
+        name=name,
         train=limit(TransformedView(train_base, train_tf), spec.limit_train),
         test=limit(TransformedView(test_base, eval_tf), spec.limit_test),
         calibration=limit(TransformedView(train_base, eval_tf), spec.limit_train),
         calibration_augmented=limit(TransformedView(train_base, imagenet_transforms(True)[0]), spec.limit_train),
         num_classes=len(train_base.classes),
         input_shape=(3, 224, 224),
-        info={"root": str(folder)},
+        info=info,
     )
 
 

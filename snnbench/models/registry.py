@@ -47,3 +47,35 @@ _BUILDER_ARGS = {"num_classes", "in_channels"}
 def model_parameters(name: str) -> set[str]:
     """The keyword parameters a suite may give model ``name`` (raises ValueError if unknown)."""
     return set(inspect.signature(_factory(name)).parameters) - _BUILDER_ARGS
+
+
+# Spiking CNNs of the direct-training track: built with the training method's neuron options instead
+# of QCFS levels. The factory takes ``num_classes``, ``in_channels``, ``neuron`` and its own parameters.
+SPIKING_MODELS: dict[str, str] = {
+    "spiking_cnn_small": "snnbench.models.spiking_cnn:spiking_cnn_small",
+    "resnet19": "snnbench.models.spiking_cnn:resnet19",
+    "vggsnn": "snnbench.models.spiking_cnn:vggsnn",
+}
+_SPIKING_BUILDER_ARGS = {"num_classes", "in_channels", "neuron"}
+
+
+def _spiking_factory(name: str):
+    target = SPIKING_MODELS.get(name)
+    if target is None:
+        raise ValueError(f"unknown direct-training model {name!r}; expected one of {sorted(SPIKING_MODELS)}")
+    module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def spiking_model_parameters(name: str) -> set[str]:
+    """The keyword parameters a suite may give direct-training model ``name``."""
+    return set(inspect.signature(_spiking_factory(name)).parameters) - _SPIKING_BUILDER_ARGS
+
+
+def build_spiking_model(name: str, *, num_classes: int, in_channels: int, neuron: dict[str, Any],
+                        **params: Any) -> nn.Module:
+    unknown = sorted(set(params) - spiking_model_parameters(name))
+    if unknown:
+        raise ValueError(f"model {name!r} takes no parameter(s) {unknown}; it accepts "
+                         f"{sorted(spiking_model_parameters(name))}")
+    return _spiking_factory(name)(num_classes=num_classes, in_channels=in_channels, neuron=neuron, **params)

@@ -59,6 +59,10 @@ def check_models(suite: Suite, path: Path) -> None:
                 from snnbench.models.registry import model_parameters
 
                 accepted = model_parameters(model.name)
+            elif suite.track == "direct":
+                from snnbench.training.conv_train import model_parameters as direct_parameters
+
+                accepted = direct_parameters(model.name)
             else:
                 from snnbench.training.pipeline import SUPPORTED_MODELS
                 from snnbench.training.snn_mlp import MODEL_PARAMETERS

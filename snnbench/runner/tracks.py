@@ -19,4 +19,8 @@ def run_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
         from snnbench.training.pipeline import run_training_cell
 
         return run_training_cell(cell, ctx)
+    if cell.track == "direct":
+        from snnbench.training.conv_train import run_direct_cell
+
+        return run_direct_cell(cell, ctx)
     raise ValueError(f"unknown track {cell.track!r}")

@@ -82,6 +82,30 @@ def load_cached_ann(model: nn.Module, path: Path, device: Any = "cpu") -> nn.Mod
     return model
 
 
+def training_state(model, optimizer, scheduler, scaler, generator, **extra: Any) -> dict[str, Any]:
+    """What a resumed run needs: weights, optimizer, schedule, loss scale and both RNG streams."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "scaler": scaler.state_dict(),
+        **extra,
+    }
+
+
+def restore_training_state(state: dict[str, Any], model, optimizer, scheduler, scaler, generator) -> None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    # RNG states are byte tensors, kept on the CPU whatever map_location said.
+    generator.set_state(state["generator"].cpu())
+    # Augmentation draws from the global RNG and AMP keeps a loss scale: both resume as they were.
+    torch.set_rng_state(state["torch_rng"].cpu())
+    scaler.load_state_dict(state["scaler"])
+
+
 @torch.no_grad()
 def evaluate_ann(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256) -> float:
     """Top-1 accuracy in percent."""
@@ -157,14 +181,7 @@ def _train_or_load(
     if state_path is not None and state_path.exists():
         state = load_tensors(state_path, "the ANN training-resume state", map_location=device)
         try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            # RNG states are byte tensors, kept on the CPU whatever map_location said.
-            generator.set_state(state["generator"].cpu())
-            # Augmentation draws from the global RNG and AMP keeps a loss scale: both resume as they were.
-            torch.set_rng_state(state["torch_rng"].cpu())
-            scaler.load_state_dict(state["scaler"])
+            restore_training_state(state, model, optimizer, scheduler, scaler, generator)
             start_epoch, elapsed = int(state["epoch"]), float(state["elapsed_s"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
             raise UnusableFileError(
@@ -193,16 +210,7 @@ def _train_or_load(
             epochs_run += 1
             if state_path is not None:
                 _atomic_save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "generator": generator.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "scaler": scaler.state_dict(),
-                        "epoch": epoch + 1,
-                        "elapsed_s": elapsed,
-                    },
+                    training_state(model, optimizer, scheduler, scaler, generator, epoch=epoch + 1, elapsed_s=elapsed),
                     state_path,
                 )
             epoch_bar.advance()
