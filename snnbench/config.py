@@ -148,7 +148,7 @@ class ModelSpec(_Strict):
 class DatasetSpec(_Strict):
     """One dataset: a name, where to find it and whether it may be downloaded."""
 
-    name: Literal["digits", "digits_spiking", "cifar10", "cifar100", "imagenet", "fmnist", "nmnist", "shd", "synthetic"]
+    name: Literal["digits", "digits_spiking", "cifar10", "cifar100", "imagenet", "fmnist", "nmnist", "shd", "synthetic", "synthetic_spiking"]
     root: Optional[str] = Field(None, description="data root; else --data-root, SNNBENCH_DATA, cache")
     download: bool = False
     limit_train: Optional[int] = Field(None, gt=0, description="use only the first N training samples")

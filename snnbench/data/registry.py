@@ -23,6 +23,7 @@ LOADERS: dict[str, str] = {
     "cifar100": "snnbench.data.vision:cifar100_bundle",
     "imagenet": "snnbench.data.vision:imagenet_bundle",
     "synthetic": "snnbench.data.vision:synthetic_bundle",
+    "synthetic_spiking": "snnbench.data.spiking:synthetic_spiking_bundle",
 }
 
 
