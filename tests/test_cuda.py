@@ -183,6 +183,25 @@ def test_neuron_past_2_31_elements():
     torch.cuda.empty_cache()
 
 
+@pytest.mark.skipif(not ON_CARD, reason="host syncs exist on a card only")
+def test_neuron_hot_path_has_no_host_sync_once_parameters_are_checked():
+    """Per-channel θ and bias are checked once per version; the chained v_init needs no check."""
+    x = torch.randn(4, 8, 16, 5, device="cuda") + 0.5
+    thr = torch.rand(16, device="cuda") + 0.5
+    bias = 0.1 * torch.randn(4, 16, device="cuda")
+    _, v = nk.multistep_if(x, threshold=thr, bias=bias)  # first call: checks (one sync), compiles
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            _, v = nk.multistep_if(x, threshold=thr, bias=bias, v_init=v)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    thr[0] = float("nan")  # an in-place change is a new version: checked again
+    with pytest.raises(ValueError, match="^threshold: "):
+        nk.multistep_if(x, threshold=thr, bias=bias)
+
+
 def test_philox_stream_equal_on_gpu_and_cpu():
     """The LocalZO draws of the Triton kernel on this device equal the CPU reference bit for bit."""
     x = torch.randn(3, size(4096, 64), device=DEVICE, generator=_gen(5)) * 0.3 + 1.0
