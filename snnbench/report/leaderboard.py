@@ -49,8 +49,8 @@ def _fmt(value: Any) -> str:
 
 # Measurements worth a column in the page's summary of a benchmark file (the JSON keeps the rest).
 HEADLINE = ("ms", "median_ms", "graph_ms", "fwd_ms", "bwd_ms", "step_ms", "calibrate_s", "s", "gbps",
-            "frac_of_copy", "frac_copy_bw", "ceiling_fraction", "speedup", "bwd_speedup", "step_speedup",
-            "speedup_vs_torch_loop", "active_fraction")
+            "frac_of_ceiling", "frac_of_copy", "frac_copy_bw", "ceiling_fraction", "speedup", "bwd_speedup",
+            "step_speedup", "speedup_vs_torch_loop", "active_fraction", "images_per_s", "frac_of_peak")
 
 
 def rows_markdown(rows: Sequence[dict[str, Any]], headline: Optional[Sequence[str]] = None) -> str:
