@@ -124,6 +124,8 @@ def _validate(
 ) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() < 3:
         raise ValueError(f"x must be a tensor [T, B, C, ...] with at least 3 dims, got {getattr(x, 'shape', x)}")
+    if x.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"x is on {x.device.type}, which is not supported; expected a cpu or cuda tensor")
     if x.dtype not in _FLOAT_DTYPES:
         raise ValueError(f"x must be float32, float16 or bfloat16, got {x.dtype}")
     if not isinstance(a, torch.Tensor) or a.dtype not in _FLOAT_DTYPES:
@@ -139,20 +141,28 @@ def _validate(
     channels = x.shape[2]
     if thresh.numel() not in (1, channels):
         raise ValueError(f"thresh must have 1 or C={channels} elements, got {thresh.numel()}")
-    if not bool(torch.isfinite(thresh).all()) or not bool((thresh > 0).all()):
-        raise ValueError(f"thresh must be finite and positive, got {thresh.tolist()[:8]}")
     if bias is not None:
         if tuple(bias.shape) != (x.shape[0], channels):
             raise ValueError(f"bias must have shape [T, C] = {(x.shape[0], channels)}, got {tuple(bias.shape)}")
         if bias.device != x.device:
             raise ValueError(f"bias is on {bias.device} but x is on {x.device}")
-        if not bool(torch.isfinite(bias).all()):
-            raise ValueError("bias must be finite")
     if v_init is not None:
         if not isinstance(v_init, torch.Tensor) or tuple(v_init.shape) != tuple(x.shape[1:]):
             raise ValueError(f"v_init must have the shape of one step of x {tuple(x.shape[1:])}")
         if v_init.device != x.device:
             raise ValueError(f"v_init is on {v_init.device} but x is on {x.device}")
+    # One host sync for every parameter tensor (calibration runs a few calls per layer, not a hot loop).
+    flags = torch.stack([
+        (torch.isfinite(thresh) & (thresh > 0)).all(),
+        torch.isfinite(bias).all() if bias is not None else torch.ones((), dtype=torch.bool, device=x.device),
+        torch.isfinite(v_init).all() if v_init is not None else torch.ones((), dtype=torch.bool, device=x.device),
+    ]).tolist()
+    if not flags[0]:
+        raise ValueError(f"thresh must be finite and positive, got {thresh.tolist()[:8]}")
+    if not flags[1]:
+        raise ValueError("bias must be finite")
+    if not flags[2]:
+        raise ValueError("v_init must be finite")
     if check_finite:
         # Off by default: a full read of x costs as much as the kernel itself.
         if not bool(torch.isfinite(x).all()):

@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import weakref
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -448,9 +449,12 @@ def _finite_scalar(name: str, value, positive: bool = False) -> float:
     if positive and value <= 0:
         raise ValueError(f"{name}: must be positive, got {value}")
     try:
-        return _f32(value)
+        rounded = _f32(value)
     except OverflowError:
-        raise ValueError(f"{name}: {value} is outside the float32 range") from None
+        rounded = math.inf
+    if not math.isfinite(rounded):
+        raise ValueError(f"{name}: {value} is outside the float32 range (|value| < 3.4e38)")
+    return rounded
 
 
 def _choice(name: str, value, allowed) -> str:
@@ -470,6 +474,8 @@ def _save_dtype(value) -> torch.dtype:
 def _check_x(x) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x: expected a tensor [T, ...], got {type(x).__name__}")
+    if x.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"x: tensors on {x.device.type} are not supported; expected a cpu or cuda tensor")
     if x.dtype not in _IO_DTYPES:
         raise ValueError(f"x: unsupported dtype {x.dtype}; expected float32, float16 or bfloat16")
     if x.dim() < 2:
@@ -495,6 +501,46 @@ def _check_param_tensor(name: str, t: torch.Tensor, x: torch.Tensor) -> None:
         raise ValueError(
             f"{name}: requires grad, but the neuron treats it as a constant; pass {name}.detach()"
         )
+
+
+# Parameter tensors found finite, by identity and version (``id -> (weakref, _version)``). A module
+# passes the same threshold and bias on every call and its previous chunk's v_final as v_init, so
+# on CUDA the finiteness check — a host sync — runs once per parameter version instead of per call.
+_KNOWN_FINITE: dict[int, tuple[weakref.ref, int]] = {}
+
+
+def _known_finite(t: torch.Tensor) -> bool:
+    entry = _KNOWN_FINITE.get(id(t))
+    return entry is not None and entry[0]() is t and entry[1] == t._version
+
+
+def _remember_finite(t: torch.Tensor) -> None:
+    key = id(t)
+    _KNOWN_FINITE[key] = (weakref.ref(t, lambda _ref: _KNOWN_FINITE.pop(key, None)), t._version)
+
+
+def _check_finite(checks: list[tuple[str, torch.Tensor, torch.Tensor, bool]]) -> None:
+    """Refuse non-finite (or, where ``positive``, non-positive) values in parameter tensors.
+
+    ``checks``: (name, the caller's tensor, its prepared copy, positive). CPU tensors are checked on
+    every call; CUDA tensors once per version (one sync for all of them), and never while a CUDA
+    graph is being captured, where a sync is not allowed.
+    """
+    pending = [c for c in checks if not (c[1].is_cuda and _known_finite(c[1]))]
+    if not pending:
+        return
+    if pending[0][2].is_cuda and torch.cuda.is_current_stream_capturing():
+        return
+    flags = torch.stack(
+        [(torch.isfinite(t) & (t > 0)).all() if positive else torch.isfinite(t).all() for _, _, t, positive in pending]
+    ).tolist()
+    for (name, _, _, positive), ok in zip(pending, flags):
+        if not ok:
+            why = "finite and positive" if positive else "finite"
+            raise ValueError(f"{name}: every value must be {why}")
+    for _, given, _, _ in pending:
+        if given.is_cuda:
+            _remember_finite(given)
 
 
 def _resolve_backend(backend: str, x: torch.Tensor) -> str:
@@ -564,7 +610,7 @@ def _prepare(
                     f"threshold: expected a scalar or [C] = [{channels}] per-channel tensor, got shape {list(threshold.shape)}"
                 )
         thresh_t = threshold.detach().reshape(-1).to(torch.float32).contiguous()
-        to_check.append(("threshold", thresh_t, True))
+        to_check.append(("threshold", threshold, thresh_t, True))
     else:
         thresh_value = _finite_scalar("threshold", threshold, positive=True)
 
@@ -579,7 +625,7 @@ def _prepare(
                 f"bias: expected shape [T, C] = [{x.shape[0]}, {channels}], got {list(bias.shape)}"
             )
         bias_t = bias.detach().to(torch.float32).contiguous()
-        to_check.append(("bias", bias_t, False))
+        to_check.append(("bias", bias, bias_t, False))
 
     v_init_t = None
     v_init_value = None
@@ -597,23 +643,13 @@ def _prepare(
                 f"v_init: shape {list(v_init.shape)} does not broadcast to one step of x, {list(x.shape[1:])}"
             )
         v_init_t = v_init
+        to_check.append(("v_init", v_init, v_init.detach(), False))
     elif v_init is not None:
         v_init_value = _finite_scalar("v_init", v_init)
     elif not default_v_init_half:
         v_init_value = v_reset
 
-    if to_check:
-        # One host sync for all parameter tensors, not one per tensor.
-        flags = torch.stack(
-            [
-                (torch.isfinite(t) & (t > 0)).all() if positive else torch.isfinite(t).all()
-                for _, t, positive in to_check
-            ]
-        ).tolist()
-        for (name, _, positive), ok in zip(to_check, flags):
-            if not ok:
-                why = "finite and positive" if positive else "finite"
-                raise ValueError(f"{name}: every value must be {why}")
+    _check_finite(to_check)
 
     opts = NeuronOptions(
         beta=_f32(beta),
@@ -1057,8 +1093,13 @@ def multistep_neuron(
     )
     if not needs_grad:
         out, v_final, _ = neuron_forward(x, opts, thresh_t, bias_t, v_init_t, False, _force_index_64)
-        return out, v_final
-    return MultiStepNeuronFunction.apply(x, v_init_t, opts, thresh_t, bias_t, _force_index_64)
+    else:
+        out, v_final = MultiStepNeuronFunction.apply(x, v_init_t, opts, thresh_t, bias_t, _force_index_64)
+    if v_final.is_cuda:
+        # Passed back as the next chunk's v_init, it is as finite as this call's x (data, unchecked):
+        # checking it again would cost a sync per chunk.
+        _remember_finite(v_final)
+    return out, v_final
 
 
 def multistep_if(

@@ -349,6 +349,7 @@ def bench_neuron(
     device: str = typer.Option("auto", help="cuda, cpu or auto"),
     out: Optional[Path] = typer.Option(None, help="folder for neuron.json"),
     quick: bool = typer.Option(False, help="small sizes (a CPU smoke run)"),
+    sweep: Optional[Path] = typer.Option(None, help="sweep file (default suites/kernels.yaml, section 'neuron')"),
 ) -> None:
     """Multi-step LIF/IF kernels vs a PyTorch loop, torch.compile and SpikingJelly, with the copy ceiling.
 
@@ -356,7 +357,7 @@ def bench_neuron(
     """
     from snnbench.bench.neuron import run_neuron_bench
 
-    _run_bench(run_neuron_bench, device=device, out=_bench_out(out), quick=quick, console=console)
+    _run_bench(run_neuron_bench, device=device, out=_bench_out(out), quick=quick, console=console, sweep_path=sweep)
 
 
 @bench_app.command("sparse")

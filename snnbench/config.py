@@ -179,7 +179,7 @@ class DatasetSpec(_Strict):
     """One dataset: a name, where to find it and whether it may be downloaded."""
 
     name: Literal["digits", "digits_spiking", "cifar10", "cifar100", "imagenet", "fmnist", "nmnist", "shd", "synthetic",
-                  "dvs_cifar10", "dvs_gesture", "imagenet100"]
+                  "synthetic_spiking", "dvs_cifar10", "dvs_gesture", "imagenet100"]
     root: Optional[str] = Field(None, description="data root; else --data-root, SNNBENCH_DATA, cache")
     download: bool = False
     limit_train: Optional[int] = Field(None, gt=0, description="use only the first N training samples")

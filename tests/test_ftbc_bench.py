@@ -29,8 +29,11 @@ def test_quick_bench_writes_json(tmp_path):
     assert saved["kernel_max_rel_diff_vs_reference"] < 1e-5
     assert saved["environment"]["torch"] == torch.__version__
     impls = [row["impl"] for row in saved["rows"]]
-    assert impls[:4] == ["ftbc_fast", "ftbc_reference", "eval_pass", "copy"]
+    assert impls[:5] == ["ftbc_fast", "ftbc_reference", "eval_pass", "ann_forward", "copy"]
     assert impls.count("ftbc_stats_kernel") == 15
-    assert all(row["bytes"] > 0 and "frac_of_copy" in row for row in saved["rows"][4:])
+    kernel_rows = saved["rows"][5:]
+    assert all(row["bytes"] > 0 and row["frac_of_ceiling"] > 0 for row in kernel_rows)
+    assert all(row["p20_ms"] <= row["median_ms"] <= row["p80_ms"] for row in kernel_rows)
+    assert saved["schema"] == 2
     assert "reduced sizes" in saved["note"]
     assert result["path"] == str(tmp_path / "ftbc.json")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from snnbench.bench import timing
-from snnbench.bench.neuron import DEFAULT_SWEEP, SWEEP_FILE, load_sweep, plain_lif_loop, run_neuron_bench, summarize
+from snnbench.bench.neuron import SWEEP_FILE, SWEEP_KEYS, load_sweep, plain_lif_loop, run_neuron_bench, summarize
 from snnbench.kernels import multistep_lif
 
 
@@ -28,34 +28,43 @@ def test_quick_cpu_run_writes_valid_json(tmp_path):
     assert {"copy", "snnbench", "snnbench_uint8", "snnbench_localzo", "torch_loop"} <= impls
     assert {r["dtype"] for r in timed} == {"fp32", "bf16"}
     assert {r["mode"] for r in timed} == {"fwd", "fwd_bwd"}
+    assert data["schema"] == 2
     for r in timed:
         assert r["median_ms"] > 0 and r["bytes"] > 0
+        assert r["p20_ms"] <= r["median_ms"] <= r["p80_ms"]
         assert r["gbps"] == pytest.approx(r["bytes"] / (r["median_ms"] * 1e-3) / 1e9)
-        assert r["frac_copy_bw"] == pytest.approx(r["gbps"] / r["copy_gbps"])
+        assert r["frac_of_ceiling"] == pytest.approx(r["gbps"] / r["ceiling_gbps"])
     skipped = [r for r in data["rows"] if not r["median_ms"]]
     assert all(r.get("note") for r in skipped)  # every missing time says why
     assert result["rows"] == data["rows"]
 
 
-def test_sweep_file_matches_builtin_defaults():
+def test_the_sweep_lives_in_the_suite_file_only():
     assert SWEEP_FILE.exists()
-    assert load_sweep() == DEFAULT_SWEEP
+    assert set(load_sweep()) == set(SWEEP_KEYS)
 
 
-def test_sweep_file_rejects_unknown_keys(tmp_path):
+def test_sweep_file_rejects_unknown_missing_and_absent(tmp_path):
+    import yaml
+
     path = tmp_path / "kernels.yaml"
-    path.write_text("neuron:\n  timestep: [4]\n")
+    section = yaml.safe_load(SWEEP_FILE.read_text())["neuron"]
+    path.write_text(yaml.safe_dump({"neuron": {**section, "timestep": [4]}}))
     with pytest.raises(ValueError, match="unknown keys"):
         load_sweep(path)
-    path.write_text("neuron:\n  timesteps: [2]\n  timing: {rep_ms: 7}\n")
-    sweep = load_sweep(path)
-    assert sweep["timesteps"] == [2] and sweep["timing"] == {"warmup_ms": 25, "rep_ms": 7}
+    path.write_text(yaml.safe_dump({"neuron": {k: v for k, v in section.items() if k != "timing"}}))
+    with pytest.raises(ValueError, match=r"missing keys \['timing'\]"):
+        load_sweep(path)
+    with pytest.raises(ValueError, match="missing"):
+        load_sweep(tmp_path / "absent.yaml")
+    path.write_text(yaml.safe_dump({"neuron": {**section, "timesteps": [2]}}))
+    assert load_sweep(path)["timesteps"] == [2]
 
 
 def test_plain_loop_baseline_is_the_same_neuron():
     # The PyTorch baseline must do the work snnbench does, or the speed-ups mean nothing.
     x = torch.randn(6, 4, 50) + 0.5
-    model = DEFAULT_SWEEP["model"]
+    model = load_sweep()["model"]
     ours, _ = multistep_lif(x, backend="torch", **model)
     agree = (plain_lif_loop(x, **model) == ours).float().mean()
     assert agree > 0.999  # h is computed in another order: spikes may differ where h ≈ θ to an ulp
@@ -65,7 +74,7 @@ def test_summary_reports_the_design_targets():
     rows = [
         {"impl": "snnbench", "mode": "fwd_bwd", "T": 32, "N": 8388608, "dtype": "fp32", "median_ms": 1.3, "copy_time_for_bytes_ms": 1.25, "bytes": 1},
         {"impl": "spikingjelly", "mode": "fwd_bwd", "T": 32, "N": 8388608, "dtype": "fp32", "median_ms": 1.7},
-        {"impl": "snnbench", "mode": "fwd", "T": 32, "N": 8388608, "dtype": "fp32", "median_ms": 0.5, "frac_copy_bw": 0.95},
+        {"impl": "snnbench", "mode": "fwd", "T": 32, "N": 8388608, "dtype": "fp32", "median_ms": 0.5, "frac_of_ceiling": 0.95},
     ]
     summary = summarize(rows)
     assert summary["fwd_bwd_target"]["met"] is False

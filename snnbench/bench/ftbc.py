@@ -13,7 +13,6 @@ command runs in seconds; the JSON says so. This module must not import ``snnbenc
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -21,16 +20,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from snnbench.bench.timing import (
-    copy_ceiling,
-    gbps,
-    json_out_path,
-    median_ms,
-    release_memory,
-    resolve_device,
-    synchronize,
-)
-from snnbench.records.env import environment
+from snnbench.bench.harness import console_or_print, copy_ceiling, header, measure, render, with_bandwidth, write_json
+from snnbench.bench.timing import gbps, json_out_path, release_memory, resolve_device, synchronize
 
 TARGET_SPEEDUP = 10.0
 OFFICIAL_LOOP_H200_S = 5.23  # DESIGN §6: the FTBC repository's loop, same setting, H200
@@ -74,7 +65,7 @@ def _kernel_rows(ann, snn, x: torch.Tensor, steps: int, device: str, timing: dic
     acts = ann_activations(ann, pairs, x)
     rows: list[dict[str, Any]] = []
 
-    def measure(pair, folded: torch.Tensor) -> None:
+    def measure_layer(pair, folded: torch.Tensor) -> None:
         currents = unfold(folded, steps)
         a = acts.pop(pair.name)
         thresh = pair.spiking.neuron.thresh
@@ -84,22 +75,12 @@ def _kernel_rows(ann, snn, x: torch.Tensor, steps: int, device: str, timing: dic
         oracle = ftbc_stats_reference(currents, a, thresh)
         scale = float(oracle.abs().max().clamp_min(1.0))
         synchronize(device)
-        ms = median_ms(run, device, **timing)
-        n_bytes = ftbc_stats_bytes(currents, a)
-        rows.append(
-            {
-                "impl": "ftbc_stats_kernel",
-                "layer": pair.name,
-                "shape": list(currents.shape),
-                "T": steps,
-                "ms": ms,
-                "bytes": n_bytes,
-                "gbps": gbps(n_bytes, ms),
-                "max_rel_diff_vs_reference": float((sums - oracle).abs().max()) / scale,
-            }
-        )
+        row = {"impl": "ftbc_stats_kernel", "layer": pair.name, "shape": list(currents.shape), "T": steps,
+               **measure(run, device, **timing),
+               "max_rel_diff_vs_reference": float((sums - oracle).abs().max()) / scale}
+        rows.append(with_bandwidth(row, ftbc_stats_bytes(currents, a), None))
 
-    with torch.no_grad(), before_each_layer(pairs, measure):
+    with torch.no_grad(), before_each_layer(pairs, measure_layer):
         simulate(snn, x, steps)
     return rows
 
@@ -110,45 +91,18 @@ def _mean_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> 
 
 
 def _render(result: dict[str, Any], console: Any) -> None:
-    lines = [
-        ("fast layer-major FTBC", f"{result['fast_s']:.3f} s"),
-        ("official per-layer loop", f"{result['reference_s']:.3f} s"),
-        ("speed-up", f"{result['speedup']:.1f}× (target ≥ {TARGET_SPEEDUP:g}×)"),
-        ("max |Δbias| fast vs official", f"{result['max_abs_bias_diff']:.2e} (max |bias| {result['max_abs_bias']:.3g})"),
-        ("one evaluation pass (T steps, 1 batch)", f"{result['eval_pass_s']:.3f} s"),
-        ("fast calibration / evaluation passes", f"{result['fast_cost_in_eval_passes']:.1f}"),
-        ("kernel: bytes, GB/s, fraction of copy", f"{result['kernel']['bytes'] / 1e9:.2f} GB, {result['kernel']['gbps']:.0f} GB/s, {result['kernel']['frac_of_copy']:.2f}"),
+    k = result["kernel"]
+    rows = [
+        {"measure": "fast layer-major FTBC", "value": f"{result['fast_s']:.3f} s"},
+        {"measure": "official per-layer loop", "value": f"{result['reference_s']:.3f} s"},
+        {"measure": "speed-up", "value": f"{result['speedup']:.1f}× (target ≥ {TARGET_SPEEDUP:g}×)"},
+        {"measure": "max |Δbias| fast vs official", "value": f"{result['max_abs_bias_diff']:.2e} (max |bias| {result['max_abs_bias']:.3g})"},
+        {"measure": "one evaluation pass (T steps, 1 batch)", "value": f"{result['eval_pass_s']:.3f} s"},
+        {"measure": "fast calibration / evaluation passes", "value": f"{result['fast_cost_in_eval_passes']:.1f}"},
+        {"measure": "kernel: bytes, GB/s, fraction of copy", "value": f"{k['bytes'] / 1e9:.2f} GB, {k['gbps']:.0f} GB/s, {k['frac_of_ceiling']:.2f}"},
     ]
     title = f"FTBC calibration, VGG-16 CIFAR-100 shapes, T={result['config']['T']} on {result['environment']['hardware'].get('name', result['device'])}"
-    try:
-        from rich.table import Table
-    except ImportError:  # the GPU machines may lack rich
-        console.print(title)
-        for name, value in lines:
-            console.print(f"  {name:42s} {value}")
-        return
-    table = Table(title=title)
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for name, value in lines:
-        table.add_row(name, value)
-    console.print(table)
-
-
-class _PlainConsole:
-    def print(self, *args: Any) -> None:
-        print(*args)
-
-
-def _console(console: Any) -> Any:
-    if console is not None:
-        return console
-    try:
-        from rich.console import Console
-
-        return Console()
-    except ImportError:
-        return _PlainConsole()
+    render(rows, [("measure", "measure", ""), ("value", "value", "")], console, title, timed_key="value")
 
 
 def run_ftbc_bench(
@@ -164,7 +118,7 @@ def run_ftbc_bench(
     from snnbench.conversion.convert import simulate
     from snnbench.conversion.layers import max_bias_difference, restore_biases, snapshot_biases
 
-    console = _console(console)
+    console = console_or_print(console)
     device = resolve_device(device)
     small = quick or device == "cpu"
     sizes = dict(QUICK if quick else SMALL if small else FULL)
@@ -202,16 +156,16 @@ def run_ftbc_bench(
     eval_pass()
     eval_s = statistics.median(_timed(eval_pass, device) for _ in range(3))
     with torch.no_grad():
-        ann_ms = median_ms(lambda: ann(batches[0]), device, **timing)
+        ann_times = measure(lambda: ann(batches[0]), device, **timing)
 
     kernel_rows = _kernel_rows(ann, snn, batches[0], steps, device, timing)
     release_memory(device)
     largest = max(kernel_rows, key=lambda r: r["bytes"])
     copy = copy_ceiling(largest["bytes"] // 8, torch.float32, device, **timing)  # read+write = kernel's bytes
     for row in kernel_rows:
-        row["frac_of_copy"] = row["gbps"] / copy["gbps"]
+        with_bandwidth(row, row["bytes"], copy["gbps"])
     kernel_bytes = sum(r["bytes"] for r in kernel_rows)
-    kernel_ms = sum(r["ms"] for r in kernel_rows)
+    kernel_ms = sum(r["median_ms"] for r in kernel_rows)
 
     fast_s = statistics.median(fast_times)
     reference_s = statistics.median(reference_times)
@@ -225,10 +179,7 @@ def run_ftbc_bench(
         "if_layers": len(kernel_rows),
         **{k: sizes[k] for k in ("width", "hidden", "batch_size", "batches")},
     }
-    result: dict[str, Any] = {
-        "benchmark": "ftbc",
-        "device": device,
-        "environment": environment(device),
+    result: dict[str, Any] = header("ftbc", device, **{
         "note": note,
         "config": config,
         "fast_s": fast_s,
@@ -244,31 +195,31 @@ def run_ftbc_bench(
         "kernel_max_rel_diff_vs_reference": max(r["max_rel_diff_vs_reference"] for r in kernel_rows),
         "max_abs_bias": max(float(b.abs().max()) for b in fast_biases.values() if b.numel()),
         "eval_pass_s": eval_s,
-        "ann_forward_ms": ann_ms,
+        "ann_forward_ms": ann_times["median_ms"],
         "fast_cost_in_eval_passes": fast_s / eval_s,
         "reference_cost_in_eval_passes": reference_s / eval_s,
         "kernel": {
-            "ms": kernel_ms,
+            "median_ms": kernel_ms,
             "bytes": kernel_bytes,
             "gbps": gbps(kernel_bytes, kernel_ms),
-            "frac_of_copy": gbps(kernel_bytes, kernel_ms) / copy["gbps"],
+            "frac_of_ceiling": gbps(kernel_bytes, kernel_ms) / copy["gbps"],
             "share_of_fast_s": kernel_ms * 1e-3 * config["batches"] / fast_s,
         },
         "copy": copy,
-        "timing": {"method": "triton.testing.do_bench median" if device == "cuda" else "time.perf_counter median", **timing},
         "bytes_note": "kernel bytes = x[T,B,C,...] and a[B,C,...] read once; copy bytes = read + write",
         "rows": [
             {"impl": "ftbc_fast", "T": steps, "calibrate_s": fast_s, "speedup": reference_s / fast_s},
             {"impl": "ftbc_reference", "T": steps, "calibrate_s": reference_s},
             {"impl": "eval_pass", "T": steps, "s": eval_s},
-            {"impl": "copy", "ms": copy["ms"], "bytes": copy["bytes"], "gbps": copy["gbps"]},
+            {"impl": "ann_forward", **ann_times},
+            {"impl": "copy", **{k: copy[k] for k in ("median_ms", "p20_ms", "p80_ms", "bytes", "gbps")}},
             *kernel_rows,
         ],
-    }
+    })
+    result["timing"].update(timing)
     path = json_out_path(out, "ftbc.json")
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2, default=str))
+        write_json(path, result)
         result["path"] = str(path)
     _render(result, console)
     if out is not None:

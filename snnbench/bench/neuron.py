@@ -14,7 +14,6 @@ This module must not import ``snnbench.config`` (pydantic is absent on the GPU m
 
 from __future__ import annotations
 
-import copy as _copy
 import json
 import time
 import traceback
@@ -23,52 +22,13 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from snnbench.bench.timing import (
-    copy_ceiling,
-    gbps,
-    json_out_path,
-    median_ms,
-    release_memory,
-    resolve_device,
-    synchronize,
-)
-from snnbench.records.env import environment
+from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
+from snnbench.bench.timing import gbps, json_out_path, release_memory, resolve_device, synchronize
 
 SWEEP_FILE = Path(__file__).resolve().parents[2] / "suites" / "kernels.yaml"
-
-# Used when suites/kernels.yaml is not shipped (a wheel install); keep in step with that file.
-DEFAULT_SWEEP: dict[str, Any] = {
-    "model": {
-        "tau": 2.0,
-        "decay_input": True,
-        "threshold": 1.0,
-        "reset": "hard",
-        "v_reset": 0.0,
-        "surrogate": "sigmoid",
-        "alpha": 4.0,
-    },
-    "input": {"mean": 0.5, "std": 1.0},
-    "timesteps": [4, 8, 16, 32],
-    "sizes": [1048576, 8388608],
-    "dtypes": ["fp32", "bf16"],
-    "modes": ["fwd", "fwd_bwd"],
-    "impls": [
-        "copy",
-        "snnbench",
-        "snnbench_uint8",
-        "snnbench_localzo",
-        "torch_loop",
-        "torch_compile",
-        "spikingjelly",
-    ],
-    "graph_impls": ["copy", "snnbench", "snnbench_uint8", "snnbench_localzo", "torch_loop"],
-    "save_dtype": "bf16",
-    "localzo": {"distribution": "normal", "delta": 0.5, "q": 5},
-    "compile": {"timesteps": [8, 32], "sizes": [8388608], "dtypes": ["fp32"], "budget_s": 150},
-    "timing": {"warmup_ms": 25, "rep_ms": 60},
-    "cpu": {"timesteps": [4, 8], "sizes": [16384, 65536], "timing": {"warmup_ms": 5, "rep_ms": 50}},
-    "quick": {"timesteps": [4], "sizes": [2048], "timing": {"warmup_ms": 1, "rep_ms": 5}},
-}
+# The sweep lives in suites/kernels.yaml only; these are the keys it must define.
+SWEEP_KEYS = ("model", "input", "timesteps", "sizes", "dtypes", "modes", "impls", "graph_impls", "save_dtype",
+              "localzo", "compile", "timing", "cpu", "quick")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TARGET_POINT = {"T": 32, "N": 8388608, "dtype": "fp32"}
 TARGET_FWD_BWD_MS = 1.0  # DESIGN §6, H200
@@ -76,25 +36,24 @@ TARGET_FWD_FRACTION_OF_COPY = 0.9  # "inference forward within 10% of the copy t
 
 
 def load_sweep(path: Optional[Path] = None) -> dict[str, Any]:
-    """The ``neuron`` section of suites/kernels.yaml over the built-in defaults."""
-    sweep = _copy.deepcopy(DEFAULT_SWEEP)
-    path = Path(path) if path is not None else SWEEP_FILE
-    if path.exists():
-        import yaml
+    """The ``neuron`` section of suites/kernels.yaml (or ``path``), every key present."""
+    import yaml
 
-        data = yaml.safe_load(path.read_text()) or {}
-        section = data.get("neuron", {})
-        if not isinstance(section, dict):
-            raise ValueError(f"{path}: 'neuron' must be a mapping of sweep settings")
-        unknown = set(section) - set(DEFAULT_SWEEP)
-        if unknown:
-            raise ValueError(f"{path}: neuron: unknown keys {sorted(unknown)}; expected {sorted(DEFAULT_SWEEP)}")
-        for key, value in section.items():
-            if isinstance(value, dict) and isinstance(sweep.get(key), dict):
-                sweep[key].update(value)
-            else:
-                sweep[key] = value
-    return sweep
+    path = Path(path) if path is not None else SWEEP_FILE
+    if not path.exists():
+        raise ValueError(f"{path}: the neuron sweep file is missing (it ships as suites/kernels.yaml; "
+                         "pass --sweep PATH)")
+    data = yaml.safe_load(path.read_text()) or {}
+    section = data.get("neuron") if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: 'neuron' must be a mapping of sweep settings")
+    unknown = set(section) - set(SWEEP_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: neuron: unknown keys {sorted(unknown)}; expected {sorted(SWEEP_KEYS)}")
+    missing = [k for k in SWEEP_KEYS if k not in section]
+    if missing:
+        raise ValueError(f"{path}: neuron: missing keys {missing}")
+    return section
 
 
 # --------------------------------------------------------------------------------------------------
@@ -291,22 +250,19 @@ def _measure_point(
     def add(
         impl: str,
         mode: str,
-        ms: Optional[float],
+        times: Optional[dict[str, float]],
         note: str = "",
         first_call_s: Optional[float] = None,
         gpu_ms: Optional[float] = None,
     ) -> None:
-        row = {
-            "impl": impl,
-            "T": T,
-            "N": N,
-            "dtype": dtype_name,
-            "mode": mode,
-            "median_ms": ms,
-            "bytes": _row_bytes(impl, T, N, dtype, mode, save_dtype),
-        }
+        row = {"impl": impl, "T": T, "N": N, "dtype": dtype_name, "mode": mode,
+               **(times or {"median_ms": None, "p20_ms": None, "p80_ms": None}),
+               "bytes": _row_bytes(impl, T, N, dtype, mode, save_dtype)}
         if gpu_ms is not None:
             row["graph_ms"] = gpu_ms
+            if times:
+                # What the host adds per call: eager time minus the GPU time of a graph replay.
+                row["host_overhead_ms"] = times["median_ms"] - gpu_ms
         if first_call_s is not None:
             row["first_call_s"] = round(first_call_s, 3)
         if note:
@@ -314,7 +270,7 @@ def _measure_point(
         rows.append(row)
 
     # The ceiling row always exists: every other row's fractions are taken against it.
-    add("copy", "fwd", ceiling["ms"], "device-to-device copy of x (read + write)", gpu_ms=ceiling.get("graph_ms"))
+    add("copy", "fwd", {k: ceiling[k] for k in ("median_ms", "p20_ms", "p80_ms")}, "device-to-device copy of x (read + write)", gpu_ms=ceiling.get("graph_ms"))
     for impl in sweep["impls"]:
         if impl == "copy":
             continue
@@ -339,9 +295,9 @@ def _measure_point(
                 first = time.perf_counter() - start
                 if impl == "torch_compile":
                     compile_budget.spend(first)
-                ms = median_ms(fn, device, **timing)
+                times = measure(fn, device, **timing)
                 gpu = _try_graph_ms(fn) if device == "cuda" and impl in sweep["graph_impls"] else None
-                add(impl, mode, ms, note, first, gpu)
+                add(impl, mode, times, note, first, gpu)
             except Exception as err:  # noqa: BLE001 - one failing peer must not lose the sweep
                 add(impl, mode, None, f"error: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}")
                 traceback.print_exc()
@@ -366,14 +322,12 @@ def derive_fractions(rows: list[dict[str, Any]]) -> None:
     ceiling = max(gbps(copy_row["bytes"], ms) for ms in timings if ms)
     base = {r["mode"]: r["median_ms"] for r in rows if r["impl"] == "torch_loop" and r["median_ms"]}
     for r in rows:
-        ms, g_ms = r.get("median_ms"), r.get("graph_ms")
-        r["copy_gbps"] = ceiling
+        ms = r.get("median_ms")
+        r["ceiling_gbps"] = ceiling
         r["copy_time_for_bytes_ms"] = r["bytes"] / (ceiling * 1e9) * 1e3
-        r["gbps"] = gbps(r["bytes"], ms) if ms else None
-        r["frac_copy_bw"] = r["gbps"] / ceiling if ms else None
-        if g_ms:
-            r["graph_gbps"] = gbps(r["bytes"], g_ms)
-            r["graph_frac_copy_bw"] = r["graph_gbps"] / ceiling
+        with_bandwidth(r, r["bytes"], ceiling)
+        if r.get("graph_ms"):
+            with_bandwidth(r, r["bytes"], ceiling, ms_key="graph_ms", prefix="graph_")
         if r["impl"] != "copy" and ms and r["mode"] in base:
             r["speedup_vs_torch_loop"] = base[r["mode"]] / ms
 
@@ -548,20 +502,20 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
         if sj and sj.get("median_ms"):
             out["fwd_bwd_target"]["spikingjelly_ms"] = sj["median_ms"]
             out["fwd_bwd_target"]["speedup_vs_spikingjelly"] = sj["median_ms"] / ours["median_ms"]
-    fwd = [r for r in rows if r["impl"] in ("snnbench", "snnbench_uint8") and r["mode"] == "fwd" and r.get("frac_copy_bw")]
+    fwd = [r for r in rows if r["impl"] in ("snnbench", "snnbench_uint8") and r["mode"] == "fwd" and r.get("frac_of_ceiling")]
     if fwd:
-        worst = min(fwd, key=lambda r: r["frac_copy_bw"])
-        keys = ("impl", "T", "N", "dtype", "median_ms", "frac_copy_bw", "graph_ms", "graph_frac_copy_bw")
+        worst = min(fwd, key=lambda r: r["frac_of_ceiling"])
+        keys = ("impl", "T", "N", "dtype", "median_ms", "frac_of_ceiling", "graph_ms", "graph_frac_of_ceiling")
         out["inference_fwd"] = {
             "target_fraction_of_copy": TARGET_FWD_FRACTION_OF_COPY,
             "worst": {k: worst.get(k) for k in keys},
-            "points_meeting_target": sum(r["frac_copy_bw"] >= TARGET_FWD_FRACTION_OF_COPY for r in fwd),
+            "points_meeting_target": sum(r["frac_of_ceiling"] >= TARGET_FWD_FRACTION_OF_COPY for r in fwd),
             "points": len(fwd),
         }
-        graphed = [r for r in fwd if r.get("graph_frac_copy_bw")]
+        graphed = [r for r in fwd if r.get("graph_frac_of_ceiling")]
         if graphed:
             out["inference_fwd"]["points_meeting_target_graph"] = sum(
-                r["graph_frac_copy_bw"] >= TARGET_FWD_FRACTION_OF_COPY for r in graphed
+                r["graph_frac_of_ceiling"] >= TARGET_FWD_FRACTION_OF_COPY for r in graphed
             )
             out["inference_fwd"]["points_graph"] = len(graphed)
     return out
@@ -577,35 +531,11 @@ def _autotune_choices() -> dict[str, dict[str, str]]:
     return choices
 
 
-def _render(rows: list[dict], console: Any, title: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("impl", "dtype", "T", "N", "mode", "ms", "GB/s", "%copy", "×loop", "graph ms", "%copy(g)"):
-        table.add_column(col, justify="left" if col in ("impl", "dtype", "mode") else "right", no_wrap=True)
-    skipped = []
-    for r in rows:
-        ms = r.get("median_ms")
-        if not ms:
-            skipped.append(f"{r['impl']} {r['mode']} {r['dtype']} T={r['T']} N={r['N']}: {r.get('note', '')}")
-            continue
-        table.add_row(
-            r["impl"],
-            r["dtype"],
-            str(r["T"]),
-            f"{r['N']:,}",
-            r["mode"],
-            f"{ms:.4g}",
-            f"{r['gbps']:.0f}" if r.get("gbps") else "",
-            f"{100 * r['frac_copy_bw']:.0f}%" if r.get("frac_copy_bw") else "",
-            f"{r['speedup_vs_torch_loop']:.2f}" if r.get("speedup_vs_torch_loop") else "",
-            f"{r['graph_ms']:.4g}" if r.get("graph_ms") else "",
-            f"{100 * r['graph_frac_copy_bw']:.0f}%" if r.get("graph_frac_copy_bw") else "",
-        )
-    console.print(table)
-    reasons = sorted({line.split(": ", 1)[1] for line in skipped})
-    if skipped:
-        console.print(f"{len(skipped)} rows not timed: " + "; ".join(reasons))
+COLUMNS = [("impl", "impl", ""), ("dtype", "dtype", ""), ("T", "T", ""), ("N", "N", ","), ("mode", "mode", ""),
+           ("ms", "median_ms", ".4g"), ("p20", "p20_ms", ".4g"), ("p80", "p80_ms", ".4g"), ("GB/s", "gbps", ".0f"),
+           ("%copy", "frac_of_ceiling", "%"), ("×loop", "speedup_vs_torch_loop", ".2f"),
+           ("graph ms", "graph_ms", ".4g"), ("%copy(g)", "graph_frac_of_ceiling", "%"),
+           ("host ms", "host_overhead_ms", ".3g")]
 
 
 def run_neuron_bench(
@@ -652,26 +582,23 @@ def run_neuron_bench(
         if name not in _DTYPES:
             raise ValueError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
 
-    result: dict[str, Any] = {
-        "benchmark": "neuron",
-        "device": device,
-        "environment": environment(device),
-        "spikingjelly": _spikingjelly_version(),
-        "note": note,
-        "model": sweep["model"],
-        "sweep": {k: sweep[k] for k in ("timesteps", "sizes", "dtypes", "modes", "impls", "save_dtype", "localzo", "input")},
-        "timing": {"method": "triton.testing.do_bench median" if device == "cuda" else "time.perf_counter median", **timing},
-        "bytes_note": "bytes = DRAM traffic the snnbench kernels need for the row's work (same for every impl); "
-        "copy rows count read + write of x",
-        "rows": [],
-    }
+    result: dict[str, Any] = header(
+        "neuron",
+        device,
+        spikingjelly=_spikingjelly_version(),
+        note=note,
+        model=sweep["model"],
+        sweep={k: sweep[k] for k in ("timesteps", "sizes", "dtypes", "modes", "impls", "save_dtype", "localzo", "input")},
+        bytes_note="bytes = DRAM traffic the snnbench kernels need for the row's work (same for every impl); "
+        "copy rows count read + write of x; frac_of_ceiling = gbps over the better copy bandwidth",
+        rows=[],
+    )
+    result["timing"].update(timing)
     path = json_out_path(out, "neuron.json")
     if device == "cuda":
         result["correctness"] = check_against_reference(device)
         console.print(json.dumps(result["correctness"], indent=1))
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=2, default=str))
+        write_json(path, result)
     budget = _CompileBudget(sweep["compile"]["budget_s"])
     compiled: dict[str, Callable] = {}
     started = time.perf_counter()
@@ -685,11 +612,9 @@ def run_neuron_bench(
                 result["elapsed_s"] = round(time.perf_counter() - started, 1)
                 if device == "cuda":
                     result["autotune"] = _autotune_choices()
-                if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(json.dumps(result, indent=2, default=str))
+                write_json(path, result)
     title = f"neuron kernels on {result['environment']['hardware'].get('name', device)} ({device})"
-    _render(result["rows"], console, title)
+    render(result["rows"], COLUMNS, console, title)
     if result.get("summary"):
         console.print(json.dumps(result["summary"], indent=2, default=str))
     if path is not None:

@@ -23,6 +23,7 @@ LOADERS: dict[str, str] = {
     "cifar100": "snnbench.data.vision:cifar100_bundle",
     "imagenet": "snnbench.data.vision:imagenet_bundle",
     "synthetic": "snnbench.data.vision:synthetic_bundle",
+    "synthetic_spiking": "snnbench.data.spiking:synthetic_spiking_bundle",
     "dvs_cifar10": "snnbench.data.dvs:dvs_cifar10_bundle",
     "dvs_gesture": "snnbench.data.dvs:dvs_gesture_bundle",
     "imagenet100": "snnbench.data.direct:imagenet100_bundle",

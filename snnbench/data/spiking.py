@@ -121,3 +121,39 @@ def fmnist_bundle(spec, data_root: Optional[Path] = None, augment: bool = False)
         return LatencySpikeDataset(latency_times(pixels), ds.targets.numpy())
 
     return _bundle("fmnist", encode(True), encode(False), spec, 10, 784, {"source": "torchvision", "root": str(root)})
+
+
+SYNTHETIC_SPIKING = {"inputs": 700, "classes": 20, "steps": 100, "train": 512, "test": 256}
+
+
+class SyntheticSpikeDataset(Dataset):
+    """Bernoulli spike trains ``[T, 700]`` in SHD's shapes, each class with its own per-channel rates
+    (0.2–5 % per step), so a network can learn it. Sample ``i`` is drawn from a generator seeded with
+    ``offset + i``: the same on every call, nothing is stored."""
+
+    def __init__(self, n: int, offset: int, inputs: int, classes: int, steps: int) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.rates = 0.002 + 0.048 * torch.rand(classes, inputs, generator=generator) ** 3
+        self.labels = torch.randint(classes, (n,), generator=generator)
+        self.offset, self.steps = offset, steps
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, index: int):
+        label = self.labels[index]
+        generator = torch.Generator().manual_seed(self.offset + int(index))
+        x = (torch.rand(self.steps, self.rates.shape[1], generator=generator) < self.rates[label]).float()
+        return x, label
+
+
+def synthetic_spiking_bundle(spec, data_root: Optional[Path] = None, augment: bool = False):
+    """Random class-coded spike trains with SHD's shapes (700 inputs, 20 classes, T = 100): for
+    timing the training track on machines that hold no datasets."""
+    from snnbench.data.registry import sequence_bundle
+
+    s = SYNTHETIC_SPIKING
+    make = lambda n, offset: SyntheticSpikeDataset(n, offset, s["inputs"], s["classes"], s["steps"])  # noqa: E731
+    return sequence_bundle("synthetic_spiking", make(spec.limit_train or s["train"], 0),
+                           make(spec.limit_test or s["test"], 10**6), spec, num_classes=s["classes"],
+                           inputs=s["inputs"], steps=s["steps"], info={"source": "synthetic", "shapes": "shd"})

@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from snnbench.report.benchrows import key_text, measurements, row_key
+from snnbench.report.benchrows import current_names, key_text, measurements, row_key
 from snnbench.report.inputs import InputError, card_name, kind_of, load_bench
 from snnbench.report.frame import flat_names, records_frame
 from snnbench.report.metrics import Tolerance, default_tolerance, direction
@@ -136,7 +136,7 @@ def load_cells(path: Path | str) -> Cells:
         raise UnusableInput(str(err)) from None
     if kind == "bench":
         cells: dict[str, dict[str, float]] = {}
-        for row in bench.rows:
+        for row in map(current_names, bench.rows):
             name = key_text(row_key(row)) or "(row)"
             unique, n = name, 1
             while unique in cells:  # rows with the same fields: number them in file order

@@ -328,7 +328,7 @@ def plot_speedups(
 # Bandwidth vs copy ceiling
 
 
-FRACTION_FIELDS = ("frac_of_copy", "frac_copy_bw")
+FRACTION_FIELDS = ("frac_of_ceiling", "frac_of_copy", "frac_copy_bw")
 
 
 def plot_bandwidth(bench: Sequence[BenchFile], out: Path, report: PlotReport) -> None:

@@ -58,6 +58,7 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
     "nmnist": dict(dt=1e-3, tau_mem=10e-3, tau_out=10e-3, pool="max", init="uniform", weight_multiplier=1.0, f_upper=1.0),
     "shd": dict(dt=2e-3, tau_mem=10e-3, tau_out=20e-3, pool="sum", init="uniform", weight_multiplier=1.0, f_upper=10.0),
 }
+DATASET_PRESETS["synthetic_spiking"] = DATASET_PRESETS["shd"]  # SHD's shapes, SHD's settings
 _GENERIC_PRESET = DATASET_PRESETS["nmnist"]
 POOLS = ("max", "max_with_zero", "sum")
 

@@ -1,0 +1,163 @@
+"""What every ``snnbench bench`` shares: the header, device choice, timing with spread, one row
+vocabulary, atomic JSON writes and one renderer. A bench keeps only its sizes and its measure
+function.
+
+Timing: on CUDA ``triton.testing.do_bench`` (CUDA events, L2 flushed between runs) with the 20/50/80 %
+quantiles; on the CPU ``torch.utils.benchmark.Timer.blocked_autorange`` (which picks the number of
+calls per block) and the same quantiles over its blocks. Every timed row carries
+
+    median_ms, p20_ms, p80_ms           the spread of the measurement
+    bytes, gbps, frac_of_ceiling        bytes the work must move, their rate, that rate over the
+                                        ceiling measured in the same process (a copy's bandwidth)
+    flops, tflops, frac_of_peak         where the work is arithmetic (convolutions)
+
+Older files used ``ms``, ``frac_copy_bw``, ``frac_of_copy`` and ``ceiling_fraction``; the readers
+map them (:data:`snnbench.report.benchrows.OLD_NAMES`). This module must not import
+``snnbench.config`` (pydantic is absent on the GPU machines).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from snnbench.bench.timing import gbps, json_out_path, resolve_device, synchronize
+from snnbench.records.env import environment
+
+SCHEMA = 2  # rows in the vocabulary above; 1 = the older per-bench names
+QUANTILES = (0.5, 0.2, 0.8)
+
+__all__ = ["SCHEMA", "header", "measure", "with_bandwidth", "with_flops", "write_json", "render",
+           "resolve_device", "synchronize", "json_out_path", "console_or_print", "copy_ceiling"]
+
+
+def header(benchmark: str, device: str, **extra: Any) -> dict[str, Any]:
+    """The fields every bench JSON starts with."""
+    method = ("triton.testing.do_bench quantiles" if device == "cuda"
+              else "torch.utils.benchmark blocked_autorange quantiles")
+    return {"benchmark": benchmark, "schema": SCHEMA, "device": device, "environment": environment(device),
+            "timing": {"method": method, "quantiles": list(QUANTILES)}, **extra}
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    if len(sorted_values) == 1:
+        return float(sorted_values[0])
+    pos = q * (len(sorted_values) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
+
+
+def measure(fn: Callable[[], Any], device: str, *, warmup_ms: float = 25.0, rep_ms: float = 100.0) -> dict[str, float]:
+    """``{median_ms, p20_ms, p80_ms}`` of ``fn()``; ``fn`` is assumed warmed up (compiled) once."""
+    if device == "cuda":
+        import triton.testing
+
+        med, p20, p80 = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=list(QUANTILES))
+        return {"median_ms": float(med), "p20_ms": float(p20), "p80_ms": float(p80)}
+    from torch.utils import benchmark
+
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    timer.timeit(1)  # a first call outside the blocks, as do_bench's warm-up
+    runs = timer.blocked_autorange(min_run_time=max(rep_ms, 1.0) / 1e3)
+    times = sorted(t * 1e3 for t in runs.times)
+    return {"median_ms": float(statistics.median(times)), "p20_ms": _quantile(times, 0.2),
+            "p80_ms": _quantile(times, 0.8)}
+
+
+def with_bandwidth(row: dict[str, Any], n_bytes: float, ceiling_gbps: Optional[float], *,
+                   ms_key: str = "median_ms", prefix: str = "") -> dict[str, Any]:
+    """Add ``bytes``, ``{prefix}gbps`` and ``{prefix}frac_of_ceiling`` (from ``row[ms_key]``) to ``row``."""
+    ms = row.get(ms_key)
+    row["bytes"] = int(n_bytes)
+    rate = gbps(n_bytes, ms) if ms else None
+    row[f"{prefix}gbps"] = rate
+    row[f"{prefix}frac_of_ceiling"] = rate / ceiling_gbps if rate and ceiling_gbps else None
+    return row
+
+
+def copy_ceiling(numel: int, dtype: torch.dtype, device: str, **timing: float) -> dict[str, Any]:
+    """Time ``dst.copy_(src)`` of ``numel`` elements: the bandwidth a streaming kernel can hope for.
+    Bytes count the read and the write, as every byte count of the benches does."""
+    src = torch.empty(numel, dtype=dtype, device=device).normal_()
+    dst = torch.empty_like(src)
+    times = measure(lambda: dst.copy_(src), device, **timing)
+    n_bytes = 2 * numel * src.element_size()
+    del src, dst
+    return {**times, "bytes": n_bytes, "gbps": gbps(n_bytes, times["median_ms"])}
+
+
+def with_flops(row: dict[str, Any], flops: float, peak_tflops: Optional[float]) -> dict[str, Any]:
+    """Add ``flops``, ``tflops`` and ``frac_of_peak`` (of ``peak_tflops``, where known) to ``row``."""
+    ms = row.get("median_ms")
+    row["flops"] = float(flops)
+    row["tflops"] = flops / (ms * 1e-3) / 1e12 if ms else None
+    row["frac_of_peak"] = row["tflops"] / peak_tflops if row["tflops"] and peak_tflops else None
+    return row
+
+
+def write_json(path: Optional[Path], result: dict[str, Any]) -> None:
+    """Write ``result`` to ``path`` atomically (a cut-off run leaves the previous complete file)."""
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None or value == "":
+        return ""
+    if fmt == "%":
+        return f"{100 * value:.0f}%"
+    if fmt == ",":
+        return f"{value:,}"
+    return format(value, fmt) if fmt else str(value)
+
+
+class _PlainConsole:
+    def print(self, *args: Any) -> None:
+        print(*args)
+
+
+def console_or_print(console: Any) -> Any:
+    """``console`` if given, else a rich Console, else plain print (the GPU machines may lack rich)."""
+    if console is not None:
+        return console
+    try:
+        from rich.console import Console
+
+        return Console()
+    except ImportError:
+        return _PlainConsole()
+
+
+def render(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]], console: Any, title: str,
+           timed_key: str = "median_ms") -> None:
+    """One table of ``rows``: ``columns`` are (header, row key, format: '' | '%' | ',' | a format
+    spec). Rows without ``timed_key`` are listed once by reason below the table."""
+    timed = [r for r in rows if r.get(timed_key)]
+    skipped = sorted({str(r.get("note", "")) for r in rows if not r.get(timed_key)})
+    try:
+        from rich.table import Table
+    except ImportError:
+        console.print(title)
+        console.print("  ".join(h for h, _, _ in columns))
+        for r in timed:
+            console.print("  ".join(_cell(r.get(k), f) for _, k, f in columns))
+    else:
+        table = Table(title=title)
+        for head, key, fmt in columns:
+            table.add_column(head, justify="left" if fmt == "" else "right", no_wrap=True)
+        for r in timed:
+            table.add_row(*(_cell(r.get(k), f) for _, k, f in columns))
+        console.print(table)
+    if skipped:
+        console.print(f"{len(rows) - len(timed)} rows not timed: " + "; ".join(skipped))

@@ -1,0 +1,64 @@
+"""snnbench/bench/harness.py: timing with spread, the row vocabulary, atomic writes, the renderer,
+and old bench files (schema 1 names) compared with new ones."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+from rich.console import Console
+
+from snnbench.bench import harness
+from snnbench.report.compare import compare_files
+
+
+def test_cpu_timing_has_ordered_quantiles():
+    t = harness.measure(lambda: torch.ones(2000).cumsum(0), "cpu", warmup_ms=1, rep_ms=5)
+    assert set(t) == {"median_ms", "p20_ms", "p80_ms"}
+    assert 0 < t["p20_ms"] <= t["median_ms"] <= t["p80_ms"]
+
+
+def test_bandwidth_flops_and_ceiling_fields():
+    row = harness.with_bandwidth({"median_ms": 2.0}, 4e9, ceiling_gbps=4000.0)
+    assert row["gbps"] == pytest.approx(2000.0) and row["frac_of_ceiling"] == pytest.approx(0.5)
+    row = harness.with_bandwidth({"graph_ms": 1.0}, 4e9, None, ms_key="graph_ms", prefix="graph_")
+    assert row["graph_gbps"] == pytest.approx(4000.0) and row["graph_frac_of_ceiling"] is None
+    row = harness.with_flops({"median_ms": 10.0}, 1e13, peak_tflops=1000.0)
+    assert row["tflops"] == pytest.approx(1000.0) and row["frac_of_peak"] == pytest.approx(1.0)
+    ceiling = harness.copy_ceiling(4096, torch.float32, "cpu", warmup_ms=1, rep_ms=2)
+    assert ceiling["bytes"] == 2 * 4096 * 4 and ceiling["p20_ms"] <= ceiling["p80_ms"]
+
+
+def test_write_json_is_atomic_and_header_is_complete(tmp_path):
+    path = tmp_path / "sub" / "x.json"
+    result = harness.header("demo", "cpu", rows=[{"impl": "a", "median_ms": 1.0}])
+    harness.write_json(path, result)
+    saved = json.loads(path.read_text())
+    assert saved["schema"] == harness.SCHEMA and saved["environment"]["torch"] == torch.__version__
+    assert "quantiles" in saved["timing"]["method"]
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]  # no temporary left behind
+
+
+def test_render_lists_untimed_rows_by_reason():
+    screen = io.StringIO()
+    rows = [{"impl": "a", "median_ms": 1.5, "frac_of_ceiling": 0.5},
+            {"impl": "b", "median_ms": None, "note": "skipped: not installed"}]
+    harness.render(rows, [("impl", "impl", ""), ("ms", "median_ms", ".3g"), ("%", "frac_of_ceiling", "%")],
+                   Console(file=screen, width=100), "t")
+    text = screen.getvalue()
+    assert "1.5" in text and "50%" in text and "1 rows not timed: skipped: not installed" in text
+
+
+def test_old_bench_files_compare_with_new_ones(tmp_path):
+    old = {"benchmark": "neuron", "rows": [
+        {"impl": "snnbench", "T": 4, "N": 1024, "dtype": "fp32", "mode": "fwd", "median_ms": 1.0,
+         "frac_copy_bw": 0.8, "copy_gbps": 100.0}]}
+    new = {"benchmark": "neuron", "schema": 2, "rows": [
+        {"impl": "snnbench", "T": 4, "N": 1024, "dtype": "fp32", "mode": "fwd", "median_ms": 1.0,
+         "p20_ms": 0.9, "p80_ms": 1.1, "frac_of_ceiling": 0.4, "ceiling_gbps": 100.0}]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    result = compare_files(tmp_path / "old.json", tmp_path / "new.json", [], [])
+    assert {c.metric for c in result.regressions} == {"frac_of_ceiling"}  # 0.8 → 0.4 under its new name

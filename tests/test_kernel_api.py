@@ -1,0 +1,87 @@
+"""The kernels' public API refuses unusable arguments before any launch, with the argument's name:
+tensor parameters are checked for finiteness like scalars, scalars beyond fp32 are refused, devices
+other than cpu/cuda get a clear error. On CUDA the tensor check runs once per parameter version
+(the cache is exercised here through its CPU-independent parts)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from snnbench.kernels import ftbc as fk
+from snnbench.kernels import neuron as nk
+
+BACKENDS = ["triton", "torch"]
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("v_init", {"v_init": torch.full((3, 4), NAN)}),
+        ("v_init", {"v_init": torch.tensor(float("inf"))}),
+        ("threshold", {"threshold": torch.tensor([1e39], dtype=torch.float64)}),
+        ("threshold", {"threshold": 1e39}),
+        ("v_reset", {"v_reset": -1e39, "reset": "hard"}),
+        ("alpha", {"alpha": 3.5e38}),
+        ("bias", {"bias": torch.full((2, 4), float("inf"))}),
+    ],
+)
+def test_non_finite_and_out_of_range_parameters_are_refused(name, kw, backend):
+    x = torch.randn(2, 3, 4)
+    with pytest.raises(ValueError, match=f"^{name}: "):
+        nk.multistep_if(x, backend=backend, **kw)
+
+
+def test_lif_scalar_beyond_fp32_is_refused():
+    with pytest.raises(ValueError, match="^v_reset: .*float32 range"):
+        nk.multistep_lif(torch.randn(2, 5), v_reset=1e40)
+
+
+def test_finite_tensor_parameters_pass_and_gradients_still_reach_v_init():
+    x = torch.randn(3, 2, 4)
+    v0 = torch.zeros(2, 4, requires_grad=True)
+    s, _ = nk.multistep_if(x, v_init=v0, backend="triton")
+    assert torch.autograd.grad(s.sum(), v0)[0].shape == v0.shape
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nk.multistep_if(torch.randn(2, 3, 4, device="meta")),
+    lambda: nk.multistep_lif(torch.randn(2, 3, device="meta"), backend="torch"),
+    lambda: fk.ftbc_stats_forward(torch.randn(2, 3, 4, device="meta"), torch.randn(3, 4, device="meta"), 1.0),
+], ids=["if", "lif", "ftbc"])
+def test_meta_tensors_get_a_clear_error(make):
+    with pytest.raises(ValueError, match="meta.*not supported|not supported.*meta"):
+        make()
+
+
+def test_ftbc_v_init_must_be_finite():
+    x, a = torch.rand(2, 3, 4), torch.rand(3, 4)
+    with pytest.raises(ValueError, match="v_init must be finite"):
+        fk.ftbc_stats_forward(x, a, 1.0, v_init=torch.full((3, 4), NAN))
+    with pytest.raises(ValueError, match="bias must be finite"):
+        fk.ftbc_stats_forward(x, a, 1.0, bias=torch.full((2, 4), NAN))
+
+
+def test_known_finite_cache_follows_identity_and_version():
+    t = torch.ones(4)
+    assert not nk._known_finite(t)
+    nk._remember_finite(t)
+    assert nk._known_finite(t)
+    assert not nk._known_finite(t.clone()), "another tensor with equal values is not the one checked"
+    t.add_(1)  # an in-place update bumps the version: the next call checks again
+    assert not nk._known_finite(t)
+    key = id(t)
+    del t
+    assert key not in nk._KNOWN_FINITE, "the entry goes with its tensor"
+
+
+def test_cpu_parameters_are_checked_every_call():
+    """The version cache is for CUDA only: a CPU tensor made non-finite in place is caught."""
+    x = torch.randn(2, 3, 4)
+    thr = torch.ones(4)
+    nk.multistep_if(x, threshold=thr, backend="torch")
+    thr[0] = NAN
+    with pytest.raises(ValueError, match="^threshold: "):
+        nk.multistep_if(x, threshold=thr, backend="torch")
