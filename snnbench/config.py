@@ -21,6 +21,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from snnbench.errors import UnusableInputError
+
 
 # Limits, each with the reason shown when it is exceeded.
 MAX_SUITE_BYTES = 1 << 20  # a suite is a few KB
@@ -36,7 +38,7 @@ def config_hash(obj: Any, length: int = 10) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-class SuiteError(ValueError):
+class SuiteError(UnusableInputError, ValueError):
     """A suite file that cannot be used; ``str(err)`` is the message to show the user."""
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from snnbench.config import Suite
+from snnbench.errors import UsageError
 from snnbench.context import RichProgressReporter
 from snnbench.runner.executors import LocalExecutor, Outcome
 from snnbench.runner.store import latest_by_key, read_records
@@ -30,7 +32,7 @@ def make_executor(name: str, suite: Suite, ctx, address: Optional[str]):
         from snnbench.runner.ray_executor import RayExecutor
 
         return RayExecutor(ctx, address=address, suite=suite)
-    raise ValueError(f"--executor {name!r}: expected 'local' or 'ray'")
+    raise UsageError(f"--executor {name!r}: expected 'local' or 'ray'")
 
 
 def run_with_progress(
@@ -46,12 +48,14 @@ def run_with_progress(
     compare_reference: bool = False,
 ) -> SweepOutcome:
     """Run the suite with live progress; the caller renders the closing table."""
+    if address is not None and executor != "ray":
+        raise UsageError(f"--address {address} needs --executor ray (the local executor runs no cluster)")
     plan = plan_sweep(suite, results_dir, force)
     for problem in plan.problems:
-        console.print(f"[yellow]warning:[/] {problem}; that cell will be run again", highlight=False)
+        console.print(Text.assemble(("warning:", "yellow"), f" {problem}; that cell will be run again"), highlight=False)
     console.print(
-        f"suite [bold]{suite.name}[/]: {len(plan.todo) + len(plan.skipped)} cells, "
-        f"{len(plan.skipped)} already in {plan.path}, {len(plan.todo)} to run",
+        Text.assemble("suite ", (suite.name, "bold"), f": {len(plan.todo) + len(plan.skipped)} cells, "
+                      f"{len(plan.skipped)} already in {plan.path}, {len(plan.todo)} to run"),
         highlight=False,
     )
     if plan.todo:
@@ -79,14 +83,16 @@ def run_with_progress(
         def report(outcome: Outcome) -> None:
             progress.advance(cells_task)
             if outcome.error:
-                progress.console.print(f"[red]cell failed[/] {outcome.cell.key}: {outcome.error}", highlight=False)
+                progress.console.print(Text.assemble(("cell failed", "red"), f" {outcome.cell.key}: {outcome.error}"),
+                                       highlight=False)
             else:
-                progress.console.print(f"[green]done[/] {outcome.cell.key} ({outcome.wall_s:.1f} s)", highlight=False)
+                progress.console.print(Text.assemble(("done", "green"), f" {outcome.cell.key} ({outcome.wall_s:.1f} s)"),
+                                       highlight=False)
 
         summary = execute(plan, make_executor(executor, suite, ctx, address), on_outcome=report)
 
     for failed in summary.failed:
-        console.print(f"[red]failed:[/] {failed.cell.key}: {failed.error}", highlight=False)
+        console.print(Text.assemble(("failed:", "red"), f" {failed.cell.key}: {failed.error}"), highlight=False)
         if failed.detail:
             console.print(failed.detail, highlight=False, markup=False)
     records = latest_by_key(read_records(plan.path, warn=False).records)

@@ -16,10 +16,12 @@ from typing import Any, Iterable
 
 from filelock import FileLock
 
+from snnbench.errors import UnusableInputError
+
 SCHEMA_VERSION = 1
 
 
-class ResultsWriteError(OSError):
+class ResultsWriteError(UnusableInputError, OSError):
     """Appending a record failed (disk full, read-only folder); earlier records are untouched."""
 
 
