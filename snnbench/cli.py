@@ -1,7 +1,9 @@
 """The ``snnbench`` command line. Thin: each verb parses, calls one function and renders the result.
 
 Exit codes: 0 success, 1 a cell failed or a gate found a regression, 2 unusable input (a bad suite
-file, missing data, unreadable results).
+file, missing data, unreadable results), 130 interrupted (Ctrl-C). Unusable input is one line, never a
+traceback, on every verb; an internal error keeps its traceback (exit 1). Text from the user (paths,
+keys, messages) is always printed verbatim, never read as rich markup.
 """
 
 from __future__ import annotations
@@ -13,8 +15,33 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
+
+
+class _Group(TyperGroup):
+    """Every verb runs inside this: unusable input (an :class:`UnusableInputError`) anywhere below
+    becomes one error line and exit 2, Ctrl-C one line and exit 130; other errors keep their traceback."""
+
+    def invoke(self, ctx):
+        from snnbench.errors import UnusableInputError
+
+        try:
+            return super().invoke(ctx)
+        except UnusableInputError as err:
+            _print_error(str(err))
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            _print_error(_interrupt_note or "interrupted")
+            raise typer.Exit(130) from None
+
+
+# Set by a verb that can say what an interruption leaves behind (``snnbench run``: cells recorded).
+_interrupt_note = ""
+
 
 app = typer.Typer(
+    cls=_Group,
     name="snnbench",
     help="Benchmark spiking neural networks: accuracy vs time steps, wall time, sparse-backward speed-up.",
     no_args_is_help=True,
@@ -23,6 +50,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 bench_app = typer.Typer(
+    cls=_Group,
     help="Kernel and method micro-benchmarks written as JSON.\n\nExample: snnbench bench neuron --device cuda --out results/bench/h200",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -35,8 +63,20 @@ console = Console() if sys.stdout.isatty() else Console(width=200, soft_wrap=Tru
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+def _print_error(message: str) -> None:
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+
+
+def _warn(message: str) -> None:
+    err_console.print(Text.assemble(("warning:", "yellow"), " ", message), highlight=False)
+
+
+def _say(message: str) -> None:
+    console.print(Text(message), highlight=False)
+
+
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    _print_error(message)
     raise typer.Exit(code)
 
 
@@ -76,10 +116,10 @@ def validate(suite: Path = typer.Argument(..., help="YAML suite file")) -> None:
 
     parsed = _load_suite_or_exit(suite)
     cells = expand(parsed)
-    console.print(f"{suite}: valid suite '{parsed.name}' ({parsed.track} track), {len(cells)} cells, "
-                  f"T = {parsed.timesteps}, results → {parsed.results_path()}", highlight=False)
+    _say(f"{suite}: valid suite '{parsed.name}' ({parsed.track} track), {len(cells)} cells, "
+         f"T = {parsed.timesteps}, results → {parsed.results_path()}")
     for cell in cells:
-        console.print(f"  {cell.key}", highlight=False)
+        _say(f"  {cell.key}")
 
 
 @app.command()
@@ -97,29 +137,22 @@ def run(
 
     Example: snnbench run suites/digits.yaml --results-dir build/demo
     """
-    from snnbench.data.paths import DatasetMissingError
     from snnbench.runner.cli_run import run_with_progress
-    from snnbench.records.store import ResultsWriteError
 
     parsed = _load_suite_or_exit(suite)
-    try:
-        outcome = run_with_progress(
-            parsed,
-            console=console,
-            results_dir=results_dir,
-            force=force,
-            data_root=data_root,
-            cache_dir=cache_dir,
-            executor=executor,
-            address=address,
-            compare_reference=compare_reference,
-        )
-    except DatasetMissingError as err:
-        _fail(str(err))
-    except ResultsWriteError as err:
-        _fail(str(err))
-    except (ValueError, RuntimeError) as err:
-        _fail(f"{suite}: {err}")
+    # Unusable input found by the preflight (data, checkpoints, folders, Ray) is an
+    # UnusableInputError: _Group prints it as one line and exits 2. Anything else is a bug (exit 1).
+    outcome = run_with_progress(
+        parsed,
+        console=console,
+        results_dir=results_dir,
+        force=force,
+        data_root=data_root,
+        cache_dir=cache_dir,
+        executor=executor,
+        address=address,
+        compare_reference=compare_reference,
+    )
     from snnbench.report.table import leaderboard, render_rich
 
     console.print(render_rich(leaderboard(outcome.records), title=f"{parsed.name} ({outcome.path})"))
@@ -158,12 +191,12 @@ def table(
     except (InputError, PublishedError) as err:
         _fail(str(err))
     for problem in inputs.problems:
-        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+        _warn(problem)
     fields = [f.strip() for g in group_by for f in g.split(",") if f.strip()]
     board = build_leaderboard(latest_by_key(inputs.records), sources, group_by=fields,
                               include_published="matching" if published else "none")
     if board.empty:
-        err_console.print("[yellow]warning:[/] no records to show", highlight=False)
+        _warn("no records to show")
     if fmt == "rich":
         console.print(render_rich(board, title=", ".join(str(p) for p in results)))
     else:
@@ -220,20 +253,21 @@ def plot(
     from snnbench.report.published import PublishedError, load_published, published_records
     from snnbench.records.store import latest_by_key
 
+    _writable_folder(out, "--out")
     try:
         inputs = load_inputs(results)
         pub = published_records(load_published()) if published else []
     except (InputError, PublishedError) as err:
         _fail(str(err))
     for problem in inputs.problems:
-        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+        _warn(problem)
     report = make_plots(latest_by_key(inputs.records), inputs.bench, out, pub, all_published=all_published)
     for reason in report.skipped:
-        console.print(f"skipped {reason}", highlight=False)
+        _say(f"skipped {reason}")
     for path in report.written:
-        console.print(f"wrote {path}", highlight=False)
+        _say(f"wrote {path}")
     if not report.written:
-        err_console.print("[yellow]warning:[/] no figure could be drawn from these inputs", highlight=False)
+        _warn("no figure could be drawn from these inputs")
 
 
 @app.command()
@@ -266,7 +300,7 @@ def compare(
         _fail(str(err))
     for side in (result.base, result.new):
         for problem in side.problems:
-            err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+            _warn(problem)
     console.print(render_comparison(result, show_all=show_all))
     code = result.exit_code(allow_missing=allow_missing)
     console.print("[bold red]REGRESSION[/]" if code else "[green]no regression beyond tolerance[/]", highlight=False)
@@ -293,7 +327,7 @@ def leaderboard(
     except PublishedError as err:
         _fail(str(err))
     for problem in page.problems:
-        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+        _warn(problem)
     if out is None:
         sys.stdout.write(page.text)
         return
@@ -302,7 +336,7 @@ def leaderboard(
         out.write_text(page.text, encoding="utf-8")
     except OSError as err:
         _fail(f"cannot write {out}: {err.strerror or err}")
-    console.print(f"wrote {out}", highlight=False)
+    _say(f"wrote {out}")
 
 
 @app.command()
@@ -326,7 +360,7 @@ def env() -> None:
         ("data root", os.environ.get("SNNBENCH_DATA", "~/.cache/snnbench/data (SNNBENCH_DATA unset)")),
     ]
     for name, value in lines:
-        console.print(f"{name:>18}: {value}", highlight=False)
+        _say(f"{name:>18}: {value}")
 
 
 def _run_bench(fn, **kwargs) -> None:
@@ -338,9 +372,19 @@ def _run_bench(fn, **kwargs) -> None:
         _fail(str(err))
 
 
+def _writable_folder(folder: Path, option: str) -> None:
+    """Create ``folder``; a file in its place or no permission is an error naming the option."""
+    if folder.exists() and not folder.is_dir():
+        _fail(f"{option} {folder}: is a file; expected a folder to write into")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _fail(f"{option} {folder}: cannot create the folder ({err.strerror or err})")
+
+
 def _bench_out(out: Optional[Path]) -> Optional[Path]:
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        _writable_folder(out, "--out")
     return out
 
 

@@ -4,6 +4,11 @@ A suite sweeps datasets × models × methods × seeds; every conversion method i
 ``timesteps`` from one simulation to ``max(timesteps)``. Unknown keys are errors everywhere, so a typo
 never silently falls back to a default. Every failure is raised as :class:`SuiteError`, whose message
 names the file, the field path and what was expected.
+
+YAML is read strictly and with bounded work: libyaml's C parser when present, safe construction (no
+``!!python/`` tags), duplicate keys are errors naming both lines, what aliases expand to is capped (an
+alias bomb would expand to gigabytes), booleans are not numbers, and the limits below keep a small file
+from asking for unbounded work.
 """
 
 from __future__ import annotations
@@ -19,10 +24,21 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
+
+from snnbench.errors import UnusableInputError
+
+
+# Limits, each with the reason shown when it is exceeded.
+MAX_SUITE_BYTES = 1 << 20  # a suite is a few KB
+MAX_ALIAS_NODES = 100_000  # values YAML aliases may expand to in one file
+MAX_TIMESTEP = 4096  # the longest published conversion runs use T <= 1024; memory grows with T
+MAX_CELLS = 100_000  # cells are listed, planned and recorded one by one
+MAX_SEED = 2**63 - 1  # what torch's and the Triton kernels' generators accept, with room for offsets
 
 
 def config_hash(obj: Any, length: int = 10) -> str:
@@ -31,7 +47,7 @@ def config_hash(obj: Any, length: int = 10) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-class SuiteError(ValueError):
+class SuiteError(UnusableInputError, ValueError):
     """A suite file that cannot be used; ``str(err)`` is the message to show the user."""
 
 
@@ -154,10 +170,12 @@ class MethodSpec(_Strict):
         return _named_entry(value)
 
     @model_validator(mode="after")
-    def _check_params(self) -> "MethodSpec":
+    def _check_params(self, info: ValidationInfo) -> "MethodSpec":
         if self.name not in METHOD_PARAMS:
             raise ValueError(f"unknown method {self.name!r}; expected one of {sorted(METHOD_PARAMS)}")
-        validated = METHOD_PARAMS[self.name].model_validate(self.params)
+        # A suite file is validated strictly (true is not 1); the context carries that down here.
+        strict = bool(info.context and info.context.get("strict"))
+        validated = METHOD_PARAMS[self.name].model_validate(self.params, strict=strict)
         object.__setattr__(self, "params", validated.model_dump())
         return self
 
@@ -250,15 +268,36 @@ class Suite(_Strict):
     def _positive_sorted_timesteps(cls, value: list[int]) -> list[int]:
         bad = [t for t in value if t < 1]
         if bad:
-            raise ValueError(f"every timestep must be a positive integer, got {bad}")
+            raise ValueError(f"every timestep must be a positive integer, got {bad[:5]}")
+        big = [t for t in value if t > MAX_TIMESTEP]
+        if big:
+            raise ValueError(
+                f"timesteps must be at most {MAX_TIMESTEP}, got {big[:5]} (a simulation keeps state per "
+                "step and its time grows with T; published conversion results stop at T = 1024)"
+            )
         return sorted(set(value))
 
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, value: list[int]) -> list[int]:
+        bad = [v for v in value if not 0 <= v <= MAX_SEED]
+        if bad:
+            raise ValueError(
+                f"seeds must lie in [0, 2**63 - 1] (what torch's generators accept), got {bad[:5]}"
+            )
         if len(set(value)) != len(value):
-            raise ValueError(f"seeds repeat ({value}); each seed is one cell, list it once")
+            raise ValueError(f"seeds repeat ({value[:20]}); each seed is one cell, list it once")
         return value
+
+    @model_validator(mode="after")
+    def _bounded_cells(self) -> "Suite":
+        n = len(self.datasets) * len(self.models) * len(self.methods) * len(self.seeds)
+        if n > MAX_CELLS:
+            raise ValueError(
+                f"the suite expands to {n} cells (datasets × models × methods × seeds); at most "
+                f"{MAX_CELLS} are allowed in one suite (each is planned, run and recorded on its own): split it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_duplicate_entries(self) -> "Suite":
@@ -303,6 +342,8 @@ def format_validation_error(path: Path, err: ValidationError) -> str:
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not part of the suite schema; check the spelling)"
         got = e.get("input")
+        if isinstance(got, bool) and e["type"] in ("int_type", "float_type"):
+            msg += "; true/false are not numbers"
         got_txt = "" if isinstance(got, (dict, list)) or e["type"] == "missing" else f" (got {got!r})"
         lines.append(f"  {where}: {msg}{got_txt}")
     return "\n".join(lines)
@@ -318,21 +359,116 @@ def parse_suite(data: Any, path: Path) -> Suite:
             f"it is read by `snnbench bench {sorted(data)[0]}`"
         )
     try:
-        return Suite.model_validate(data)
+        # Strict: YAML's true/false are not the integers 1/0, "2" is not 2.
+        return Suite.model_validate(data, strict=True, context={"strict": True})
     except ValidationError as err:
         raise SuiteError(format_validation_error(path, err)) from None
+
+
+def _node_size(node: Any, sizes: dict[int, int]) -> int:
+    """Values in a composed YAML node once every alias inside it is expanded (memoised by id)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = 1  # a cycle counts once; construct_object refuses it anyway
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_node_size(v, sizes) for v in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_node_size(k, sizes) + _node_size(v, sizes) for k, v in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = size
+    return size
+
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ~10x faster
+
+
+class _SuiteLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Safe YAML that refuses duplicate keys and caps what aliases expand to, with each problem's line."""
+
+    def construct_object(self, node, deep=False):
+        if node in self.recursive_objects:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a YAML alias refers to a value that contains it (a recursive structure)", node.start_mark
+            )
+        if node in self.constructed_objects:
+            # An alias: the value is shared, but whoever walks it later (validation, hashing) walks it
+            # in full, so its expanded size counts against a budget that stops an alias bomb at once.
+            self._expanded = getattr(self, "_expanded", 0) + _node_size(node, self.__dict__.setdefault("_sizes", {}))
+            if self._expanded > MAX_ALIAS_NODES:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"YAML aliases (*name) expand to more than {MAX_ALIAS_NODES} values (an alias bomb?); "
+                    "the anchored value that crossed the limit starts here",
+                    node.start_mark,
+                )
+        return super().construct_object(node, deep=deep)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = key_node.value
+                if key in seen:
+                    first = seen[key]
+                    raise yaml.constructor.ConstructorError(
+                        f"key {key!r} first given at line {first.line + 1}", first,
+                        f"duplicate key {key!r} (YAML would silently keep only the last one)",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_SuiteLoader.add_constructor("tag:yaml.org,2002:map", _SuiteLoader.construct_yaml_map)
+
+
+def _yaml_error(path: Path, err: yaml.YAMLError) -> SuiteError:
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+    problem = getattr(err, "problem", None) or str(err)
+    context = getattr(err, "context", None)
+    kind = "YAML error" if isinstance(err, yaml.constructor.ConstructorError) else "YAML syntax error"
+    return SuiteError(f"{path}: {kind} at {where}: {problem}" + (f"; {context}" if context else ""))
+
+
+def read_yaml(path: Path, what: str = "suite") -> Any:
+    """The YAML document at ``path``, read strictly; :class:`SuiteError` names the file and line."""
+    if path.is_dir():
+        raise SuiteError(f"{path}: is a folder, not a {what} file (give the .yaml file inside it)")
+    if not path.is_file():
+        raise SuiteError(f"{path}: {what} file not found")
+    try:
+        size = path.stat().st_size
+        if size > MAX_SUITE_BYTES:
+            raise SuiteError(
+                f"{path}: {size} bytes; a {what} file may have at most {MAX_SUITE_BYTES} bytes "
+                "(suites are a few KB; a larger file is refused unread, so a wrong file cannot stall the tool)"
+            )
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SuiteError(f"{path}: cannot read the {what} file: {err.strerror or err}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SuiteError(
+            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+            f"a {what} file is YAML text saved as UTF-8"
+        ) from None
+    if "\x00" in text:
+        raise SuiteError(f"{path}: contains NUL bytes (a binary file?); a {what} file is YAML text")
+    try:
+        return yaml.load(text, Loader=_SuiteLoader)
+    except yaml.YAMLError as err:
+        raise _yaml_error(path, err) from None
+    except RecursionError:
+        raise SuiteError(f"{path}: nested too deeply to be a {what} file") from None
 
 
 def load_suite(path: Union[str, Path]) -> Suite:
     """Read and validate a YAML suite; raise :class:`SuiteError` with a located message."""
     path = Path(path)
-    if not path.is_file():
-        raise SuiteError(f"{path}: suite file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        problem = getattr(err, "problem", None) or str(err)
-        raise SuiteError(f"{path}: YAML syntax error at {where}: {problem}") from None
-    return parse_suite(data, path)
+    return parse_suite(read_yaml(path), path)

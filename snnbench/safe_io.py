@@ -14,8 +14,10 @@ from typing import Any, BinaryIO, Union
 
 import torch
 
+from snnbench.errors import UnusableInputError
 
-class UnusableFileError(ValueError):
+
+class UnusableFileError(UnusableInputError, ValueError):
     """A file snnbench reads is unreadable, truncated or holds objects it refuses to unpickle."""
 
 

@@ -156,3 +156,68 @@ def test_error_messages_are_never_wrapped(tmp_path):
     result = run_cli("validate", str(path))
     assert result.returncode == 2
     assert any(str(path) in line and "YAML syntax error" in line for line in result.stderr.splitlines())
+
+
+_BOMB = "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['lol'] * 9)}]\n"
+    for p, c in zip([None, *"abcdefgh"], "abcdefghi")
+)
+
+
+@pytest.mark.parametrize(
+    "content, needles",
+    [
+        (_BOMB, ["alias bomb", "line "]),
+        ("name: x\nname: y\n", ["line 2", "duplicate key 'name'", "first given at line 1"]),
+        ({"timesteps": [True, 2]}, ["timesteps.0", "true/false are not numbers"]),
+        ({"timesteps": [1_000_000_000]}, ["at most 4096"]),
+        ({"seeds": [2**64 + 1]}, ["seeds", "2**63 - 1"]),
+        ({"seeds": [-1]}, ["seeds", "2**63 - 1"]),
+        ({"seeds": list(range(40_000)), "methods": ["qcfs", "light", "ftbc"]}, ["120000 cells", "at most 100000"]),
+        ({"methods": [{"name": "ftbc", "batches": True}]}, ["methods.0", "true/false are not numbers"]),
+        (b"name: \xe9t\xe9\n", ["not UTF-8", "offset 6"]),
+        (b"\x00\x01\x02binary", ["NUL bytes"]),
+        ("description: " + "x" * (1 << 20) + "\n", ["at most 1048576 bytes"]),
+        ("name: !!python/object/apply:os.getcwd []\n", ["YAML error", "python/object"]),
+        ({"models": [{"name": "digits_cnn", "width": 10**6}]}, ["models.0", "parameters; at most"]),
+        ({"models": [{"name": "digits_cnn", "width": True}]}, ["models.0.width", "true/false"]),
+    ],
+    ids=["alias-bomb", "duplicate-key", "bool-timestep", "huge-timestep", "huge-seed", "negative-seed",
+         "too-many-cells", "bool-param", "latin1", "binary", "too-big", "python-tag", "huge-model",
+         "bool-model-param"],
+)
+def test_strict_bounded_yaml_refusals_are_located_and_fast(tmp_path, content, needles):
+    import time
+
+    from typer.testing import CliRunner
+
+    from snnbench.cli import app
+
+    path = tmp_path / "suite.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, dict):
+        path.write_text(yaml.safe_dump({**valid_dict(), **content}))
+    else:
+        path.write_text(content)
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    elapsed = time.perf_counter() - t0
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and str(path) in result.output
+    for needle in needles:
+        assert needle in result.output
+    assert elapsed < 1.5, f"refusal took {elapsed:.1f} s"
+
+
+def test_a_folder_is_not_a_suite_and_aliases_within_the_cap_are_fine(tmp_path):
+    with pytest.raises(SuiteError, match="is a folder, not a suite file"):
+        load_suite(tmp_path)
+    # A generated suite (yaml.dump of shared objects) uses aliases; small ones load.
+    data = valid_dict()
+    shared = [1, 2]
+    data["timesteps"], data["seeds"] = shared, shared
+    path = write(tmp_path, yaml.safe_dump(data))
+    assert "&id" in path.read_text()
+    suite = load_suite(path)
+    assert suite.timesteps == [1, 2] and suite.seeds == [1, 2]

@@ -10,8 +10,10 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+from snnbench.errors import UnusableInputError
 
-class DatasetMissingError(FileNotFoundError):
+
+class DatasetMissingError(UnusableInputError, FileNotFoundError):
     """A dataset is not on disk and could not be fetched; the message says where and how."""
 
     def __init__(self, name: str, searched: Union[Path, list[Path]], how_to_get: str) -> None:

@@ -16,7 +16,10 @@ from typing import Any, Iterable
 
 from filelock import FileLock
 
-class ResultsWriteError(OSError):
+from snnbench.errors import UnusableInputError
+
+
+class ResultsWriteError(UnusableInputError, OSError):
     """Appending a record failed (disk full, read-only folder); earlier records are untouched."""
 
 

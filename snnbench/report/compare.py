@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from snnbench.errors import UnusableInputError
 from snnbench.report.benchrows import current_names, key_text, measurements, row_key
 from snnbench.report.inputs import InputError, card_name, kind_of, load_bench
 from snnbench.report.frame import flat_names, records_frame
@@ -25,7 +26,7 @@ from snnbench.report.metrics import Tolerance, default_tolerance, direction
 from snnbench.records.store import latest_by_key, read_records
 
 
-class UnusableInput(ValueError):
+class UnusableInput(UnusableInputError, ValueError):
     """Inputs that cannot be compared: a missing file, different schemas, no common cells."""
 
 
@@ -277,13 +278,13 @@ def render_comparison(cmp: Comparison, show_all: bool = False):
     for w in cmp.warnings:
         parts.append(Text(f"warning: {w}", style="yellow"))
     if rows:
-        table = Table(title=f"{cmp.base.path} → {cmp.new.path}")
+        table = Table(title=Text(f"{cmp.base.path} → {cmp.new.path}"))  # paths verbatim, never markup
         for col, justify in (("cell", "left"), ("metric", "left"), ("baseline", "right"), ("new", "right"),
                              ("change", "right"), ("better", "left"), ("tolerance", "right"), ("status", "left")):
             table.add_column(col, justify=justify)
         for c in rows:
             table.add_row(
-                c.cell, c.metric, _num(c.base), _num(c.new), _pct(c.change_pct),
+                Text(c.cell), Text(c.metric), _num(c.base), _num(c.new), _pct(c.change_pct),
                 c.direction or "–", str(c.tolerance) if c.direction else "–",
                 Text(c.status.upper() if c.status == "regressed" else c.status, style=_STATUS_STYLE[c.status]),
             )

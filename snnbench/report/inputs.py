@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from snnbench.errors import UnusableInputError
 from snnbench.records.store import read_records
 
 
-class InputError(ValueError):
+class InputError(UnusableInputError, ValueError):
     """An input that cannot be used at all (missing, not JSON, not a results or benchmark file)."""
 
 

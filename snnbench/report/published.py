@@ -13,10 +13,12 @@ from typing import Any, Optional
 
 import yaml
 
+from snnbench.errors import UnusableInputError
+
 ROW_FIELDS = ("dataset", "model", "method")
 
 
-class PublishedError(ValueError):
+class PublishedError(UnusableInputError, ValueError):
     """A published-results file that cannot be used; the message names the file and the row."""
 
 

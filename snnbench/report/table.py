@@ -377,17 +377,18 @@ def render_rich(board: Any, title: str = "snnbench results", group_by: Sequence[
 
     lb = _as_leaderboard(board, group_by)
     if lb.empty:
-        table = Table(title=title)
+        table = Table(title=Text(title))
         table.add_column("no results")
         return table
     parts = []
     for section in lb.sections:
         header, rows = _cells(lb, section)
         full_title = " — ".join(t for t in (title, section.title) if t)
-        table = Table(title=full_title)
+        # Titles and headers hold paths and field names: Text keeps them verbatim (no markup).
+        table = Table(title=Text(full_title))
         n_id = len(header) - len(section.columns)
         for i, col in enumerate(header):
-            table.add_column(col, justify="left" if i < n_id - 1 else "right")
+            table.add_column(Text(col), justify="left" if i < n_id - 1 else "right")
         for pos, cells in enumerate(rows):
             style = "italic dim" if _is_published(section, pos) else None
             texts = [Text(t, style="bold green" if best else "") for t, best in cells]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from snnbench.config import Suite
@@ -40,10 +41,10 @@ def run_with_progress(
     def announce(plan: SweepPlan) -> None:
         nonlocal cells_task
         for problem in plan.problems:
-            console.print(f"[yellow]warning:[/] {problem}; that cell will be run again", highlight=False)
+            console.print(Text.assemble(("warning:", "yellow"), f" {problem}; that cell will be run again"), highlight=False)
         console.print(
-            f"suite [bold]{suite.name}[/]: {len(plan.todo) + len(plan.skipped)} cells, "
-            f"{len(plan.skipped)} already in {plan.path}, {len(plan.todo)} to run",
+            Text.assemble("suite ", (suite.name, "bold"), f": {len(plan.todo) + len(plan.skipped)} cells, "
+                          f"{len(plan.skipped)} already in {plan.path}, {len(plan.todo)} to run"),
             highlight=False,
         )
         cells_task = progress.add_task("cells", total=len(plan.todo))
@@ -51,9 +52,11 @@ def run_with_progress(
     def report(outcome: Outcome) -> None:
         progress.advance(cells_task)
         if outcome.error:
-            progress.console.print(f"[red]cell failed[/] {outcome.cell.key}: {outcome.error}", highlight=False)
+            progress.console.print(Text.assemble(("cell failed", "red"), f" {outcome.cell.key}: {outcome.error}"),
+                                   highlight=False)
         else:
-            progress.console.print(f"[green]done[/] {outcome.cell.key} ({outcome.wall_s:.1f} s)", highlight=False)
+            progress.console.print(Text.assemble(("done", "green"), f" {outcome.cell.key} ({outcome.wall_s:.1f} s)"),
+                                   highlight=False)
 
     with progress:
         summary = run_suite(
@@ -62,7 +65,7 @@ def run_with_progress(
             compare_reference=compare_reference, on_plan=announce, on_outcome=report,
         )
     for failed in summary.failed:
-        console.print(f"[red]failed:[/] {failed.cell.key}: {failed.error}", highlight=False)
+        console.print(Text.assemble(("failed:", "red"), f" {failed.cell.key}: {failed.error}"), highlight=False)
         if failed.detail:
             console.print(failed.detail, highlight=False, markup=False)
     return summary

@@ -18,6 +18,7 @@ import traceback
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Optional
 
+from snnbench.errors import UsageError
 from snnbench.records.cells import Cell
 from snnbench.context import ProgressReporter, RunContext
 from snnbench.runner.executors import Outcome
@@ -68,7 +69,7 @@ class RayExecutor:
         try:
             import ray  # noqa: F401
         except ImportError:
-            raise RuntimeError("--executor ray needs Ray: pip install 'snnbench[ray]' (or pip install ray)") from None
+            raise UsageError("--executor ray needs Ray: pip install 'snnbench[ray]' (or pip install ray)") from None
         self.ctx = ctx
         self.address = address
         self.suite = suite

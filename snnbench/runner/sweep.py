@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 from snnbench.config import Suite
 from snnbench.data.paths import default_cache_dir
 from snnbench.context import ProgressReporter, RunContext
+from snnbench.errors import UsageError
 from snnbench.records.cells import Cell, expand
 from snnbench.records.device import resolve_device
 from snnbench.records.env import environment
@@ -73,13 +74,43 @@ def check_models(suite: Suite, path: Path) -> None:
         except ValueError as err:
             problems.append(f"  models.{i}.name: {err}")
             continue
-        for key in model.params:
-            if key not in accepted:
-                problems.append(
-                    f"  models.{i}.{key}: not a parameter of model {model.name!r}; expected one of {sorted(accepted)}"
-                )
+        unknown = [key for key in model.params if key not in accepted]
+        for key in unknown:
+            problems.append(
+                f"  models.{i}.{key}: not a parameter of model {model.name!r}; expected one of {sorted(accepted)}"
+            )
+        for key, value in model.params.items():
+            if isinstance(value, bool) and key not in unknown:
+                problems.append(f"  models.{i}.{key}: expected a number or a name, got {value!r} (true/false are not numbers)")
+        if not unknown and not problems and suite.track == "conversion":
+            problems += _model_size_problems(i, model, suite)
     if problems:
         raise SuiteError(f"{path}: invalid suite ({len(problems)} problem{'s' if len(problems) > 1 else ''})\n" + "\n".join(problems))
+
+
+MAX_MODEL_PARAMETERS = 2_000_000_000  # 8 GB of fp32 weights; the largest published model has 0.14 G
+
+
+def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
+    """Build the model on the meta device (no memory) to check its parameters' types and its size."""
+    import torch
+
+    from snnbench.models.registry import build_model
+
+    params = dict(model.params)
+    levels = params.pop("levels", suite.training.levels)
+    try:
+        with torch.device("meta"):
+            net = build_model(model.name, levels=levels, num_classes=1000, in_channels=3, **params)
+    except (TypeError, ValueError, OverflowError) as err:
+        return [f"  models.{i}: model {model.name!r} cannot be built with {model.params}: {err}"]
+    except Exception:  # noqa: BLE001 - a model that cannot be built on meta is checked when it runs
+        return []
+    count = sum(p.numel() for p in net.parameters())
+    if count > MAX_MODEL_PARAMETERS:
+        return [f"  models.{i}: model {model.name!r} with {model.params} has {count:.3g} parameters; at most "
+                f"{MAX_MODEL_PARAMETERS:.0e} are allowed (its weights alone would not fit in memory)"]
+    return []
 
 
 def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = False) -> SweepPlan:
@@ -121,7 +152,7 @@ def make_executor(name: str, suite: Suite, ctx: RunContext, address: Optional[st
         from snnbench.runner.ray_executor import RayExecutor
 
         return RayExecutor(ctx, address=address, suite=suite)
-    raise ValueError(f"--executor {name!r}: expected 'local' or 'ray'")
+    raise UsageError(f"--executor {name!r}: expected 'local' or 'ray'")
 
 
 def execute(
@@ -173,6 +204,8 @@ def run_suite(
     The one sweep both ``snnbench run`` and :func:`snnbench.run` call; they differ only in the
     ``progress``, ``on_plan`` and ``on_outcome`` hooks (rich bars and lines, or nothing).
     """
+    if address is not None and executor != "ray":
+        raise UsageError(f"--address {address} needs --executor ray (the local executor runs no cluster)")
     plan = plan_sweep(suite, results_dir, force)
     if on_plan is not None:
         on_plan(plan)

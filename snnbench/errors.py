@@ -1,0 +1,14 @@
+"""The one thing every "this input cannot be used" error shares, so the CLI can tell them apart.
+
+An exception that also derives from :class:`UnusableInputError` is the user's input (a file, a folder,
+an option) being unusable: the command line prints its message as one line and exits 2 with no
+traceback. Anything else is an internal error and keeps its traceback (exit 1).
+"""
+
+
+class UnusableInputError(Exception):
+    """Mixin for errors caused by unusable input; ``str(err)`` names the file, field and expectation."""
+
+
+class UsageError(UnusableInputError, ValueError):
+    """A command-line option or combination of options that cannot work (``--address`` without Ray)."""
