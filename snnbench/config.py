@@ -46,7 +46,7 @@ class LightParams(_Strict):
 
 
 class FTBCParams(_Strict):
-    """FTBC single pass (DESIGN §4): K calibration batches, step size alpha."""
+    """FTBC single pass: K calibration batches, step size alpha."""
 
     alpha: float = Field(0.4, gt=0)
     batches: int = Field(3, gt=0, description="K, the number of calibration batches")
@@ -94,6 +94,7 @@ class LocalZOParams(_Strict):
 
 METHOD_PARAMS: dict[str, type[_Strict]] = {
     "qcfs": QCFSParams,
+    "none": QCFSParams,  # the same plain conversion, the name that reads right for a ReLU ANN
     "light": LightParams,
     "ftbc": FTBCParams,
     "ftbc_iter": FTBCIterParams,
@@ -102,7 +103,7 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "localzo": LocalZOParams,
     "localzo_dense": LocalZOParams,
 }
-CONVERSION_METHODS = {"qcfs", "light", "ftbc", "ftbc_iter"}
+CONVERSION_METHODS = {"qcfs", "none", "light", "ftbc", "ftbc_iter"}
 TRAINING_METHODS = {"surrogate", "sparseprop", "localzo", "localzo_dense"}
 
 
