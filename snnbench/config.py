@@ -151,6 +151,19 @@ class ModelSpec(_Strict):
     def _from_short_forms(cls, value: Any) -> Any:
         return _named_entry(value, own_fields=("checkpoint",))
 
+    @model_validator(mode="after")
+    def _check_conversion_params(self) -> "ModelSpec":
+        from snnbench.models.threshold_rule import parse_threshold
+
+        if self.params.get("activation", "qcfs") not in ("qcfs", "relu"):
+            raise ValueError(f"activation must be 'qcfs' or 'relu', got {self.params['activation']!r}")
+        if "threshold" in self.params:
+            parse_threshold(self.params["threshold"])
+        batches = self.params.get("threshold_batches", 1)
+        if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
+            raise ValueError(f"threshold_batches must be a positive integer, got {batches!r}")
+        return self
+
 
 class DatasetSpec(_Strict):
     """One dataset: a name, where to find it and whether it may be downloaded."""

@@ -19,9 +19,9 @@ from snnbench.conversion.convert import accuracy_curve, convert, simulate
 from snnbench.conversion.graph import has_qcfs, relu_graph
 from snnbench.conversion.neurobench import neurobench_on_dataset
 from snnbench.data.registry import DataBundle, load_dataset
-from snnbench.models.activations import parse_threshold
+from snnbench.models.threshold_rule import parse_threshold
 from snnbench.models.registry import CONVERSION_PARAMETERS, build_model
-from snnbench.models.torchvision_models import build_torchvision, is_torchvision
+from snnbench.models.torchvision_models import build_torchvision, eval_transform, is_torchvision
 from snnbench.training.ann import evaluate_ann, train_ann
 
 if TYPE_CHECKING:  # the runner builds cells; a pipeline only reads them
@@ -69,7 +69,8 @@ def prepare_ann(cell: Cell, bundle: DataBundle, ctx: RunContext) -> tuple[torch.
     if cell.model.checkpoint:
         from snnbench.models.checkpoint import load_checkpoint
 
-        load_checkpoint(ann, cell.model.checkpoint)
+        levels_given = "levels" in cell.model.params or "levels" in cell.training.model_fields_set
+        load_checkpoint(ann, cell.model.checkpoint, levels_given=levels_given)
         return ann.eval(), {"train_s": 0.0, "ann_source": f"checkpoint:{cell.model.checkpoint}"}
     result = train_ann(
         ann,
@@ -118,6 +119,12 @@ def simulation_chunk(bundle: DataBundle, steps: int, batch_size: int, budget_ele
 
 def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     bundle = load_dataset(cell.dataset, ctx.data_root, augment=cell.training.augment)
+    if is_torchvision(cell.model.name) and cell.dataset.name == "imagenet":
+        own = eval_transform(cell.model.name, cell.model.params.get("weights"))
+        if own is not None:  # evaluate as the weights were evaluated (their resize and crop)
+            from snnbench.data.vision import with_eval_transform
+
+            bundle = with_eval_transform(bundle, own)
     ann, train_info = prepare_ann(cell, bundle, ctx)
     ann_acc = evaluate_ann(ann, bundle.test, ctx.device, cell.training.eval_batch_size)
 

@@ -1,4 +1,4 @@
-"""Activations an IF layer can replace, and the threshold rules of ReLU ANNs.
+"""Activations an IF layer can replace: QCFS, and the thresholded ReLU of a ReLU ANN.
 
 A QCFS activation carries its trained threshold λ. A ReLU ANN has none: its ReLUs become
 :class:`ClipReLU` with a threshold taken from activation statistics on training batches
@@ -8,9 +8,6 @@ target calibration methods compare the SNN with.
 """
 
 from __future__ import annotations
-
-import re
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -34,22 +31,3 @@ class ClipReLU(nn.Module):
 
 # What ``convert`` turns into IF layers: each has a threshold ``thresh``.
 THRESHOLD_ACTIVATIONS = (QCFS, ClipReLU)
-
-
-class ThresholdRule(NamedTuple):
-    kind: str  # "max", "percentile" or "mse"
-    percentile: float = 100.0
-
-
-_PERCENTILE = re.compile(r"^percentile\(\s*([0-9]*\.?[0-9]+)\s*\)$")
-
-
-def parse_threshold(text: str) -> ThresholdRule:
-    """``"max"``, ``"mse"`` or ``"percentile(p)"`` with 0 < p <= 100; ValueError otherwise."""
-    value = str(text).strip()
-    if value in ("max", "mse"):
-        return ThresholdRule(value)
-    match = _PERCENTILE.match(value)
-    if match and 0 < float(match.group(1)) <= 100:
-        return ThresholdRule("percentile", float(match.group(1)))
-    raise ValueError(f"threshold must be 'max', 'mse' or 'percentile(p)' with 0 < p <= 100 (e.g. 'percentile(99.9)'), got {text!r}")
