@@ -150,3 +150,32 @@ def test_torchvision_weights_from_a_file_and_missing_weights(tmp_path):
         build_torchvision("torchvision:resnet34", weights="IMAGENET9K")
     with pytest.raises(ValueError, match="unknown torchvision classification model"):
         build_torchvision("torchvision:resnet9000")
+
+
+@pytest.mark.slow
+def test_suite_runs_a_relu_registry_model_and_a_torchvision_model(tmp_path):
+    """End to end through the CLI: a ReLU digits CNN with FTBC, and a torchvision ResNet-18 from a
+    local weights file on synthetic CIFAR-shaped images, with threshold rules in the records."""
+    import json
+
+    from helpers import run_cli, tiny_digits_suite
+
+    torch.save(torchvision.models.resnet18(num_classes=100).state_dict(), tmp_path / "r18.pth")
+    relu = tiny_digits_suite(
+        tmp_path, "relu", methods=["none", "ftbc"],
+        models=[{"name": "digits_cnn", "width": 8, "activation": "relu", "threshold": "percentile(99.9)"}],
+    )
+    tv = tiny_digits_suite(
+        tmp_path, "tv", methods=["none"], timesteps=[2],
+        datasets=[{"name": "synthetic", "limit_train": 8, "limit_test": 4}],
+        models=[{"name": "torchvision:resnet18", "weights": str(tmp_path / "r18.pth"), "threshold_batches": 1}],
+    )
+    for suite in (relu, tv):
+        done = run_cli("run", str(suite), "--results-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c"))
+        assert done.returncode == 0, done.stdout + done.stderr
+    records = [json.loads(line) for name in ("relu", "tv") for line in open(tmp_path / f"{name}.jsonl")]
+    assert [r["metrics"]["threshold_rule"] for r in records] == ["percentile(99.9)"] * 2 + ["max"]
+    assert records[2]["metrics"]["ann_source"].startswith("weights:")
+    bad = tiny_digits_suite(tmp_path, "bad", models=[{"name": "digits_cnn", "activation": "relu", "threshold": "median"}])
+    refused = run_cli("run", str(bad), "--results-dir", str(tmp_path))
+    assert refused.returncode == 2 and "threshold must be" in refused.stderr and "Traceback" not in refused.stderr
