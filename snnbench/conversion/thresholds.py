@@ -1,4 +1,5 @@
-"""Data-based QCFS thresholds for untrained models (benchmarks, tests).
+"""Data-based thresholds: QCFS λ for untrained models (benchmarks, tests), and the thresholds of
+ReLU ANNs (``relu_thresholds``: max, percentile or SNN Calibration's MSE search).
 
 A freshly initialised QCFS model has λ = 8 everywhere, far above its pre-activations, so every
 activation quantises to zero and every IF layer stays silent: a calibration on it would be trivial.
