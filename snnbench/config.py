@@ -70,7 +70,7 @@ class LightParams(_Strict):
 
 
 class FTBCParams(_Strict):
-    """FTBC single pass (DESIGN §4): K calibration batches, step size alpha."""
+    """FTBC single pass: K calibration batches, step size alpha."""
 
     alpha: float = Field(0.4, gt=0)
     batches: int = Field(3, gt=0, description="K, the number of calibration batches")
@@ -131,6 +131,7 @@ class LocalZOParams(_Strict):
 
 METHOD_PARAMS: dict[str, type[_Strict]] = {
     "qcfs": QCFSParams,
+    "none": QCFSParams,  # the same plain conversion, the name that reads right for a ReLU ANN
     "light": LightParams,
     "ftbc": FTBCParams,
     "ftbc_iter": FTBCIterParams,
@@ -141,7 +142,7 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "localzo": LocalZOParams,
     "localzo_dense": LocalZOParams,
 }
-CONVERSION_METHODS = {"qcfs", "light", "ftbc", "ftbc_iter"}
+CONVERSION_METHODS = {"qcfs", "none", "light", "ftbc", "ftbc_iter"}
 TRAINING_METHODS = {"surrogate", "sparseprop", "surrogate_normal", "sparseprop_normal", "localzo", "localzo_dense"}
 DIRECT_METHODS = {"surrogate", "localzo"}  # the direct-training (spiking CNN) track
 
@@ -191,6 +192,19 @@ class ModelSpec(_Strict):
     @classmethod
     def _from_short_forms(cls, value: Any) -> Any:
         return _named_entry(value, own_fields=("checkpoint",))
+
+    @model_validator(mode="after")
+    def _check_conversion_params(self) -> "ModelSpec":
+        from snnbench.models.threshold_rule import parse_threshold
+
+        if self.params.get("activation", "qcfs") not in ("qcfs", "relu"):
+            raise ValueError(f"activation must be 'qcfs' or 'relu', got {self.params['activation']!r}")
+        if "threshold" in self.params:
+            parse_threshold(self.params["threshold"])
+        batches = self.params.get("threshold_batches", 1)
+        if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
+            raise ValueError(f"threshold_batches must be a positive integer, got {batches!r}")
+        return self
 
 
 class DatasetSpec(_Strict):

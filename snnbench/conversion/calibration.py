@@ -3,7 +3,7 @@
 Every method runs forward-only under ``no_grad`` on training images (never the test split) and
 writes its biases into the IF layers' ``bias`` buffers, so they are saved with the model.
 
-- ``qcfs``: none (plain conversion);
+- ``qcfs`` / ``none``: no calibration (plain conversion; ``none`` reads better for a ReLU ANN);
 - ``light``: Li et al. 2021, a time-invariant per-channel bias from one batch (light.py);
 - ``ftbc``: the official single pass, α, K batches (ftbc.py fast / ftbc_reference.py official loop);
 - ``ftbc_iter``: ``passes`` sweeps with each layer's own bias applied, α per pass.
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from snnbench.conversion.layers import max_bias_difference, restore_biases, snapshot_biases
 
-METHODS = ("qcfs", "light", "ftbc", "ftbc_iter")
+METHODS = ("qcfs", "none", "light", "ftbc", "ftbc_iter")
 # Defaults of the suite schema (snnbench.config), repeated so that calibration runs without pydantic.
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "light": {"batch_size": 128},
@@ -90,7 +90,7 @@ def time_chunk(ann: nn.Module, x: torch.Tensor, steps: int, device: torch.device
     """
     if device.type != "cuda":
         return None
-    from snnbench.models.qcfs import QCFS
+    from snnbench.models.activations import THRESHOLD_ACTIVATIONS
 
     largest = 0
 
@@ -98,7 +98,7 @@ def time_chunk(ann: nn.Module, x: torch.Tensor, steps: int, device: torch.device
         nonlocal largest
         largest = max(largest, out[0].numel())
 
-    handles = [m.register_forward_hook(hook) for m in ann.modules() if isinstance(m, QCFS)]
+    handles = [m.register_forward_hook(hook) for m in ann.modules() if isinstance(m, THRESHOLD_ACTIVATIONS)]
     try:
         with torch.no_grad():
             ann(x[:1])
@@ -185,7 +185,7 @@ def calibrate(method: str, request: CalibrationRequest) -> dict[str, Any]:
     """Calibrate ``request.snn`` in place; return extra metrics (JSON types) for the record."""
     if method not in METHODS:
         raise ValueError(f"no calibration method named {method!r}; expected one of {list(METHODS)}")
-    if method == "qcfs":
+    if method in ("qcfs", "none"):
         return {}
     params = {**_DEFAULTS[method], **(request.params or {})}
     if method == "light":

@@ -1,5 +1,8 @@
 """ANN→SNN conversion: every QCFS activation becomes an IF layer with θ = λ, v₀ = θ/2, soft reset.
 
+A thresholded ReLU (:class:`ClipReLU`, from a ReLU ANN) becomes an IF layer with its threshold, and a
+max-pool becomes the spiking max-pool gate (:class:`SpikingMaxPool`).
+
 The converted network runs on time-folded tensors ``[T·B, ...]``: stateless layers (conv, BN, pooling,
 linear, residual adds) process all steps at once, and each :class:`SpikingLayer` unfolds to
 ``[T, B, ...]`` for its time loop. The input image is fed at every step and the output is the mean of
@@ -13,9 +16,10 @@ import copy
 from typing import Iterator, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from snnbench.models.qcfs import QCFS
+from snnbench.models.activations import THRESHOLD_ACTIVATIONS
 from snnbench.neurons import MultiStepIF
 
 
@@ -40,6 +44,44 @@ class SpikingLayer(nn.Module):
         return out.reshape(x.shape)
 
 
+class SpikingMaxPool(nn.Module):
+    """The spiking max-pool gate (Rueckauer et al., 2017): in every window it passes the input of the
+    neuron whose accumulated input (its spike count, for spiking inputs) is the largest so far.
+
+    Its rate output tracks the max-pool of the input rates, which a max-pool of each step's spikes
+    would overestimate. Like :class:`SpikingLayer` it carries its state across chunks of time."""
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        if pool.dilation not in (1, (1, 1)) or pool.ceil_mode:
+            raise ValueError("the spiking max-pool gate supports MaxPool2d without dilation or ceil_mode")
+        self.kernel_size, self.stride, self.padding = pool.kernel_size, pool.stride, pool.padding
+        self.steps = 1
+        self.carry: Optional[torch.Tensor] = None  # accumulated input after the previous chunk
+
+    def reset_state(self) -> None:
+        self.carry = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = x.reshape((self.steps, -1) + tuple(x.shape[1:]))
+        total = seq.cumsum(0)
+        if self.carry is not None:
+            total = total + self.carry
+        self.carry = total[-1]
+        # Padding with -inf never wins; the tie-break is max_pool2d's (first maximum in the window).
+        _, index = F.max_pool2d(
+            total.flatten(0, 1), self.kernel_size, self.stride, self.padding, return_indices=True
+        )
+        picked = seq.flatten(0, 1).flatten(2).gather(2, index.flatten(2))
+        return picked.reshape(index.shape)
+
+
+def _temporal_modules(model: nn.Module) -> Iterator[nn.Module]:
+    for module in model.modules():
+        if isinstance(module, (SpikingLayer, SpikingMaxPool)):
+            yield module
+
+
 def spiking_layers(model: nn.Module) -> Iterator[tuple[str, SpikingLayer]]:
     for name, module in model.named_modules():
         if isinstance(module, SpikingLayer):
@@ -60,30 +102,38 @@ def _channels_hint(model: nn.Module, qcfs_name: str) -> Optional[int]:
 
 
 def convert(ann: nn.Module) -> nn.Module:
-    """A deep copy of ``ann`` with every QCFS replaced by a :class:`SpikingLayer` (θ = λ)."""
+    """A deep copy of ``ann`` with every QCFS or ClipReLU replaced by a :class:`SpikingLayer` (θ = its
+    threshold) and every MaxPool2d by a :class:`SpikingMaxPool`."""
     snn = copy.deepcopy(ann).eval()
-    replacements = []
+    activations, pools = [], []
     for name, module in snn.named_modules():
-        if isinstance(module, QCFS):
-            replacements.append((name, module))
-    if not replacements:
-        raise ValueError("the model has no QCFS activation; nothing to convert")
-    for name, module in replacements:
-        parent_name, _, child = name.rpartition(".")
-        parent = snn.get_submodule(parent_name) if parent_name else snn
+        if isinstance(module, THRESHOLD_ACTIVATIONS):
+            activations.append((name, module))
+        elif isinstance(module, nn.MaxPool2d):
+            pools.append((name, module))
+    if not activations:
+        raise ValueError("the model has no QCFS or thresholded ReLU activation; nothing to convert")
+    for name, module in activations:
         layer = SpikingLayer(module.thresh.detach().clone(), _channels_hint(ann, name))
-        setattr(parent, child, layer.to(module.thresh.device))
+        _replace(snn, name, layer.to(module.thresh.device))
+    for name, module in pools:
+        _replace(snn, name, SpikingMaxPool(module))
     return snn
 
 
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
 def _set_steps(snn: nn.Module, steps: int) -> None:
-    for _, layer in spiking_layers(snn):
-        layer.steps = steps
+    for module in _temporal_modules(snn):
+        module.steps = steps
 
 
 def reset(snn: nn.Module) -> None:
-    for _, layer in spiking_layers(snn):
-        layer.reset_state()
+    for module in _temporal_modules(snn):
+        module.reset_state()
 
 
 @torch.no_grad()

@@ -9,23 +9,23 @@ import torch
 from torch import nn
 
 from snnbench.conversion.convert import SpikingLayer, spiking_layers
-from snnbench.models.qcfs import QCFS
+from snnbench.models.activations import THRESHOLD_ACTIVATIONS
 
 
 class LayerPair(NamedTuple):
     name: str
-    qcfs: QCFS  # the ANN activation
+    qcfs: nn.Module  # the ANN activation (QCFS, or ClipReLU of a ReLU ANN)
     spiking: SpikingLayer  # the IF layer it became
 
 
 def layer_pairs(ann: nn.Module, snn: nn.Module) -> list[LayerPair]:
-    """Each IF layer of ``snn`` with the QCFS module of ``ann`` it was converted from, in module order."""
+    """Each IF layer of ``snn`` with the ANN activation it was converted from, in module order."""
     ann_modules = dict(ann.named_modules())
     pairs = []
     for name, layer in spiking_layers(snn):
         qcfs = ann_modules.get(name)
-        if not isinstance(qcfs, QCFS):
-            raise ValueError(f"IF layer {name!r} has no QCFS counterpart in the ANN; was the SNN converted from it?")
+        if not isinstance(qcfs, THRESHOLD_ACTIVATIONS):
+            raise ValueError(f"IF layer {name!r} has no activation counterpart in the ANN; was the SNN converted from it?")
         pairs.append(LayerPair(name, qcfs, layer))
     if not pairs:
         raise ValueError("the SNN has no IF layers to calibrate")
@@ -58,7 +58,7 @@ def unfold(folded: torch.Tensor, steps: int) -> torch.Tensor:
 
 @torch.no_grad()
 def ann_activations(ann: nn.Module, pairs: list[LayerPair], x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One ANN forward; the output of every QCFS layer of ``pairs`` by name."""
+    """One ANN forward; the output of every activation of ``pairs`` by name."""
     acts: dict[str, torch.Tensor] = {}
     handles = [
         p.qcfs.register_forward_hook(lambda _m, _i, out, name=p.name: acts.__setitem__(name, out.detach()))

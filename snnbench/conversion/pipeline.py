@@ -1,4 +1,7 @@
-"""One conversion-track cell: train (or load) the QCFS ANN, convert, calibrate, evaluate at every T."""
+"""One conversion-track cell: train (or load) the ANN, convert, calibrate, evaluate at every T.
+
+A QCFS ANN converts as it is; a ReLU ANN (``activation: relu``, or a torchvision model) first gets
+data-based thresholds (``threshold_relu_ann``)."""
 
 from __future__ import annotations
 
@@ -13,9 +16,12 @@ from snnbench.config import config_hash
 from snnbench.context import ProgressReporter, RunContext
 from snnbench.conversion.calibration import CalibrationRequest, calibrate
 from snnbench.conversion.convert import accuracy_curve, convert, simulate
+from snnbench.conversion.graph import has_qcfs, relu_graph
 from snnbench.conversion.neurobench import neurobench_on_dataset
 from snnbench.data.registry import DataBundle, load_dataset
-from snnbench.models.registry import build_model
+from snnbench.models.threshold_rule import parse_threshold
+from snnbench.models.registry import CONVERSION_PARAMETERS, build_model
+from snnbench.models.torchvision_models import build_torchvision, eval_transform, is_torchvision
 from snnbench.training.ann import evaluate_ann, train_ann
 
 if TYPE_CHECKING:  # the runner builds cells; a pipeline only reads them
@@ -23,11 +29,14 @@ if TYPE_CHECKING:  # the runner builds cells; a pipeline only reads them
 
 
 def ann_cache_path(cell: Cell, cache_dir: Path) -> Path:
-    """Where the trained ANN of this cell lives: shared by every method of the same configuration."""
+    """Where the trained ANN of this cell lives: shared by every method of the same configuration
+    (and by every threshold rule of a ReLU ANN: thresholds are set after training)."""
     dataset = {k: v for k, v in cell.dataset.model_dump().items() if k not in ("root", "download")}
+    model = cell.model.model_dump(exclude={"checkpoint"})
+    model["params"] = {k: v for k, v in model["params"].items() if k not in CONVERSION_PARAMETERS}
     key = {
         "dataset": dataset,
-        "model": cell.model.model_dump(exclude={"checkpoint"}),
+        "model": model,
         "training": cell.training.model_dump(),
         "seed": cell.seed,
     }
@@ -36,7 +45,12 @@ def ann_cache_path(cell: Cell, cache_dir: Path) -> Path:
 
 def build_ann(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(cell.seed)
-    params = dict(cell.model.params)
+    params = {k: v for k, v in cell.model.params.items() if k not in CONVERSION_PARAMETERS}
+    if is_torchvision(cell.model.name):
+        return build_torchvision(
+            cell.model.name, num_classes=bundle.num_classes, weights=params.get("weights"),
+            download=cell.dataset.download,
+        ).to(device)
     # A model entry may set its own QCFS levels (ImageNet: VGG-16 L=16 beside ResNet-34 L=8).
     levels = params.pop("levels", cell.training.levels)
     return build_model(
@@ -50,10 +64,13 @@ def build_ann(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.
 
 def prepare_ann(cell: Cell, bundle: DataBundle, ctx: RunContext) -> tuple[torch.nn.Module, dict[str, Any]]:
     ann = build_ann(cell, bundle, ctx.device)
+    if cell.model.params.get("weights"):
+        return ann.eval(), {"train_s": 0.0, "ann_source": f"weights:{cell.model.params['weights']}"}
     if cell.model.checkpoint:
         from snnbench.models.checkpoint import load_checkpoint
 
-        load_checkpoint(ann, cell.model.checkpoint)
+        levels_given = "levels" in cell.model.params or "levels" in cell.training.model_fields_set
+        load_checkpoint(ann, cell.model.checkpoint, levels_given=levels_given)
         return ann.eval(), {"train_s": 0.0, "ann_source": f"checkpoint:{cell.model.checkpoint}"}
     result = train_ann(
         ann,
@@ -102,10 +119,19 @@ def simulation_chunk(bundle: DataBundle, steps: int, batch_size: int, budget_ele
 
 def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     bundle = load_dataset(cell.dataset, ctx.data_root, augment=cell.training.augment)
+    if is_torchvision(cell.model.name) and cell.dataset.name == "imagenet":
+        own = eval_transform(cell.model.name, cell.model.params.get("weights"))
+        if own is not None:  # evaluate as the weights were evaluated (their resize and crop)
+            from snnbench.data.vision import with_eval_transform
+
+            bundle = with_eval_transform(bundle, own)
     ann, train_info = prepare_ann(cell, bundle, ctx)
     ann_acc = evaluate_ann(ann, bundle.test, ctx.device, cell.training.eval_batch_size)
 
     steps = max(cell.timesteps)
+    threshold_info: dict[str, Any] = {}
+    if not has_qcfs(ann):
+        ann, threshold_info = threshold_relu_ann(cell, bundle, ann, steps, ctx.device)
     snn = convert(ann)
     t0 = time.perf_counter()
     extra = calibrate(
@@ -139,5 +165,30 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
         "evaluate_s": evaluate_s,
         "test_samples": len(bundle.test),
         "neurobench": neurobench_on_dataset(snn, bundle.test, steps, ctx.device, chunk=chunk),
+        **threshold_info,
         **extra,
+    }
+
+
+def threshold_relu_ann(
+    cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, device: torch.device
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A ReLU ANN made convertible: traced, BN folded, each ReLU clipped at a data-based threshold
+    (``threshold``, default ``max``) from ``threshold_batches`` (default 5) training batches of 128."""
+    from snnbench.conversion.calibration import calibration_batches
+    from snnbench.conversion.thresholds import relu_thresholds
+
+    rule_text = cell.model.params.get("threshold", "max")
+    rule = parse_threshold(rule_text)
+    prepared = relu_graph(ann).to(device)
+    count = int(cell.model.params.get("threshold_batches", 5))
+    batches = calibration_batches(bundle.calibration, count, 128, cell.seed, device)
+    thresholds = relu_thresholds(prepared, batches, rule, steps)
+    clipped_acc = evaluate_ann(prepared, bundle.test, device, cell.training.eval_batch_size)
+    return prepared, {
+        "activation": "relu",
+        "threshold_rule": str(rule_text),
+        "threshold_batches": len(batches),
+        "thresholds": thresholds,
+        "ann_clipped_acc": clipped_acc,
     }

@@ -1,4 +1,5 @@
-"""Data-based QCFS thresholds for untrained models (benchmarks, tests).
+"""Data-based thresholds: QCFS λ for untrained models (benchmarks, tests), and the thresholds of
+ReLU ANNs (``relu_thresholds``: max, percentile or SNN Calibration's MSE search).
 
 A freshly initialised QCFS model has λ = 8 everywhere, far above its pre-activations, so every
 activation quantises to zero and every IF layer stays silent: a calibration on it would be trivial.
@@ -42,3 +43,76 @@ def set_thresholds_from_data(model: nn.Module, x: torch.Tensor, quantile: float 
         for h in handles:
             h.remove()
         model.train(was_training)
+
+
+def _mse_threshold(a: torch.Tensor, steps: int) -> torch.Tensor:
+    """SNN Calibration's search: of θ = max·(1 − 0.01·i), i = 0..94, the one whose T-step
+    clip-floor quantisation ``floor(clamp(a/θ·T, 0, T))·θ/T`` is closest to ``a`` in mean squared error."""
+    top = a.max()
+    best, best_err = top, None
+    for i in range(95):
+        theta = top * (1.0 - i * 0.01)
+        quantised = torch.clamp(a / theta * steps, 0, steps).floor() * theta / steps
+        err = (a - quantised).pow(2).mean()
+        if best_err is None or err < best_err:
+            best, best_err = theta, err
+    return best
+
+
+def _statistic(a: torch.Tensor, rule, steps: int, generator: torch.Generator) -> torch.Tensor:
+    if rule.kind == "max":
+        return a.max()
+    if rule.kind == "mse":
+        return _mse_threshold(a, steps)
+    values = a.flatten()
+    if values.numel() > _MAX_SAMPLES:
+        values = values[torch.randint(values.numel(), (_MAX_SAMPLES,), generator=generator).to(values.device)]
+    return torch.quantile(values, rule.percentile / 100.0)
+
+
+@torch.no_grad()
+def relu_thresholds(model: nn.Module, batches: list[torch.Tensor], rule, steps: int, momentum: float = 0.9) -> dict[str, float]:
+    """Set the threshold of every :class:`ClipReLU` of ``model`` from its ReLU outputs on ``batches``.
+
+    All layers are measured in one forward per batch of the unclipped network, as SNN Calibration
+    does. ``max``: the largest activation over all batches. ``percentile(p)`` and ``mse``: per batch,
+    combined by SNN Calibration's moving average (θ ← m·θ + (1 − m)·θ_batch, m = 0.9). ``steps`` is
+    the simulation length ``mse`` quantises to. Returns the thresholds by layer name.
+    """
+    from snnbench.models.activations import ClipReLU
+
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, ClipReLU)}
+    for m in layers.values():
+        m.thresh.fill_(float("inf"))
+    found: dict[str, torch.Tensor] = {}
+    generator = torch.Generator(device="cpu").manual_seed(0)
+
+    def hook(name: str):
+        def record(_m, _inputs, output: torch.Tensor) -> None:
+            value = _statistic(output.detach().float(), rule, steps, generator)
+            if name not in found:
+                found[name] = value
+            elif rule.kind == "max":
+                found[name] = torch.maximum(found[name], value)
+            else:
+                found[name] = momentum * found[name] + (1 - momentum) * value
+
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in layers.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        for x in batches:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    out = {}
+    for name, m in layers.items():
+        value = float(found[name]) if name in found else 0.0
+        # A layer that never fired gets θ = 1: it stays silent in the SNN, as in the ANN.
+        m.thresh.fill_(value if value > 0 else 1.0)
+        out[name] = float(m.thresh)
+    return out

@@ -16,12 +16,13 @@ transform; ``bundle.calibration_augmented`` the training split with the training
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from snnbench.data.paths import DatasetMissingError, resolve_data_root
 from snnbench.data.registry import DataBundle, limit
@@ -289,6 +290,24 @@ def imagefolder_bundle(name: str, folder: Path, folder_class, spec, augment: boo
         num_classes=len(train_base.classes),
         input_shape=(3, 224, 224),
         info=info,
+    )
+
+
+def _retransformed(ds: Dataset, transform: Callable) -> Dataset:
+    if isinstance(ds, Subset):
+        return Subset(_retransformed(ds.dataset, transform), ds.indices)
+    if isinstance(ds, TransformedView):
+        return TransformedView(ds.base, transform)
+    raise ValueError(f"cannot change the transform of a {type(ds).__name__}")
+
+
+def with_eval_transform(bundle: DataBundle, transform: Callable) -> DataBundle:
+    """``bundle`` with ``transform`` (e.g. a torchvision weights' own ``transforms()``) in place of its
+    evaluation transform, for the test split and the plain calibration split."""
+    return replace(
+        bundle,
+        test=_retransformed(bundle.test, transform),
+        calibration=_retransformed(bundle.calibration, transform),
     )
 
 

@@ -13,6 +13,7 @@ keys still do not fit, :class:`ValueError` lists the missing, unexpected and mis
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Union
 
@@ -67,8 +68,11 @@ def translate_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) ->
             unexpected.append(key)
             continue
         mapped[name] = value
-    # Old BatchNorm checkpoints lack the step counter; it has no effect on eval-mode outputs.
-    missing = [k for k in target if k not in mapped and not k.endswith("num_batches_tracked")]
+    # Old BatchNorm checkpoints lack the step counter; it has no effect on eval-mode outputs. Official
+    # QCFS checkpoints lack the levels snnbench stores (``_extra_state``); load_checkpoint warns.
+    missing = [
+        k for k in target if k not in mapped and not k.endswith(("num_batches_tracked", "_extra_state"))
+    ]
     mismatched = []
     for name, value in mapped.items():
         want = target[name]
@@ -99,8 +103,19 @@ def load_state(model: nn.Module, state: Any) -> nn.Module:
     return model
 
 
-def load_checkpoint(model: nn.Module, path: Union[str, Path]) -> nn.Module:
-    """Load the checkpoint file at ``path`` into ``model`` (in place) and return the model."""
+_WARNED: set[str] = set()
+
+
+def stores_levels(state: Mapping[str, Any]) -> bool:
+    return any(k.endswith("_extra_state") for k in state)
+
+
+def load_checkpoint(model: nn.Module, path: Union[str, Path], levels_given: bool = True) -> nn.Module:
+    """Load the checkpoint file at ``path`` into ``model`` (in place) and return the model.
+
+    A checkpoint that stores its QCFS levels must match the model's (ValueError otherwise). One that
+    stores none (the official layout) loaded with the default L (``levels_given=False``) warns once
+    per file, saying how to set L."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
@@ -108,6 +123,17 @@ def load_checkpoint(model: nn.Module, path: Union[str, Path]) -> nn.Module:
     # Pickled objects other than tensors are refused, never executed; the error names the file.
     obj = load_tensors(path, "the checkpoint", map_location=device)
     try:
-        return load_state(model, obj)
+        state = _unwrap(obj)
+        load_state(model, state)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
+    levels = sorted({m.levels for m in model.modules() if isinstance(getattr(m, "levels", None), int)})
+    if levels and not levels_given and not stores_levels(state) and str(path) not in _WARNED:
+        _WARNED.add(str(path))
+        warnings.warn(
+            f"{path} does not record its QCFS levels (an official checkpoint?); loading it with the "
+            f"default L={levels[0]}. If it was trained with another L, set `levels: <L>` in the model "
+            "entry (or training.levels).",
+            stacklevel=2,
+        )
+    return model

@@ -38,5 +38,23 @@ class QCFS(nn.Module):
         y = _FloorSTE.apply(y * self.levels + 0.5) / self.levels
         return y * lam
 
+    # L travels with the weights: snnbench's state dicts hold it as ``<module>._extra_state``, so a
+    # checkpoint loaded into a model built with another L is refused instead of silently requantised.
+    def get_extra_state(self) -> torch.Tensor:
+        return torch.tensor(self.levels)
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        stored = int(state)
+        if stored != self.levels:
+            raise ValueError(
+                f"the checkpoint was trained with QCFS levels L={stored} but the model is built with "
+                f"L={self.levels}; set `levels: {stored}` in the model entry (or training.levels)"
+            )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Official QCFS checkpoints (and caches older than this field) store no L: keep the model's.
+        state_dict.setdefault(prefix + "_extra_state", torch.tensor(self.levels))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def extra_repr(self) -> str:
         return f"levels={self.levels}, thresh={self.thresh.item():.4g}"

@@ -2,7 +2,10 @@
 
 Each entry is "module:function"; the function takes ``levels``, ``num_classes``, ``in_channels``
 and the model's own keyword parameters and returns an ``nn.Module`` with QCFS activations.
-Modules load lazily so that naming one model never imports the others.
+``activation: relu`` builds the same architecture with ReLU in place of every QCFS (a plain ReLU
+ANN, converted with data-based thresholds). ``torchvision:<arch>`` names a torchvision classification
+model (models/torchvision_models.py). Modules load lazily so that naming one model never imports
+the others.
 """
 
 from __future__ import annotations
@@ -30,14 +33,35 @@ def _factory(name: str):
     return getattr(importlib.import_module(module_name), func_name)
 
 
-def build_model(name: str, *, levels: int, num_classes: int, in_channels: int = 3, **params: Any) -> nn.Module:
+ACTIVATIONS = ("qcfs", "relu")
+# Read by the conversion pipeline (ReLU thresholds, torchvision weights), never by a factory.
+CONVERSION_PARAMETERS = {"threshold", "threshold_batches"}
+TORCHVISION_PARAMETERS = {"weights"} | CONVERSION_PARAMETERS
+
+
+def _relu_everywhere(model: nn.Module) -> nn.Module:
+    from snnbench.models.qcfs import QCFS
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, QCFS):
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, nn.ReLU())
+    return model
+
+
+def build_model(
+    name: str, *, levels: int, num_classes: int, in_channels: int = 3, activation: str = "qcfs", **params: Any
+) -> nn.Module:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
     factory = _factory(name)
     accepted = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = [k for k in params if k not in accepted]
     if unknown and not takes_any:
         raise ValueError(f"model {name!r} takes no parameter(s) {unknown}; it accepts {sorted(accepted)}")
-    return factory(levels=levels, num_classes=num_classes, in_channels=in_channels, **params)
+    model = factory(levels=levels, num_classes=num_classes, in_channels=in_channels, **params)
+    return _relu_everywhere(model) if activation == "relu" else model
 
 
 # Filled in by the builder, never by a suite: a suite may still set ``levels`` per model.
@@ -46,7 +70,13 @@ _BUILDER_ARGS = {"num_classes", "in_channels"}
 
 def model_parameters(name: str) -> set[str]:
     """The keyword parameters a suite may give model ``name`` (raises ValueError if unknown)."""
-    return set(inspect.signature(_factory(name)).parameters) - _BUILDER_ARGS
+    from snnbench.models.torchvision_models import architecture, is_torchvision
+
+    if is_torchvision(name):
+        architecture(name)
+        return set(TORCHVISION_PARAMETERS)
+    own = set(inspect.signature(_factory(name)).parameters) - _BUILDER_ARGS
+    return own | {"activation"} | CONVERSION_PARAMETERS
 
 
 # Spiking CNNs of the direct-training track: built with the training method's neuron options instead

@@ -97,7 +97,12 @@ def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
 
     from snnbench.models.registry import build_model
 
-    params = dict(model.params)
+    from snnbench.models.registry import CONVERSION_PARAMETERS
+    from snnbench.models.torchvision_models import is_torchvision
+
+    if is_torchvision(model.name):  # fixed architectures: their size is torchvision's, not the suite's
+        return []
+    params = {k: v for k, v in model.params.items() if k not in CONVERSION_PARAMETERS}
     levels = params.pop("levels", suite.training.levels)
     try:
         with torch.device("meta"):

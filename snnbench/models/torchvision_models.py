@@ -1,0 +1,102 @@
+"""torchvision classification models by name: ``{name: "torchvision:resnet34", weights: ...}``.
+
+``weights`` is a local state-dict file (``/path/resnet34.pth``, a torchvision download or your own
+fine-tuned weights) or the name of a torchvision weights enum member (``IMAGENET1K_V1``), which is
+fetched through torchvision only when the suite allows downloading. The model is a plain ReLU ANN;
+the conversion pipeline traces it (conversion/graph.py), so any architecture made of supported ops
+works without code of its own here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from torch import nn
+
+PREFIX = "torchvision:"
+
+
+def is_torchvision(name: str) -> bool:
+    return name.startswith(PREFIX)
+
+
+def architecture(name: str) -> str:
+    arch = name[len(PREFIX):]
+    import torchvision
+
+    available = torchvision.models.list_models(module=torchvision.models)
+    if arch not in available:
+        raise ValueError(f"unknown torchvision classification model {arch!r}; expected one of {available}")
+    return arch
+
+
+def weights_enum(arch: str, weights: str):
+    """The torchvision weights enum member ``weights`` of ``arch`` (ValueError if it has none such)."""
+    import torchvision
+
+    members = torchvision.models.get_model_weights(arch)
+    try:
+        return members[weights]
+    except KeyError:
+        raise ValueError(
+            f"torchvision model {arch!r} has no weights {weights!r}; expected a file path or one of "
+            f"{[m.name for m in members]}"
+        ) from None
+
+
+def _is_path(weights: str) -> bool:
+    return "/" in weights or weights.startswith("~") or weights.endswith((".pth", ".pt"))
+
+
+def build_torchvision(
+    name: str, *, num_classes: Optional[int] = None, weights: Optional[str] = None, download: bool = False
+) -> nn.Module:
+    """The torchvision model ``name`` (``torchvision:<arch>``), with ``weights`` loaded if given."""
+    import torch
+    import torchvision
+
+    arch = architecture(name)
+    if weights is None:
+        kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
+        return torchvision.models.get_model(arch, weights=None, **kwargs)
+    if _is_path(weights):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"weights file {path} not found: save a state dict there (torch.save(model.state_dict(), ...)), "
+                f"or name a torchvision weights enum member (e.g. weights: IMAGENET1K_V1) and allow downloading "
+                f"with `download: true` under the dataset"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        classes = _classes_of(state)
+        model = torchvision.models.get_model(arch, weights=None, **({"num_classes": classes} if classes else {}))
+        from snnbench.models.checkpoint import load_state
+
+        return load_state(model, state)
+    member = weights_enum(arch, weights)
+    if not download:
+        raise FileNotFoundError(
+            f"weights {arch} {member.name} are not downloaded without permission: set `download: true` under "
+            f"the dataset to let torchvision fetch {member.url}, or download that file and give its path as "
+            f"`weights: /path/{Path(member.url).name}`"
+        )
+    return torchvision.models.get_model(arch, weights=member)
+
+
+def _classes_of(state) -> Optional[int]:
+    """The class count of a classification state dict: the rows of its last 2-D weight."""
+    last = None
+    for key, value in state.items():
+        if key.endswith("weight") and getattr(value, "dim", lambda: 0)() == 2:
+            last = value
+    return int(last.shape[0]) if last is not None else None
+
+
+def eval_transform(name: str, weights: Optional[str]):
+    """The weights' own evaluation transform (torchvision enum weights), else None."""
+    if weights is None or _is_path(weights):
+        return None
+    return weights_enum(architecture(name), weights).transforms()
