@@ -43,6 +43,10 @@ Backward kernels:
   pairs them with this layer's entries of the same batch element (t ≥ τ) and sums
   W[i, j]·β^{t−τ}·δ. Work is (previous entries) × (this layer's entries per batch element).
 
+With ``StackConfig.delay = 1`` (the official SparseProp recurrence ``u[t+1] = β·u[t] + W·x[t]``) each
+layer sees its input one step late; the input gradient then pairs entries with t ≥ τ + 1 and decay
+β^{t−τ−1} (``shift`` of :func:`sparse_input_grad`).
+
 No dense [T, B, H] gradient is ever allocated: memory and time grow with the number of entries. Only
 the forward's own outputs (spikes) and the input trace are dense.
 """

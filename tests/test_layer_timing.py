@@ -61,3 +61,14 @@ def test_paused_work_does_not_count_toward_the_peak():
         small = torch.ones(2**20 // 4)
         del small
     assert memory.peak_bytes < 32 * 2**20
+
+
+def test_the_dense_method_on_the_cpu_is_timed_once_as_the_torch_loop():
+    data = _spikes(n=8)
+    model = SpikingMLP(SNNConfig(inputs=12, outputs=3, hidden=(10, 10)), generator=torch.Generator().manual_seed(0))
+    method = training_method("surrogate", {"surrogate": "fast_sigmoid", "width": 100.0})
+    sampler = LayerSampler(method, dense_baseline(method), CPU, stride=1, warmup=0)
+    train(model, method, data, TrainSettings(epochs=1, batch_size=4, lr=1e-3), 20, CPU, sampler=sampler)
+    metrics = sampler.metrics(2, [1.0, 1.0])
+    assert metrics["layer2_bwd_ms"] == metrics["layer2_torch_loop_bwd_ms"]
+    assert metrics["layer2_fwdbwd_speedup_vs_torch_loop"] == 1.0

@@ -345,10 +345,13 @@ class LayerSampler:
         runs = [("method", self.method, self.backend), ("torch_loop", self.dense, "torch")]
         if self.fused_backend == "triton":
             runs.append(("fused", self.dense, "auto"))
+        # The dense method on the CPU is the PyTorch loop itself: one pass serves both names.
+        same = self.method == self.dense and self.fused_backend != "triton" and self.backend in ("auto", "torch")
         with self.pause():
-            for name, method, backend in runs:
+            for name, method, backend in runs[1:] if same else runs:
                 for section, ms in timed_pass(model, method, x, y, self.device, seed, backend).sections.items():
-                    self.sums[f"{name}.{section}"] += ms
+                    for key in (name, "method") if same else (name,):
+                        self.sums[f"{key}.{section}"] += ms
             model.zero_grad(set_to_none=True)
         self.samples += 1
 
