@@ -23,7 +23,8 @@ Active sets (``rule``):
   from snnbench.kernels.neuron's counter-based Philox stream (key = seed, counter = (b·H + j, 0, t,
   k div 4)), so a seed gives the same active set on the CPU and the GPU, and the same z as the fused
   neuron kernels' LocalZO backward over that layer. The reference evaluates Philox only inside the
-  band |u − θ| < δ·max|z| the stream can reach; outside it g is 0 for every draw.
+  band |u − θ| < δ·max|z| the stream can reach (outside it g is 0 for every draw) and, with numba,
+  only where a compiled bound on the entry's own draws (philox_cpu.reachable) says g may be nonzero.
 
 Recording (forward, two launches of one scan kernel, no racy counter): pass 1 runs the scan, writes
 the spikes and counts the active entries of each (b, j); a torch cumsum turns the counts into
@@ -42,6 +43,10 @@ Backward kernels:
   pairs them with this layer's entries of the same batch element (t ≥ τ) and sums
   W[i, j]·β^{t−τ}·δ. Work is (previous entries) × (this layer's entries per batch element).
 
+With ``StackConfig.delay = 1`` (the official SparseProp recurrence ``u[t+1] = β·u[t] + W·x[t]``) each
+layer sees its input one step late; the input gradient then pairs entries with t ≥ τ + 1 and decay
+β^{t−τ−1} (``shift`` of :func:`sparse_input_grad`).
+
 No dense [T, B, H] gradient is ever allocated: memory and time grow with the number of entries. Only
 the forward's own outputs (spikes) and the input trace are dense.
 """
@@ -57,6 +62,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import philox_cpu
 from .neuron import (
     _DISTRIBUTION_ID,
     _SURROGATE_ID,
@@ -713,10 +719,14 @@ def reference_spike_g(u_minus_theta: torch.Tensor, rule: SpikeRule, seed: int = 
         g = _surrogate_grad_reference(d, rule.surrogate, rule.width)
         return torch.where(d < rule.b_th, g, torch.zeros_like(g))
     g = torch.zeros_like(d, dtype=torch.float32)
-    # Philox costs ~100 tensor ops per element, so it runs only where some draw can reach.
-    t, b, j = (d < rule.delta * MAX_ABS_Z[rule.distribution]).nonzero(as_tuple=True)
+    # Philox costs ~100 tensor ops per element, so the PyTorch stream runs only where some draw can
+    # reach: inside the band δ·max|z|, then (with numba) where a compiled bound on this entry's own
+    # draws says g may be nonzero. Both filters only drop entries whose g is 0, so g is unchanged.
+    band = rule.delta * MAX_ABS_Z[rule.distribution]
+    candidates = philox_cpu.reachable(u_minus_theta, int(seed), rule.delta, rule.q, rule.distribution, band)
+    t, b, j = (d < band if candidates is None else candidates).nonzero(as_tuple=True)
+    H = d.shape[2]
     if t.numel():
-        H = d.shape[2]
         g[t, b, j] = localzo_gain_reference(
             u_minus_theta[t, b, j], int(seed), t, b * H + j, rule.delta, rule.q, rule.distribution
         )

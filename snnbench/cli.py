@@ -409,6 +409,7 @@ def bench_sparse(
     device: str = typer.Option("auto", help="cuda, cpu or auto"),
     out: Optional[Path] = typer.Option(None, help="folder for sparse.json"),
     quick: bool = typer.Option(False, help="small sizes (a CPU smoke run)"),
+    preset: Optional[str] = typer.Option(None, help="nmnist: the published N-MNIST-shaped layer 2 (700→200, T=300, B=256)"),
 ) -> None:
     """Sparse (SparseProp, LocalZO) vs dense BPTT backward of spiking MLP layers over hidden sizes.
 
@@ -416,7 +417,7 @@ def bench_sparse(
     """
     from snnbench.bench.sparse import run_sparse_bench
 
-    _run_bench(run_sparse_bench, device=device, out=_bench_out(out), quick=quick, console=console)
+    _run_bench(run_sparse_bench, device=device, out=_bench_out(out), quick=quick, preset=preset, console=console)
 
 
 @bench_app.command("ftbc")

@@ -20,6 +20,10 @@ def test_sparse_bench_quick_cpu(tmp_path):
     assert {("step", "dense_pytorch"), ("step", "sparseprop"), ("step", "localzo")} <= impls
     # The tests interpret Triton, so the fused dense baseline runs too, as it would on CUDA.
     assert {("layer", "dense_fused"), ("step", "dense_fused")} <= impls
+    # hidden layer 2 on each data-like input, sparse and dense
+    assert {(r["input"], r["impl"]) for r in rows if r["kind"] == "layer"} >= {
+        (kind, impl) for kind in ("bernoulli", "latency", "events") for impl in ("dense_pytorch", "localzo")
+    }
     for r in rows:
         assert r["fwd_ms"] > 0 and r["bwd_ms"] > 0
         if r["impl"] in ("sparseprop", "localzo", "localzo_fp16"):
@@ -27,14 +31,15 @@ def test_sparse_bench_quick_cpu(tmp_path):
             assert r["bwd_speedup"] > 0
         if r["kind"] == "layer" and r["impl"] in ("sparseprop", "localzo"):
             assert r["max_rel_err"] < 1e-5  # dW equals the dense masked gradient
+            assert r["prev_entries"] > 0 and r["max_rel_err_dx"] < 1e-5  # so does the input gradient
             assert r["ceiling_fraction"] > 0 and r["gathered_gbps"] > 0
-    by_impl = {(r["impl"], r["target_active"]): r for r in rows if r["kind"] == "layer" and "target_active" in r}
-    for (impl, target), r in by_impl.items():
+    by_impl = {(r["impl"], r["input"], r["target_active"]): r for r in rows if r["kind"] == "layer" and "target_active" in r}
+    for (impl, kind, target), r in by_impl.items():
         if impl == "localzo_fp16":
             # The same entries as LocalZO with an fp32 trace; dW off by the fp16 rounding (2⁻¹¹) only.
-            assert r["entries"] == by_impl[("localzo", target)]["entries"]
+            assert r["entries"] == by_impl[("localzo", kind, target)]["entries"]
             assert 0 < r["max_rel_err"] < 2.0**-10
-            assert r["gathered_bytes"] * 2 == by_impl[("localzo", target)]["gathered_bytes"]
+            assert r["gathered_bytes"] * 2 == by_impl[("localzo", kind, target)]["gathered_bytes"]
     assert result["summary"] and "sparse backward" in (tmp_path / "console.txt").read_text()
 
 
@@ -48,3 +53,21 @@ def test_device_correctness_check_passes_on_the_interpreter():
         assert entry["index_equal"] and entry["entries"] == entry["entries_reference"] > 0, entry
         assert entry["trace_err"] < 1e-6 and entry["dw_rel_err"] < 1e-5 and entry["dx_rel_err"] < 1e-5, entry
     assert max(checks[-1]["grad_rel_err"]) < 1e-5
+
+
+def test_input_kinds_look_like_the_data():
+    import torch
+
+    from snnbench.bench.sparse import input_spikes
+
+    gen = torch.Generator().manual_seed(0)
+    latency = input_spikes("latency", 100, 8, 50, 0.0, gen)
+    assert float(latency.sum(0).max()) == 1.0 and 0.5 < float(latency.sum(0).mean()) < 0.85  # ≤ 1 spike per input
+    events = input_spikes("events", 100, 8, 50, 0.02, gen)
+    assert 0.01 < float(events.mean()) < 0.03 and set(events.unique().tolist()) <= {0.0, 1.0}
+    def peak_to_mean(x):  # of each sample's spikes per step, averaged over samples
+        per_step = x.sum(2)
+        return float((per_step.amax(0) / per_step.mean(0).clamp(min=1e-9)).mean())
+
+    bernoulli = input_spikes("bernoulli", 100, 8, 50, 0.02, gen)
+    assert peak_to_mean(events) > 1.5 * peak_to_mean(bernoulli)  # bursty in time, unlike Bernoulli

@@ -1,10 +1,16 @@
 """``snnbench bench sparse``: the sparse LIF backward (SparseProp, LocalZO) against dense BPTT.
 
-Workload (DESIGN §5/§6): T = 100, B = 256, 700 Bernoulli input channels, hidden ∈ {200, 400, 1000,
-4000}, β = exp(−1 ms / 10 ms), θ = 1. Two kinds of rows:
+Workload: T = 100, B = 256, 700 input channels, hidden ∈ {200, 400, 1000, 4000}, β = exp(−1 ms / 10 ms),
+θ = 1. Two kinds of rows:
 
-- ``layer``: one hidden layer, Linear 700→H + LIF. Forward = input trace + matmul + scan (+ recording);
-  backward from a given ∂L/∂s to ∂L/∂W (the input is data: no input gradient).
+- ``layer``: hidden layer 2 alone, Linear 700→H + LIF, in the scope of the published SparseProp
+  speed-ups. Its input is the spike train of a first LIF layer (700→700) fed with data-like trains
+  (``input``: ``bernoulli``; ``latency``, one spike per input as in latency-coded images;
+  ``events``, bursty event-camera / audio-like trains; see :func:`input_spikes`). Forward = input
+  trace + matmul + scan (+ recording); backward from a given ∂L/∂s to ∂L/∂W and the input gradient —
+  dense: everywhere; sparse: at the first layer's active entries, as in the training stack. Swept over
+  the active fraction at ``sweep_hidden``. ``--preset nmnist`` runs the published N-MNIST-shaped
+  layer (700→200, T = 300, B = 256, event-like input) alone.
 - ``step``: the two-layer network with a 20-way leaky readout and the training loss; backward includes
   the second layer's input gradient at the first layer's active entries.
 
@@ -40,6 +46,8 @@ from snnbench.kernels.sparse_backward import (
     input_trace,
     lif_record_forward,
     matched_b_th,
+    reference_lif_scan,
+    sparse_input_grad,
     sparse_weight_grad,
 )
 from snnbench.training.snn_mlp import SNNConfig, SpikingMLP, TrainingMethod, dense_lif_bptt
@@ -56,7 +64,19 @@ FULL = {
     "sweep_hidden": 1000,
     "sweep_targets": [0.001, 0.003, 0.03],
     "input_rate": 0.02,
+    "inputs_kinds": ["bernoulli", "latency", "events"],
     "timing": {"warmup_ms": 25, "rep_ms": 100},
+}
+# The published N-MNIST-shaped protocol (``--preset nmnist``): hidden layer 2 of 200 on 700
+# event-like inputs, T = 300, B = 256, layer rows only.
+NMNIST_PRESET = FULL | {
+    "timesteps": 300,
+    "outputs": 10,
+    "hidden": [200],
+    "target_active": 0.0075,  # SparseProp's published layer-2 active fraction on N-MNIST
+    "sweep_hidden": 200,
+    "inputs_kinds": ["events"],
+    "step": False,
 }
 QUICK = {
     "timesteps": 20,
@@ -68,6 +88,7 @@ QUICK = {
     "sweep_hidden": 64,
     "sweep_targets": [0.05],
     "input_rate": 0.1,
+    "inputs_kinds": ["bernoulli", "latency", "events"],
     "timing": {"warmup_ms": 2, "rep_ms": 20},
 }
 BETA = math.exp(-1.0 / 10.0)
@@ -110,25 +131,80 @@ def calibrate_delta(current: torch.Tensor, target: float, start: float = 0.05) -
 # One layer
 
 
-def _layer_rows(
-    H: int, cfg: dict, device: str, timing: dict, deltas: list[tuple[float, float]], with_dense: bool
-) -> list[dict[str, Any]]:
+INPUT_KINDS = ("bernoulli", "latency", "events")
+
+
+def input_spikes(kind: str, T: int, B: int, N: int, rate: float, gen: torch.Generator) -> torch.Tensor:
+    """Spike trains ``[T, B, N]`` that look like the data of the training track.
+
+    - ``bernoulli``: every entry fires with probability ``rate``;
+    - ``latency``: Fashion-MNIST-like latency code — one spike per input at τ_eff·ln(x/(x − 0.2))
+      steps for an intensity x ~ U(0, 1) (τ_eff = 20 steps; x < 0.2 never fires);
+    - ``events``: N-MNIST / SHD-like — each sample's activity is a burst around its own time (a
+      Gaussian bump of width T/6), channels have exponentially distributed gains (a few busy ones),
+      the mean rate is ``rate`` and counts are clipped to 1.
+    """
+    if kind == "bernoulli":
+        return (torch.rand(T, B, N, generator=gen) < rate).float()
+    if kind == "latency":
+        from snnbench.data.spiking import latency_times
+
+        times = torch.from_numpy(latency_times(torch.rand(B, N, generator=gen).numpy(), steps=T).astype("int64"))
+        x = torch.zeros(T, B, N)
+        b, i = (times < T).nonzero(as_tuple=True)
+        x[times[b, i], b, i] = 1.0
+        return x
+    if kind == "events":
+        t = torch.arange(T, dtype=torch.float32)[:, None, None]
+        centre = (0.2 + 0.6 * torch.rand(1, B, 1, generator=gen)) * T
+        bump = torch.exp(-0.5 * ((t - centre) / (T / 6.0)) ** 2)
+        gain = -torch.log(torch.rand(1, 1, N, generator=gen).clamp(min=1e-6))
+        p = bump * gain
+        p = (p * (rate / float(p.mean()))).clamp(max=1.0)
+        return (torch.rand(T, B, N, generator=gen) < p).float()
+    raise ValueError(f"input kind must be one of {INPUT_KINDS}, got {kind!r}")
+
+
+def layer_inputs(kind: str, H: int, cfg: dict, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A hidden layer 2 and what feeds it: data-like trains through a first LIF layer (N → N).
+
+    Returns (layer-1 current, layer-1 spikes = this layer's input, this layer's weight [N, H],
+    this layer's current). The layer-1 current gives the previous layer's active set, at whose
+    entries the input gradient is computed, as in the training stack.
+    """
     T, B, N = cfg["timesteps"], cfg["batch"], cfg["inputs"]
-    gen = torch.Generator().manual_seed(H)
-    x = (torch.rand(T, B, N, generator=gen) < cfg["input_rate"]).float().to(device)
-    w = _weights(N, H, cfg["input_rate"], gen, device).requires_grad_(True)
+    gen = torch.Generator().manual_seed(H * 7 + INPUT_KINDS.index(kind))
+    data = input_spikes(kind, T, B, N, cfg["input_rate"], gen).to(device)
+    rate0 = max(float(data.mean()), 1e-4)
+    current1 = (data.reshape(T * B, N) @ _weights(N, N, rate0, gen, device)).view(T, B, N)
+    x = reference_lif_scan(current1, BETA)[1]
+    w = _weights(N, H, max(float(x.mean()), 1e-4), gen, device)
+    return current1, x, w, (x.reshape(T * B, N) @ w).view(T, B, H)
+
+
+def _layer_rows(
+    H: int, cfg: dict, device: str, timing: dict, deltas: list[tuple[float, float]], with_dense: bool,
+    kind: str = "bernoulli",
+) -> list[dict[str, Any]]:
+    """Hidden layer 2 alone (the scope of the published SparseProp speed-ups): forward, and backward
+    from a given ∂L/∂s to ∂L/∂W and the input gradient at the previous layer's active entries."""
+    T, B, N = cfg["timesteps"], cfg["batch"], cfg["inputs"]
+    current1, x, w, _ = layer_inputs(kind, H, cfg, device)
+    w.requires_grad_(True)
+    gen = torch.Generator().manual_seed(H + 1)
     grad_s = torch.randn(T, B, H, generator=gen).to(device)
     rows: list[dict[str, Any]] = []
     dense_bwd = None
     dense_fwd = None
 
-    dense_bytes = 4 * (T * B * N + 2 * T * B * H + N * H)  # x, grad_s, the current's grad, dW
+    dense_bytes = 4 * (2 * T * B * N + 2 * T * B * H + N * H)  # x, grad_s, the current's grad, dx, dW
     if with_dense:
         for impl, backend in _dense_impls(device):
             fwd_ms, bwd_ms = _dense_layer(x, w, grad_s, backend, device, timing)
             if impl == "dense_pytorch":
                 dense_fwd, dense_bwd = fwd_ms, bwd_ms
-            rows.append(_row("layer", H, impl, 1.0, fwd_ms, bwd_ms, dense_bwd, dense_fwd, dense_bytes))
+            row = _row("layer", H, impl, 1.0, fwd_ms, bwd_ms, dense_bwd, dense_fwd, dense_bytes)
+            rows.append(dict(row, input=kind))
         w.grad = None
 
     traces = {dtype: input_trace(x, BETA, dtype=dtype) for dtype in (torch.float32, torch.float16)}
@@ -141,6 +217,7 @@ def _layer_rows(
         for name, make_rule, trace_dtype in sparse_impls:
             rule = make_rule(delta)
             tr = traces[trace_dtype]
+            _, prev, _ = lif_record_forward(current1, BETA, rule, seed=2)  # layer 1's active entries
 
             def forward(rule=rule, trace_dtype=trace_dtype):
                 input_trace(x, BETA, dtype=trace_dtype)  # part of the sparse forward's work, timed with it
@@ -150,27 +227,46 @@ def _layer_rows(
             _, active, _ = forward()
             flat_grad = grad_s.reshape(-1)
 
-            def backward(active=active, tr=tr):
+            def backward(active=active, tr=tr, prev=prev):
                 delta_q = active.g * flat_grad[active.index]
-                return sparse_weight_grad(tr, active, delta_q)
+                dw = sparse_weight_grad(tr, active, delta_q)
+                return dw, sparse_input_grad(w.detach(), active, delta_q, prev, BETA)
 
-            dw = backward()
+            dw, dx = backward()
             fwd_ms = median_ms(forward, device, **timing)
             bwd_ms = median_ms(backward, device, **timing)
             A = len(active)
-            # trace (a dense read at best; gathered per entry in fact), dW, (index, g, ∂L/∂s) per entry
-            sparse_bytes = tr.element_size() * T * B * N + 4 * N * H + 12 * A
+            # trace (a dense read at best; gathered per entry in fact), dW, (index, g, ∂L/∂s) per
+            # entry, W for the input gradient, (index, value) per previous-layer entry
+            sparse_bytes = tr.element_size() * T * B * N + 8 * N * H + 12 * A + 8 * len(prev)
             row = _row("layer", H, name, active.fraction, fwd_ms, bwd_ms, dense_bwd, dense_fwd, sparse_bytes)
             row.update(
-                target_active=target, delta=delta, entries=A, trace_dtype=str(trace_dtype).replace("torch.", ""),
+                input=kind, target_active=target, delta=delta, entries=A, prev_entries=len(prev),
+                prev_active_fraction=prev.fraction, trace_dtype=str(trace_dtype).replace("torch.", ""),
                 gathered_bytes=A * N * tr.element_size(),
                 gathered_gbps=gbps(A * N * tr.element_size(), bwd_ms),
                 max_rel_err=_dense_check(traces[torch.float32], active, grad_s, dw),
+                max_rel_err_dx=_dense_input_check(w.detach(), active, grad_s, prev, dx),
             )
             if name == "sparseprop":
                 row["b_th"] = rule.b_th
             rows.append(row)
     return rows
+
+
+def _dense_input_check(w, active, grad_s, prev, dx) -> float:
+    """Largest |dx − dense dx| / max|dense dx| at the previous layer's entries (same active set and g)."""
+    if len(prev) == 0:
+        return 0.0
+    delta = active.dense() * grad_s
+    acc = torch.zeros_like(delta[0])
+    grad_current = torch.empty_like(delta)
+    for t in range(delta.shape[0] - 1, -1, -1):
+        acc = BETA * acc + delta[t]
+        grad_current[t] = acc
+    ref = (grad_current @ w.t()).reshape(-1)[prev.index.long()]
+    scale = float(ref.abs().max()) or 1.0
+    return float((dx - ref).abs().max()) / scale
 
 
 def _dense_impls(device: str) -> list[tuple[str, str]]:
@@ -185,6 +281,8 @@ def _dense_layer(x, w, grad_s, backend: str, device: str, timing: dict) -> tuple
     """Median forward and backward time of Linear + LIF with dense BPTT on ``backend``."""
     T, B, N = x.shape
     H = w.shape[1]
+
+    x = x.detach().requires_grad_(True)  # hidden layer 2: its backward includes the input gradient
 
     def forward() -> torch.Tensor:
         current = (x.reshape(T * B, N) @ w).view(T, B, H)
@@ -344,7 +442,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for r in rows:
         if r["kind"] == "layer" and r["impl"] in ("sparseprop", "localzo", "localzo_fp16") and "bwd_speedup" in r:
-            key = f"layer_H{r['hidden']}_{r['impl']}_at_{r.get('target_active')}"
+            key = f"layer2_H{r['hidden']}_{r.get('input', 'bernoulli')}_{r['impl']}_at_{r.get('target_active')}"
             out[key] = {"bwd_speedup": round(r["bwd_speedup"], 2), "active_fraction": round(r["active_fraction"], 5)}
         if r["kind"] == "step" and "bwd_speedup" in r and r["impl"] != "dense_pytorch":
             out[f"step_H{r['hidden']}_{r['impl']}"] = {
@@ -359,8 +457,8 @@ def _render(rows: list[dict[str, Any]], console: Any, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("kind", "H", "impl", "active %", "fwd ms", "bwd ms", "bwd ×", "step ×", "GB/s", "ceil %", "rel err"):
-        table.add_column(col, justify="right" if col not in ("kind", "impl") else "left")
+    for col in ("kind", "input", "H", "impl", "active %", "fwd ms", "bwd ms", "bwd ×", "step ×", "GB/s", "ceil %", "rel err"):
+        table.add_column(col, justify="right" if col not in ("kind", "input", "impl") else "left")
     for r in rows:
 
         def f(key, fmt="{:.3f}", scale=1.0):
@@ -368,7 +466,7 @@ def _render(rows: list[dict[str, Any]], console: Any, title: str) -> None:
             return fmt.format(v * scale) if isinstance(v, (int, float)) and not isinstance(v, bool) else "—"
 
         table.add_row(
-            r["kind"], str(r["hidden"]), r["impl"], f("active_fraction", "{:.3f}", 100.0),
+            r["kind"], r.get("input", "bernoulli"), str(r["hidden"]), r["impl"], f("active_fraction", "{:.3f}", 100.0),
             f("fwd_ms"), f("bwd_ms"), f("bwd_speedup", "{:.1f}"), f("step_speedup", "{:.2f}"),
             f("bwd_gbps", "{:.0f}"), f("ceiling_fraction", "{:.1f}", 100.0), f("max_rel_err", "{:.1e}"),
         )
@@ -381,14 +479,18 @@ def run_sparse_bench(
     quick: bool = False,
     hidden: Optional[list[int]] = None,
     console: Any = None,
+    preset: Optional[str] = None,
 ) -> dict[str, Any]:
-    """Run the sweep; write ``out/sparse.json`` after every size (a cut-off run keeps its rows)."""
+    """Run the sweep; write ``out/sparse.json`` (``sparse_<preset>.json``) after every size (a cut-off
+    run keeps its rows)."""
     if console is None:
         from rich.console import Console
 
         console = Console()
     device = resolve_device(device)
-    cfg = dict(QUICK if (quick or device == "cpu") else FULL)
+    if preset not in (None, "nmnist"):
+        raise ValueError(f"preset must be 'nmnist' or none, got {preset!r}")
+    cfg = dict(NMNIST_PRESET if preset == "nmnist" else QUICK if (quick or device == "cpu") else FULL)
     if hidden:
         cfg["hidden"] = list(hidden)
     timing = dict(cfg["timing"])
@@ -411,7 +513,7 @@ def run_sparse_bench(
         "hits); gathered_gbps = gathered_bytes / bwd time",
         "rows": [],
     }
-    path = json_out_path(out, "sparse.json")
+    path = json_out_path(out, f"sparse_{preset}.json" if preset else "sparse.json")
     started = time.perf_counter()
     if device == "cuda":
         result["correctness"] = check_against_reference(device)
@@ -429,19 +531,24 @@ def run_sparse_bench(
 
     T, B, N = cfg["timesteps"], cfg["batch"], cfg["inputs"]
     for H in cfg["hidden"]:
-        gen = torch.Generator().manual_seed(H)
-        x = (torch.rand(T, B, N, generator=gen) < cfg["input_rate"]).float().to(device)
-        current = (x.reshape(T * B, N) @ _weights(N, H, cfg["input_rate"], gen, device)).view(T, B, H)
-        delta, fraction = calibrate_delta(current, cfg["target_active"])
-        del x, current
-        console.print(f"H={H}: δ={delta:.4g} gives {100 * fraction:.3f}% active")
-        deltas = [(cfg["target_active"], delta)]
-        if H == cfg["sweep_hidden"]:
-            deltas += [(t, delta * t / cfg["target_active"]) for t in cfg["sweep_targets"]]
-        for stage, fn in (
-            ("layer", lambda: _layer_rows(H, cfg, device, timing, deltas, with_dense=True)),
-            ("step", lambda: _step_rows(H, cfg, device, timing, delta, cfg["target_active"])),
-        ):
+        stages = []
+        for kind in cfg["inputs_kinds"]:
+            current = layer_inputs(kind, H, cfg, device)[3]
+            delta, fraction = calibrate_delta(current, cfg["target_active"])
+            del current
+            console.print(f"H={H}, {kind} input: δ={delta:.4g} gives {100 * fraction:.3f}% active in layer 2")
+            deltas = [(cfg["target_active"], delta)]
+            if H == cfg["sweep_hidden"]:
+                deltas += [(t, delta * t / cfg["target_active"]) for t in cfg["sweep_targets"]]
+            stages.append((f"layer/{kind}", lambda k=kind, d=deltas: _layer_rows(H, cfg, device, timing, d, True, k)))
+        if cfg.get("step", True):
+            gen = torch.Generator().manual_seed(H)
+            x = (torch.rand(T, B, N, generator=gen) < cfg["input_rate"]).float().to(device)
+            current = (x.reshape(T * B, N) @ _weights(N, H, cfg["input_rate"], gen, device)).view(T, B, H)
+            delta, fraction = calibrate_delta(current, cfg["target_active"])
+            del x, current
+            stages.append(("step", lambda d=delta: _step_rows(H, cfg, device, timing, d, cfg["target_active"])))
+        for stage, fn in stages:
             try:
                 result["rows"].extend(fn())
             except torch.cuda.OutOfMemoryError as err:  # the dense baseline at the largest size

@@ -93,8 +93,19 @@ CATALOG: tuple[Metric, ...] = (
            scope="whole network, forward+backward+optimizer", headline=14),
     _info("active_fraction", "1", "fraction of neurons active in backward", column="active_fraction",
           scope="hidden layers, backward", headline=16),
-    Metric("bwd_mem_saved_pct", "higher", "%", "backward memory saved (%)", column="bwd_mem_saved_pct",
-           scope="whole network, backward"),
+    # Hidden layer 2 alone vs the dense PyTorch loop (and the fused Triton BPTT): the scope of the
+    # published SparseProp / LocalZO speed-ups, which sit only in these columns.
+    Metric("layer2_bwd_speedup_vs_torch_loop", "higher", "x", "layer-2 backward speed-up vs PyTorch loop (×)",
+           column="L2_bwd_x_loop", scope="hidden layer 2, backward with input gradient, vs PyTorch loop"),
+    Metric("layer2_fwdbwd_speedup_vs_torch_loop", "higher", "x", "layer-2 fwd+bwd speed-up vs PyTorch loop (×)",
+           column="L2_fb_x_loop", scope="hidden layer 2, forward+backward, vs PyTorch loop"),
+    Metric("layer2_fwdbwd_speedup_vs_fused", "higher", "x", "layer-2 fwd+bwd speed-up vs fused BPTT (×)",
+           column="L2_fb_x_fused", scope="hidden layer 2, forward+backward, vs fused Triton BPTT"),
+    _info("layer2_active_fraction", "1", "layer-2 fraction of neurons active in backward", column="L2_active",
+          scope="hidden layer 2, backward"),
+    Metric("layer2_bwd_mem_saved_pct", "higher", "%", "layer-2 backward memory saved (%)",
+           column="L2_bwd_mem_saved_pct", scope="hidden layer 2, backward"),
+    Metric("bwd_mem_saved_pct", "higher", "%", "backward memory saved (%)", scope="whole network, backward"),
     Metric("calibration_speedup", "higher", "x", "calibration speed-up vs official loop (×)",
            column="calibration_speedup", scope="FTBC calibration"),
     # --- times ---------------------------------------------------------------------------------------

@@ -3,6 +3,11 @@
 Each YAML file quotes one source. ``rows`` use the metric names of snnbench records (``ann_acc``,
 ``snn_acc: {T: acc}``, ``test_acc``, ``bwd_speedup`` ...), so they flow through the same table and
 plot code as measured records; ``bench_rows`` are kernel timings; ``claims`` and ``setup`` are text.
+
+``scopes`` maps a metric name to what it measured (which layer, which phases, against which
+baseline). Every speed-up, memory saving and active fraction in ``rows`` must have one, and its
+name must be the one snnbench gives a measurement of the same scope (``layer2_…`` for SparseProp's
+layer-2 timings), so a published number only ever sits beside a measured number of its scope.
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ class PublishedSource:
     bench_rows: list[dict[str, Any]] = field(default_factory=list)
     claims: list[str] = field(default_factory=list)
     setup: list[str] = field(default_factory=list)
+    scopes: dict[str, str] = field(default_factory=dict)
 
+
+_SCOPED = ("speedup", "active_fraction", "mem_saved")  # metric names that need a scope
 
 def default_published_dir() -> Path:
     """The published rows shipped inside the package (``snnbench/published``), so a wheel install
@@ -60,6 +68,9 @@ def _as_record(row: dict[str, Any], source: "PublishedSource", index: int) -> di
     metrics = row.get("metrics")
     if not isinstance(metrics, dict) or not metrics:
         raise PublishedError(f"{where}: 'metrics' must be a non-empty mapping")
+    unscoped = [m for m in metrics if any(w in str(m) for w in _SCOPED) and m not in source.scopes]
+    if unscoped:
+        raise PublishedError(f"{where}: {', '.join(map(str, unscoped))} need an entry in 'scopes' (what was measured)")
     return {
         "key": f"published/{source.id}/{index}",
         "dataset": str(row["dataset"]),
@@ -92,6 +103,7 @@ def load_source(path: Path) -> PublishedSource:
         notes=[str(n) for n in data.get("notes") or []],
         claims=[str(c) for c in data.get("claims") or []],
         setup=[str(s) for s in data.get("setup") or []],
+        scopes={str(k): str(v) for k, v in (data.get("scopes") or {}).items()},
     )
     source.rows = [_as_record(r, source, i) for i, r in enumerate(data.get("rows") or [])]
     for i, row in enumerate(data.get("bench_rows") or []):

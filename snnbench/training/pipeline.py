@@ -1,5 +1,6 @@
-"""One training-track cell: load spikes, build the spiking MLP, train with the cell's method, evaluate,
-then time the method and the dense surrogate side by side on the same batches with the same weights."""
+"""One training-track cell: load spikes, build the spiking MLP, train with the cell's method (timing each
+hidden layer against both dense baselines every few steps), evaluate, then time the whole step of the
+method and the dense surrogate side by side on the same batches with the same weights."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from snnbench.data.registry import load_dataset
 from snnbench.training.snn_mlp import SpikingMLP, config_for, dense_baseline, training_method
 from snnbench.training.sparse_train import (
+    LayerSampler,
     PeakMemory,
     TrainSettings,
     batches,
@@ -21,6 +23,7 @@ from snnbench.training.sparse_train import (
 )
 
 SPEEDUP_BATCHES = 3  # batches timed for both the method and the dense surrogate (after one warm-up)
+LAYER_TIMING_STRIDE = 5  # per-layer timing of the method and both dense baselines every 5th training step
 SUPPORTED_MODELS = ("snn_mlp",)
 
 
@@ -53,8 +56,12 @@ def run_training_cell(cell, ctx) -> dict[str, Any]:
     init_gen = torch.Generator().manual_seed(int(cell.seed))
     model = SpikingMLP(cfg, generator=init_gen).to(device)
 
+    dense = dense_baseline(method)
+    sampler = LayerSampler(method, dense, device, stride=LAYER_TIMING_STRIDE, backend=settings.backend)
     with PeakMemory(device) as memory:  # this cell's training only; see PeakMemory for the CPU caveats
-        log = train(model, method, bundle.train, settings, timesteps, device, seed=cell.seed, progress=ctx.progress)
+        sampler.pause = memory.paused  # the baselines' passes never count toward the method's peak
+        log = train(model, method, bundle.train, settings, timesteps, device, seed=cell.seed,
+                    progress=ctx.progress, sampler=sampler)
 
     start = time.perf_counter()
     test_acc = evaluate(model, bundle.test, cell.training.eval_batch_size, timesteps, device)
@@ -62,7 +69,6 @@ def run_training_cell(cell, ctx) -> dict[str, Any]:
 
     sample = list(batches(bundle.train, settings.batch_size, timesteps, device, limit=SPEEDUP_BATCHES))
     method_timing = time_steps(model, method, sample, device, seed=cell.seed)
-    dense = dense_baseline(method)
     dense_timing = method_timing if dense == method else time_steps(model, dense, sample, device, seed=cell.seed)
 
     metrics: dict[str, Any] = {
@@ -78,6 +84,7 @@ def run_training_cell(cell, ctx) -> dict[str, Any]:
         "dense_baseline": {"surrogate": dense.surrogate, "width": dense.width},
     }
     metrics.update(summarize(log, method_timing, dense_timing))
+    metrics.update(sampler.metrics(len(cfg.hidden), log.active_fraction))
     if method.rule is not None:
         rule = method.rule
         metrics["rule"] = (

@@ -7,19 +7,30 @@ sections are bounded by marks at the same points for every method: ``readout.bwd
 section opens where its backward begins — a gradient hook on its spikes for dense methods, a mark
 inside the sparse stack's backward — and runs to the next mark or the end of ``loss.backward()``.
 
+Per-layer timing in the scope of the published SparseProp speed-ups (:class:`LayerSampler`): every
+``stride``-th training step, before the optimiser moves the weights, the method and two dense
+baselines run forward and backward on that step's batch — the dense PyTorch time loop under
+autograd (the published baseline) and the fused Triton BPTT (on CUDA; on the CPU it is the same
+PyTorch loop, so it is not run twice). Each hidden layer's sections are the layer alone: its
+forward (input trace, current, scan and, for sparse methods, the recording of the active entries
+in both orders — the layout work SparseProp does by sort / unique inside its backward, so the
+forward+backward sum is the like-for-like number) and its backward (weight gradient and the input
+gradient for the layer below).
+
 Peak memory (:class:`PeakMemory`) is measured per section, not per process: CUDA resets the
 allocator's peak at the start; on the CPU it is the section's peak RSS minus the RSS at its start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, ContextManager, Iterator, Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -125,6 +136,7 @@ class TrainLog:
     active_sum: list[float] = field(default_factory=list)
     active_steps: int = 0
     seconds: float = 0.0
+    sampling_s: float = 0.0  # spent in LayerSampler passes (not part of ``seconds``)
 
     def mean(self, total: float) -> float:
         return total / self.timed_steps if self.timed_steps else math.nan
@@ -156,7 +168,9 @@ def train(
     device: torch.device,
     seed: int = 0,
     progress=None,
+    sampler: Optional["LayerSampler"] = None,
 ) -> TrainLog:
+    """Train in place; ``sampler`` (optional) times the layers on every ``sampler.stride``-th step."""
     opt = make_optimizer(model, settings)
     n_batches = len(train_set) // settings.batch_size or 1
     total_steps = max(1, settings.epochs * n_batches)
@@ -176,6 +190,10 @@ def train(
             with bar as tracker:
                 for x, y in batches(train_set, settings.batch_size, timesteps, device, True, shuffle_gen, drop_last=True):
                     timed = log.steps >= settings.timing_warmup
+                    if sampler is not None and sampler.due(log.steps):
+                        s0 = time.perf_counter()
+                        sampler.sample(model, x, y, step_seed(seed, log.steps))
+                        log.sampling_s += time.perf_counter() - s0
                     sync(device)
                     t0 = time.perf_counter()
                     out = model(x, method, seed=step_seed(seed, log.steps), backend=settings.backend)
@@ -205,7 +223,7 @@ def train(
                     log.steps += 1
                     tracker.advance()
             epoch_tracker.advance()
-    log.seconds = time.perf_counter() - start
+    log.seconds = time.perf_counter() - start - log.sampling_s  # training alone, without the timing passes
     return log
 
 
@@ -246,27 +264,15 @@ def time_steps(
     fractions: list[float] = []
     counted = 0
     for k, (x, y) in enumerate([sample[0], *sample]):
-        timer = SectionTimer(device)
-        model.zero_grad(set_to_none=True)
-        sync(device)
-        t0 = time.perf_counter()
-        out = model(x, method, seed=step_seed(seed, k), timer=timer, backend=backend)
-        loss = model.loss(out, y)
-        sync(device)
-        t1 = time.perf_counter()
-        timer.begin("readout.bwd")  # every method: the same work lands in each section (module doc)
-        loss.backward()
-        timer.end()
-        sync(device)
-        t2 = time.perf_counter()
+        p = timed_pass(model, method, x, y, device, step_seed(seed, k), backend)
         if k == 0:
             continue
         counted += 1
-        fwd += (t1 - t0) * 1e3
-        bwd += (t2 - t1) * 1e3
-        for name, ms in timer.ms.items():
+        fwd += p.fwd_ms
+        bwd += p.bwd_ms
+        for name, ms in p.sections.items():
             layer_ms[name] += ms
-        fractions = [a + b for a, b in zip(fractions, out.active_fraction)] if fractions else list(out.active_fraction)
+        fractions = [a + b for a, b in zip(fractions, p.active_fraction)] if fractions else list(p.active_fraction)
     model.zero_grad(set_to_none=True)
     layers: dict[str, dict[str, float]] = defaultdict(dict)
     for name, ms in layer_ms.items():
@@ -275,6 +281,113 @@ def time_steps(
     for i, f in enumerate(fractions):
         layers[f"hidden{i + 1}"]["active_fraction"] = f / counted
     return StepTiming(fwd / counted, bwd / counted, dict(layers), [f / counted for f in fractions])
+
+
+@dataclass
+class TimedPass:
+    fwd_ms: float
+    bwd_ms: float
+    sections: dict[str, float]  # "hidden1.fwd", "hidden1.bwd", ..., "readout.bwd" → ms
+    active_fraction: list[float]
+
+
+def timed_pass(
+    model: SpikingMLP, method: TrainingMethod, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+    seed: int, backend: str = "auto",
+) -> TimedPass:
+    """One forward + loss + backward of ``method`` with per-section times; gradients are left in place."""
+    timer = SectionTimer(device)
+    model.zero_grad(set_to_none=True)
+    sync(device)
+    t0 = time.perf_counter()
+    out = model(x, method, seed=seed, timer=timer, backend=backend)
+    loss = model.loss(out, y)
+    sync(device)
+    t1 = time.perf_counter()
+    timer.begin("readout.bwd")  # every method: the same work lands in each section (module doc)
+    loss.backward()
+    timer.end()
+    sync(device)
+    t2 = time.perf_counter()
+    return TimedPass((t1 - t0) * 1e3, (t2 - t1) * 1e3, dict(timer.ms), list(out.active_fraction))
+
+
+PHASES = ("fwd", "bwd", "fwdbwd")
+
+
+@dataclass
+class LayerSampler:
+    """Per-layer times of the method and the two dense baselines on sampled training steps (module doc)."""
+
+    method: TrainingMethod
+    dense: TrainingMethod  # the dense surrogate of the same shape as the method's g
+    device: torch.device
+    stride: int = 5
+    warmup: int = 2  # the first steps compile kernels and warm the allocator: never sampled
+    backend: str = "auto"
+    # A context that keeps the passes out of the caller's peak-memory measurement (PeakMemory.paused).
+    pause: Callable[[], ContextManager] = contextlib.nullcontext
+    sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    samples: int = 0
+
+    def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise ValueError(f"stride must be a positive integer, got {self.stride!r}")
+
+    @property
+    def fused_backend(self) -> str:
+        return "triton" if self.device.type == "cuda" else "torch"
+
+    def due(self, step: int) -> bool:
+        return step >= self.warmup and (step - self.warmup) % self.stride == 0
+
+    def sample(self, model: SpikingMLP, x: torch.Tensor, y: torch.Tensor, seed: int) -> None:
+        runs = [("method", self.method, self.backend), ("torch_loop", self.dense, "torch")]
+        if self.fused_backend == "triton":
+            runs.append(("fused", self.dense, "auto"))
+        # The dense method on the CPU is the PyTorch loop itself: one pass serves both names.
+        same = self.method == self.dense and self.fused_backend != "triton" and self.backend in ("auto", "torch")
+        with self.pause():
+            for name, method, backend in runs[1:] if same else runs:
+                for section, ms in timed_pass(model, method, x, y, self.device, seed, backend).sections.items():
+                    for key in (name, "method") if same else (name,):
+                        self.sums[f"{key}.{section}"] += ms
+            model.zero_grad(set_to_none=True)
+        self.samples += 1
+
+    def _mean(self, run: str, layer: int, phase: str) -> float:
+        if run == "fused" and self.fused_backend != "triton":
+            run = "torch_loop"  # the same code on the CPU: measured once
+        if phase == "fwdbwd":
+            return self._mean(run, layer, "fwd") + self._mean(run, layer, "bwd")
+        return self.sums.get(f"{run}.hidden{layer}.{phase}", math.nan) / max(1, self.samples)
+
+    def metrics(self, n_hidden: int, active_fraction: list[float]) -> dict[str, Any]:
+        """Flat ``layer{l}_*`` metrics (each name carries its scope) and a description of the scope."""
+        out: dict[str, Any] = {}
+        if not self.samples:
+            return out
+        for layer in range(1, n_hidden + 1):
+            for phase in PHASES:
+                ms = self._mean("method", layer, phase)
+                out[f"layer{layer}_{phase}_ms"] = round(ms, 4)
+                for base in ("torch_loop", "fused"):
+                    base_ms = self._mean(base, layer, phase)
+                    out[f"layer{layer}_{base}_{phase}_ms"] = round(base_ms, 4)
+                    out[f"layer{layer}_{phase}_speedup_vs_{base}"] = round(base_ms / max(ms, 1e-9), 3)
+            fraction = active_fraction[layer - 1] if layer <= len(active_fraction) else 1.0
+            out[f"layer{layer}_active_fraction"] = round(fraction, 6)
+        out["layer_timing"] = {
+            "stride": self.stride,
+            "samples": self.samples,
+            "torch_loop": f"{self.dense.surrogate} surrogate, PyTorch time loop under autograd",
+            "fused": (
+                f"{self.dense.surrogate} surrogate, fused Triton BPTT"
+                if self.fused_backend == "triton"
+                else "no CUDA: the PyTorch time loop (the same numbers as torch_loop)"
+            ),
+        }
+        return out
 
 
 def _proc_status_bytes(field: str) -> int:
@@ -326,6 +439,8 @@ class PeakMemory:
         self.interval_s = interval_s
         self.kind = "cuda_max_allocated" if self.device.type == "cuda" else "cpu_rss_increase"
         self.peak_bytes = 0
+        self._held = 0  # the peak before the last pause (see paused)
+        self._paused = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -345,15 +460,35 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._max = max(self._max, self._read())
+            if not self._paused:
+                self._max = max(self._max, self._read())
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Work inside is not counted: the peak so far is kept and the tracker restarts afterwards."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self._held = max(self._held, int(torch.cuda.max_memory_allocated(self.device)))
+        elif self._thread is None:
+            self._held = max(self._held, _proc_status_bytes("VmHWM"))
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+                torch.cuda.reset_peak_memory_stats(self.device)
+            elif self._thread is None:
+                _reset_kernel_peak_rss()
 
     def __exit__(self, *exc) -> bool:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            self.peak_bytes = int(torch.cuda.max_memory_allocated(self.device))
+            self.peak_bytes = max(self._held, int(torch.cuda.max_memory_allocated(self.device)))
             return False
         if self._thread is None:
-            peak = _proc_status_bytes("VmHWM")
+            peak = max(self._held, _proc_status_bytes("VmHWM"))
         else:
             self._stop.set()
             self._thread.join()
@@ -374,6 +509,21 @@ class _null_bar:
 
     def update(self, description: str) -> None:
         pass
+
+
+# What each speed-up and active fraction of a training record measures (stored with the record).
+SCOPES = {
+    "layer{l}_{fwd|bwd|fwdbwd}_speedup_vs_{torch_loop|fused}": (
+        "hidden layer l alone: forward, backward with the input gradient for the layer below, or both; "
+        "against the dense surrogate as a PyTorch time loop under autograd (torch_loop, the published "
+        "SparseProp baseline) or the fused Triton BPTT (fused); same batch and weights, every "
+        "layer_timing.stride-th training step"
+    ),
+    "layer{l}_active_fraction": "hidden layer l's entries in the backward, mean over every training step",
+    "bwd_speedup": "the whole loss.backward() against the dense surrogate (fused Triton on CUDA), 3 batches after training",
+    "step_speedup": "the whole training step (forward, backward, optimiser step) against the dense surrogate, 3 batches after training",
+    "active_fraction": "mean over the hidden layers and every training step",
+}
 
 
 def summarize(
@@ -411,4 +561,5 @@ def summarize(
         "dense_step_ms": round(dense_step, 4),
         "bwd_speedup": round(dense_timing.bwd_ms / max(method_timing.bwd_ms, 1e-9), 3),
         "step_speedup": round(dense_step / max(method_step, 1e-9), 3),
+        "scopes": dict(SCOPES),
     }
