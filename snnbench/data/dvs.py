@@ -1,7 +1,7 @@
 """Event-camera datasets for spiking CNNs: DVS-CIFAR10 and DVS128 Gesture as event frames ``[T, 2, S, S]``.
 
 Each sample is ``T`` frames of per-pixel event counts (two polarity channels), resized bilinearly from
-128×128 to ``S = 48`` (the TET / LocalZO VGGSNN input); the trainer stacks a batch time-major.
+128×128 to ``S = 48`` with antialiasing (the TET / LocalZO VGGSNN input); the trainer stacks a batch time-major.
 
 - **DVS-CIFAR10**, as the TET code prepares it: ``T`` frames with equal numbers of events each
   (SpikingJelly's ``split_by='number'``), the first 90 % of every class's recordings for training and
@@ -42,11 +42,12 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 def resize_frames(frames: torch.Tensor, size: int = FRAME_SIZE) -> torch.Tensor:
-    """``[T, C, H, W]`` counts → float32 ``[T, C, size, size]`` (bilinear, as TET resizes DVS-CIFAR10)."""
+    """``[T, C, H, W]`` counts → float32 ``[T, C, size, size]``, bilinear with antialiasing (TET resizes
+    with PIL, whose bilinear filter widens when it shrinks, so a lone event still counts)."""
     frames = frames.to(torch.float32)
     if frames.shape[-2:] == (size, size):
         return frames
-    return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False)
+    return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def flip_and_roll(frames: torch.Tensor, rng: random.Random, max_shift: int = ROLL_PX) -> torch.Tensor:
