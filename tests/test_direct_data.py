@@ -4,8 +4,6 @@ augmentation."""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 import torch
@@ -75,8 +73,13 @@ def test_dvs_cifar10_from_spikingjelly_frames_split_per_class(tmp_path):
 def test_per_class_split_and_tet_augmentation():
     assert split_per_class([0] * 10 + [1] * 10) == (list(range(9)) + list(range(10, 19)), [9, 19])
     frames = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
-    out = flip_and_roll(frames, random.Random(3), max_shift=1)
-    assert out.shape == frames.shape and sorted(out.flatten().tolist()) == sorted(frames.flatten().tolist())
+    candidates = [torch.roll(f, (dy, dx), (-2, -1)) for f in (frames, frames.flip(-1))
+                  for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    seen = set()
+    for seed in range(40):
+        out = flip_and_roll(frames, torch.Generator().manual_seed(seed), max_shift=1)
+        seen.add(next(i for i, c in enumerate(candidates) if torch.equal(out, c)))  # always one of them
+    assert len(seen) > 9  # both flips and several shifts occur
 
 
 def _imagefolder(root, classes, per_class=1):
