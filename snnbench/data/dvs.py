@@ -1,7 +1,7 @@
 """Event-camera datasets for spiking CNNs: DVS-CIFAR10 and DVS128 Gesture as event frames ``[T, 2, S, S]``.
 
 Each sample is ``T`` frames of per-pixel event counts (two polarity channels), resized bilinearly from
-128×128 to ``S = 48`` (the TET / LocalZO VGGSNN input); the trainer stacks a batch time-major.
+128×128 to ``S = 48`` with antialiasing (the TET / LocalZO VGGSNN input); the trainer stacks a batch time-major.
 
 - **DVS-CIFAR10**, as the TET code prepares it: ``T`` frames with equal numbers of events each
   (SpikingJelly's ``split_by='number'``), the first 90 % of every class's recordings for training and
@@ -19,7 +19,6 @@ As elsewhere, presence is checked first and tonic only downloads when the suite 
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -42,18 +41,25 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 def resize_frames(frames: torch.Tensor, size: int = FRAME_SIZE) -> torch.Tensor:
-    """``[T, C, H, W]`` counts → float32 ``[T, C, size, size]`` (bilinear, as TET resizes DVS-CIFAR10)."""
+    """``[T, C, H, W]`` counts → float32 ``[T, C, size, size]``, bilinear with antialiasing (TET resizes
+    with PIL, whose bilinear filter widens when it shrinks, so a lone event still counts)."""
     frames = frames.to(torch.float32)
     if frames.shape[-2:] == (size, size):
         return frames
-    return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False)
+    return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def flip_and_roll(frames: torch.Tensor, rng: random.Random, max_shift: int = ROLL_PX) -> torch.Tensor:
-    """TET's DVS-CIFAR10 training augmentation: horizontal flip (p = 0.5), roll by up to ±max_shift px."""
-    if rng.random() < 0.5:
+def flip_and_roll(frames: torch.Tensor, generator: Optional[torch.Generator] = None,
+                  max_shift: int = ROLL_PX) -> torch.Tensor:
+    """TET's DVS-CIFAR10 training augmentation: horizontal flip (p = 0.5), roll by up to ±max_shift px.
+
+    Draws from torch's RNG, which DataLoader seeds per worker and epoch (a module-level
+    ``random.Random`` would be copied into every worker and repeat the same draws each epoch) and
+    the trainer's resume restores.
+    """
+    if torch.rand((), generator=generator) < 0.5:
         frames = frames.flip(-1)
-    dy, dx = rng.randint(-max_shift, max_shift), rng.randint(-max_shift, max_shift)
+    dy, dx = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=generator))
     return torch.roll(frames, shifts=(dy, dx), dims=(-2, -1))
 
 
@@ -62,7 +68,6 @@ class FrameSet(Dataset):
 
     def __init__(self, items: list, labels: list[int], read: Callable[[object], torch.Tensor], augment: bool) -> None:
         self.items, self.labels, self.read, self.augment = items, labels, read, augment
-        self.rng = random.Random(0)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -70,7 +75,7 @@ class FrameSet(Dataset):
     def __getitem__(self, index: int):
         frames = resize_frames(self.read(self.items[index]))
         if self.augment:
-            frames = flip_and_roll(frames, self.rng)
+            frames = flip_and_roll(frames)
         return frames, torch.tensor(self.labels[index], dtype=torch.int64)
 
 

@@ -135,6 +135,12 @@ def preflight_datasets(suite: Suite, data_root: Optional[Path]) -> None:
 
     # The same augmentation the cells will ask for, so their load is this one, from the cache.
     augment = suite.training.augment if suite.track == "conversion" else False
+    if suite.track == "direct":  # event frames depend on the cell's T: check the files the cells read
+        from snnbench.training.conv_train import load_direct_dataset
+
+        for spec in suite.datasets:
+            load_direct_dataset(spec, data_root, suite.training.augment, max(suite.timesteps))
+        return
     for spec in suite.datasets:
         load_dataset(spec, data_root, augment=augment)
 

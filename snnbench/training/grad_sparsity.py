@@ -42,7 +42,12 @@ class GradZeroMeter:
         def hook(_module, args):
             x = args[0]
             if self.enabled and torch.is_grad_enabled() and x.requires_grad:
+                # A fresh view per call: a hook on ``x`` itself would stay on a tensor that enters again
+                # (a reused leaf) and count every later backward once more.
+                x = x.view_as(x)
                 x.register_hook(self._grad_hook(name))
+                return (x, *args[1:])
+            return None
 
         return hook
 
