@@ -46,7 +46,7 @@ class LightParams(_Strict):
 
 
 class FTBCParams(_Strict):
-    """FTBC single pass (DESIGN §4): K calibration batches, step size alpha."""
+    """FTBC single pass (docs/design.md §4): K calibration batches, step size alpha."""
 
     alpha: float = Field(0.4, gt=0)
     batches: int = Field(3, gt=0, description="K, the number of calibration batches")

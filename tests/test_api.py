@@ -5,7 +5,7 @@ import re
 import pytest
 
 import snnbench
-from tests.helpers import REPO, run_cli, tiny_digits_suite
+from tests.helpers import REPO, run_cli
 
 
 def _readme_example() -> str:

@@ -1,6 +1,6 @@
 """``snnbench bench sparse``: the sparse LIF backward (SparseProp, LocalZO) against dense BPTT.
 
-Workload (DESIGN §5/§6): T = 100, B = 256, 700 Bernoulli input channels, hidden ∈ {200, 400, 1000,
+Workload (docs/design.md §5, §7): T = 100, B = 256, 700 Bernoulli input channels, hidden ∈ {200, 400, 1000,
 4000}, β = exp(−1 ms / 10 ms), θ = 1. Two kinds of rows:
 
 - ``layer``: one hidden layer, Linear 700→H + LIF. Forward = input trace + matmul + scan (+ recording);

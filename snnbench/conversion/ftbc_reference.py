@@ -2,7 +2,7 @@
 
 For every calibration batch and every IF layer l in module order, it runs the whole ANN (hooked to
 keep layer l's activation) and the whole SNN with step-by-step IF neurons (hooked to keep layer l's
-input), then the teacher-forced recurrence in plain PyTorch, one step at a time (DESIGN §4):
+input), then the teacher-forced recurrence in plain PyTorch, one step at a time (docs/design.md §4):
 O(L) full forwards per batch, as in the FTBC repository's ``bias_corr_model``.
 
 Two deliberate departures from that script: every one of the K batches calibrates (the script zips
