@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -269,16 +269,29 @@ def parse_suite(data: Any, path: Path) -> Suite:
         raise SuiteError(format_validation_error(path, err)) from None
 
 
-def load_suite(path: Union[str, Path]) -> Suite:
-    """Read and validate a YAML suite; raise :class:`SuiteError` with a located message."""
+def read_yaml(path: Path) -> Any:
+    """The YAML document of a suite file; raise :class:`SuiteError` with the line and column."""
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"{path}: suite file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         problem = getattr(err, "problem", None) or str(err)
         raise SuiteError(f"{path}: YAML syntax error at {where}: {problem}") from None
+
+
+def load_suite(path: Union[str, Path], overrides: Sequence[str] = ()) -> Suite:
+    """Read and validate a YAML suite, over its ``base:`` files and with ``key.path=value``
+    ``overrides`` applied (see :mod:`snnbench.suite_overrides`); raise :class:`SuiteError` with a
+    located message."""
+    from snnbench.suite_overrides import SourceError, resolve_sources
+
+    path = Path(path)
+    try:
+        data = resolve_sources(read_yaml(path), path, overrides, read=read_yaml)
+    except SourceError as err:
+        raise SuiteError(str(err)) from None
     return parse_suite(data, path)
