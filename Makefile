@@ -31,8 +31,9 @@ demo: setup
 test: lint
 	$(BIN)/python -m pytest -q
 
-# Layer contracts (pyproject's [tool.importlinter]): a module imports only modules below it.
+# ruff's lint rules and the layer contracts (pyproject's [tool.ruff] and [tool.importlinter]).
 lint: setup
+	$(BIN)/python -m ruff check .
 	$(BIN)/lint-imports
 
 env: setup

@@ -1,7 +1,7 @@
 """FTBC calibration statistics: the teacher-forced IF recurrence and its per-step, per-channel error sums.
 
 For one IF layer with input currents ``x[T, B, C, ...]``, ANN activation ``a[B, C, ...]`` and threshold θ
-(scalar or per channel), every neuron runs::
+(scalar or per channel), every neuron runs (docs/design.md §4)::
 
     v = θ/2
     for t in 0..T-1:

@@ -1,6 +1,6 @@
 """Multi-step IF / LIF neurons: one launch runs the whole time loop forward, one runs it backward.
 
-Semantics (DESIGN §3), per neuron, time-major ``x[T, ...]``, channel = dim 2 of ``x``::
+Semantics (docs/design.md §3), per neuron, time-major ``x[T, ...]``, channel = dim 2 of ``x``::
 
     h_t = (β·v_{t-1} + (1-β)·v_reset·[leak] - b_t[c]) + γ·x_t   # IF: β = γ = 1, no leak term
     u_t = h_t - θ[c] ;  s_t = H(u_t) = 1 if u_t >= 0

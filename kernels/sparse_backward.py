@@ -1,6 +1,6 @@
 """Sparse backward of SparseProp-style LIF layers: active-entry recording, sparse dW and sparse dx.
 
-One layer (DESIGN §5), time-major, threshold θ (default 1), no bias, no recurrence::
+One layer (docs/design.md §5), time-major, threshold θ (default 1), no bias, no recurrence::
 
     I   = x @ W                                  # [T, B, H], a dense matmul (torch)
     u_t = β·u_{t-1} + I_t − θ·s_{t-1}            # u_{-1} = s_{-1} = 0; θ taken off after the decay
@@ -84,7 +84,7 @@ BAND_SURROGATES = ("fast_sigmoid", "gaussian")
 TRACE_DTYPES = (torch.float32, torch.float16)
 _SQRT3 = math.sqrt(3.0)
 _LAPLACE_SCALE = 1.0 / math.sqrt(2.0)
-# E|z| for one draw: the B_th that gives SparseProp the active band of a LocalZO run (DESIGN §5).
+# E|z| for one draw: the B_th that gives SparseProp the active band of a LocalZO run (docs/design.md §5).
 MEAN_ABS_Z = {"normal": math.sqrt(2.0 / math.pi), "uniform": _SQRT3 / 2.0, "laplace": _LAPLACE_SCALE}
 # The largest |z| the Philox stream can give: its open uniforms are at least 2⁻²⁴ (and below 1), so
 # Box-Muller's radius is at most √(48·ln 2) and the exponential at most 24·ln 2/√2. 1% headroom
@@ -872,7 +872,7 @@ def _mark_backward(cfg: StackConfig, name: str) -> None:
 
 
 class SparseLIFStackFunction(torch.autograd.Function):
-    """``x → LIF(x@W_1) → … → LIF(·@W_L) → s_L@W_out`` with the sparse backward of DESIGN §5.
+    """``x → LIF(x@W_1) → … → LIF(·@W_L) → s_L@W_out`` with the sparse backward of docs/design.md §5.
 
     Outputs: the readout currents ``[T, B, C]`` and each hidden layer's spike counts ``[B, H_l]``
     (for spike-rate regularisers; their gradient enters δ at the active entries). Gradients flow to

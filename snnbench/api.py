@@ -13,7 +13,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
-from snnbench.config import Suite, SuiteError, load_suite as _read_suite, parse_suite
+from snnbench.config import Suite, SuiteError, load_suite as _read_suite, parse_suite, read_yaml
+from snnbench.suite_overrides import SourceError, resolve_sources
 
 SuiteSource = Union[str, Path, Mapping[str, Any], Suite]
 
@@ -30,19 +31,17 @@ def load_suite(source: SuiteSource, overrides: Optional[Sequence[str]] = None) -
         else:
             return source
     if isinstance(source, Mapping):
-        where = Path("<suite mapping>")
-        suite = parse_suite(_with_overrides(dict(source), overrides, where), where)
+        where = Path("<suite mapping>")  # its base: files are found from the current folder
+        try:
+            data = resolve_sources(dict(source), where, overrides or (), read=read_yaml)
+        except SourceError as err:
+            raise SuiteError(str(err)) from None
+        suite = parse_suite(data, where)
     else:
         where = Path(source)
-        suite = _read_suite(where)
+        suite = _read_suite(where, overrides or ())
     check_models(suite, where)
     return suite
-
-
-def _with_overrides(data: dict[str, Any], overrides: Optional[Sequence[str]], where: Path) -> dict[str, Any]:
-    if overrides:
-        raise SuiteError(f"{where}: overrides are not supported yet")
-    return data
 
 
 def run(

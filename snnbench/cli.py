@@ -96,25 +96,32 @@ def _main(
     """Benchmark spiking neural networks: accuracy vs time steps, wall time, sparse-backward speed-up."""
 
 
-def _load_suite_or_exit(path: Path):
+_SET_HELP = ("override a suite field, checked by the suite schema: KEY.PATH=VALUE with a YAML value "
+             "(training.epochs=1, seeds=[0,1], models.0.width=16); repeatable")
+
+
+def _load_suite_or_exit(path: Path, overrides: List[str]):
     from snnbench.api import load_suite
     from snnbench.config import SuiteError
 
     try:
-        return load_suite(path)
+        return load_suite(path, overrides)
     except SuiteError as err:
         _fail(str(err))
 
 
 @app.command()
-def validate(suite: Path = typer.Argument(..., help="YAML suite file")) -> None:
+def validate(
+    suite: Path = typer.Argument(..., help="YAML suite file"),
+    overrides: List[str] = typer.Option([], "--set", help=_SET_HELP),
+) -> None:
     """Check a suite file and list the cells it would run.
 
-    Example: snnbench validate suites/digits.yaml
+    Example: snnbench validate suites/cifar100.yaml --set training.epochs=1 --set seeds=[0,1]
     """
     from snnbench.records.cells import expand
 
-    parsed = _load_suite_or_exit(suite)
+    parsed = _load_suite_or_exit(suite, overrides)
     cells = expand(parsed)
     _say(f"{suite}: valid suite '{parsed.name}' ({parsed.track} track), {len(cells)} cells, "
          f"T = {parsed.timesteps}, results → {parsed.results_path()}")
@@ -132,6 +139,7 @@ def run(
     executor: str = typer.Option("local", "--executor", help="local or ray"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (with --executor ray); default: start a local Ray"),
     compare_reference: bool = typer.Option(False, "--compare-reference", help="also time the official FTBC loop on the same batches"),
+    overrides: List[str] = typer.Option([], "--set", help=_SET_HELP),
 ) -> None:
     """Run every cell of a suite that is not yet recorded and append one record per cell.
 
@@ -139,7 +147,7 @@ def run(
     """
     from snnbench.runner.cli_run import run_with_progress
 
-    parsed = _load_suite_or_exit(suite)
+    parsed = _load_suite_or_exit(suite, overrides)
     # Unusable input found by the preflight (data, checkpoints, folders, Ray) is an
     # UnusableInputError: _Group prints it as one line and exits 2. Anything else is a bug (exit 1).
     outcome = run_with_progress(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 import yaml
 from pydantic import (
@@ -70,7 +70,7 @@ class LightParams(_Strict):
 
 
 class FTBCParams(_Strict):
-    """FTBC single pass: K calibration batches, step size alpha."""
+    """FTBC single pass (docs/design.md §4): K calibration batches, step size alpha."""
 
     alpha: float = Field(0.4, gt=0)
     batches: int = Field(3, gt=0, description="K, the number of calibration batches")
@@ -482,7 +482,15 @@ def read_yaml(path: Path, what: str = "suite") -> Any:
         raise SuiteError(f"{path}: nested too deeply to be a {what} file") from None
 
 
-def load_suite(path: Union[str, Path]) -> Suite:
-    """Read and validate a YAML suite; raise :class:`SuiteError` with a located message."""
+def load_suite(path: Union[str, Path], overrides: Sequence[str] = ()) -> Suite:
+    """Read and validate a YAML suite, over its ``base:`` files and with ``key.path=value``
+    ``overrides`` applied (see :mod:`snnbench.suite_overrides`); raise :class:`SuiteError` with a
+    located message."""
+    from snnbench.suite_overrides import SourceError, resolve_sources
+
     path = Path(path)
-    return parse_suite(read_yaml(path), path)
+    try:
+        data = resolve_sources(read_yaml(path), path, overrides, read=read_yaml)
+    except SourceError as err:
+        raise SuiteError(str(err)) from None
+    return parse_suite(data, path)

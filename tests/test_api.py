@@ -5,7 +5,7 @@ import re
 import pytest
 
 import snnbench
-from tests.helpers import REPO, run_cli, tiny_digits_suite
+from tests.helpers import REPO, run_cli
 
 
 def _readme_example() -> str:
@@ -29,10 +29,15 @@ def test_readme_notebook_example_runs(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "snn_acc" in printed and "light" in printed
     # The notebook wrote the same store the CLI reads: a CLI run skips both cells.
-    again = run_cli("run", str(_yaml_of(namespace["suite"], tmp_path)), "--results-dir", str(tmp_path / "build/notebook"),
-                    cwd=tmp_path, env={"SNNBENCH_CACHE": str(tmp_path / "cache")})
-    assert again.returncode == 0, again.stderr
-    assert "2 already in" in again.stdout and "0 to run" in again.stdout
+    from typer.testing import CliRunner
+
+    from snnbench.cli import app
+
+    again = CliRunner().invoke(app, ["run", str(_yaml_of(namespace["suite"], tmp_path)),
+                                     "--results-dir", str(tmp_path / "build/notebook")])
+    assert again.exit_code == 0, again.output
+    out = " ".join(again.output.split())
+    assert "2 already in" in out and "0 to run" in out
 
 
 def _yaml_of(suite, tmp_path):

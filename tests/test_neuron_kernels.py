@@ -382,7 +382,7 @@ def _closed_form(distribution: str, u: torch.Tensor, delta: float) -> torch.Tens
 
 @pytest.mark.parametrize("distribution", ["normal", "uniform", "laplace"])
 def test_localzo_mean_is_the_closed_form_surrogate(distribution):
-    """E[g(u)] over z equals the surrogate of DESIGN §3; averaged over 3 seeds × 1500 neurons per u."""
+    """E[g(u)] over z equals the surrogate of docs/design.md §3; averaged over 3 seeds × 1500 neurons per u."""
     delta, replicas = 0.5, 1500
     u = torch.linspace(-1.2, 1.2, 13)
     # IF with v0 = 0 and θ = 1 at T = 1: h - θ = x - 1, and ∂s/∂x is g(u) itself.

@@ -157,7 +157,7 @@ def test_sparse_localzo_draws_the_fused_neuron_kernels_z(backend, rule):
 
 
 def _expected_mean_g(c: torch.Tensor, delta: float, dist: str) -> torch.Tensor:
-    """E[g](u') — the surrogate LocalZO estimates (DESIGN §3)."""
+    """E[g](u') — the surrogate LocalZO estimates (docs/design.md §3)."""
     a = c.abs()
     if dist == "normal":
         return torch.exp(-0.5 * (c / delta) ** 2) / (delta * math.sqrt(2 * math.pi))

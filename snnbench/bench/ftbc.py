@@ -2,7 +2,7 @@
 
 VGG-16 in the QCFS layout with CIFAR-100 shapes (random weights whose QCFS thresholds are set from the
 data, so that layers quantise and spike like trained ones), synthetic images, K = 3 batches of 200,
-T = 32: the setting of DESIGN §6, where the official loop took 5.23 s on an H200. Both paths start
+T = 32: the setting of docs/design.md §7, where the official loop took 5.23 s on an H200. Both paths start
 from zero biases on the same batches; the JSON records both times, the speed-up, the largest bias
 difference between them, an evaluation pass and an ANN forward for scale, and the statistics kernel's
 bytes, bandwidth and fraction of a copy's bandwidth per layer.
@@ -24,7 +24,7 @@ from snnbench.bench.harness import console_or_print, copy_ceiling, header, measu
 from snnbench.bench.timing import gbps, json_out_path, release_memory, resolve_device, synchronize
 
 TARGET_SPEEDUP = 10.0
-OFFICIAL_LOOP_H200_S = 5.23  # DESIGN §6: the FTBC repository's loop, same setting, H200
+OFFICIAL_LOOP_H200_S = 5.23  # docs/design.md §7: the FTBC repository's loop, same setting, H200
 
 FULL = {"width": 64, "hidden": 4096, "batch_size": 200, "batches": 3, "fast_repeats": 3, "reference_repeats": 1}
 SMALL = {"width": 4, "hidden": 32, "batch_size": 6, "batches": 2, "fast_repeats": 2, "reference_repeats": 1}
@@ -127,7 +127,7 @@ def run_ftbc_bench(
     timing = {"warmup_ms": 2, "rep_ms": 10} if small else {"warmup_ms": 25, "rep_ms": 100}
     note = ""
     if small:
-        note = "reduced sizes (quick or no GPU): a narrow VGG-16 and a few images; not the DESIGN §6 setting"
+        note = "reduced sizes (quick or no GPU): a narrow VGG-16 and a few images; not the setting of docs/design.md §7"
         if device == "cpu":
             note += "; on the CPU the statistics kernel is its PyTorch reference"
         console.print(note)

@@ -31,7 +31,7 @@ SWEEP_KEYS = ("model", "input", "timesteps", "sizes", "dtypes", "modes", "impls"
               "localzo", "compile", "timing", "cpu", "quick")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TARGET_POINT = {"T": 32, "N": 8388608, "dtype": "fp32"}
-TARGET_FWD_BWD_MS = 1.0  # DESIGN §6, H200
+TARGET_FWD_BWD_MS = 1.0  # docs/design.md §7, H200
 TARGET_FWD_FRACTION_OF_COPY = 0.9  # "inference forward within 10% of the copy time for its bytes"
 
 
@@ -485,7 +485,7 @@ def _find(rows: list[dict], **match: Any) -> Optional[dict]:
 
 
 def summarize(rows: list[dict]) -> dict[str, Any]:
-    """The DESIGN §6 targets, read off the rows (absent when the point was not measured)."""
+    """The targets of docs/design.md §7, read off the rows (absent when the point was not measured)."""
     out: dict[str, Any] = {}
     ours = _find(rows, impl="snnbench", mode="fwd_bwd", **TARGET_POINT)
     if ours and ours.get("median_ms"):

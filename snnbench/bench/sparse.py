@@ -1,6 +1,6 @@
 """``snnbench bench sparse``: the sparse LIF backward (SparseProp, LocalZO) against dense BPTT.
 
-Workload: T = 100, B = 256, 700 input channels, hidden ∈ {200, 400, 1000, 4000}, β = exp(−1 ms / 10 ms),
+Workload (docs/design.md §5): T = 100, B = 256, 700 input channels, hidden ∈ {200, 400, 1000, 4000}, β = exp(−1 ms / 10 ms),
 θ = 1. Two kinds of rows:
 
 - ``layer``: hidden layer 2 alone, Linear 700→H + LIF, in the scope of the published SparseProp

@@ -2,8 +2,8 @@
 
 For every calibration batch and every IF layer l in module order, it runs the whole ANN (hooked to
 keep layer l's activation) and the whole SNN with step-by-step IF neurons (hooked to keep layer l's
-input), then the teacher-forced recurrence in plain PyTorch, one step at a time: O(L) full forwards
-per batch, as in the FTBC repository's ``bias_corr_model``. Like that script it calibrates on every
+input), then the teacher-forced recurrence in plain PyTorch, one step at a time (docs/design.md §4):
+O(L) full forwards per batch, as in the FTBC repository's ``bias_corr_model``. Like that script it calibrates on every
 one of the K batches (its layer loop is rebuilt per batch), and its IF membrane update is the
 script's, in the same floating-point order: ``u = (v - b_t) + x_t``.
 """

@@ -1,4 +1,4 @@
-"""Static images as latency-coded spike trains (DESIGN §5): the digits and Fashion-MNIST.
+"""Static images as latency-coded spike trains (docs/design.md §5): the digits and Fashion-MNIST.
 
 Every pixel of intensity x ∈ [0, 1] fires exactly once, at ``t = τ_eff·ln(x / (x − 0.2))`` (in steps of
 dt = 1 ms, τ_eff = 20 ms), the time a leaky integrator driven by x needs to reach the threshold 0.2;

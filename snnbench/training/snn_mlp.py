@@ -1,4 +1,4 @@
-"""The spiking MLP of the sparse-training track (DESIGN §5) and its four training methods.
+"""The spiking MLP of the sparse-training track (docs/design.md §5) and its four training methods.
 
 ``input → LIF hidden → LIF hidden → non-spiking leaky readout``, no recurrence, no biases::
 
