@@ -169,13 +169,15 @@ def plan(work: Path, dry_run: bool) -> list[tuple[str, list[str], dict[str, str]
                       {"SNNBENCH_CUDA_DRY_RUN": "1", "TRITON_INTERPRET": "1"}))
     else:
         parts.append(("tests", tests + ["tests"], {"TRITON_INTERPRET": "0"}))
+    # The CPU paths of the tracks and benches are PyTorch's; the interpreter would only slow them.
+    plain = {"TRITON_INTERPRET": "0"}
     for name in SUITES:
         suite = _dry_suite(name, work) if dry_run else ROOT / "suites" / "gpu" / f"{name}.yaml"
         parts.append((f"track_{name}", [py, "-m", "snnbench", "run", str(suite), "--force",
-                                        "--results-dir", str(work / "runs"), "--cache-dir", str(work / "cache")], {}))
+                                        "--results-dir", str(work / "runs"), "--cache-dir", str(work / "cache")], plain))
     device = ["--device", "cpu", "--quick"] if dry_run else ["--device", "cuda"]
     for bench in BENCHES:
-        parts.append((f"bench_{bench}", [py, "-m", "snnbench", "bench", bench, *device, "--out", str(work / "bench")], {}))
+        parts.append((f"bench_{bench}", [py, "-m", "snnbench", "bench", bench, *device, "--out", str(work / "bench")], plain))
     return parts
 
 
