@@ -191,10 +191,18 @@ def test_neuron_hot_path_has_no_host_sync_once_parameters_are_checked():
     bias = 0.1 * torch.randn(4, 16, device="cuda")
     _, v = nk.multistep_if(x, threshold=thr, bias=bias)  # first call: checks (one sync), compiles
     torch.cuda.synchronize()
+    from snnbench.neurons import MultiStepIF
+
+    layer = MultiStepIF(thr, channels=16).cuda()
+    layer.set_bias(0.1 * torch.randn(8, 16, device="cuda"))
+    _, v_layer = layer.simulate(x, t_offset=0)  # a fresh slice of its bias per chunk, checked once
+    torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(3):
             _, v = nk.multistep_if(x, threshold=thr, bias=bias, v_init=v)
+        for _ in range(2):
+            layer.simulate(x, v_init=v_layer, t_offset=0)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     thr[0] = float("nan")  # an in-place change is a new version: checked again
