@@ -580,8 +580,10 @@ def _prepare(
     leak: float,
     gain: float,
     default_v_init_half: bool,
+    check_tensors: bool = True,
 ) -> tuple[NeuronOptions, Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """Validate everything that can be checked before a launch; return options and fp32 tensors."""
+    """Validate everything that can be checked before a launch; return options and fp32 tensors.
+    ``check_tensors=False`` skips the data-dependent finiteness check (under torch.compile)."""
     _check_x(x)
     _choice("reset", reset, _RESET_ID)
     _choice("output", output, _OUTPUT_ID)
@@ -653,7 +655,8 @@ def _prepare(
     elif not default_v_init_half:
         v_init_value = v_reset
 
-    _check_finite(to_check)
+    if check_tensors:
+        _check_finite(to_check)
 
     opts = NeuronOptions(
         beta=_f32(beta),

@@ -309,7 +309,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: --parts: unknown {sorted(unknown)}", file=sys.stderr)
         return 2
     results = []
-    summary: dict[str, Any] = {"check": "gpu_check", "dry_run": args.dry_run, "tree": tree,
+    summary: dict[str, Any] = {"benchmark": "gpu_check", "dry_run": args.dry_run, "tree": tree,
                                "budget_s": args.budget_s, "parts": results}
     for i, (name, cmd, env) in enumerate(parts):
         left = deadline - time.perf_counter()
@@ -335,6 +335,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "versions": {k: env_info.get(k) for k in ("python", "torch", "triton", "torchvision", "numpy", "snnbench")},
         "environment": env_info,
         "elapsed_s": round(time.perf_counter() - started, 1),
+        # One row per part, so that the summary reads as a bench file (leaderboard, compare).
+        "rows": [{"part": r["part"], "passed": "yes" if r["ok"] else "no", "part_s": r["seconds"]} for r in results],
     })
     log = "\n".join(
         f"{r['part']:18s} {'ok' if r['ok'] else 'FAILED':6s} {r['seconds']:7.1f} s  " + (r["tail"][-1] if r["tail"] else "")

@@ -346,3 +346,23 @@ def test_sparse_weight_grad_every_autotune_config(trace_dtype):
         with only_config(kernel, config):
             got = sb.sparse_weight_grad(trace, active, delta, backend="triton")
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=lambda m: f"{config}: {m}")
+
+
+def test_neuron_custom_op_under_torch_compile_and_cuda_graphs():
+    """The custom op compiles with inductor in one graph and replays from a CUDA graph on a card."""
+    from snnbench.kernels import neuron_op as no
+
+    lif = {"beta": 0.5, "leak": 0.0, "gain": 0.5, "reset": "hard", "save_dtype": "bf16"}
+    x = torch.randn(size(8, 2), size(4096, 33), device=DEVICE, generator=_gen(8)) + 0.5
+    want = nk.multistep_neuron(x, backend="triton", **lif)[0]
+    options = {"backend": "inductor", "mode": "reduce-overhead"} if ON_CARD else {"backend": "eager"}
+    fn = torch.compile(lambda t: no.multistep_neuron_op(t, **lif)[0] + 0.0, fullgraph=True, **options)
+    for _ in range(3):  # warm-up, record, replay
+        got = fn(x)
+    assert torch.equal(got, want)
+    xg = x.clone().requires_grad_(True)
+    g = torch.autograd.grad(torch.compile(lambda t: no.multistep_neuron_op(t, **lif)[0].sum(), fullgraph=True,
+                                          backend=options["backend"])(xg), xg)[0]
+    xr = x.clone().requires_grad_(True)
+    g_ref = torch.autograd.grad(nk.multistep_neuron(xr, backend="triton", **lif)[0].sum(), xr)[0]
+    assert torch.equal(g, g_ref)
