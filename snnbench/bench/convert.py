@@ -29,6 +29,7 @@ This module must not import ``snnbench.config`` (pydantic is absent on the GPU m
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 import traceback
 from pathlib import Path
@@ -179,6 +180,10 @@ def spikingjelly_loop(ann: nn.Module) -> tuple[Callable[[torch.Tensor, int], tor
     backend_used = {}
 
     def make(thresh: torch.Tensor) -> nn.Module:
+        if "backend" not in inspect.signature(sjn.IFNode.__init__).parameters:
+            # SpikingJelly 2.x picks its fastest multi-step kernel for the device itself.
+            backend_used["name"] = "auto (SpikingJelly 2.x)"
+            return _SpikingJellyIF(thresh, sjn.IFNode(v_threshold=1.0, v_reset=None, step_mode="m"))
         for backend in ("cupy", "triton", "torch"):
             try:
                 node = sjn.IFNode(v_threshold=1.0, v_reset=None, step_mode="m", backend=backend)
