@@ -503,20 +503,27 @@ def _check_param_tensor(name: str, t: torch.Tensor, x: torch.Tensor) -> None:
         )
 
 
-# Parameter tensors found finite, by identity and version (``id -> (weakref, _version)``). A module
-# passes the same threshold and bias on every call and its previous chunk's v_final as v_init, so
-# on CUDA the finiteness check — a host sync — runs once per parameter version instead of per call.
-_KNOWN_FINITE: dict[int, tuple[weakref.ref, int]] = {}
+# Parameter tensors found finite, by identity and version. A module passes the same threshold, a
+# slice of the same bias and its previous chunk's v_final on every call, so on CUDA the finiteness
+# check — a host sync — runs once per parameter version instead of once per call. A view is known
+# by its base tensor (alive, the same object) and its place in it; views share the base's version.
+_KNOWN_FINITE: dict[tuple, tuple[weakref.ref, int]] = {}
+
+
+def _finite_key(t: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+    base = t._base if t._base is not None else t
+    return base, (id(base), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
 
 
 def _known_finite(t: torch.Tensor) -> bool:
-    entry = _KNOWN_FINITE.get(id(t))
-    return entry is not None and entry[0]() is t and entry[1] == t._version
+    base, key = _finite_key(t)
+    entry = _KNOWN_FINITE.get(key)
+    return entry is not None and entry[0]() is base and entry[1] == t._version
 
 
 def _remember_finite(t: torch.Tensor) -> None:
-    key = id(t)
-    _KNOWN_FINITE[key] = (weakref.ref(t, lambda _ref: _KNOWN_FINITE.pop(key, None)), t._version)
+    base, key = _finite_key(t)
+    _KNOWN_FINITE[key] = (weakref.ref(base, lambda _ref: _KNOWN_FINITE.pop(key, None)), t._version)
 
 
 def _check_finite(checks: list[tuple[str, torch.Tensor, torch.Tensor, bool]]) -> None:
@@ -576,8 +583,10 @@ def _prepare(
     leak: float,
     gain: float,
     default_v_init_half: bool,
+    check_tensors: bool = True,
 ) -> tuple[NeuronOptions, Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """Validate everything that can be checked before a launch; return options and fp32 tensors."""
+    """Validate everything that can be checked before a launch; return options and fp32 tensors.
+    ``check_tensors=False`` skips the data-dependent finiteness check (under torch.compile)."""
     _check_x(x)
     _choice("reset", reset, _RESET_ID)
     _choice("output", output, _OUTPUT_ID)
@@ -649,7 +658,8 @@ def _prepare(
     elif not default_v_init_half:
         v_init_value = v_reset
 
-    _check_finite(to_check)
+    if check_tensors:
+        _check_finite(to_check)
 
     opts = NeuronOptions(
         beta=_f32(beta),

@@ -444,6 +444,23 @@ def bench_ftbc(
     _run_bench(run_ftbc_bench, device=device, out=_bench_out(out), quick=quick, steps=steps, console=console)
 
 
+@bench_app.command("convert")
+def bench_convert(
+    device: str = typer.Option("auto", help="cuda, cpu or auto"),
+    out: Optional[Path] = typer.Option(None, help="folder for convert.json"),
+    quick: bool = typer.Option(False, help="tiny models (a CPU smoke run)"),
+    models: List[str] = typer.Option([], "--model", help="only this model (vgg16, resnet20, resnet34); repeatable"),
+) -> None:
+    """Converted-SNN evaluation throughput: snnbench vs the official step-by-step loop vs SpikingJelly,
+    with bf16 / channels_last / CUDA-graph options and their accuracy deltas.
+
+    Example: snnbench bench convert --device cuda --out results/bench/h200
+    """
+    from snnbench.bench.convert import run_convert_bench
+
+    _run_bench(run_convert_bench, device=device, out=_bench_out(out), quick=quick, models=models or None, console=console)
+
+
 def main() -> None:
     app()
 

@@ -39,6 +39,7 @@ def test_dry_run_runs_every_part_and_writes_a_returnable_summary(tmp_path):
     assert not failed, (failed, proc.stdout[-2000:], proc.stderr[-2000:])
     assert [p["part"] for p in summary["parts"]] == [name for name, _, _ in gc.plan(tmp_path, True)]
     assert summary["dry_run"] is True and summary["versions"]["torch"]
+    assert [r["passed"] for r in summary["rows"]] == ["yes"] * len(summary["parts"])
     assert summary["card"]["device"] == "cpu"
     assert summary["parts"][0]["counts"]["tests"] > 0 and summary["parts"][0]["counts"]["failures"] == 0
     # A dirty tree may be measured only when asked, and then the summary cannot pass.

@@ -72,9 +72,19 @@ def test_known_finite_cache_follows_identity_and_version():
     assert not nk._known_finite(t.clone()), "another tensor with equal values is not the one checked"
     t.add_(1)  # an in-place update bumps the version: the next call checks again
     assert not nk._known_finite(t)
-    key = id(t)
+    key = nk._finite_key(t)[1]
     del t
     assert key not in nk._KNOWN_FINITE, "the entry goes with its tensor"
+
+
+def test_known_finite_cache_knows_views_by_their_base():
+    """A module hands the kernel a fresh slice of the same bias every call: still checked once."""
+    bias = torch.zeros(8, 4)
+    nk._remember_finite(bias[2:5])
+    assert nk._known_finite(bias[2:5]), "the same rows of the same base"
+    assert not nk._known_finite(bias[3:6]), "other rows were not checked"
+    bias[0, 0] = 1.0  # any write to the base bumps the shared version
+    assert not nk._known_finite(bias[2:5])
 
 
 def test_cpu_parameters_are_checked_every_call():

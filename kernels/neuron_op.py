@@ -1,0 +1,122 @@
+"""The fused neuron kernels as ``torch.library`` custom ops, so they run under ``torch.compile`` and
+inside CUDA graphs: ``snnbench::neuron_forward`` and ``snnbench::neuron_backward`` with fake
+(meta) implementations that give the output shapes without running anything, and the backward
+registered as the forward's autograd formula.
+
+:func:`multistep_neuron_op` takes the arguments of :func:`kernels.neuron.multistep_neuron` and
+validates them the same way; under ``torch.compile`` the tensor-finiteness check (data-dependent) is
+left to eager calls. The ops run the Triton kernels (CUDA, or CPU under ``TRITON_INTERPRET=1``); the
+PyTorch reference stays :func:`kernels.neuron.multistep_neuron` with ``backend="torch"``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from . import neuron as _n
+
+_SAVE_NAMES = {v: k for k, v in _n._SAVE_DTYPES.items()}
+_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+_DTYPES = {v: k for k, v in _DTYPE_NAMES.items()}
+
+
+def _pack(opts: _n.NeuronOptions) -> tuple[list[float], str, list[int]]:
+    """NeuronOptions as op arguments: the floats, the choices joined by '|', and (q, seed, flags)."""
+    floats = [opts.beta, opts.leak, opts.gain, opts.v_reset, opts.alpha, opts.delta, opts.threshold,
+              math.nan if opts.v_init is None else opts.v_init]
+    names = "|".join((opts.reset, opts.output, opts.surrogate, opts.distribution, _SAVE_NAMES[opts.save_dtype]))
+    ints = [opts.q, opts.seed, int(opts.detach_reset), int(opts.v_init is not None)]
+    return floats, names, ints
+
+
+def _unpack(floats: list[float], names: str, ints: list[int]) -> _n.NeuronOptions:
+    beta, leak, gain, v_reset, alpha, delta, threshold, v_init = floats
+    reset, output, surrogate, distribution, save = names.split("|")
+    q, seed, detach, has_v_init = ints
+    return _n.NeuronOptions(beta=beta, leak=leak, gain=gain, reset=reset, v_reset=v_reset,
+                            detach_reset=bool(detach), output=output, surrogate=surrogate, alpha=alpha,
+                            distribution=distribution, delta=delta, q=q, seed=seed,
+                            save_dtype=_n._SAVE_DTYPES[save], threshold=threshold,
+                            v_init=v_init if has_v_init else None)
+
+
+@torch.library.custom_op("snnbench::neuron_forward", mutates_args=())
+def neuron_forward_op(x: torch.Tensor, thresh: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+                      v_init: Optional[torch.Tensor], save: bool, floats: list[float], names: str,
+                      ints: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out, v_final, saved u or an empty tensor when ``save`` is False)."""
+    out, v_final, saved = _n.neuron_forward(x, _unpack(floats, names, ints), thresh, bias, v_init, save)
+    return out, v_final, saved if saved is not None else x.new_empty(0)
+
+
+@neuron_forward_op.register_fake
+def _(x, thresh, bias, v_init, save, floats, names, ints):
+    output, save_name = names.split("|")[1], names.split("|")[4]
+    out = x.new_empty(x.shape, dtype=torch.uint8 if output == "uint8" else x.dtype)
+    v_final = x.new_empty(x.shape[1:], dtype=torch.float32)
+    n = math.prod(x.shape[1:])
+    saved = x.new_empty((x.shape[0], n), dtype=_n._SAVE_DTYPES[save_name]) if save else x.new_empty(0)
+    return out, v_final, saved
+
+
+@torch.library.custom_op("snnbench::neuron_backward", mutates_args=())
+def neuron_backward_op(grad_out: torch.Tensor, grad_v_final: Optional[torch.Tensor], saved: torch.Tensor,
+                       thresh: Optional[torch.Tensor], x_shape: list[int], x_dtype: str, want_grad_v_init: bool,
+                       floats: list[float], names: str, ints: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(grad_x, grad_v_init [N] fp32, or an empty tensor when not wanted)."""
+    grad_x, grad_v0 = _n.neuron_backward(grad_out, grad_v_final, saved, _unpack(floats, names, ints), thresh,
+                                         torch.Size(x_shape), _DTYPES[x_dtype], want_grad_v_init)
+    return grad_x, grad_v0 if grad_v0 is not None else saved.new_empty(0, dtype=torch.float32)
+
+
+@neuron_backward_op.register_fake
+def _(grad_out, grad_v_final, saved, thresh, x_shape, x_dtype, want_grad_v_init, floats, names, ints):
+    grad_x = saved.new_empty(x_shape, dtype=_DTYPES[x_dtype])
+    grad_v0 = saved.new_empty(saved.shape[1] if want_grad_v_init else 0, dtype=torch.float32)
+    return grad_x, grad_v0
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, thresh, _bias, v_init, _save, floats, names, ints = inputs
+    ctx.save_for_backward(output[2], thresh)
+    ctx.packed = (floats, names, ints)
+    ctx.x_shape, ctx.x_dtype = list(x.shape), _DTYPE_NAMES[x.dtype]
+    ctx.v_init_shape = None if v_init is None else v_init.shape
+    ctx.v_init_dtype = None if v_init is None else v_init.dtype
+
+
+def _backward(ctx, grad_out, grad_v_final, _grad_saved):
+    saved, thresh = ctx.saved_tensors
+    want_v0 = ctx.v_init_shape is not None and ctx.needs_input_grad[3]
+    if grad_out is None:
+        grad_out = saved.new_zeros(ctx.x_shape, dtype=_DTYPES[ctx.x_dtype])
+    grad_x, grad_v0 = neuron_backward_op(grad_out.contiguous(), grad_v_final, saved, thresh, ctx.x_shape,
+                                         ctx.x_dtype, want_v0, *ctx.packed)
+    grad_v_init = None
+    if want_v0:
+        grad_v_init = grad_v0.view(ctx.x_shape[1:]).sum_to_size(ctx.v_init_shape).to(ctx.v_init_dtype)
+    return grad_x, None, None, grad_v_init, None, None, None, None
+
+
+torch.library.register_autograd("snnbench::neuron_forward", _backward, setup_context=_setup_context)
+
+
+def multistep_neuron_op(x: torch.Tensor, *, beta: float, leak: float, gain: float, threshold=1.0,
+                        v_init=None, default_v_init_half: bool = False, bias=None, reset: str = "soft",
+                        v_reset: float = 0.0, output: str = "spike", surrogate: str = "sigmoid",
+                        alpha: Optional[float] = None, detach_reset: bool = False, distribution: str = "normal",
+                        delta: float = 0.05, q: int = 1, seed: Optional[int] = None,
+                        save_dtype="bf16") -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`kernels.neuron.multistep_neuron` through the custom ops (Triton kernels)."""
+    opts, thresh_t, bias_t, v_init_t = _n._prepare(
+        x, threshold, bias, v_init, reset=reset, v_reset=v_reset, output=output, surrogate=surrogate,
+        alpha=alpha, detach_reset=detach_reset, distribution=distribution, delta=delta, q=q, seed=seed,
+        save_dtype=save_dtype, beta=beta, leak=leak, gain=gain, default_v_init_half=default_v_init_half,
+        check_tensors=not torch.compiler.is_compiling())
+    _n._resolve_backend("triton", x)
+    save = torch.is_grad_enabled() and (x.requires_grad or (v_init_t is not None and v_init_t.requires_grad))
+    out, v_final, _ = neuron_forward_op(x, thresh_t, bias_t, v_init_t, save, *_pack(opts))
+    return out, v_final
