@@ -128,6 +128,22 @@ def test_imagenet_from_an_imagefolder_tree(tmp_path):
     assert torch.equal(bundle.calibration[1][0], bundle.calibration[1][0])  # no randomness
 
 
+def test_imagenet_with_a_torchvision_weights_transform(tmp_path):
+    """Evaluating torchvision weights uses the weights' own transforms (here ViT-B/16's crop and
+    resize, which differ from ours), for the test and the plain calibration split alike."""
+    from torchvision.models import ViT_B_16_Weights
+
+    from snnbench.data.vision import with_eval_transform
+
+    write_imagefolder(tmp_path)
+    bundle = load_dataset(DatasetSpec(name="imagenet", limit_test=2), tmp_path)
+    own = ViT_B_16_Weights.IMAGENET1K_SWAG_E2E_V1.transforms()  # crop 384
+    changed = with_eval_transform(bundle, own)
+    assert len(changed.test) == 2 and changed.test[1][1] == bundle.test[1][1]
+    assert changed.test[1][0].shape == (3, 384, 384) and changed.calibration[0][0].shape == (3, 384, 384)
+    assert bundle.test[1][0].shape == (3, 224, 224)  # the cached bundle is left as it was
+
+
 def test_missing_imagenet_explains_how_to_get_it(tmp_path):
     with pytest.raises(DatasetMissingError, match="image-net.org") as err:
         load_dataset(DatasetSpec(name="imagenet"), tmp_path)
