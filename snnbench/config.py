@@ -195,7 +195,7 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_conversion_params(self) -> "ModelSpec":
-        from snnbench.models.threshold_rule import parse_threshold
+        from snnbench.threshold_rule import parse_threshold
 
         if self.params.get("activation", "qcfs") not in ("qcfs", "relu"):
             raise ValueError(f"activation must be 'qcfs' or 'relu', got {self.params['activation']!r}")

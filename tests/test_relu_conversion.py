@@ -17,7 +17,7 @@ from torch import nn
 from snnbench.conversion.convert import SpikingMaxPool, convert, simulate, spiking_layers
 from snnbench.conversion.graph import UnsupportedOpError, relu_graph
 from snnbench.conversion.thresholds import relu_thresholds
-from snnbench.models.threshold_rule import ThresholdRule, parse_threshold
+from snnbench.threshold_rule import ThresholdRule, parse_threshold
 from snnbench.models.registry import build_model
 from snnbench.models.torchvision_models import build_torchvision
 

@@ -19,7 +19,7 @@ from snnbench.conversion.convert import accuracy_curve, convert, simulate
 from snnbench.conversion.graph import has_qcfs, relu_graph
 from snnbench.conversion.neurobench import neurobench_on_dataset
 from snnbench.data.registry import DataBundle, load_dataset
-from snnbench.models.threshold_rule import parse_threshold
+from snnbench.threshold_rule import parse_threshold
 from snnbench.models.registry import CONVERSION_PARAMETERS, build_model
 from snnbench.models.torchvision_models import build_torchvision, eval_transform, is_torchvision
 from snnbench.training.ann import evaluate_ann, train_ann
