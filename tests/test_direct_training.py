@@ -17,7 +17,7 @@ from snnbench.data.registry import load_dataset
 from snnbench.models.registry import build_spiking_model
 from snnbench.models.spiking_cnn import PerStepBN, ThresholdDependentBN, lif_layers
 from snnbench.neurons import MultiStepLIF
-from snnbench.runner.store import ResultStore
+from snnbench.records.store import ResultStore
 from snnbench.runner.sweep import run_suite
 from snnbench.training.conv_train import Framework, encode, mean_loss, neuron_options, tet_loss, train_direct
 from snnbench.training.grad_sparsity import GradZeroMeter, zero_fractions
