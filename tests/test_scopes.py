@@ -22,7 +22,7 @@ def _measured(method):
 
 
 def test_published_sparseprop_numbers_only_in_the_layer2_columns():
-    published = published_records(load_published(REPO / "results" / "published"))
+    published = published_records(load_published())
     board = leaderboard([_measured("sparseprop"), *published])
     pub = board[(board["source"] == "published") & (board["dataset"] == "nmnist") & (board["method"] == "sparseprop")]
     assert not pub.empty
@@ -35,7 +35,7 @@ def test_published_sparseprop_numbers_only_in_the_layer2_columns():
 
 
 def test_every_published_speedup_carries_a_scope(tmp_path):
-    for source in load_published(REPO / "results" / "published"):
+    for source in load_published():
         for row in source.rows:
             for name in row["metrics"]:
                 if "speedup" in name or "active_fraction" in name:
