@@ -93,15 +93,28 @@ def _load_suite_or_exit(path: Path):
 
 
 @app.command()
-def validate(suite: Path = typer.Argument(..., help="YAML suite file")) -> None:
-    """Check a suite file and list the cells it would run.
+def validate(
+    suite: Path = typer.Argument(..., help="YAML suite file"),
+    deep: bool = typer.Option(False, "--deep", help="also run the run's preflight: load datasets, checkpoints "
+                              "and cached models, check the results and cache folders"),
+    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="with --deep: as for run"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="with --deep: as for run"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="with --deep: as for run"),
+) -> None:
+    """Check a suite file (schema, limits, models, that checkpoints exist) and list its cells.
 
-    Example: snnbench validate suites/digits.yaml
+    Example: snnbench validate suites/digits.yaml --deep
     """
     from snnbench.runner.cells import expand
 
     parsed = _load_suite_or_exit(suite)
     cells = expand(parsed)
+    if deep:
+        from snnbench.runner.preflight import preflight
+        from snnbench.runner.sweep import resolve_cache_dir
+
+        preflight(parsed, cells, parsed.results_path(results_dir), data_root=data_root,
+                  cache_dir=resolve_cache_dir(cache_dir))
     _say(f"{suite}: valid suite '{parsed.name}' ({parsed.track} track), {len(cells)} cells, "
          f"T = {parsed.timesteps}, results → {parsed.results_path()}")
     for cell in cells:

@@ -15,7 +15,8 @@ from snnbench.errors import UsageError
 from snnbench.context import RichProgressReporter
 from snnbench.runner.executors import LocalExecutor, Outcome
 from snnbench.runner.store import latest_by_key, read_records
-from snnbench.runner.sweep import default_context, execute, plan_sweep, preflight_datasets
+from snnbench.runner.preflight import preflight
+from snnbench.runner.sweep import default_context, execute, plan_sweep, resolve_cache_dir
 
 
 @dataclass
@@ -58,8 +59,8 @@ def run_with_progress(
                       f"{len(plan.skipped)} already in {plan.path}, {len(plan.todo)} to run"),
         highlight=False,
     )
-    if plan.todo:
-        preflight_datasets(suite, data_root)
+    preflight(suite, plan.todo, plan.path, data_root=data_root, cache_dir=resolve_cache_dir(cache_dir),
+              executor=executor, address=address)
 
     progress = Progress(
         TextColumn("{task.description}"),

@@ -72,6 +72,10 @@ def check_models(suite: Suite, path: Path) -> None:
                 problems.append(f"  models.{i}.{key}: expected a number or a name, got {value!r} (true/false are not numbers)")
         if not unknown and not problems and suite.track == "conversion":
             problems += _model_size_problems(i, model, suite)
+        if model.checkpoint and not Path(model.checkpoint).expanduser().is_file():
+            where = "is a folder" if Path(model.checkpoint).expanduser().is_dir() else "not found"
+            problems.append(f"  models.{i}.checkpoint: {model.checkpoint} {where} (relative paths start "
+                            f"from the current folder, {Path.cwd()}); expected a saved state dict (.pt)")
     if problems:
         raise SuiteError(f"{path}: invalid suite ({len(problems)} problem{'s' if len(problems) > 1 else ''})\n" + "\n".join(problems))
 
@@ -103,6 +107,9 @@ def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
 
 def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = False) -> SweepPlan:
     path = suite.results_path(results_dir)
+    from snnbench.runner.preflight import refuse_folder
+
+    refuse_folder(path)
     store = ResultStore(path)
     report = store.read(warn=False)
     done = set() if force else done_keys(report.records)
@@ -130,21 +137,14 @@ def make_record(cell: Cell, metrics: dict[str, Any], wall_s: float, env: dict[st
     }
 
 
-def preflight_datasets(suite: Suite, data_root: Optional[Path]) -> None:
-    """Load every dataset once before any training, so missing data stops the sweep at once."""
-    from snnbench.data.registry import load_dataset
-
-    # The same augmentation the cells will ask for, so their load is this one, from the cache.
-    augment = suite.training.augment if suite.track == "conversion" else False
-    for spec in suite.datasets:
-        load_dataset(spec, data_root, augment=augment)
+def resolve_cache_dir(cache_dir: Optional[Path] = None) -> Path:
+    return Path(cache_dir or os.environ.get("SNNBENCH_CACHE") or default_cache_dir())
 
 
 def default_context(suite: Suite, *, data_root=None, cache_dir=None, progress=None, compare_reference=False) -> RunContext:
-    cache = Path(cache_dir or os.environ.get("SNNBENCH_CACHE") or default_cache_dir())
     return RunContext(
         device=resolve_device(suite.device),
-        cache_dir=cache,
+        cache_dir=resolve_cache_dir(cache_dir),
         data_root=Path(data_root) if data_root else None,
         progress=progress or ProgressReporter(),
         compare_reference=compare_reference,
@@ -185,9 +185,10 @@ def run_suite(
     compare_reference: bool = False,
 ) -> SweepSummary:
     """Programmatic entry point: run a suite locally without any terminal output."""
+    from snnbench.runner.preflight import preflight
+
     plan = plan_sweep(suite, results_dir, force)
-    if plan.todo:
-        preflight_datasets(suite, data_root)
+    preflight(suite, plan.todo, plan.path, data_root=data_root, cache_dir=resolve_cache_dir(cache_dir))
     ctx = default_context(suite, data_root=data_root, cache_dir=cache_dir, progress=progress,
                           compare_reference=compare_reference)
     return execute(plan, LocalExecutor(ctx))
