@@ -158,6 +158,32 @@ def run(
     raise typer.Exit(outcome.exit_code)
 
 
+def _refuse_if_nothing_usable(inputs, paths: List[Path]) -> None:
+    """Every record was skipped (each one warned about above): there is nothing to report."""
+    if inputs.problems and not inputs.records and not inputs.bench:
+        _fail(f"no usable record in {', '.join(str(p) for p in paths)}: every record was skipped (see the warnings)")
+
+
+def _check_group_by(fields: List[str], records: list) -> None:
+    from snnbench.report.table import DEFAULT_GROUP_BY
+
+    known = {"dataset", "model", "method", "track", "suite", "none", *DEFAULT_GROUP_BY}
+
+    def present(field: str) -> bool:
+        for record in records:
+            value = record
+            for part in field.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is not None:
+                return True
+        return False
+
+    unknown = [f for f in fields if f not in known and not present(f)]
+    if unknown:
+        _fail(f"--group-by {', '.join(unknown)}: no record has such a field; expected dataset, model, method, "
+              "track, suite, none, or a dotted record path like config.model.params.width")
+
+
 @app.command()
 def table(
     results: List[Path] = typer.Argument(..., help="results .jsonl files (or folders of them)"),
@@ -191,7 +217,9 @@ def table(
         _fail(str(err))
     for problem in inputs.problems:
         _warn(problem)
+    _refuse_if_nothing_usable(inputs, results)
     fields = [f.strip() for g in group_by for f in g.split(",") if f.strip()]
+    _check_group_by(fields, inputs.records)
     board = build_leaderboard(latest_by_key(inputs.records), sources, group_by=fields,
                               include_published="matching" if published else "none")
     if board.empty:
@@ -227,6 +255,7 @@ def plot(
         _fail(str(err))
     for problem in inputs.problems:
         _warn(problem)
+    _refuse_if_nothing_usable(inputs, results)
     report = make_plots(latest_by_key(inputs.records), inputs.bench, out, pub, all_published=all_published)
     for reason in report.skipped:
         _say(f"skipped {reason}")

@@ -29,6 +29,7 @@ class ResultsWriteError(UnusableInputError, OSError):
 class ReadReport:
     records: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # the line number of each record
 
 
 def read_records(path: Path | str, *, warn: bool = True) -> ReadReport:
@@ -49,9 +50,12 @@ def read_records(path: Path | str, *, warn: bool = True) -> ReadReport:
                 report.problems.append(f"{path}:{number}: not valid JSON{ending}: {err.msg}")
                 continue
             if not isinstance(record, dict) or "key" not in record:
-                report.problems.append(f"{path}:{number}: not a snnbench record (no 'key')")
+                what = "a JSON " + {list: "array", str: "string"}.get(type(record), type(record).__name__)
+                why = "no 'key'" if isinstance(record, dict) else f"{what}, expected an object"
+                report.problems.append(f"{path}:{number}: not a snnbench record ({why})")
                 continue
             report.records.append(record)
+            report.lines.append(number)
     if warn:
         for problem in report.problems:
             warnings.warn(problem, stacklevel=2)
