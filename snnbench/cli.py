@@ -31,13 +31,11 @@ class _Group(TyperGroup):
         except UnusableInputError as err:
             _print_error(str(err))
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            _print_error(_interrupt_note or "interrupted")
+        except KeyboardInterrupt as err:
+            # A verb that knows what the interruption leaves behind says so in the exception
+            # (``snnbench run``: how many cells are recorded where).
+            err_console.print(Text(str(err) or "interrupted"), highlight=False)
             raise typer.Exit(130) from None
-
-
-# Set by a verb that can say what an interruption leaves behind (``snnbench run``: cells recorded).
-_interrupt_note = ""
 
 
 app = typer.Typer(

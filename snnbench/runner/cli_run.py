@@ -90,7 +90,14 @@ def run_with_progress(
                 progress.console.print(Text.assemble(("done", "green"), f" {outcome.cell.key} ({outcome.wall_s:.1f} s)"),
                                        highlight=False)
 
-        summary = execute(plan, make_executor(executor, suite, ctx, address), on_outcome=report)
+        try:
+            summary = execute(plan, make_executor(executor, suite, ctx, address), on_outcome=report)
+        except KeyboardInterrupt:
+            keys = {c.key for c in plan.todo} | {c.key for c in plan.skipped}
+            recorded = len(keys & {r["key"] for r in read_records(plan.path, warn=False).records})
+            raise KeyboardInterrupt(
+                f"interrupted: {recorded} of {len(keys)} cells recorded in {plan.path}; rerun to resume"
+            ) from None
 
     for failed in summary.failed:
         console.print(Text.assemble(("failed:", "red"), f" {failed.cell.key}: {failed.error}"), highlight=False)

@@ -112,6 +112,11 @@ def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = F
     refuse_folder(path)
     store = ResultStore(path)
     report = store.read(warn=False)
+    if report.problems:
+        # A torn last line is reported this once and moved to FILE.corrupt, so later runs are quiet.
+        moved = store.set_aside_torn_tail()
+        if moved:
+            report.problems.append(moved)
     done = set() if force else done_keys(report.records)
     todo, skipped = [], []
     for cell in expand(suite):
@@ -161,6 +166,8 @@ def execute(
     store = ResultStore(plan.path)
     store.prepare()
     summary = SweepSummary(plan.path, skipped=len(plan.skipped), problems=list(plan.problems))
+    if not plan.todo:
+        return summary  # a complete suite: no fingerprint (seconds of subprocess calls) for nothing
     env = environment()
     for outcome in executor.run(plan.todo):
         if outcome.metrics is not None:
