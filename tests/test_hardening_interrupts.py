@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from snnbench.cli import app
@@ -71,3 +72,31 @@ def test_torn_last_line_is_moved_aside_once_and_reruns_are_quiet_and_fast(tmp_pa
     assert second.exit_code == 0 and "warning" not in second.output, second.output
     assert "2 already in" in " ".join(second.output.split())
     assert elapsed < 1.0, f"a complete suite took {elapsed:.2f} s to rerun"
+
+
+@pytest.mark.slow  # three interpreters and five tiny trainings on a shared 2-core CPU: ~40 s
+def test_three_concurrent_runs_split_the_cells_and_survive_a_sigkill(tmp_path):
+    """Each cell is computed once: a claim per cell (an flock the kernel drops when its process
+    dies) makes the others pass over it; the killed run's cell is picked up by a survivor."""
+    import os
+    import re
+
+    suite = tiny_digits_suite(tmp_path, seeds=[0, 1, 2, 3, 4])
+    results = tmp_path / "out" / "tiny.jsonl"
+    args = [sys.executable, "-m", "snnbench", "run", str(suite), "--results-dir", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(3)]
+    claims = Path(str(results) + ".claims")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (claims.is_dir() and any(claims.iterdir())):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    procs[0].kill()  # SIGKILL, most likely mid-cell with its claim held
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs[1:]] == [0, 0], outputs
+    done = [k for out, _ in outputs for k in re.findall(r"^done (\S+)", out, re.M)]
+    keys = [json.loads(line)["key"] for line in results.read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 5
+    assert sorted(done) == sorted(keys), done  # computed once each, the killed cell by a survivor

@@ -94,6 +94,10 @@ class ResultStore:
         if not os.access(self.path.parent, os.W_OK):
             raise ResultsWriteError(f"results folder {self.path.parent} is not writable")
 
+    def lock(self) -> FileLock:
+        """The lock every append takes; hold it to read and decide without a race."""
+        return self._lock
+
     def read(self, *, warn: bool = False) -> ReadReport:
         return read_records(self.path, warn=warn)
 

@@ -7,10 +7,11 @@ progress; a rerun skips what is recorded and redoes the rest. ``force`` reruns e
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from snnbench.config import Suite
 from snnbench.data.paths import default_cache_dir
@@ -18,6 +19,7 @@ from snnbench.runner.cells import Cell, expand
 from snnbench.context import ProgressReporter, RunContext, resolve_device
 from snnbench.runner.env import environment
 from snnbench.runner.executors import LocalExecutor, Outcome
+from snnbench.runner.claims import CellClaims
 from snnbench.runner.store import SCHEMA_VERSION, ResultStore, done_keys
 
 
@@ -161,6 +163,7 @@ def execute(
     executor,
     *,
     on_outcome: Optional[Callable[[Outcome], None]] = None,
+    poll_s: float = 1.0,
 ) -> SweepSummary:
     """Run the planned cells with ``executor`` and append a record for each success, as it arrives."""
     store = ResultStore(plan.path)
@@ -169,16 +172,46 @@ def execute(
     if not plan.todo:
         return summary  # a complete suite: no fingerprint (seconds of subprocess calls) for nothing
     env = environment()
-    for outcome in executor.run(plan.todo):
-        if outcome.metrics is not None:
-            # Without --force a cell that a concurrent run recorded meanwhile is not recorded twice.
-            store.append(make_record(outcome.cell, outcome.metrics, outcome.wall_s, env), unless_recorded=not plan.force)
-            summary.ran.append(outcome)
-        else:
-            summary.failed.append(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
+    claims = CellClaims(plan.path)
+    cells = plan.todo if plan.force else _claimed(plan.todo, store, claims, summary, poll_s)
+    try:
+        for outcome in executor.run(cells):
+            if outcome.metrics is not None:
+                # Without --force a cell that a concurrent run recorded meanwhile is not recorded twice.
+                store.append(make_record(outcome.cell, outcome.metrics, outcome.wall_s, env), unless_recorded=not plan.force)
+                summary.ran.append(outcome)
+            else:
+                summary.failed.append(outcome)
+            claims.release(outcome.cell.key)
+            if on_outcome is not None:
+                on_outcome(outcome)
+    finally:
+        claims.release_all()
     return summary
+
+
+def _claimed(todo: list[Cell], store: ResultStore, claims: CellClaims, summary: SweepSummary,
+             poll_s: float) -> Iterator[Cell]:
+    """The cells of ``todo`` this process gets to compute, each claimed just before it runs.
+
+    A cell another live process is computing is passed over and asked for again later: recorded
+    by then, it is skipped; its process died, it is claimed here and computed.
+    """
+    pending = list(todo)
+    while pending:
+        busy = []
+        for cell in pending:
+            with store.lock():
+                if cell.key in done_keys(store.read(warn=False).records):
+                    summary.skipped += 1  # another process recorded it meanwhile
+                    continue
+                if not claims.try_claim(cell.key):
+                    busy.append(cell)
+                    continue
+            yield cell
+        if busy and len(busy) == len(pending):
+            time.sleep(poll_s)
+        pending = busy
 
 
 def run_suite(
