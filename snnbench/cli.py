@@ -31,13 +31,11 @@ class _Group(TyperGroup):
         except UnusableInputError as err:
             _print_error(str(err))
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            _print_error(_interrupt_note or "interrupted")
+        except KeyboardInterrupt as err:
+            # A verb that knows what the interruption leaves behind says so in the exception
+            # (``snnbench run``: how many cells are recorded where).
+            err_console.print(Text(str(err) or "interrupted"), highlight=False)
             raise typer.Exit(130) from None
-
-
-# Set by a verb that can say what an interruption leaves behind (``snnbench run``: cells recorded).
-_interrupt_note = ""
 
 
 app = typer.Typer(
@@ -114,15 +112,26 @@ def _load_suite_or_exit(path: Path, overrides: List[str]):
 def validate(
     suite: Path = typer.Argument(..., help="YAML suite file"),
     overrides: List[str] = typer.Option([], "--set", help=_SET_HELP),
+    deep: bool = typer.Option(False, "--deep", help="also run the run's preflight: load datasets, checkpoints "
+                              "and cached models, check the results and cache folders"),
+    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="with --deep: as for run"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="with --deep: as for run"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="with --deep: as for run"),
 ) -> None:
-    """Check a suite file and list the cells it would run.
+    """Check a suite file (schema, limits, models, that checkpoints exist) and list its cells.
 
-    Example: snnbench validate suites/cifar100.yaml --set training.epochs=1 --set seeds=[0,1]
+    Example: snnbench validate suites/cifar100.yaml --set training.epochs=1 --deep
     """
     from snnbench.records.cells import expand
 
     parsed = _load_suite_or_exit(suite, overrides)
     cells = expand(parsed)
+    if deep:
+        from snnbench.runner.preflight import preflight
+        from snnbench.runner.sweep import resolve_cache_dir
+
+        preflight(parsed, cells, parsed.results_path(results_dir), data_root=data_root,
+                  cache_dir=resolve_cache_dir(cache_dir))
     _say(f"{suite}: valid suite '{parsed.name}' ({parsed.track} track), {len(cells)} cells, "
          f"T = {parsed.timesteps}, results → {parsed.results_path()}")
     for cell in cells:
@@ -167,6 +176,32 @@ def run(
     raise typer.Exit(outcome.exit_code)
 
 
+def _refuse_if_nothing_usable(inputs, paths: List[Path]) -> None:
+    """Every record was skipped (each one warned about above): there is nothing to report."""
+    if inputs.problems and not inputs.records and not inputs.bench:
+        _fail(f"no usable record in {', '.join(str(p) for p in paths)}: every record was skipped (see the warnings)")
+
+
+def _check_group_by(fields: List[str], records: list) -> None:
+    from snnbench.report.table import DEFAULT_GROUP_BY
+
+    known = {"dataset", "model", "method", "track", "suite", "none", *DEFAULT_GROUP_BY}
+
+    def present(field: str) -> bool:
+        for record in records:
+            value = record
+            for part in field.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is not None:
+                return True
+        return False
+
+    unknown = [f for f in fields if f not in known and not present(f)]
+    if unknown:
+        _fail(f"--group-by {', '.join(unknown)}: no record has such a field; expected dataset, model, method, "
+              "track, suite, none, or a dotted record path like config.model.params.width")
+
+
 @app.command()
 def table(
     results: List[Path] = typer.Argument(..., help="results .jsonl files (or folders of them)"),
@@ -200,7 +235,9 @@ def table(
         _fail(str(err))
     for problem in inputs.problems:
         _warn(problem)
+    _refuse_if_nothing_usable(inputs, results)
     fields = [f.strip() for g in group_by for f in g.split(",") if f.strip()]
+    _check_group_by(fields, inputs.records)
     board = build_leaderboard(latest_by_key(inputs.records), sources, group_by=fields,
                               include_published="matching" if published else "none")
     if board.empty:
@@ -269,6 +306,7 @@ def plot(
         _fail(str(err))
     for problem in inputs.problems:
         _warn(problem)
+    _refuse_if_nothing_usable(inputs, results)
     report = make_plots(latest_by_key(inputs.records), inputs.bench, out, pub, all_published=all_published)
     for reason in report.skipped:
         _say(f"skipped {reason}")

@@ -1,7 +1,8 @@
 """Crash-safe results: one JSON record per finished cell, appended as one fsynced line.
 
-A crash can leave at most a truncated last line; reading reports it (with its line number) and the
-cell it belonged to is simply not "done", so a rerun redoes it. A lock file next to the results file
+A crash can leave at most a truncated last line; reading reports it (with its line number), the next
+run or append moves it to ``FILE.corrupt`` under the lock (so it is reported once), and the cell it
+belonged to is simply not "done", so a rerun redoes it. A lock file next to the results file
 keeps records whole when two processes append at once.
 """
 
@@ -12,7 +13,8 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from datetime import datetime, timezone
+from typing import Any, Iterable, Optional
 
 from filelock import FileLock
 
@@ -27,6 +29,7 @@ class ResultsWriteError(UnusableInputError, OSError):
 class ReadReport:
     records: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # the line number of each record
 
 
 def read_records(path: Path | str, *, warn: bool = True) -> ReadReport:
@@ -47,9 +50,12 @@ def read_records(path: Path | str, *, warn: bool = True) -> ReadReport:
                 report.problems.append(f"{path}:{number}: not valid JSON{ending}: {err.msg}")
                 continue
             if not isinstance(record, dict) or "key" not in record:
-                report.problems.append(f"{path}:{number}: not a snnbench record (no 'key')")
+                what = "a JSON " + {list: "array", str: "string"}.get(type(record), type(record).__name__)
+                why = "no 'key'" if isinstance(record, dict) else f"{what}, expected an object"
+                report.problems.append(f"{path}:{number}: not a snnbench record ({why})")
                 continue
             report.records.append(record)
+            report.lines.append(number)
     if warn:
         for problem in report.problems:
             warnings.warn(problem, stacklevel=2)
@@ -86,6 +92,10 @@ class ResultStore:
         if not os.access(self.path.parent, os.W_OK):
             raise ResultsWriteError(f"results folder {self.path.parent} is not writable")
 
+    def lock(self) -> FileLock:
+        """The lock every append takes; hold it to read and decide without a race."""
+        return self._lock
+
     def read(self, *, warn: bool = False) -> ReadReport:
         return read_records(self.path, warn=warn)
 
@@ -98,7 +108,8 @@ class ResultStore:
             with self._lock:
                 if unless_recorded and record["key"] in done_keys(read_records(self.path, warn=False).records):
                     return False
-                self._terminate_partial_line()
+                # A crash mid-write may have left a torn last line: never glue a record onto it.
+                self.set_aside_torn_tail()
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     start = os.fstat(fd).st_size
@@ -120,24 +131,43 @@ class ResultStore:
                 f"could not append a record to {self.path}: {reason}; earlier records are intact"
             ) from None
 
-    def _terminate_partial_line(self) -> None:
-        # A crash mid-write leaves a last line without "\n"; start the new record on its own line so
-        # the broken one stays isolated (reported on read) and never corrupts the next record.
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return
-        if size == 0:
-            return
-        with open(self.path, "rb") as fh:
-            fh.seek(size - 1)
-            last = fh.read(1)
-        if last != b"\n":
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+    def set_aside_torn_tail(self) -> Optional[str]:
+        """Move a torn last line (a crash mid-write) to ``FILE.corrupt``, under the lock, and say so.
+
+        Appends hold the lock, so an unterminated last line seen under it is never a write in
+        progress. The bytes are kept (with their line number) rather than deleted.
+        """
+        with self._lock:
             try:
-                os.write(fd, b"\n")
-            finally:
-                os.close(fd)
+                data = self.path.read_bytes()
+            except FileNotFoundError:
+                return None
+            if not data or data.endswith(b"\n"):
+                return None
+            cut = data.rfind(b"\n") + 1
+            torn, number = data[cut:], data.count(b"\n") + 1
+            try:
+                whole = isinstance(json.loads(torn), dict)
+            except ValueError:
+                whole = False
+            if whole:  # a complete record that only lacks its newline: keep it
+                self._append_bytes(b"\n")
+                return None
+            corrupt = Path(str(self.path) + ".corrupt")
+            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            with open(corrupt, "ab") as fh:
+                fh.write(f"# {self.path.name}:{number}, moved {stamp}:\n".encode() + torn + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.truncate(self.path, cut)
+            return f"{self.path}:{number}: torn last line moved to {corrupt}"
+
+    def _append_bytes(self, data: bytes) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
 
 def latest_by_key(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

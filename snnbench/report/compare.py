@@ -20,10 +20,10 @@ from typing import Any, Iterable, Optional, Sequence
 
 from snnbench.errors import UnusableInputError
 from snnbench.report.benchrows import current_names, key_text, measurements, row_key
-from snnbench.report.inputs import InputError, card_name, kind_of, load_bench
+from snnbench.report.inputs import InputError, card_name, kind_of, load_bench, read_usable
 from snnbench.report.frame import flat_names, records_frame
 from snnbench.report.metrics import Tolerance, default_tolerance, direction
-from snnbench.records.store import latest_by_key, read_records
+from snnbench.records.store import latest_by_key
 
 
 class UnusableInput(UnusableInputError, ValueError):
@@ -146,15 +146,15 @@ def load_cells(path: Path | str) -> Cells:
             cells[unique] = measurements(row)
         schema = (bench.meta.get("schema"), bench.meta.get("bench") or bench.meta.get("benchmark"))
         return Cells(path, "bench", cells, schema, card_name(bench.env))
-    report = read_records(path, warn=False)
-    records = latest_by_key(report.records)
+    usable, problems = read_usable(path)
+    records = latest_by_key(usable)
     schemas = sorted({str(r.get("schema")) for r in records})
     cells: dict[str, dict[str, float]] = {r["key"]: {} for r in records}
     frame = records_frame(records)
     for key, name, value in zip(frame["key"], flat_names(frame), frame["value"]):
         cells[key][name] = value
     cards = sorted({card_name(r.get("env")) for r in records} - {""})
-    return Cells(path, "results", cells, schemas, ", ".join(cards), list(report.problems))
+    return Cells(path, "results", cells, schemas, ", ".join(cards), problems)
 
 
 def _judge(base: Optional[float], new: Optional[float], want: Optional[str], tol: Tolerance) -> str:
@@ -209,6 +209,7 @@ def compare_cells(
         raise UnusableInput(
             f"no common cells between {base.path} ({len(base.cells)} cells) and {new.path} "
             f"({len(new.cells)} cells): nothing to compare"
+            + "".join(f"\n  {problem}" for problem in base.problems + new.problems)  # why records were skipped
         )
     warnings = []
     if base.card and new.card and base.card != new.card:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from snnbench.errors import UnusableInputError
+from snnbench.records.schema import SCHEMA_VERSION
 from snnbench.records.store import read_records
 
 
@@ -98,6 +99,40 @@ def load_bench(path: Path) -> BenchFile:
     return BenchFile(Path(path), rows, env, meta)
 
 
+_TEXT_FIELDS = ("key", "suite", "track", "dataset", "model", "method")
+
+
+def record_problem(record: dict[str, Any]) -> Optional[str]:
+    """Why a record cannot be reported (unknown schema version, wrong-typed fields), or None."""
+    if record.get("schema") != SCHEMA_VERSION:
+        return f"schema version {record.get('schema')!r}; this snnbench reads version {SCHEMA_VERSION}"
+    for name in _TEXT_FIELDS:
+        if name in record and not isinstance(record[name], str):
+            return f"field {name!r} is {type(record[name]).__name__}, expected a string"
+    seed = record.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        return f"field 'seed' is {type(seed).__name__}, expected an integer"
+    if not isinstance(record.get("metrics"), dict):
+        return f"field 'metrics' is {type(record.get('metrics')).__name__}, expected an object"
+    for name in ("config", "env"):
+        if name in record and not isinstance(record[name], dict):
+            return f"field {name!r} is {type(record[name]).__name__}, expected an object"
+    return None
+
+
+def read_usable(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The reportable records of a results file and, for each line skipped, ``FILE:LINE: why``."""
+    report = read_records(path, warn=False)
+    records, problems = [], list(report.problems)
+    for record, line in zip(report.records, report.lines):
+        why = record_problem(record)
+        if why is None:
+            records.append(record)
+        else:
+            problems.append(f"{path}:{line}: skipped: {why}")
+    return records, problems
+
+
 def _expand(paths: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
@@ -121,7 +156,7 @@ def load_inputs(paths: Iterable[Path]) -> Inputs:
         if kind_of(path) == "bench":
             inputs.bench.append(load_bench(path))
             continue
-        report = read_records(path, warn=False)
-        inputs.problems.extend(report.problems)
-        inputs.records.extend(report.records)
+        records, problems = read_usable(path)
+        inputs.problems.extend(problems)
+        inputs.records.extend(records)
     return inputs

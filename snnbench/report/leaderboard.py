@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from snnbench.report.benchrows import FREE_TEXT, is_measurement
-from snnbench.report.inputs import BenchFile, load_bench
+from snnbench.report.inputs import BenchFile, InputError, load_bench, read_usable
 from snnbench.report.metrics import headline_fields
 from snnbench.report.published import PublishedSource, load_published
 from snnbench.report.table import build_leaderboard, render_markdown
-from snnbench.records.store import latest_by_key, read_records
+from snnbench.records.store import latest_by_key
 
 COMMAND = "snnbench leaderboard --out results/LEADERBOARD.md"
 
@@ -138,12 +138,15 @@ def build_page(
     root: Optional[Path] = None,
 ) -> LeaderboardPage:
     root = root or Path.cwd()
+    for option, folder in (("--runs", runs_dir), ("--bench", bench_dir)):
+        if not Path(folder).is_dir():
+            raise InputError(f"{option} {folder}: folder not found (expected a folder of results files)")
     problems: list[str] = []
     records = []
-    for path in sorted(Path(runs_dir).glob("*.jsonl")) if Path(runs_dir).is_dir() else []:
-        report = read_records(path, warn=False)
-        problems.extend(report.problems)
-        records.extend(report.records)
+    for path in sorted(Path(runs_dir).glob("*.jsonl")):
+        usable, skipped = read_usable(path)
+        problems.extend(skipped)
+        records.extend(usable)
     records = latest_by_key(records)
     sources: list[PublishedSource] = load_published(published_dir)
     bench_files, bench_problems = load_bench_dir(Path(bench_dir))

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from snnbench.config import Suite
 from snnbench.context import RichProgressReporter
+from snnbench.records.store import read_records
 from snnbench.runner.executors import Outcome
 from snnbench.runner.sweep import SweepPlan, SweepSummary, run_suite
 
@@ -58,12 +59,24 @@ def run_with_progress(
             progress.console.print(Text.assemble(("done", "green"), f" {outcome.cell.key} ({outcome.wall_s:.1f} s)"),
                                    highlight=False)
 
-    with progress:
-        summary = run_suite(
-            suite, results_dir=results_dir, force=force, data_root=data_root, cache_dir=cache_dir,
-            executor=executor, address=address, progress=RichProgressReporter(progress),
-            compare_reference=compare_reference, on_plan=announce, on_outcome=report,
-        )
+    planned: list[SweepPlan] = []
+    try:
+        with progress:
+            summary = run_suite(
+                suite, results_dir=results_dir, force=force, data_root=data_root, cache_dir=cache_dir,
+                executor=executor, address=address, progress=RichProgressReporter(progress),
+                compare_reference=compare_reference, on_plan=lambda plan: (planned.append(plan), announce(plan)),
+                on_outcome=report,
+            )
+    except KeyboardInterrupt:
+        if not planned:
+            raise
+        plan = planned[0]
+        keys = {c.key for c in plan.todo} | {c.key for c in plan.skipped}
+        recorded = len(keys & {r["key"] for r in read_records(plan.path, warn=False).records})
+        raise KeyboardInterrupt(
+            f"interrupted: {recorded} of {len(keys)} cells recorded in {plan.path}; rerun to resume"
+        ) from None
     for failed in summary.failed:
         console.print(Text.assemble(("failed:", "red"), f" {failed.cell.key}: {failed.error}"), highlight=False)
         if failed.detail:

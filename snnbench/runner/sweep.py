@@ -7,9 +7,10 @@ progress; a rerun skips what is recorded and redoes the rest. ``force`` reruns e
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from snnbench.config import Suite
 from snnbench.data.paths import default_cache_dir
@@ -20,7 +21,9 @@ from snnbench.records.device import resolve_device
 from snnbench.records.env import environment
 from snnbench.records.schema import make_record
 from snnbench.runner.executors import LocalExecutor, Outcome
+from snnbench.runner.preflight import preflight
 from snnbench.records.store import ResultStore, done_keys, latest_by_key, read_records
+from snnbench.runner.claims import CellClaims
 
 
 @dataclass
@@ -84,6 +87,10 @@ def check_models(suite: Suite, path: Path) -> None:
                 problems.append(f"  models.{i}.{key}: expected a number or a name, got {value!r} (true/false are not numbers)")
         if not unknown and not problems and suite.track == "conversion":
             problems += _model_size_problems(i, model, suite)
+        if model.checkpoint and not Path(model.checkpoint).expanduser().is_file():
+            where = "is a folder" if Path(model.checkpoint).expanduser().is_dir() else "not found"
+            problems.append(f"  models.{i}.checkpoint: {model.checkpoint} {where} (relative paths start "
+                            f"from the current folder, {Path.cwd()}); expected a saved state dict (.pt)")
     if problems:
         raise SuiteError(f"{path}: invalid suite ({len(problems)} problem{'s' if len(problems) > 1 else ''})\n" + "\n".join(problems))
 
@@ -120,8 +127,16 @@ def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
 
 def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = False) -> SweepPlan:
     path = suite.results_path(results_dir)
+    from snnbench.runner.preflight import refuse_folder
+
+    refuse_folder(path)
     store = ResultStore(path)
     report = store.read(warn=False)
+    if report.problems:
+        # A torn last line is reported this once and moved to FILE.corrupt, so later runs are quiet.
+        moved = store.set_aside_torn_tail()
+        if moved:
+            report.problems.append(moved)
     done = set() if force else done_keys(report.records)
     todo, skipped = [], []
     for cell in expand(suite):
@@ -129,27 +144,14 @@ def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = F
     return SweepPlan(suite, path, todo, skipped, report.problems, force)
 
 
-def preflight_datasets(suite: Suite, data_root: Optional[Path]) -> None:
-    """Load every dataset once before any training, so missing data stops the sweep at once."""
-    from snnbench.data.registry import load_dataset
-
-    # The same augmentation the cells will ask for, so their load is this one, from the cache.
-    augment = suite.training.augment if suite.track == "conversion" else False
-    if suite.track == "direct":  # event frames depend on the cell's T: check the files the cells read
-        from snnbench.training.conv_train import load_direct_dataset
-
-        for spec in suite.datasets:
-            load_direct_dataset(spec, data_root, suite.training.augment, max(suite.timesteps))
-        return
-    for spec in suite.datasets:
-        load_dataset(spec, data_root, augment=augment)
+def resolve_cache_dir(cache_dir: Optional[Path] = None) -> Path:
+    return Path(cache_dir or os.environ.get("SNNBENCH_CACHE") or default_cache_dir())
 
 
 def default_context(suite: Suite, *, data_root=None, cache_dir=None, progress=None, compare_reference=False) -> RunContext:
-    cache = Path(cache_dir or os.environ.get("SNNBENCH_CACHE") or default_cache_dir())
     return RunContext(
         device=resolve_device(suite.device),
-        cache_dir=cache,
+        cache_dir=resolve_cache_dir(cache_dir),
         data_root=Path(data_root) if data_root else None,
         progress=progress or ProgressReporter(),
         compare_reference=compare_reference,
@@ -171,23 +173,57 @@ def execute(
     executor,
     *,
     on_outcome: Optional[Callable[[Outcome], None]] = None,
+    poll_s: float = 1.0,
 ) -> SweepSummary:
     """Run the planned cells with ``executor`` and append a record for each success, as it arrives."""
     store = ResultStore(plan.path)
     store.prepare()
     summary = SweepSummary(plan.path, skipped=len(plan.skipped), problems=list(plan.problems))
+    if not plan.todo:
+        summary.records = suite_records(plan)
+        return summary  # a complete suite: no fingerprint (seconds of subprocess calls) for nothing
     env = environment()
-    for outcome in executor.run(plan.todo):
-        if outcome.metrics is not None:
-            # Without --force a cell that a concurrent run recorded meanwhile is not recorded twice.
-            store.append(make_record(outcome.cell, outcome.metrics, outcome.wall_s, env), unless_recorded=not plan.force)
-            summary.ran.append(outcome)
-        else:
-            summary.failed.append(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
+    claims = CellClaims(plan.path)
+    cells = plan.todo if plan.force else _claimed(plan.todo, store, claims, summary, poll_s)
+    try:
+        for outcome in executor.run(cells):
+            if outcome.metrics is not None:
+                # Without --force a cell that a concurrent run recorded meanwhile is not recorded twice.
+                store.append(make_record(outcome.cell, outcome.metrics, outcome.wall_s, env), unless_recorded=not plan.force)
+                summary.ran.append(outcome)
+            else:
+                summary.failed.append(outcome)
+            claims.release(outcome.cell.key)
+            if on_outcome is not None:
+                on_outcome(outcome)
+    finally:
+        claims.release_all()
     summary.records = suite_records(plan)
     return summary
+
+
+def _claimed(todo: list[Cell], store: ResultStore, claims: CellClaims, summary: SweepSummary,
+             poll_s: float) -> Iterator[Cell]:
+    """The cells of ``todo`` this process gets to compute, each claimed just before it runs.
+
+    A cell another live process is computing is passed over and asked for again later: recorded
+    by then, it is skipped; its process died, it is claimed here and computed.
+    """
+    pending = list(todo)
+    while pending:
+        busy = []
+        for cell in pending:
+            with store.lock():
+                if cell.key in done_keys(store.read(warn=False).records):
+                    summary.skipped += 1  # another process recorded it meanwhile
+                    continue
+                if not claims.try_claim(cell.key):
+                    busy.append(cell)
+                    continue
+            yield cell
+        if busy and len(busy) == len(pending):
+            time.sleep(poll_s)
+        pending = busy
 
 
 def suite_records(plan: SweepPlan) -> list[dict[str, Any]]:
@@ -220,8 +256,8 @@ def run_suite(
     plan = plan_sweep(suite, results_dir, force)
     if on_plan is not None:
         on_plan(plan)
-    if plan.todo:
-        preflight_datasets(suite, data_root)
+    preflight(suite, plan.todo, plan.path, data_root=data_root, cache_dir=resolve_cache_dir(cache_dir),
+              executor=executor, address=address)
     ctx = default_context(suite, data_root=data_root, cache_dir=cache_dir, progress=progress,
                           compare_reference=compare_reference)
     return execute(plan, make_executor(executor, suite, ctx, address), on_outcome=on_outcome)
