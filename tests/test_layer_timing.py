@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils.data import TensorDataset
 
@@ -39,10 +40,11 @@ def test_sampler_times_every_layer_on_every_stride_th_step():
     assert not any(k.startswith("fused.") for k in sampler.sums)
 
 
-def test_sampled_passes_leave_training_unchanged():
+@pytest.mark.parametrize("name, params", [("localzo", {"delta": 0.3}), ("sparseprop", {"b_th": 0.3}), ("surrogate", {})])
+def test_sampled_passes_leave_training_unchanged(name, params):
     # the sampler runs before the step and clears gradients: the trained weights are the same
     data = _spikes()
-    method = training_method("localzo", {"delta": 0.3})
+    method = training_method(name, params)
     weights = []
     for sampler in (None, LayerSampler(method, dense_baseline(method), CPU, stride=1, warmup=0)):
         model = SpikingMLP(SNNConfig(inputs=12, outputs=3, hidden=(10, 10), weight_multiplier=4.0),
