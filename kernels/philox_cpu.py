@@ -59,7 +59,6 @@ def _compiled() -> Optional[dict]:
         # is recomputed in fp64 and widened by 10⁻⁴ (relative) and 10⁻⁵ (on |cos|, |sin| of
         # Box-Muller) — far above the fp32 rounding of the reference's log, sqrt, cos and products —
         # so no entry the reference would find active is dropped.
-        mask = np.uint64(_M32)
         low_bits = np.uint64(9)
         for e in range(d.shape[0]):
             out[e] = False

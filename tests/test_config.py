@@ -173,7 +173,7 @@ _BOMB = "".join(
         ({"timesteps": [1_000_000_000]}, ["at most 4096"]),
         ({"seeds": [2**64 + 1]}, ["seeds", "2**63 - 1"]),
         ({"seeds": [-1]}, ["seeds", "2**63 - 1"]),
-        ({"seeds": list(range(40_000)), "methods": ["qcfs", "light", "ftbc"]}, ["120000 cells", "at most 100000"]),
+        ({"seeds": list(range(40_000)), "models": ["digits_cnn"], "methods": ["qcfs", "light", "ftbc"]}, ["120000 cells", "at most 100000"]),
         ({"methods": [{"name": "ftbc", "batches": True}]}, ["methods.0", "true/false are not numbers"]),
         (b"name: \xe9t\xe9\n", ["not UTF-8", "offset 6"]),
         (b"\x00\x01\x02binary", ["NUL bytes"]),

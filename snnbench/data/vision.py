@@ -244,6 +244,8 @@ def _image_folder(split: Path, folder_class):
 
     try:
         return folder_class(str(split))
+    except DatasetMissingError:
+        raise  # a class list naming absent folders says so itself
     except (FileNotFoundError, OSError) as err:
         empty = sorted(
             str(d) for d in split.iterdir()
