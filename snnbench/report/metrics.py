@@ -124,7 +124,8 @@ CATALOG: tuple[Metric, ...] = (
     _info("neurobench.synaptic_operations.Effective_MACs", "", "effective MACs per sample", column="eff_MACs",
           neurobench="SynapticOperations"),
     _info("input_grad_zeros_pct", "%", "input-gradient zeros (%)", column="input_grad_zeros_pct",
-          scope="first hidden layer, backward"),
+          scope="exact zeros of the input gradient: the first hidden layer's (spiking MLP), every LIF "
+                "input's, averaged over the run (direct track, the LocalZO paper's measure)"),
     _info("neurobench.synaptic_operations.Dense", "", "dense synaptic operations per sample",
           neurobench="SynapticOperations"),
     _info("neurobench.footprint", "B", "memory footprint (bytes)", neurobench="Footprint"),
@@ -147,6 +148,12 @@ CATALOG: tuple[Metric, ...] = (
     Metric("speedup", "higher", "x", "speed-up (×)", headline=12),
     Metric("speedup_vs_torch_loop", "higher", "x", "speed-up vs PyTorch loop (×)", headline=15),
     _info("final_loss", "", "final training loss"),
+    _info("input_grad_zeros_pct_layers.*", "%", "LIF-input gradient zeros per layer (%)",
+          scope="one LIF layer's input, backward, averaged over the run"),
+    _setting("lif_layers", "LIF layers"),
+    _setting("neuron.*", "neuron setting"),
+    _setting("params", "trainable parameters"),
+    _setting("tet_lambda", "TET loss λ"),
     _setting("steps", "optimizer steps"),
     _setting("timesteps", "time steps T"),
     # --- families of names ---------------------------------------------------------------------------
