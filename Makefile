@@ -25,8 +25,9 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/snnbench run suites/digits.yaml --results-dir build/demo --force
 	$(BIN)/snnbench run suites/digits_spiking.yaml --results-dir build/demo --force
-	$(BIN)/snnbench table build/demo/digits.jsonl build/demo/digits_spiking.jsonl
-	$(BIN)/snnbench plot build/demo/digits.jsonl build/demo/digits_spiking.jsonl results/bench/h200 --out build/demo/plots
+	$(BIN)/snnbench run suites/digits_conv_spiking.yaml --results-dir build/demo --force
+	$(BIN)/snnbench table build/demo/digits.jsonl build/demo/digits_spiking.jsonl build/demo/digits_conv_spiking.jsonl
+	$(BIN)/snnbench plot build/demo/digits.jsonl build/demo/digits_spiking.jsonl build/demo/digits_conv_spiking.jsonl results/bench/h200 --out build/demo/plots
 
 test: lint
 	$(BIN)/python -m pytest -q
