@@ -96,7 +96,8 @@ def assign_variants(records: Sequence[dict[str, Any]], row_fields: Sequence[str]
             continue
         short = _short_names(differing)
         for i, it in zip(members, items):
-            label = ", ".join(f"{short[k]}={it.get(k, '–')}" for k in differing)
+            # A setting a record does not have is its default: naming it "–" only adds noise.
+            label = ", ".join(f"{short[k]}={it[k]}" for k in differing if k in it)
             variants[i] = ", ".join(v for v in (variants[i], label) if v)
     return variants
 
