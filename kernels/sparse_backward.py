@@ -63,16 +63,9 @@ import triton
 import triton.language as tl
 
 from . import philox_cpu
-from .neuron import (
-    _DISTRIBUTION_ID,
-    _SURROGATE_ID,
-    DISTRIBUTIONS,
-    _interpreting,
-    _localzo_gain,
-    _surrogate_grad,
-    _surrogate_grad_reference,
-    localzo_gain_reference,
-)
+from .common import interpreting, resolve_backend
+from .localzo import DISTRIBUTION_ID, DISTRIBUTIONS, localzo_gain, localzo_gain_reference
+from .surrogates import SURROGATE_ID, surrogate_grad, surrogate_grad_reference
 
 
 Rule = Literal["sparseprop", "localzo"]
@@ -245,10 +238,10 @@ def _lif_record_kernel(
         s = tl.where(u > theta, 1.0, 0.0)
         d = tl.abs(u - theta)
         if LOCALZO:
-            g = _localzo_gain(d, seed, t, bj.to(tl.uint32), zero_hi, delta, Q, DIST)
+            g = localzo_gain(d, seed, t, bj.to(tl.uint32), zero_hi, delta, Q, DIST)
             active = (g > 0.0) & mask
         else:
-            g = _surrogate_grad(d, width, SURR)  # neuron.SURROGATES id: the dense baseline's shape
+            g = surrogate_grad(d, width, SURR)  # a surrogates.SURROGATE_ID: the dense baseline's shape
             active = (d < b_th) & mask
         g = tl.where(active, g, 0.0)
         if WRITE:
@@ -266,7 +259,7 @@ def _lif_record_kernel(
 
 
 def _weight_grad_configs() -> list[triton.Config]:
-    if _interpreting():
+    if interpreting():
         return [triton.Config({"BLOCK_I": 128, "BLOCK_K": 16}, num_warps=4)]
     # (BLOCK_I, BLOCK_K, warps, stages): 16–64 accumulator values per thread; the light ones leave
     # registers for more loads in flight, the wide ones read each entry's index once per row.
@@ -402,15 +395,7 @@ def _sparse_input_grad_kernel(
 
 
 # ---------------------------------------------------------------------------------------------
-# Input checks and backend choice
-
-
-def _use_triton(backend: str, *tensors: torch.Tensor) -> bool:
-    if backend not in ("auto", "triton", "torch"):
-        raise ValueError(f"backend must be 'auto', 'triton' or 'torch', got {backend!r}")
-    if backend == "auto":
-        return all(t.is_cuda for t in tensors)
-    return backend == "triton"
+# Input checks
 
 
 def _check_tensor(
@@ -475,7 +460,7 @@ def input_trace(
 
 def _trace(x: torch.Tensor, beta: float, backend: Backend, dtype: torch.dtype) -> torch.Tensor:
     """:func:`input_trace` on arguments already checked."""
-    if not _use_triton(backend, x):
+    if resolve_backend(backend, x, name="x") == "torch":
         tr = reference_input_trace(x, beta).to(dtype)
     else:
         x = x.contiguous()
@@ -533,7 +518,7 @@ def _record(
     current: torch.Tensor, beta: float, rule: SpikeRule, seed: int, backend: Backend, dense_g: bool
 ) -> tuple[torch.Tensor, ActiveSet, Optional[torch.Tensor]]:
     """:func:`lif_record_forward` on arguments already checked."""
-    if not _use_triton(backend, current):
+    if resolve_backend(backend, current, name="current") == "torch":
         return reference_lif_record_forward(current, beta, rule, seed, dense_g)
 
     current = current.contiguous()
@@ -546,9 +531,9 @@ def _record(
     grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(H, BLOCK_J))
     common = dict(
         LOCALZO=rule.rule == "localzo",
-        DIST=_DISTRIBUTION_ID[rule.distribution],
+        DIST=DISTRIBUTION_ID[rule.distribution],
         Q=int(rule.q),
-        SURR=_SURROGATE_ID[rule.surrogate],
+        SURR=SURROGATE_ID[rule.surrogate],
         BLOCK_B=BLOCK_B,
         BLOCK_J=BLOCK_J,
     )
@@ -578,7 +563,7 @@ def lif_forward(current: torch.Tensor, beta: float, theta: float = 1.0, backend:
     """Spikes only (evaluation): pass 1 of the scan without recording (threshold and reset ``theta``)."""
     _check_tensor("current", current, 3)
     beta = _check_beta(beta)
-    if not _use_triton(backend, current):
+    if resolve_backend(backend, current, name="current") == "torch":
         return reference_lif_scan(current, beta, theta)[1]
     current = current.contiguous()
     T, B, H = current.shape
@@ -590,7 +575,7 @@ def lif_forward(current: torch.Tensor, beta: float, theta: float = 1.0, backend:
         _lif_record_kernel[grid](
             current, spikes, count, count, count, count, spikes, count, spikes,
             T, B, H, beta, float(theta), 1.0, 1.0, 1.0, 0,
-            WRITE=False, DENSE_G=False, LOCALZO=False, DIST=0, Q=1, SURR=_SURROGATE_ID["fast_sigmoid"],
+            WRITE=False, DENSE_G=False, LOCALZO=False, DIST=0, Q=1, SURR=SURROGATE_ID["fast_sigmoid"],
             BLOCK_B=BLOCK_B, BLOCK_J=BLOCK_J,
         )
     return spikes
@@ -629,7 +614,7 @@ def sparse_weight_grad(
     if trace.shape[:2] != (T, B):
         raise ValueError(f"trace must be [T={T}, B={B}, N_in], got shape {tuple(trace.shape)}")
     _check_same_device(trace=trace, index=active.index, delta=delta)
-    if not _use_triton(backend, trace, delta):
+    if resolve_backend(backend, trace, delta, name="trace") == "torch":
         return reference_sparse_weight_grad(trace, active, delta)
     N_in = trace.shape[2]
     dwt = torch.empty((H, N_in), dtype=torch.float32, device=trace.device)
@@ -674,7 +659,7 @@ def sparse_input_grad(
     _check_same_device(weight=weight, index=active.index, prev_index=prev.index, delta=delta)
     if shift not in (0, 1):
         raise ValueError(f"shift must be 0 or 1, got {shift!r}")
-    if not _use_triton(backend, weight, delta):
+    if resolve_backend(backend, weight, delta, name="weight") == "torch":
         return reference_sparse_input_grad(weight, active, delta, prev, beta, shift)
     out = torch.zeros(len(prev), dtype=torch.float32, device=weight.device)
     n_prev, n_cur = len(prev), len(active)
@@ -716,7 +701,7 @@ def reference_spike_g(u_minus_theta: torch.Tensor, rule: SpikeRule, seed: int = 
     """Dense g for every element of ``u − θ[T, B, H]`` (zero outside the active set)."""
     d = u_minus_theta.abs()
     if rule.rule == "sparseprop":
-        g = _surrogate_grad_reference(d, rule.surrogate, rule.width)
+        g = surrogate_grad_reference(d, rule.surrogate, rule.width)
         return torch.where(d < rule.b_th, g, torch.zeros_like(g))
     g = torch.zeros_like(d, dtype=torch.float32)
     # Philox costs ~100 tensor ops per element, so the PyTorch stream runs only where some draw can
