@@ -30,19 +30,9 @@ Backward kernel: the same tiling, t = T-1..0, carrying ``∂L/∂v`` in register
     gh  = gs·σ'(u_t) + gv·∂v_t/∂h_t          (1 soft and subtract, 1 - s_t hard)
     ∂L/∂x_t = γ·gh ;  gv ← β·gh   (after t = 0, gv = ∂L/∂v_init)
 
-σ' is a dense surrogate of ``u`` or the LocalZO estimate
-``g = (1/q) Σ_k |z_k|/(2δ)·1[|u| < δ|z_k|]`` whose ``z`` are regenerated from a counter-based
-Philox4x32-10 stream (key = seed, counter = (n mod 2³², n div 2³², t, k div 4)) — never stored. The
-PyTorch reference re-implements the same Philox and the same float conversions, so both backends
-draw the same ``z`` for the same seed (bit-exact integers; log/cos may differ by an ulp on a GPU).
-
-Bytes moved per element and step (``x``/``out`` in the I/O dtype, ``u`` in ``save_dtype``)::
-
-    inference forward   sizeof(x) + sizeof(out)                 fp32: 8   bf16: 4   fp32→uint8: 5
-    training forward    sizeof(x) + sizeof(out) + sizeof(u)     fp32/bf16 u: 10
-    backward            sizeof(grad_out) + sizeof(u) + sizeof(grad_x)           fp32/bf16 u: 10
-
-plus ``4·N`` bytes for ``v_final`` (and ``v_init``/its gradient when they are tensors).
+σ' is a dense surrogate of ``u`` (:mod:`kernels.surrogates`) or the LocalZO estimate, whose ``z`` are
+regenerated from a counter-based Philox stream, never stored (:mod:`kernels.localzo`). The bytes the
+kernels move are modelled by :func:`kernels.neuron_options.traffic_bytes`.
 """
 
 from __future__ import annotations
@@ -516,52 +506,27 @@ class MultiStepNeuronFunction(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------------
 
 
+def _passed(arguments: dict, *drop: str) -> dict:
+    """A caller's own arguments (its ``locals()`` on entry) minus ``drop``, to hand on as keywords."""
+    return {name: value for name, value in arguments.items() if name not in drop}
+
+
 def multistep_neuron(
     x: torch.Tensor,
     *,
     beta: float,
     leak: float,
     gain: float,
-    threshold: Union[float, torch.Tensor] = 1.0,
-    v_init: Union[None, float, torch.Tensor] = None,
-    default_v_init_half: bool = False,
-    bias: Optional[torch.Tensor] = None,
-    reset: str = "soft",
-    v_reset: float = 0.0,
-    output: str = "spike",
-    surrogate: str = "sigmoid",
-    alpha: Optional[float] = None,
-    detach_reset: bool = False,
-    distribution: str = "normal",
-    delta: float = 0.05,
-    q: int = 1,
-    seed: Optional[int] = None,
-    save_dtype: Union[str, torch.dtype] = "bf16",
     backend: str = "auto",
     _force_index_64: bool = False,
+    **options,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The generic neuron ``h = β·v + leak + gain·x - b``; :func:`multistep_if` / ``_lif`` set β, leak, gain."""
-    opts, thresh_t, bias_t, v_init_t = prepare(
-        x,
-        threshold,
-        bias,
-        v_init,
-        reset=reset,
-        v_reset=v_reset,
-        output=output,
-        surrogate=surrogate,
-        alpha=alpha,
-        detach_reset=detach_reset,
-        distribution=distribution,
-        delta=delta,
-        q=q,
-        seed=seed,
-        save_dtype=save_dtype,
-        beta=beta,
-        leak=leak,
-        gain=gain,
-        default_v_init_half=default_v_init_half,
-    )
+    """The generic neuron ``h = β·v + leak + gain·x - b``; :func:`multistep_if` / ``_lif`` set β, leak, gain.
+
+    ``options``: the keywords of :func:`kernels.neuron_options.prepare` (threshold, v_init, bias,
+    reset, ..., ``default_v_init_half`` for the θ/2 start of IF), with the same defaults.
+    """
+    opts, thresh_t, bias_t, v_init_t = prepare(x, beta=beta, leak=leak, gain=gain, **options)
     if resolve_backend(backend, x) == "torch":
         return neuron_reference(x, opts, thresh_t, bias_t, v_init_t)
     needs_grad = torch.is_grad_enabled() and (
@@ -608,28 +573,7 @@ def multistep_if(
     generator when None). ``backend="auto"`` runs Triton on CUDA tensors and the PyTorch reference
     otherwise.
     """
-    return multistep_neuron(
-        x,
-        beta=1.0,
-        leak=0.0,
-        gain=1.0,
-        threshold=threshold,
-        v_init=v_init,
-        default_v_init_half=True,
-        bias=bias,
-        reset=reset,
-        v_reset=v_reset,
-        output=output,
-        surrogate=surrogate,
-        alpha=alpha,
-        detach_reset=detach_reset,
-        distribution=distribution,
-        delta=delta,
-        q=q,
-        seed=seed,
-        save_dtype=save_dtype,
-        backend=backend,
-    )
+    return multistep_neuron(x, beta=1.0, leak=0.0, gain=1.0, default_v_init_half=True, **_passed(locals(), "x"))
 
 
 def multistep_lif(
@@ -662,6 +606,7 @@ def multistep_lif(
     ``v_reset``, which is also the hard-reset value and the default ``v_init``. Other options as in
     :func:`multistep_if`; the default reset is hard, as in SpikingJelly's ``LIFNode``.
     """
+    options = _passed(locals(), "x", "tau", "beta", "decay_input")
     if tau is not None and beta is not None:
         raise ValueError("tau: give tau or beta, not both")
     if beta is None:
@@ -676,24 +621,4 @@ def multistep_lif(
     v_reset_value = finite_scalar("v_reset", v_reset)
     decay = 1.0 - beta
     gain = decay if decay_input else 1.0
-    return multistep_neuron(
-        x,
-        beta=beta,
-        leak=decay * v_reset_value,
-        gain=gain,
-        threshold=threshold,
-        v_init=v_init,
-        bias=bias,
-        reset=reset,
-        v_reset=v_reset,
-        output=output,
-        surrogate=surrogate,
-        alpha=alpha,
-        detach_reset=detach_reset,
-        distribution=distribution,
-        delta=delta,
-        q=q,
-        seed=seed,
-        save_dtype=save_dtype,
-        backend=backend,
-    )
+    return multistep_neuron(x, beta=beta, leak=decay * v_reset_value, gain=gain, **options)

@@ -106,18 +106,12 @@ def _backward(ctx, grad_out, grad_v_final, _grad_saved):
 torch.library.register_autograd("snnbench::neuron_forward", _backward, setup_context=_setup_context)
 
 
-def multistep_neuron_op(x: torch.Tensor, *, beta: float, leak: float, gain: float, threshold=1.0,
-                        v_init=None, default_v_init_half: bool = False, bias=None, reset: str = "soft",
-                        v_reset: float = 0.0, output: str = "spike", surrogate: str = "sigmoid",
-                        alpha: Optional[float] = None, detach_reset: bool = False, distribution: str = "normal",
-                        delta: float = 0.05, q: int = 1, seed: Optional[int] = None,
-                        save_dtype="bf16") -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`kernels.neuron.multistep_neuron` through the custom ops (Triton kernels)."""
-    opts, thresh_t, bias_t, v_init_t = prepare(
-        x, threshold, bias, v_init, reset=reset, v_reset=v_reset, output=output, surrogate=surrogate,
-        alpha=alpha, detach_reset=detach_reset, distribution=distribution, delta=delta, q=q, seed=seed,
-        save_dtype=save_dtype, beta=beta, leak=leak, gain=gain, default_v_init_half=default_v_init_half,
-        check_tensors=not torch.compiler.is_compiling())
+def multistep_neuron_op(x: torch.Tensor, *, beta: float, leak: float, gain: float,
+                        **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`kernels.neuron.multistep_neuron` through the custom ops (Triton kernels); ``options`` as
+    there (no ``backend``)."""
+    opts, thresh_t, bias_t, v_init_t = prepare(x, beta=beta, leak=leak, gain=gain,
+                                               check_tensors=not torch.compiler.is_compiling(), **options)
     resolve_backend("triton", x)
     save = torch.is_grad_enabled() and (x.requires_grad or (v_init_t is not None and v_init_t.requires_grad))
     out, v_final, _ = neuron_forward_op(x, thresh_t, bias_t, v_init_t, save, *_pack(opts))

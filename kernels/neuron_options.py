@@ -1,12 +1,19 @@
 """Options of the multi-step neuron: the mode ids its kernels compile for, one frozen
 :class:`NeuronOptions` per call, and :func:`prepare`, which checks every argument before a launch and
-returns the options with the fp32 parameter tensors. Also the byte model of the kernels.
+returns the options with the fp32 parameter tensors. Also the byte model of the kernels
+(:func:`traffic_bytes`), per element and step (``x``/``out`` in the I/O dtype, ``u`` in ``save_dtype``)::
+
+    inference forward   sizeof(x) + sizeof(out)                 fp32: 8   bf16: 4   fp32→uint8: 5
+    training forward    sizeof(x) + sizeof(out) + sizeof(u)     fp32/bf16 u: 10
+    backward            sizeof(grad_out) + sizeof(u) + sizeof(grad_x)           fp32/bf16 u: 10
+
+plus ``4·N`` bytes for ``v_final`` (and ``v_init``/its gradient when they are tensors).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
@@ -98,29 +105,31 @@ def _check_param_tensor(name: str, t: torch.Tensor, x: torch.Tensor) -> None:
 
 def prepare(
     x: torch.Tensor,
-    threshold,
-    bias,
-    v_init,
+    threshold: Union[float, torch.Tensor] = 1.0,
+    bias: Optional[torch.Tensor] = None,
+    v_init: Union[None, float, torch.Tensor] = None,
     *,
-    reset: str,
-    v_reset,
-    output: str,
-    surrogate: str,
-    alpha,
-    detach_reset: bool,
-    distribution: str,
-    delta,
-    q,
-    seed,
-    save_dtype,
     beta: float,
     leak: float,
     gain: float,
-    default_v_init_half: bool,
+    reset: str = "soft",
+    v_reset: float = 0.0,
+    output: str = "spike",
+    surrogate: str = "sigmoid",
+    alpha: Optional[float] = None,
+    detach_reset: bool = False,
+    distribution: str = "normal",
+    delta: float = 0.05,
+    q: int = 1,
+    seed: Optional[int] = None,
+    save_dtype: Union[str, torch.dtype] = "bf16",
+    default_v_init_half: bool = False,
     check_tensors: bool = True,
 ) -> tuple[NeuronOptions, Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Validate everything that can be checked before a launch; return options and fp32 tensors.
-    ``check_tensors=False`` skips the data-dependent finiteness check (under torch.compile)."""
+
+    The keywords (and their defaults) of every neuron entry point: ``multistep_if``/``_lif`` pass
+    theirs through. ``check_tensors=False`` skips the data-dependent finiteness check (under torch.compile)."""
     _check_x(x)
     choice("reset", reset, RESET_ID)
     choice("output", output, OUTPUT_ID)
