@@ -48,7 +48,12 @@ from .common import finite_scalar, interpreting, remember_finite, resolve_backen
 from .localzo import DISTRIBUTION_ID, DISTRIBUTIONS, localzo_abs_z, localzo_gain, localzo_gain_reference, philox4x32
 from .neuron_options import (
     OUTPUT_ID,
+    OUTPUT_SCALED,
+    OUTPUT_UINT8,
+    RESET_HARD,
     RESET_ID,
+    RESET_SOFT,
+    RESET_SUBTRACT,
     SAVE_ID,
     NeuronOptions,
     prepare,
@@ -80,9 +85,16 @@ __all__ = [
     "traffic_bytes",
 ]
 
-# The save-dtype ids of SAVE_ID, named for _sign_safe.
+# Named values of the kernels' tl.constexpr switches; the host passes their .value.
+_SAVE_NONE = tl.constexpr(0)  # inference: nothing saved; else a SAVE_ID
 _SAVE_BF16 = tl.constexpr(SAVE_ID[torch.bfloat16])
 _SAVE_FP16 = tl.constexpr(SAVE_ID[torch.float16])
+_THRESH_SCALAR = tl.constexpr(0)  # a Python float argument
+_THRESH_ONE = tl.constexpr(1)  # one value in memory
+_THRESH_PER_CHANNEL = tl.constexpr(2)
+_V_INIT_SCALAR = tl.constexpr(0)
+_V_INIT_TENSOR = tl.constexpr(1)
+_V_INIT_HALF = tl.constexpr(2)  # θ/2
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,11 +150,11 @@ def _neuron_forward_kernel(
     leak,
     gain,
     v_reset,
-    OUTPUT_MODE: tl.constexpr,  # 0 spike, 1 θ·spike, 2 uint8 spike
-    SAVE_MODE: tl.constexpr,  # 0 nothing, 1 fp32, 2 bf16, 3 fp16
-    THRESH_MODE: tl.constexpr,  # 0 scalar argument, 1 one value in memory, 2 per channel
-    V_INIT_MODE: tl.constexpr,  # 0 scalar argument, 1 tensor [N], 2 θ/2
-    RESET_MODE: tl.constexpr,  # 0 soft, 1 hard, 2 subtract
+    OUTPUT_MODE: tl.constexpr,  # OUTPUT_ID: spike, θ·spike (scaled), uint8 spike
+    SAVE_MODE: tl.constexpr,  # _SAVE_NONE or SAVE_ID of fp32, bf16, fp16
+    THRESH_MODE: tl.constexpr,  # _THRESH_SCALAR, _THRESH_ONE, _THRESH_PER_CHANNEL
+    V_INIT_MODE: tl.constexpr,  # _V_INIT_SCALAR, _V_INIT_TENSOR [N], _V_INIT_HALF
+    RESET_MODE: tl.constexpr,  # RESET_ID: soft, hard, subtract
     HAS_BIAS: tl.constexpr,
     INDEX_64: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -153,17 +165,17 @@ def _neuron_forward_kernel(
     else:
         offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    if THRESH_MODE == 2 or HAS_BIAS:
+    if THRESH_MODE == _THRESH_PER_CHANNEL or HAS_BIAS:
         chan = (offs // INNER) % C
-    if THRESH_MODE == 0:
+    if THRESH_MODE == _THRESH_SCALAR:
         theta = thresh_value
-    elif THRESH_MODE == 1:
+    elif THRESH_MODE == _THRESH_ONE:
         theta = tl.load(thresh_ptr).to(tl.float32)
     else:
         theta = tl.load(thresh_ptr + chan, mask=mask, other=1.0).to(tl.float32)
-    if V_INIT_MODE == 0:
+    if V_INIT_MODE == _V_INIT_SCALAR:
         v = tl.zeros([BLOCK], tl.float32) + v_init_value
-    elif V_INIT_MODE == 1:
+    elif V_INIT_MODE == _V_INIT_TENSOR:
         v = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     else:
         v = tl.zeros([BLOCK], tl.float32) + theta * 0.5
@@ -184,28 +196,28 @@ def _neuron_forward_kernel(
         if HAS_BIAS:
             h = h - tl.load(bias_ptr + t * C + chan, mask=mask, other=0.0)
         h = h + gain * x
-        if RESET_MODE == 2:
+        if RESET_MODE == RESET_SUBTRACT:
             h = h - pending
         u = h - theta
-        if RESET_MODE == 2:
+        if RESET_MODE == RESET_SUBTRACT:
             spike = u > 0.0
         else:
             spike = u >= 0.0
-        if RESET_MODE == 1:
+        if RESET_MODE == RESET_HARD:
             v = tl.where(spike, v_reset, h)
-        elif RESET_MODE == 0:
+        elif RESET_MODE == RESET_SOFT:
             v = tl.where(spike, u, h)
         else:
             v = h
             pending = tl.where(spike, theta, 0.0)
-        if OUTPUT_MODE == 1:
+        if OUTPUT_MODE == OUTPUT_SCALED:
             out = tl.where(spike, theta, 0.0)
-        elif OUTPUT_MODE == 2:
+        elif OUTPUT_MODE == OUTPUT_UINT8:
             out = spike.to(tl.uint8)
         else:
             out = tl.where(spike, 1.0, 0.0)
         tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
-        if SAVE_MODE != 0:
+        if SAVE_MODE != _SAVE_NONE:
             tl.store(saved_ptrs, _sign_safe(u, SAVE_MODE).to(saved_ptr.dtype.element_ty), mask=mask)
         out_ptrs += N
         saved_ptrs += N
@@ -251,9 +263,9 @@ def _neuron_backward_kernel(
     else:
         offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    if THRESH_MODE == 0:
+    if THRESH_MODE == _THRESH_SCALAR:
         theta = thresh_value
-    elif THRESH_MODE == 1:
+    elif THRESH_MODE == _THRESH_ONE:
         theta = tl.load(thresh_ptr).to(tl.float32)
     else:
         chan = (offs // INNER) % C
@@ -294,20 +306,20 @@ def _neuron_backward_kernel(
         else:
             gs = go
         if not DETACH_RESET:
-            if RESET_MODE == 1:
+            if RESET_MODE == RESET_HARD:
                 gs += gv * (v_reset - (u + theta))
-            elif RESET_MODE == 0:
+            elif RESET_MODE == RESET_SOFT:
                 gs -= gv * theta
             else:
                 gs -= gh_later * theta
-        if RESET_MODE == 1:
+        if RESET_MODE == RESET_HARD:
             gh = gs * sg + tl.where(u >= 0.0, 0.0, gv)
         else:
             gh = gs * sg + gv
         tl.store(gx_ptrs, (gain * gh).to(grad_x_ptr.dtype.element_ty), mask=mask)
         gx_ptrs -= N
         gv = beta * gh
-        if RESET_MODE == 2:
+        if RESET_MODE == RESET_SUBTRACT:
             gh_later = gh
     if WRITE_GRAD_V_INIT:
         tl.store(grad_v_init_ptr + offs, gv, mask=mask)
@@ -336,8 +348,8 @@ def _out_dtype(opts: NeuronOptions, x: torch.Tensor) -> torch.dtype:
 
 def _thresh_mode(thresh_t: Optional[torch.Tensor]) -> int:
     if thresh_t is None:
-        return 0
-    return 1 if thresh_t.numel() == 1 else 2
+        return _THRESH_SCALAR.value
+    return (_THRESH_ONE if thresh_t.numel() == 1 else _THRESH_PER_CHANNEL).value
 
 
 def _new_buffer(shape, dtype: torch.dtype, device) -> torch.Tensor:
@@ -370,11 +382,11 @@ def neuron_forward(
     if v_init_t is not None:
         v0 = v_init_t.detach().to(torch.float32).expand(x.shape[1:]).contiguous()
     if v0 is not None:
-        v_init_mode = 1
+        v_init_mode = _V_INIT_TENSOR.value
     elif opts.v_init is None:
-        v_init_mode = 2
+        v_init_mode = _V_INIT_HALF.value
     else:
-        v_init_mode = 0
+        v_init_mode = _V_INIT_SCALAR.value
     dummy = v_final
     grid = lambda meta: (triton.cdiv(N, meta["BLOCK"]),)  # noqa: E731
     _neuron_forward_kernel[grid](
@@ -396,7 +408,7 @@ def neuron_forward(
         opts.gain,
         opts.v_reset,
         OUTPUT_MODE=OUTPUT_ID[opts.output],
-        SAVE_MODE=SAVE_ID[opts.save_dtype] if save else 0,
+        SAVE_MODE=SAVE_ID[opts.save_dtype] if save else _SAVE_NONE.value,
         THRESH_MODE=_thresh_mode(thresh_t),
         V_INIT_MODE=v_init_mode,
         RESET_MODE=RESET_ID[opts.reset],

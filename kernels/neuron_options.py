@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 import torch
+import triton.language as tl
 
 from .common import check_finite, choice, f32, finite_scalar
 from .localzo import DISTRIBUTIONS
@@ -24,6 +25,11 @@ from .surrogates import DEFAULT_ALPHA, SURROGATES
 __all__ = [
     "OUTPUT_ID",
     "RESET_ID",
+    "OUTPUT_SCALED",
+    "OUTPUT_UINT8",
+    "RESET_SOFT",
+    "RESET_HARD",
+    "RESET_SUBTRACT",
     "SAVE_DTYPES",
     "SAVE_ID",
     "IO_DTYPES",
@@ -35,6 +41,13 @@ __all__ = [
 
 OUTPUT_ID = {"spike": 0, "scaled": 1, "uint8": 2}
 RESET_ID = {"soft": 0, "hard": 1, "subtract": 2}
+# The same ids as compile-time constants, for the kernels' branches (a @triton.jit body may read a
+# global only when it is a tl.constexpr).
+OUTPUT_SCALED = tl.constexpr(OUTPUT_ID["scaled"])
+OUTPUT_UINT8 = tl.constexpr(OUTPUT_ID["uint8"])
+RESET_SOFT = tl.constexpr(RESET_ID["soft"])
+RESET_HARD = tl.constexpr(RESET_ID["hard"])
+RESET_SUBTRACT = tl.constexpr(RESET_ID["subtract"])
 SAVE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SAVE_ID = {torch.float32: 1, torch.bfloat16: 2, torch.float16: 3}
 IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
