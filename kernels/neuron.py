@@ -38,7 +38,7 @@ kernels move are modelled by :func:`kernels.neuron_options.traffic_bytes`.
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 import triton
@@ -103,6 +103,30 @@ _V_INIT_HALF = tl.constexpr(2)  # θ/2
 
 
 @triton.jit
+def _block(N, INDEX_64: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's BLOCK neuron indices (64-bit when a step has ~2**31 neurons) and their mask."""
+    pid = tl.program_id(0)
+    if INDEX_64:
+        offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    else:
+        offs = pid * BLOCK + tl.arange(0, BLOCK)
+    return offs, offs < N
+
+
+@triton.jit
+def _threshold(thresh_ptr, thresh_value, offs, mask, C, INNER, THRESH_MODE: tl.constexpr):
+    """θ of neurons ``offs``: the scalar argument, one value in memory, or per channel."""
+    if THRESH_MODE == _THRESH_SCALAR:
+        theta = thresh_value
+    elif THRESH_MODE == _THRESH_ONE:
+        theta = tl.load(thresh_ptr).to(tl.float32)
+    else:
+        chan = (offs // INNER) % C
+        theta = tl.load(thresh_ptr + chan, mask=mask, other=1.0).to(tl.float32)
+    return theta
+
+
+@triton.jit
 def _sign_safe(u, SAVE_MODE: tl.constexpr):
     """Round-trip u through the save dtype without flipping H(u): the spike is re-read as u >= 0."""
     if SAVE_MODE == _SAVE_BF16:
@@ -159,20 +183,10 @@ def _neuron_forward_kernel(
     INDEX_64: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    if INDEX_64:
-        offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    else:
-        offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    if THRESH_MODE == _THRESH_PER_CHANNEL or HAS_BIAS:
+    offs, mask = _block(N, INDEX_64, BLOCK)
+    if HAS_BIAS:
         chan = (offs // INNER) % C
-    if THRESH_MODE == _THRESH_SCALAR:
-        theta = thresh_value
-    elif THRESH_MODE == _THRESH_ONE:
-        theta = tl.load(thresh_ptr).to(tl.float32)
-    else:
-        theta = tl.load(thresh_ptr + chan, mask=mask, other=1.0).to(tl.float32)
+    theta = _threshold(thresh_ptr, thresh_value, offs, mask, C, INNER, THRESH_MODE)
     if V_INIT_MODE == _V_INIT_SCALAR:
         v = tl.zeros([BLOCK], tl.float32) + v_init_value
     elif V_INIT_MODE == _V_INIT_TENSOR:
@@ -257,19 +271,8 @@ def _neuron_backward_kernel(
     INDEX_64: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    if INDEX_64:
-        offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    else:
-        offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    if THRESH_MODE == _THRESH_SCALAR:
-        theta = thresh_value
-    elif THRESH_MODE == _THRESH_ONE:
-        theta = tl.load(thresh_ptr).to(tl.float32)
-    else:
-        chan = (offs // INNER) % C
-        theta = tl.load(thresh_ptr + chan, mask=mask, other=1.0).to(tl.float32)
+    offs, mask = _block(N, INDEX_64, BLOCK)
+    theta = _threshold(thresh_ptr, thresh_value, offs, mask, C, INNER, THRESH_MODE)
     if SURROGATE == LOCALZO:
         if INDEX_64:
             rng_lo = (offs & 0xFFFFFFFF).to(tl.uint32)
@@ -518,11 +521,6 @@ class MultiStepNeuronFunction(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------------
 
 
-def _passed(arguments: dict, *drop: str) -> dict:
-    """A caller's own arguments (its ``locals()`` on entry) minus ``drop``, to hand on as keywords."""
-    return {name: value for name, value in arguments.items() if name not in drop}
-
-
 def multistep_neuron(
     x: torch.Tensor,
     *,
@@ -555,25 +553,7 @@ def multistep_neuron(
     return out, v_final
 
 
-def multistep_if(
-    x: torch.Tensor,
-    *,
-    threshold: Union[float, torch.Tensor] = 1.0,
-    v_init: Union[None, float, torch.Tensor] = None,
-    bias: Optional[torch.Tensor] = None,
-    reset: str = "soft",
-    v_reset: float = 0.0,
-    output: str = "spike",
-    surrogate: str = "sigmoid",
-    alpha: Optional[float] = None,
-    detach_reset: bool = False,
-    distribution: str = "normal",
-    delta: float = 0.05,
-    q: int = 1,
-    seed: Optional[int] = None,
-    save_dtype: Union[str, torch.dtype] = "bf16",
-    backend: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor]:
+def multistep_if(x: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor]:
     """Integrate-and-fire over ``x[T, ...]``: ``u = v + x_t - b_t[c]``; returns ``(spikes, v_final)``.
 
     ``v_init`` defaults to θ/2 (per channel when θ is). ``output``: ``"spike"`` (0/1 in x's dtype),
@@ -584,8 +564,15 @@ def multistep_if(
     ``surrogate="localzo"`` uses ``distribution``, ``delta``, ``q`` and ``seed`` (drawn from torch's
     generator when None). ``backend="auto"`` runs Triton on CUDA tensors and the PyTorch reference
     otherwise.
+
+    Keywords and their defaults (held once, by :func:`kernels.neuron_options.prepare`): ``threshold=1.0``
+    (a float, one value or ``[C]``), ``v_init=None`` (θ/2; a float or a tensor broadcasting to one
+    step), ``bias=None`` (``[T, C]``), ``reset="soft"``, ``v_reset=0.0``, ``output="spike"``,
+    ``surrogate="sigmoid"``, ``alpha=None`` (the surrogate's ``DEFAULT_ALPHA``), ``detach_reset=False``,
+    ``distribution="normal"``, ``delta=0.05``, ``q=1``, ``seed=None``, ``save_dtype="bf16"``,
+    ``backend="auto"``.
     """
-    return multistep_neuron(x, beta=1.0, leak=0.0, gain=1.0, default_v_init_half=True, **_passed(locals(), "x"))
+    return multistep_neuron(x, beta=1.0, leak=0.0, gain=1.0, default_v_init_half=True, **options)
 
 
 def multistep_lif(
@@ -594,21 +581,9 @@ def multistep_lif(
     tau: Optional[float] = None,
     beta: Optional[float] = None,
     decay_input: bool = True,
-    threshold: Union[float, torch.Tensor] = 1.0,
-    v_init: Union[None, float, torch.Tensor] = None,
-    bias: Optional[torch.Tensor] = None,
     reset: str = "hard",
     v_reset: float = 0.0,
-    output: str = "spike",
-    surrogate: str = "sigmoid",
-    alpha: Optional[float] = None,
-    detach_reset: bool = False,
-    distribution: str = "normal",
-    delta: float = 0.05,
-    q: int = 1,
-    seed: Optional[int] = None,
-    save_dtype: Union[str, torch.dtype] = "bf16",
-    backend: str = "auto",
+    **options,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Leaky integrate-and-fire over ``x[T, ...]``; returns ``(spikes, v_final)``.
 
@@ -616,9 +591,8 @@ def multistep_lif(
     ``h = v - (v - v_reset)/τ + x``. ``beta`` gives the decay ``β = 1 - 1/τ`` directly (e.g.
     ``exp(-dt/τ_mem)``); pass either ``tau`` (default 2) or ``beta``. The membrane leaks towards
     ``v_reset``, which is also the hard-reset value and the default ``v_init``. Other options as in
-    :func:`multistep_if`; the default reset is hard, as in SpikingJelly's ``LIFNode``.
+    :func:`multistep_if` (with their defaults); the default reset is hard, as in SpikingJelly's ``LIFNode``.
     """
-    options = _passed(locals(), "x", "tau", "beta", "decay_input")
     if tau is not None and beta is not None:
         raise ValueError("tau: give tau or beta, not both")
     if beta is None:
@@ -633,4 +607,4 @@ def multistep_lif(
     v_reset_value = finite_scalar("v_reset", v_reset)
     decay = 1.0 - beta
     gain = decay if decay_input else 1.0
-    return multistep_neuron(x, beta=beta, leak=decay * v_reset_value, gain=gain, **options)
+    return multistep_neuron(x, beta=beta, leak=decay * v_reset_value, gain=gain, reset=reset, v_reset=v_reset, **options)
