@@ -116,6 +116,68 @@ def _check_param_tensor(name: str, t: torch.Tensor, x: torch.Tensor) -> None:
         )
 
 
+def _threshold_arg(threshold, x: torch.Tensor, to_check: list):
+    """(θ tensor [1] or [C] in fp32, or None; the scalar θ used without one)."""
+    thresh_t = None
+    thresh_value = 1.0
+    if isinstance(threshold, torch.Tensor):
+        _check_param_tensor("threshold", threshold, x)
+        if threshold.numel() != 1:
+            channels = _channels(x, "threshold")
+            if threshold.dim() != 1 or threshold.numel() != channels:
+                raise ValueError(
+                    f"threshold: expected a scalar or [C] = [{channels}] per-channel tensor, got shape {list(threshold.shape)}"
+                )
+        thresh_t = threshold.detach().reshape(-1).to(torch.float32).contiguous()
+        to_check.append(("threshold", threshold, thresh_t, True))
+    else:
+        thresh_value = finite_scalar("threshold", threshold, positive=True)
+    return thresh_t, thresh_value
+
+
+def _bias_arg(bias, x: torch.Tensor, to_check: list):
+    """The [T, C] bias in fp32, or None."""
+    bias_t = None
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor):
+            raise ValueError(f"bias: expected a tensor [T, C], got {type(bias).__name__}")
+        _check_param_tensor("bias", bias, x)
+        channels = _channels(x, "bias")
+        if tuple(bias.shape) != (x.shape[0], channels):
+            raise ValueError(
+                f"bias: expected shape [T, C] = [{x.shape[0]}, {channels}], got {list(bias.shape)}"
+            )
+        bias_t = bias.detach().to(torch.float32).contiguous()
+        to_check.append(("bias", bias, bias_t, False))
+    return bias_t
+
+
+def _v_init_arg(v_init, x: torch.Tensor, default: Optional[float], to_check: list):
+    """(the v_init tensor or None, the scalar v_init; ``default`` without either: None means θ/2)."""
+    v_init_t = None
+    v_init_value = None
+    if isinstance(v_init, torch.Tensor):
+        if v_init.device != x.device:
+            raise ValueError(f"v_init: on {v_init.device}, but x is on {x.device}")
+        if not v_init.is_floating_point():
+            raise ValueError(f"v_init: expected a floating-point tensor, got {v_init.dtype}")
+        try:
+            ok = torch.broadcast_shapes(v_init.shape, x.shape[1:]) == x.shape[1:]
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"v_init: shape {list(v_init.shape)} does not broadcast to one step of x, {list(x.shape[1:])}"
+            )
+        v_init_t = v_init
+        to_check.append(("v_init", v_init, v_init.detach(), False))
+    elif v_init is not None:
+        v_init_value = finite_scalar("v_init", v_init)
+    else:
+        v_init_value = default
+    return v_init_t, v_init_value
+
+
 def prepare(
     x: torch.Tensor,
     threshold: Union[float, torch.Tensor] = 1.0,
@@ -163,57 +225,10 @@ def prepare(
     if output == "uint8" and x.requires_grad and torch.is_grad_enabled():
         raise ValueError("output: uint8 spikes are not differentiable; use output='spike' when training")
 
-    to_check = []
-    thresh_t = None
-    thresh_value = 1.0
-    if isinstance(threshold, torch.Tensor):
-        _check_param_tensor("threshold", threshold, x)
-        if threshold.numel() != 1:
-            channels = _channels(x, "threshold")
-            if threshold.dim() != 1 or threshold.numel() != channels:
-                raise ValueError(
-                    f"threshold: expected a scalar or [C] = [{channels}] per-channel tensor, got shape {list(threshold.shape)}"
-                )
-        thresh_t = threshold.detach().reshape(-1).to(torch.float32).contiguous()
-        to_check.append(("threshold", threshold, thresh_t, True))
-    else:
-        thresh_value = finite_scalar("threshold", threshold, positive=True)
-
-    bias_t = None
-    if bias is not None:
-        if not isinstance(bias, torch.Tensor):
-            raise ValueError(f"bias: expected a tensor [T, C], got {type(bias).__name__}")
-        _check_param_tensor("bias", bias, x)
-        channels = _channels(x, "bias")
-        if tuple(bias.shape) != (x.shape[0], channels):
-            raise ValueError(
-                f"bias: expected shape [T, C] = [{x.shape[0]}, {channels}], got {list(bias.shape)}"
-            )
-        bias_t = bias.detach().to(torch.float32).contiguous()
-        to_check.append(("bias", bias, bias_t, False))
-
-    v_init_t = None
-    v_init_value = None
-    if isinstance(v_init, torch.Tensor):
-        if v_init.device != x.device:
-            raise ValueError(f"v_init: on {v_init.device}, but x is on {x.device}")
-        if not v_init.is_floating_point():
-            raise ValueError(f"v_init: expected a floating-point tensor, got {v_init.dtype}")
-        try:
-            ok = torch.broadcast_shapes(v_init.shape, x.shape[1:]) == x.shape[1:]
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"v_init: shape {list(v_init.shape)} does not broadcast to one step of x, {list(x.shape[1:])}"
-            )
-        v_init_t = v_init
-        to_check.append(("v_init", v_init, v_init.detach(), False))
-    elif v_init is not None:
-        v_init_value = finite_scalar("v_init", v_init)
-    elif not default_v_init_half:
-        v_init_value = v_reset
-
+    to_check: list = []  # (name, given, prepared, positive) for check_finite
+    thresh_t, thresh_value = _threshold_arg(threshold, x, to_check)
+    bias_t = _bias_arg(bias, x, to_check)
+    v_init_t, v_init_value = _v_init_arg(v_init, x, v_reset if not default_v_init_half else None, to_check)
     if check_tensors:
         check_finite(to_check)
 
