@@ -1,8 +1,10 @@
 """Triton kernels of snnbench, installed as ``snnbench.kernels``.
 
-Each module holds one operation: ``_x_kernel`` Triton kernels, ``x_forward``/``x_backward`` host
+Each op module holds one operation: ``_x_kernel`` Triton kernels, ``x_forward``/``x_backward`` host
 functions that validate and launch, one ``torch.autograd.Function`` and a PyTorch reference with the
-same semantics (the test oracle and the CPU path). Nothing here imports the rest of snnbench.
+same semantics (the test oracle and the CPU path). Device functions several kernels share live beside
+their PyTorch twins (``surrogates``, ``localzo``), host helpers in ``common``; the file map is in
+docs/kernels.md. Modules import each other's public names only, and nothing of the rest of snnbench.
 """
 
 from .neuron import multistep_if, multistep_lif  # noqa: E402,F401

@@ -29,6 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .common import resolve_backend
+
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -216,15 +218,12 @@ def ftbc_stats_forward(
     also returns the final teacher-forced membrane) let a long simulation run in chunks of time.
     ``backend``: "auto" (Triton for CUDA tensors, else the PyTorch reference), "triton" or "torch".
     """
-    if backend not in ("auto", "triton", "torch"):
-        raise ValueError(f"backend must be 'auto', 'triton' or 'torch', got {backend!r}")
     device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
     theta = _as_thresh(thresh, device)
     if bias is not None:
         bias = bias.to(torch.float32)
     _validate(x, a, theta, bias, v_init, check_finite)
-    use_triton = backend == "triton" or (backend == "auto" and x.is_cuda)
-    if not use_triton:
+    if resolve_backend(backend, x) == "torch":
         return ftbc_stats_reference(x, a, theta, bias, v_init, return_state)
 
     steps, channels = x.shape[0], x.shape[2]

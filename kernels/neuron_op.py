@@ -16,14 +16,16 @@ from typing import Optional
 
 import torch
 
-from . import neuron as _n
+from .common import resolve_backend
+from .neuron import neuron_backward, neuron_forward
+from .neuron_options import SAVE_DTYPES, NeuronOptions, prepare
 
-_SAVE_NAMES = {v: k for k, v in _n._SAVE_DTYPES.items()}
+_SAVE_NAMES = {v: k for k, v in SAVE_DTYPES.items()}
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 _DTYPES = {v: k for k, v in _DTYPE_NAMES.items()}
 
 
-def _pack(opts: _n.NeuronOptions) -> tuple[list[float], str, list[int]]:
+def _pack(opts: NeuronOptions) -> tuple[list[float], str, list[int]]:
     """NeuronOptions as op arguments: the floats, the choices joined by '|', and (q, seed, flags)."""
     floats = [opts.beta, opts.leak, opts.gain, opts.v_reset, opts.alpha, opts.delta, opts.threshold,
               math.nan if opts.v_init is None else opts.v_init]
@@ -32,14 +34,14 @@ def _pack(opts: _n.NeuronOptions) -> tuple[list[float], str, list[int]]:
     return floats, names, ints
 
 
-def _unpack(floats: list[float], names: str, ints: list[int]) -> _n.NeuronOptions:
+def _unpack(floats: list[float], names: str, ints: list[int]) -> NeuronOptions:
     beta, leak, gain, v_reset, alpha, delta, threshold, v_init = floats
     reset, output, surrogate, distribution, save = names.split("|")
     q, seed, detach, has_v_init = ints
-    return _n.NeuronOptions(beta=beta, leak=leak, gain=gain, reset=reset, v_reset=v_reset,
+    return NeuronOptions(beta=beta, leak=leak, gain=gain, reset=reset, v_reset=v_reset,
                             detach_reset=bool(detach), output=output, surrogate=surrogate, alpha=alpha,
                             distribution=distribution, delta=delta, q=q, seed=seed,
-                            save_dtype=_n._SAVE_DTYPES[save], threshold=threshold,
+                            save_dtype=SAVE_DTYPES[save], threshold=threshold,
                             v_init=v_init if has_v_init else None)
 
 
@@ -48,7 +50,7 @@ def neuron_forward_op(x: torch.Tensor, thresh: Optional[torch.Tensor], bias: Opt
                       v_init: Optional[torch.Tensor], save: bool, floats: list[float], names: str,
                       ints: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out, v_final, saved u or an empty tensor when ``save`` is False)."""
-    out, v_final, saved = _n.neuron_forward(x, _unpack(floats, names, ints), thresh, bias, v_init, save)
+    out, v_final, saved = neuron_forward(x, _unpack(floats, names, ints), thresh, bias, v_init, save)
     return out, v_final, saved if saved is not None else x.new_empty(0)
 
 
@@ -58,7 +60,7 @@ def _(x, thresh, bias, v_init, save, floats, names, ints):
     out = x.new_empty(x.shape, dtype=torch.uint8 if output == "uint8" else x.dtype)
     v_final = x.new_empty(x.shape[1:], dtype=torch.float32)
     n = math.prod(x.shape[1:])
-    saved = x.new_empty((x.shape[0], n), dtype=_n._SAVE_DTYPES[save_name]) if save else x.new_empty(0)
+    saved = x.new_empty((x.shape[0], n), dtype=SAVE_DTYPES[save_name]) if save else x.new_empty(0)
     return out, v_final, saved
 
 
@@ -67,8 +69,8 @@ def neuron_backward_op(grad_out: torch.Tensor, grad_v_final: Optional[torch.Tens
                        thresh: Optional[torch.Tensor], x_shape: list[int], x_dtype: str, want_grad_v_init: bool,
                        floats: list[float], names: str, ints: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_x, grad_v_init [N] fp32, or an empty tensor when not wanted)."""
-    grad_x, grad_v0 = _n.neuron_backward(grad_out, grad_v_final, saved, _unpack(floats, names, ints), thresh,
-                                         torch.Size(x_shape), _DTYPES[x_dtype], want_grad_v_init)
+    grad_x, grad_v0 = neuron_backward(grad_out, grad_v_final, saved, _unpack(floats, names, ints), thresh,
+                                     torch.Size(x_shape), _DTYPES[x_dtype], want_grad_v_init)
     return grad_x, grad_v0 if grad_v0 is not None else saved.new_empty(0, dtype=torch.float32)
 
 
@@ -104,19 +106,13 @@ def _backward(ctx, grad_out, grad_v_final, _grad_saved):
 torch.library.register_autograd("snnbench::neuron_forward", _backward, setup_context=_setup_context)
 
 
-def multistep_neuron_op(x: torch.Tensor, *, beta: float, leak: float, gain: float, threshold=1.0,
-                        v_init=None, default_v_init_half: bool = False, bias=None, reset: str = "soft",
-                        v_reset: float = 0.0, output: str = "spike", surrogate: str = "sigmoid",
-                        alpha: Optional[float] = None, detach_reset: bool = False, distribution: str = "normal",
-                        delta: float = 0.05, q: int = 1, seed: Optional[int] = None,
-                        save_dtype="bf16") -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`kernels.neuron.multistep_neuron` through the custom ops (Triton kernels)."""
-    opts, thresh_t, bias_t, v_init_t = _n._prepare(
-        x, threshold, bias, v_init, reset=reset, v_reset=v_reset, output=output, surrogate=surrogate,
-        alpha=alpha, detach_reset=detach_reset, distribution=distribution, delta=delta, q=q, seed=seed,
-        save_dtype=save_dtype, beta=beta, leak=leak, gain=gain, default_v_init_half=default_v_init_half,
-        check_tensors=not torch.compiler.is_compiling())
-    _n._resolve_backend("triton", x)
+def multistep_neuron_op(x: torch.Tensor, *, beta: float, leak: float, gain: float,
+                        **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`kernels.neuron.multistep_neuron` through the custom ops (Triton kernels); ``options`` as
+    there (no ``backend``)."""
+    opts, thresh_t, bias_t, v_init_t = prepare(x, beta=beta, leak=leak, gain=gain,
+                                               check_tensors=not torch.compiler.is_compiling(), **options)
+    resolve_backend("triton", x)
     save = torch.is_grad_enabled() and (x.requires_grad or (v_init_t is not None and v_init_t.requires_grad))
     out, v_final, _ = neuron_forward_op(x, thresh_t, bias_t, v_init_t, save, *_pack(opts))
     return out, v_final

@@ -1,6 +1,6 @@
 """Philox4x32-10 counters on the CPU in one compiled loop (numba), bit-equal to ``tl.philox``.
 
-The PyTorch reference of the neuron kernels (``neuron.philox4x32``) spends ~100 full-array integer
+The PyTorch reference of the neuron kernels (``localzo.philox4x32``) spends ~100 full-array integer
 ops per element, which made the CPU LocalZO forward slower than the dense step. This loop computes
 the same 32-bit words element by element in registers. Only the integer stream lives here: the
 float transforms (uniforms, Box-Muller) stay in the PyTorch reference, so z is bit-identical
@@ -15,11 +15,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-_M32 = 0xFFFFFFFF
-_ROUND_A, _ROUND_B = 0xD2511F53, 0xCD9E8D57
-_KEY_A, _KEY_B = 0x9E3779B9, 0xBB67AE85
+from .localzo import DISTRIBUTION_ID as _DIST_ID
+from .localzo import M32 as _M32
+from .localzo import PHILOX_KEYS, PHILOX_ROUNDS
 
-_DIST_ID = {"normal": 0, "uniform": 1, "laplace": 2}  # neuron.DISTRIBUTIONS order
+_ROUND_A, _ROUND_B = PHILOX_ROUNDS
+_KEY_A, _KEY_B = PHILOX_KEYS
 
 _COMPILED: dict = {}
 

@@ -112,24 +112,8 @@ class MultiStepLIF(nn.Module):
         super().__init__()
         if tau is None and beta is None:
             tau = 2.0
-        self.options = dict(
-            tau=tau,
-            beta=beta,
-            decay_input=decay_input,
-            threshold=threshold,
-            reset=reset,
-            v_reset=v_reset,
-            surrogate=surrogate,
-            alpha=alpha,
-            detach_reset=detach_reset,
-            distribution=distribution,
-            delta=delta,
-            q=q,
-            seed=seed,
-            save_dtype=save_dtype,
-            output=output,
-            backend=backend,
-        )
+        # Every constructor argument is an option of multistep_lif, passed on unchanged.
+        self.options = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         # Fail at construction, not at the first batch: run the checks on a one-neuron input.
         with torch.no_grad():
             multistep_lif(torch.zeros(1, 1), **{**self.options, "backend": "torch"})

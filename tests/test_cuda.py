@@ -22,6 +22,7 @@ import torch
 from snnbench.kernels import ftbc as fk
 from snnbench.kernels import neuron as nk
 from snnbench.kernels import sparse_backward as sb
+from snnbench.kernels import sparse_grad as sg
 
 ON_CARD = torch.cuda.is_available()
 DRY_RUN = not ON_CARD and os.environ.get("SNNBENCH_CUDA_DRY_RUN") == "1"
@@ -62,7 +63,7 @@ def only_config(kernel, config):
         kernel.cache.update(saved_cache)
 
 
-AUTOTUNED = [nk._neuron_forward_kernel, nk._neuron_backward_kernel, sb._sparse_weight_grad_kernel]
+AUTOTUNED = [nk._neuron_forward_kernel, nk._neuron_backward_kernel, sg._sparse_weight_grad_kernel]
 
 
 @pytest.fixture(autouse=True)
@@ -363,7 +364,7 @@ def test_sparse_weight_grad_every_autotune_config(trace_dtype):
     delta = torch.randn(len(active), device=DEVICE, generator=_gen(4))
     trace = sb.input_trace(x, BETA, backend="triton", dtype=trace_dtype)
     want = sb.reference_sparse_weight_grad(trace, active, delta)
-    kernel = sb._sparse_weight_grad_kernel
+    kernel = sg._sparse_weight_grad_kernel
     for config in list(kernel.configs):
         with only_config(kernel, config):
             got = sb.sparse_weight_grad(trace, active, delta, backend="triton")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from snnbench.kernels import common as kc
 from snnbench.kernels import ftbc as fk
 from snnbench.kernels import neuron as nk
 
@@ -66,25 +67,25 @@ def test_ftbc_v_init_must_be_finite():
 
 def test_known_finite_cache_follows_identity_and_version():
     t = torch.ones(4)
-    assert not nk._known_finite(t)
-    nk._remember_finite(t)
-    assert nk._known_finite(t)
-    assert not nk._known_finite(t.clone()), "another tensor with equal values is not the one checked"
+    assert not kc.known_finite(t)
+    kc.remember_finite(t)
+    assert kc.known_finite(t)
+    assert not kc.known_finite(t.clone()), "another tensor with equal values is not the one checked"
     t.add_(1)  # an in-place update bumps the version: the next call checks again
-    assert not nk._known_finite(t)
-    key = nk._finite_key(t)[1]
+    assert not kc.known_finite(t)
+    key = kc.finite_key(t)[1]
     del t
-    assert key not in nk._KNOWN_FINITE, "the entry goes with its tensor"
+    assert key not in kc._KNOWN_FINITE, "the entry goes with its tensor"
 
 
 def test_known_finite_cache_knows_views_by_their_base():
     """A module hands the kernel a fresh slice of the same bias every call: still checked once."""
     bias = torch.zeros(8, 4)
-    nk._remember_finite(bias[2:5])
-    assert nk._known_finite(bias[2:5]), "the same rows of the same base"
-    assert not nk._known_finite(bias[3:6]), "other rows were not checked"
+    kc.remember_finite(bias[2:5])
+    assert kc.known_finite(bias[2:5]), "the same rows of the same base"
+    assert not kc.known_finite(bias[3:6]), "other rows were not checked"
     bias[0, 0] = 1.0  # any write to the base bumps the shared version
-    assert not nk._known_finite(bias[2:5])
+    assert not kc.known_finite(bias[2:5])
 
 
 def test_cpu_parameters_are_checked_every_call():

@@ -13,7 +13,7 @@ LIF = {"beta": 0.5, "leak": 0.0, "gain": 0.5, "reset": "hard", "save_dtype": "fp
 
 
 def _args(x, save, v_init=None, thresh=None, **kw):
-    opts, thresh_t, bias_t, v_init_t = nk._prepare(
+    opts, thresh_t, bias_t, v_init_t = nk.prepare(
         x, 1.0 if thresh is None else thresh, None, v_init, reset=kw.get("reset", "soft"), v_reset=0.0,
         output=kw.get("output", "spike"), surrogate=kw.get("surrogate", "sigmoid"), alpha=None,
         detach_reset=False, distribution="normal", delta=0.3, q=2, seed=5, save_dtype="fp32", beta=0.5,

@@ -351,7 +351,7 @@ def test_stack_checks_every_tensor_once_before_any_layer_runs(backend, monkeypat
     weights = [w, torch.randn(6, 7), torch.randn(7, 2)]
     weights[1][2, 3] = float("inf")
     launched = []
-    monkeypatch.setattr(sb, "_record", lambda *a, **k: launched.append(1))
+    monkeypatch.setattr(sb, "lif_record_unchecked", lambda *a, **k: launched.append(1))
     cfg = sb.StackConfig(BETA, sb.SpikeRule("localzo", delta=0.3), seed=1, backend=backend)
     with pytest.raises(ValueError, match=r"weights\[1\] holds non-finite values"):
         sb.sparse_lif_stack(x, weights, cfg)

@@ -1,0 +1,122 @@
+"""Host helpers every kernel module shares: the backend rule, the interpreter flag, scalar checks and
+the finiteness cache of parameter tensors. No Triton code and nothing op-specific lives here."""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import weakref
+
+import torch
+
+__all__ = [
+    "BACKENDS",
+    "interpreting",
+    "resolve_backend",
+    "f32",
+    "finite_scalar",
+    "choice",
+    "finite_key",
+    "known_finite",
+    "remember_finite",
+    "check_finite",
+]
+
+BACKENDS = ("auto", "triton", "torch")
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels on the CPU (``TRITON_INTERPRET=1``), read at call time."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def choice(name: str, value, allowed) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {sorted(allowed)}, got {value!r}")
+    return value
+
+
+def resolve_backend(backend: str, *tensors: torch.Tensor, name: str = "x") -> str:
+    """The one backend rule of every op: ``"auto"`` runs Triton when all ``tensors`` are on CUDA and
+    the PyTorch reference otherwise; ``"triton"`` off CUDA needs the interpreter."""
+    choice("backend", backend, BACKENDS)
+    on_cuda = all(t.is_cuda for t in tensors)
+    if backend == "auto":
+        return "triton" if on_cuda else "torch"
+    if backend == "triton" and not on_cuda and not interpreting():
+        device = next(t.device for t in tensors if not t.is_cuda)
+        raise ValueError(
+            f"{name}: the triton backend needs a CUDA tensor, got one on {device}; "
+            "use backend='torch' (or set TRITON_INTERPRET=1 before importing triton)"
+        )
+    return backend
+
+
+def f32(value: float) -> float:
+    # Both backends see the same fp32-rounded scalars, so their spikes agree bit for bit.
+    return struct.unpack("f", struct.pack("f", float(value)))[0]
+
+
+def finite_scalar(name: str, value, positive: bool = False) -> float:
+    """A finite (optionally positive) Python number, rounded to fp32; a clear error otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name}: must be positive, got {value}")
+    try:
+        rounded = f32(value)
+    except OverflowError:
+        rounded = math.inf
+    if not math.isfinite(rounded):
+        raise ValueError(f"{name}: {value} is outside the float32 range (|value| < 3.4e38)")
+    return rounded
+
+
+# Parameter tensors found finite, by identity and version. A module passes the same threshold, a
+# slice of the same bias and its previous chunk's v_final on every call, so on CUDA the finiteness
+# check — a host sync — runs once per parameter version instead of once per call. A view is known
+# by its base tensor (alive, the same object) and its place in it; views share the base's version.
+_KNOWN_FINITE: dict[tuple, tuple[weakref.ref, int]] = {}
+
+
+def finite_key(t: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+    base = t._base if t._base is not None else t
+    return base, (id(base), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+
+
+def known_finite(t: torch.Tensor) -> bool:
+    base, key = finite_key(t)
+    entry = _KNOWN_FINITE.get(key)
+    return entry is not None and entry[0]() is base and entry[1] == t._version
+
+
+def remember_finite(t: torch.Tensor) -> None:
+    base, key = finite_key(t)
+    _KNOWN_FINITE[key] = (weakref.ref(base, lambda _ref: _KNOWN_FINITE.pop(key, None)), t._version)
+
+
+def check_finite(checks: list[tuple[str, torch.Tensor, torch.Tensor, bool]]) -> None:
+    """Refuse non-finite (or, where ``positive``, non-positive) values in parameter tensors.
+
+    ``checks``: (name, the caller's tensor, its prepared copy, positive). CPU tensors are checked on
+    every call; CUDA tensors once per version (one sync for all of them), and never while a CUDA
+    graph is being captured, where a sync is not allowed.
+    """
+    pending = [c for c in checks if not (c[1].is_cuda and known_finite(c[1]))]
+    if not pending:
+        return
+    if pending[0][2].is_cuda and torch.cuda.is_current_stream_capturing():
+        return
+    flags = torch.stack(
+        [(torch.isfinite(t) & (t > 0)).all() if positive else torch.isfinite(t).all() for _, _, t, positive in pending]
+    ).tolist()
+    for (name, _, _, positive), ok in zip(pending, flags):
+        if not ok:
+            why = "finite and positive" if positive else "finite"
+            raise ValueError(f"{name}: every value must be {why}")
+    for _, given, _, _ in pending:
+        if given.is_cuda:
+            remember_finite(given)
