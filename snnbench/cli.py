@@ -439,7 +439,7 @@ def bench_neuron(
     device: str = typer.Option("auto", help="cuda, cpu or auto"),
     out: Optional[Path] = typer.Option(None, help="folder for neuron.json"),
     quick: bool = typer.Option(False, help="small sizes (a CPU smoke run)"),
-    sweep: Optional[Path] = typer.Option(None, help="sweep file (default suites/kernels.yaml, section 'neuron')"),
+    sweep: Optional[Path] = typer.Option(None, help="sweep file (default: the shipped snnbench/sweeps/kernels.yaml, section 'neuron')"),
 ) -> None:
     """Multi-step LIF/IF kernels vs a PyTorch loop, torch.compile and SpikingJelly, with the copy ceiling.
 

@@ -25,8 +25,8 @@ import torch
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory, resolve_device, synchronize
 
-SWEEP_FILE = Path(__file__).resolve().parents[2] / "suites" / "kernels.yaml"
-# The sweep lives in suites/kernels.yaml only; these are the keys it must define.
+# The sweep lives in snnbench/sweeps/kernels.yaml only (package data, so a wheel has it too); these are
+# the keys it must define.
 SWEEP_KEYS = ("model", "input", "timesteps", "sizes", "dtypes", "modes", "impls", "graph_impls", "save_dtype",
               "localzo", "compile", "timing", "cpu", "quick")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -35,13 +35,20 @@ TARGET_FWD_BWD_MS = 1.0  # docs/design.md §7, H200
 TARGET_FWD_FRACTION_OF_COPY = 0.9  # "inference forward within 10% of the copy time for its bytes"
 
 
+def default_sweep_file() -> Path:
+    """The sweep shipped inside the package, found the same way in a checkout and in a wheel."""
+    from importlib.resources import files
+
+    return Path(str(files("snnbench.sweeps") / "kernels.yaml"))
+
+
 def load_sweep(path: Optional[Path] = None) -> dict[str, Any]:
-    """The ``neuron`` section of suites/kernels.yaml (or ``path``), every key present."""
+    """The ``neuron`` section of the shipped snnbench/sweeps/kernels.yaml (or ``path``), every key present."""
     import yaml
 
-    path = Path(path) if path is not None else SWEEP_FILE
+    path = Path(path) if path is not None else default_sweep_file()
     if not path.exists():
-        raise ValueError(f"{path}: the neuron sweep file is missing (it ships as suites/kernels.yaml; "
+        raise ValueError(f"{path}: the neuron sweep file is missing (it ships as snnbench/sweeps/kernels.yaml; "
                          "pass --sweep PATH)")
     data = yaml.safe_load(path.read_text()) or {}
     section = data.get("neuron") if isinstance(data, dict) else None
@@ -374,7 +381,7 @@ def _build_step(
         if device != "cuda":
             return None, "skipped: torch.compile is timed on CUDA only"
         if T not in c["timesteps"] or N not in c["sizes"] or dtype_name not in c["dtypes"]:
-            return None, "skipped: not a compile point (suites/kernels.yaml neuron.compile)"
+            return None, "skipped: not a compile point (sweeps/kernels.yaml neuron.compile)"
         if compile_budget.left <= 0:
             return None, "skipped: compile time budget spent"
         if "loop" not in compiled:
