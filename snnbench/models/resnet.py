@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from snnbench.models.init import init_official
-
 from snnbench.models.qcfs import QCFS
 
 STEMS = ("cifar", "imagenet")
