@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from snnbench.conversion.layers import max_bias_difference, restore_biases, snapshot_biases
+from snnbench.models.hooks import forward_hooks
 
 METHODS = ("qcfs", "none", "light", "ftbc", "ftbc_iter")
 # Defaults of the suite schema (snnbench.config), repeated so that calibration runs without pydantic.
@@ -98,13 +99,8 @@ def time_chunk(ann: nn.Module, x: torch.Tensor, steps: int, device: torch.device
         nonlocal largest
         largest = max(largest, out[0].numel())
 
-    handles = [m.register_forward_hook(hook) for m in ann.modules() if isinstance(m, THRESHOLD_ACTIVATIONS)]
-    try:
-        with torch.no_grad():
-            ann(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    with forward_hooks([m for m in ann.modules() if isinstance(m, THRESHOLD_ACTIVATIONS)], hook), torch.no_grad():
+        ann(x[:1])
     free, _ = torch.cuda.mem_get_info(device)
     per_step = 3 * 4 * largest * x.shape[0]
     fits = max(1, int(free // 4 // max(per_step, 1)))

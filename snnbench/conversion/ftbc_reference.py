@@ -19,6 +19,7 @@ from torch import nn
 
 from snnbench.conversion.convert import SpikingLayer, simulate, spiking_layers
 from snnbench.conversion.layers import LayerPair, bias_rows, channel_dims, layer_pairs, unfold
+from snnbench.models.hooks import forward_hooks
 
 
 def _per_channel(p: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
@@ -65,11 +66,8 @@ def _capture(model_call, module: nn.Module, want_input: bool) -> torch.Tensor:
         if not stored:
             stored.append((inputs[0] if want_input else output).detach().clone())
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with forward_hooks([module], hook):
         model_call()
-    finally:
-        handle.remove()
     return stored[0]
 
 
