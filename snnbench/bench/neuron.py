@@ -228,6 +228,43 @@ def _row_bytes(impl: str, T: int, N: int, dtype: torch.dtype, mode: str, save_dt
     return traffic_bytes(T, N, dtype, output=output, save_dtype=save_dtype if backward else None, backward=backward)
 
 
+def _point_inputs(T: int, N: int, dtype: torch.dtype, sweep: dict[str, Any], device: str):
+    """The point's input ``x ~ N(mean, std)`` and output gradient, ``[T, N]``, seeded by the point."""
+    gen = torch.Generator(device=device).manual_seed(1234 + T + N)
+    x = torch.randn(T, N, device=device, dtype=torch.float32, generator=gen)
+    x = (x * sweep["input"]["std"] + sweep["input"]["mean"]).to(dtype)
+    grad = torch.randn(T, N, device=device, dtype=torch.float32, generator=gen).to(dtype)
+    return x, grad
+
+
+def _point_ceiling(x: torch.Tensor, sweep: dict[str, Any], device: str, timing: dict[str, float]) -> dict[str, Any]:
+    """The copy of ``x``: eager, and as a CUDA-graph replay where the sweep asks for it."""
+    ceiling = copy_ceiling(x.numel(), x.dtype, device, **timing)
+    if device == "cuda" and "copy" in sweep["graph_impls"]:
+        dst = torch.empty_like(x)  # preallocated: a clone inside the graph would time the allocator too
+        ceiling["graph_ms"] = _try_graph_ms(lambda: dst.copy_(x))
+        ceiling["graph_gbps"] = gbps(ceiling["bytes"], ceiling["graph_ms"]) if ceiling["graph_ms"] else None
+        del dst
+    return ceiling
+
+
+def _point_row(impl: str, mode: str, T: int, N: int, dtype_name: str, times: Optional[dict[str, float]],
+               nbytes: int, note: str, first_call_s: Optional[float], gpu_ms: Optional[float]) -> dict[str, Any]:
+    """One row of the sweep; a skipped or failed implementation has no times and says why in ``note``."""
+    row = {"impl": impl, "T": T, "N": N, "dtype": dtype_name, "mode": mode,
+           **(times or {"median_ms": None, "p20_ms": None, "p80_ms": None}), "bytes": nbytes}
+    if gpu_ms is not None:
+        row["graph_ms"] = gpu_ms
+        if times:
+            # What the host adds per call: eager time minus the GPU time of a graph replay.
+            row["host_overhead_ms"] = times["median_ms"] - gpu_ms
+    if first_call_s is not None:
+        row["first_call_s"] = round(first_call_s, 3)
+    if note:
+        row["note"] = note
+    return row
+
+
 def _measure_point(
     T: int,
     N: int,
@@ -242,39 +279,14 @@ def _measure_point(
     model = sweep["model"]
     save_dtype = _DTYPES[sweep["save_dtype"]]
     backend = "triton" if device == "cuda" else "torch"
-    gen = torch.Generator(device=device).manual_seed(1234 + T + N)
-    x = torch.randn(T, N, device=device, dtype=torch.float32, generator=gen)
-    x = (x * sweep["input"]["std"] + sweep["input"]["mean"]).to(dtype)
-    grad = torch.randn(T, N, device=device, dtype=torch.float32, generator=gen).to(dtype)
-    ceiling = copy_ceiling(T * N, dtype, device, **timing)
-    if device == "cuda" and "copy" in sweep["graph_impls"]:
-        dst = torch.empty_like(x)  # preallocated: a clone inside the graph would time the allocator too
-        ceiling["graph_ms"] = _try_graph_ms(lambda: dst.copy_(x))
-        ceiling["graph_gbps"] = gbps(ceiling["bytes"], ceiling["graph_ms"]) if ceiling["graph_ms"] else None
-        del dst
+    x, grad = _point_inputs(T, N, dtype, sweep, device)
+    ceiling = _point_ceiling(x, sweep, device, timing)
     rows: list[dict[str, Any]] = []
 
-    def add(
-        impl: str,
-        mode: str,
-        times: Optional[dict[str, float]],
-        note: str = "",
-        first_call_s: Optional[float] = None,
-        gpu_ms: Optional[float] = None,
-    ) -> None:
-        row = {"impl": impl, "T": T, "N": N, "dtype": dtype_name, "mode": mode,
-               **(times or {"median_ms": None, "p20_ms": None, "p80_ms": None}),
-               "bytes": _row_bytes(impl, T, N, dtype, mode, save_dtype)}
-        if gpu_ms is not None:
-            row["graph_ms"] = gpu_ms
-            if times:
-                # What the host adds per call: eager time minus the GPU time of a graph replay.
-                row["host_overhead_ms"] = times["median_ms"] - gpu_ms
-        if first_call_s is not None:
-            row["first_call_s"] = round(first_call_s, 3)
-        if note:
-            row["note"] = note
-        rows.append(row)
+    def add(impl: str, mode: str, times: Optional[dict[str, float]], note: str = "",
+            first_call_s: Optional[float] = None, gpu_ms: Optional[float] = None) -> None:
+        rows.append(_point_row(impl, mode, T, N, dtype_name, times, _row_bytes(impl, T, N, dtype, mode, save_dtype),
+                               note, first_call_s, gpu_ms))
 
     # The ceiling row always exists: every other row's fractions are taken against it.
     add("copy", "fwd", {k: ceiling[k] for k in ("median_ms", "p20_ms", "p80_ms")}, "device-to-device copy of x (read + write)", gpu_ms=ceiling.get("graph_ms"))
@@ -545,6 +557,23 @@ COLUMNS = [("impl", "impl", ""), ("dtype", "dtype", ""), ("T", "T", ""), ("N", "
            ("host ms", "host_overhead_ms", ".3g")]
 
 
+def _chosen_sweep(sweep: dict[str, Any], device: str, quick: bool,
+                  overrides: dict[str, Optional[list]]) -> tuple[dict[str, Any], dict[str, float]]:
+    """(sweep, timing) for this run: the quick or CPU sizes where they apply, then the caller's lists."""
+    timing = dict(sweep["timing"])
+    tier = "quick" if quick else "cpu" if device == "cpu" else None
+    if tier:
+        sweep["timesteps"], sweep["sizes"] = sweep[tier]["timesteps"], sweep[tier]["sizes"]
+        timing = dict(sweep[tier]["timing"])
+    for key, values in overrides.items():
+        if values:
+            sweep[key] = list(values)
+    for name in sweep["dtypes"]:
+        if name not in _DTYPES:
+            raise ValueError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
+    return sweep, timing
+
+
 def run_neuron_bench(
     device: str = "auto",
     out: Optional[Path] = None,
@@ -562,32 +591,15 @@ def run_neuron_bench(
 
         console = Console()
     device = resolve_device(device)
-    sweep = load_sweep(sweep_path)
-    timing = dict(sweep["timing"])
+    sweep, timing = _chosen_sweep(load_sweep(sweep_path), device, quick,
+                                  {"timesteps": timesteps, "sizes": sizes, "dtypes": dtypes, "impls": impls})
     note = ""
-    if quick:
-        sweep["timesteps"], sweep["sizes"] = sweep["quick"]["timesteps"], sweep["quick"]["sizes"]
-        timing = dict(sweep["quick"]["timing"])
-    elif device == "cpu":
-        sweep["timesteps"], sweep["sizes"] = sweep["cpu"]["timesteps"], sweep["cpu"]["sizes"]
-        timing = dict(sweep["cpu"]["timing"])
     if device == "cpu":
         note = (
             "no GPU: the PyTorch paths run on the CPU at small sizes; 'snnbench' rows time its PyTorch "
             "reference, not the Triton kernels (run with --device cuda on a GPU for those)"
         )
         console.print(f"[yellow]{note}[/yellow]")
-    if timesteps:
-        sweep["timesteps"] = list(timesteps)
-    if sizes:
-        sweep["sizes"] = list(sizes)
-    if dtypes:
-        sweep["dtypes"] = list(dtypes)
-    if impls:
-        sweep["impls"] = list(impls)
-    for name in sweep["dtypes"]:
-        if name not in _DTYPES:
-            raise ValueError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
 
     result: dict[str, Any] = header(
         "neuron",
