@@ -129,8 +129,7 @@ def target_ann(ann: nn.Module, levels: Optional[int]) -> nn.Module:
 
 
 def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) -> dict[str, Any]:
-    from snnbench.conversion.ftbc import ftbc_calibrate_fast
-    from snnbench.conversion.ftbc_reference import ftbc_calibrate_reference
+    from snnbench.conversion.ftbc import IMPLEMENTATIONS, ftbc_calibrate
 
     augmented = bool(params["calibration_augment"]) and request.augmented_data is not None
     data = request.augmented_data if augmented else request.data
@@ -139,12 +138,9 @@ def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) 
     ann = target_ann(request.ann, params["target_levels"])
     chunk = time_chunk(ann, batches[0], request.steps, request.device)
     implementations = {
-        "fast": lambda: ftbc_calibrate_fast(
-            ann, request.snn, batches, request.steps, params["alpha"], chunk=chunk, **options
-        ),
-        "reference": lambda: ftbc_calibrate_reference(
-            ann, request.snn, batches, request.steps, params["alpha"], **options
-        ),
+        name: lambda name=name: ftbc_calibrate(ann, request.snn, batches, request.steps, params["alpha"],
+                                               implementation=name, chunk=chunk if name == "fast" else None, **options)
+        for name in IMPLEMENTATIONS
     }
     chosen = params["implementation"]
     if chosen not in implementations:
