@@ -35,6 +35,7 @@ from typing import Any, Callable, ContextManager, Iterator, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from snnbench.records.device import synchronize as sync
 from snnbench.training.optim import lr_schedule, optimizer_by_name
 from snnbench.training.snn_mlp import SpikingMLP, TrainingMethod
 
@@ -76,11 +77,6 @@ class SectionTimer:
             return None
 
         return hook
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def batches(
