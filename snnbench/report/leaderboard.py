@@ -16,7 +16,7 @@ from snnbench.report.benchrows import FREE_TEXT, is_measurement
 from snnbench.report.inputs import BenchFile, InputError, load_bench, read_usable
 from snnbench.report.metrics import headline_fields, leaves, short_number
 from snnbench.report.published import PublishedSource, load_published
-from snnbench.report.table import build_leaderboard, render_markdown
+from snnbench.report.table import build_leaderboard, pipe_table, render_markdown
 from snnbench.records.store import latest_by_key
 
 COMMAND = "snnbench leaderboard --out results/LEADERBOARD.md"
@@ -62,10 +62,7 @@ def rows_markdown(rows: Sequence[dict[str, Any]], headline: Optional[Sequence[st
     if headline is not None:
         values = [c for c in headline if c in values]
     header = ids + values
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] * len(ids) + ["---:"] * len(values)) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in header) + " |")
+    lines = pipe_table(header, [[_fmt(row.get(c)) for c in header] for row in rows], left=len(ids))
     return "\n".join(lines) + "\n"
 
 

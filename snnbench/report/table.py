@@ -413,6 +413,14 @@ def _styled(text: str, best: bool, published: bool, bold: str, italic: str) -> s
     return text
 
 
+def pipe_table(header: list[str], rows: list[list[str]], left: int) -> list[str]:
+    """The lines of a markdown pipe table of already-escaped texts; the first ``left`` columns are
+    left-aligned, the rest right-aligned (numbers)."""
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i < left else "---:" for i in range(len(header))) + "|"]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -427,11 +435,8 @@ def render_markdown(board: Any, heading_level: int = 3, with_sources: bool = Tru
         if section.title:
             out.append(f"{'#' * heading_level} {section.title}\n")
         n_id = len(header) - len(section.columns)
-        out.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
-        out.append("|" + "|".join("---" if i < n_id - 1 else "---:" for i in range(len(header))) + "|")
-        for cells in rows:
-            texts = [f"**{_md_escape(t)}**" if best and t else _md_escape(t) for t, best in cells]
-            out.append("| " + " | ".join(texts) + " |")
+        texts = [[_styled(_md_escape(t), best, False, "**{}**", "{}") for t, best in cells] for cells in rows]
+        out += pipe_table([_md_escape(h) for h in header], texts, left=n_id - 1)
         out.append("")
     if with_sources and lb.citations:
         out.append(sources_markdown(lb))
