@@ -31,6 +31,13 @@ def test_every_shipped_suite_is_valid():
         load_suite(path)
 
 
+def test_every_dataset_a_suite_may_name_has_a_loader():
+    from snnbench.config import DATASET_NAMES
+    from snnbench.data.registry import LOADERS
+
+    assert sorted(DATASET_NAMES) == sorted(LOADERS)
+
+
 def test_the_shipped_kernel_sweep_is_not_a_run_suite():
     from snnbench.bench.neuron import default_sweep_file
 
