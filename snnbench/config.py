@@ -90,12 +90,16 @@ class FTBCIterParams(FTBCParams):
     passes: int = Field(5, gt=0)
 
 
+# The kernels' surrogate shapes (less LocalZO, a method of its own) and LocalZO's sample distributions:
+# the suite schema does not import the kernels, so a test checks these against kernels/neuron.py.
+SURROGATE_NAMES = ("sigmoid", "atan", "rectangle", "triangle", "fast_sigmoid", "gaussian")
+DISTRIBUTION_NAMES = ("normal", "uniform", "laplace")
+
+
 class SurrogateParams(_Strict):
     """Dense BPTT through autograd with a surrogate spike derivative."""
 
-    surrogate: Literal["sigmoid", "atan", "rectangle", "triangle", "fast_sigmoid", "gaussian"] = (
-        "fast_sigmoid"
-    )
+    surrogate: Literal[SURROGATE_NAMES] = "fast_sigmoid"  # type: ignore[valid-type]
     width: float = Field(10.0, gt=0, description="surrogate sharpness (alpha) or width")
 
 
@@ -126,7 +130,7 @@ class LocalZOParams(_Strict):
 
     delta: float = Field(0.05, gt=0)
     q: int = Field(1, gt=0)
-    distribution: Literal["normal", "uniform", "laplace"] = "normal"
+    distribution: Literal[DISTRIBUTION_NAMES] = "normal"  # type: ignore[valid-type]
 
 
 METHOD_PARAMS: dict[str, type[_Strict]] = {

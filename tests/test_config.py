@@ -38,6 +38,14 @@ def test_every_dataset_a_suite_may_name_has_a_loader():
     assert sorted(DATASET_NAMES) == sorted(LOADERS)
 
 
+def test_surrogate_and_distribution_names_are_the_kernels():
+    from snnbench.config import DISTRIBUTION_NAMES, SURROGATE_NAMES
+    from snnbench.kernels import neuron
+
+    assert set(SURROGATE_NAMES) | {"localzo"} == set(neuron.SURROGATES)
+    assert set(DISTRIBUTION_NAMES) == set(neuron.DISTRIBUTIONS)
+
+
 def test_the_shipped_kernel_sweep_is_not_a_run_suite():
     from snnbench.bench.neuron import default_sweep_file
 
