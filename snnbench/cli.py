@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 from rich.console import Console
@@ -409,11 +409,11 @@ def env() -> None:
         _say(f"{name:>18}: {value}")
 
 
-def _run_bench(fn, **kwargs) -> None:
-    """A benchmark that cannot run as asked (no CUDA device, a bad size) is unusable input: exit 2,
-    so a CI gate never mistakes it for a regression."""
+def _run_bench(fn, out: Optional[Path], **kwargs) -> None:
+    """Run bench ``fn`` writing into ``out`` (checked first). A benchmark that cannot run as asked (no CUDA
+    device, a bad size) is unusable input: exit 2, so a CI gate never mistakes it for a regression."""
     try:
-        fn(**kwargs)
+        fn(out=_bench_out(out), console=console, **kwargs)
     except (ValueError, RuntimeError) as err:
         _fail(str(err))
 
@@ -434,12 +434,18 @@ def _bench_out(out: Optional[Path]) -> Optional[Path]:
     return out
 
 
+# Every bench takes these the same way.
+_BenchDevice = Annotated[str, typer.Option(help="cuda, cpu or auto")]
+_BenchOut = Annotated[Optional[Path], typer.Option(help="folder for the bench's JSON (<bench>.json)")]
+_BenchQuick = Annotated[bool, typer.Option(help="a CPU smoke run: small sizes, tiny models")]
+
+
 @bench_app.command("neuron")
 def bench_neuron(
-    device: str = typer.Option("auto", help="cuda, cpu or auto"),
-    out: Optional[Path] = typer.Option(None, help="folder for neuron.json"),
-    quick: bool = typer.Option(False, help="small sizes (a CPU smoke run)"),
-    sweep: Optional[Path] = typer.Option(None, help="sweep file (default suites/kernels.yaml, section 'neuron')"),
+    device: _BenchDevice = "auto",
+    out: _BenchOut = None,
+    quick: _BenchQuick = False,
+    sweep: Optional[Path] = typer.Option(None, help="sweep file (default: the shipped snnbench/sweeps/kernels.yaml, section 'neuron')"),
 ) -> None:
     """Multi-step LIF/IF kernels vs a PyTorch loop, torch.compile and SpikingJelly, with the copy ceiling.
 
@@ -447,14 +453,14 @@ def bench_neuron(
     """
     from snnbench.bench.neuron import run_neuron_bench
 
-    _run_bench(run_neuron_bench, device=device, out=_bench_out(out), quick=quick, console=console, sweep_path=sweep)
+    _run_bench(run_neuron_bench, out, device=device, quick=quick, sweep_path=sweep)
 
 
 @bench_app.command("sparse")
 def bench_sparse(
-    device: str = typer.Option("auto", help="cuda, cpu or auto"),
-    out: Optional[Path] = typer.Option(None, help="folder for sparse.json"),
-    quick: bool = typer.Option(False, help="small sizes (a CPU smoke run)"),
+    device: _BenchDevice = "auto",
+    out: _BenchOut = None,
+    quick: _BenchQuick = False,
     preset: Optional[str] = typer.Option(None, help="nmnist: the published N-MNIST-shaped layer 2 (700→200, T=300, B=256)"),
 ) -> None:
     """Sparse (SparseProp, LocalZO) vs dense BPTT backward of spiking MLP layers over hidden sizes.
@@ -463,14 +469,14 @@ def bench_sparse(
     """
     from snnbench.bench.sparse import run_sparse_bench
 
-    _run_bench(run_sparse_bench, device=device, out=_bench_out(out), quick=quick, preset=preset, console=console)
+    _run_bench(run_sparse_bench, out, device=device, quick=quick, preset=preset)
 
 
 @bench_app.command("ftbc")
 def bench_ftbc(
-    device: str = typer.Option("auto", help="cuda, cpu or auto"),
-    out: Optional[Path] = typer.Option(None, help="folder for ftbc.json"),
-    quick: bool = typer.Option(False, help="small sizes (a CPU smoke run)"),
+    device: _BenchDevice = "auto",
+    out: _BenchOut = None,
+    quick: _BenchQuick = False,
     steps: int = typer.Option(32, min=1, help="time steps T"),
 ) -> None:
     """Fast layer-major FTBC calibration vs the official per-layer loop (VGG-16, CIFAR-100 shapes).
@@ -479,14 +485,14 @@ def bench_ftbc(
     """
     from snnbench.bench.ftbc import run_ftbc_bench
 
-    _run_bench(run_ftbc_bench, device=device, out=_bench_out(out), quick=quick, steps=steps, console=console)
+    _run_bench(run_ftbc_bench, out, device=device, quick=quick, steps=steps)
 
 
 @bench_app.command("convert")
 def bench_convert(
-    device: str = typer.Option("auto", help="cuda, cpu or auto"),
-    out: Optional[Path] = typer.Option(None, help="folder for convert.json"),
-    quick: bool = typer.Option(False, help="tiny models (a CPU smoke run)"),
+    device: _BenchDevice = "auto",
+    out: _BenchOut = None,
+    quick: _BenchQuick = False,
     models: List[str] = typer.Option([], "--model", help="only this model (vgg16, resnet20, resnet34); repeatable"),
 ) -> None:
     """Converted-SNN evaluation throughput: snnbench vs the official step-by-step loop vs SpikingJelly,
@@ -496,7 +502,7 @@ def bench_convert(
     """
     from snnbench.bench.convert import run_convert_bench
 
-    _run_bench(run_convert_bench, device=device, out=_bench_out(out), quick=quick, models=models or None, console=console)
+    _run_bench(run_convert_bench, out, device=device, quick=quick, models=models or None)
 
 
 def main() -> None:

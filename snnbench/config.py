@@ -90,12 +90,16 @@ class FTBCIterParams(FTBCParams):
     passes: int = Field(5, gt=0)
 
 
+# The kernels' surrogate shapes (less LocalZO, a method of its own) and LocalZO's sample distributions:
+# the suite schema does not import the kernels, so a test checks these against kernels/neuron.py.
+SURROGATE_NAMES = ("sigmoid", "atan", "rectangle", "triangle", "fast_sigmoid", "gaussian")
+DISTRIBUTION_NAMES = ("normal", "uniform", "laplace")
+
+
 class SurrogateParams(_Strict):
     """Dense BPTT through autograd with a surrogate spike derivative."""
 
-    surrogate: Literal["sigmoid", "atan", "rectangle", "triangle", "fast_sigmoid", "gaussian"] = (
-        "fast_sigmoid"
-    )
+    surrogate: Literal[SURROGATE_NAMES] = "fast_sigmoid"  # type: ignore[valid-type]
     width: float = Field(10.0, gt=0, description="surrogate sharpness (alpha) or width")
 
 
@@ -126,7 +130,7 @@ class LocalZOParams(_Strict):
 
     delta: float = Field(0.05, gt=0)
     q: int = Field(1, gt=0)
-    distribution: Literal["normal", "uniform", "laplace"] = "normal"
+    distribution: Literal[DISTRIBUTION_NAMES] = "normal"  # type: ignore[valid-type]
 
 
 METHOD_PARAMS: dict[str, type[_Strict]] = {
@@ -207,11 +211,15 @@ class ModelSpec(_Strict):
         return self
 
 
+# The datasets a suite may name; data/registry.py maps each to its loader (a test keeps the two equal).
+DATASET_NAMES = ("digits", "digits_spiking", "cifar10", "cifar100", "imagenet", "fmnist", "nmnist", "shd", "synthetic",
+                 "synthetic_spiking", "dvs_cifar10", "dvs_gesture", "imagenet100")
+
+
 class DatasetSpec(_Strict):
     """One dataset: a name, where to find it and whether it may be downloaded."""
 
-    name: Literal["digits", "digits_spiking", "cifar10", "cifar100", "imagenet", "fmnist", "nmnist", "shd", "synthetic",
-                  "synthetic_spiking", "dvs_cifar10", "dvs_gesture", "imagenet100"]
+    name: Literal[DATASET_NAMES]  # type: ignore[valid-type]
     root: Optional[str] = Field(None, description="data root; else --data-root, SNNBENCH_DATA, cache")
     download: bool = False
     limit_train: Optional[int] = Field(None, gt=0, description="use only the first N training samples")

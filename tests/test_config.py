@@ -28,11 +28,29 @@ def test_shipped_digits_suite_is_valid():
 
 def test_every_shipped_suite_is_valid():
     for path in sorted((REPO / "suites").rglob("*.yaml")):
-        if path.name == "kernels.yaml":
-            with pytest.raises(SuiteError, match="a kernel benchmark sweep"):
-                load_suite(path)
-            continue
         load_suite(path)
+
+
+def test_every_dataset_a_suite_may_name_has_a_loader():
+    from snnbench.config import DATASET_NAMES
+    from snnbench.data.registry import LOADERS
+
+    assert sorted(DATASET_NAMES) == sorted(LOADERS)
+
+
+def test_surrogate_and_distribution_names_are_the_kernels():
+    from snnbench.config import DISTRIBUTION_NAMES, SURROGATE_NAMES
+    from snnbench.kernels import neuron
+
+    assert set(SURROGATE_NAMES) | {"localzo"} == set(neuron.SURROGATES)
+    assert set(DISTRIBUTION_NAMES) == set(neuron.DISTRIBUTIONS)
+
+
+def test_the_shipped_kernel_sweep_is_not_a_run_suite():
+    from snnbench.bench.neuron import default_sweep_file
+
+    with pytest.raises(SuiteError, match="a kernel benchmark sweep"):
+        load_suite(default_sweep_file())
 
 
 def test_short_and_long_method_forms_are_equivalent(tmp_path):

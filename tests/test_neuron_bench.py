@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from snnbench.bench import timing
-from snnbench.bench.neuron import SWEEP_FILE, SWEEP_KEYS, load_sweep, plain_lif_loop, run_neuron_bench, summarize
+from snnbench.bench.neuron import SWEEP_KEYS, default_sweep_file, load_sweep, plain_lif_loop, run_neuron_bench, summarize
 from snnbench.kernels import multistep_lif
 
 
@@ -39,8 +39,8 @@ def test_quick_cpu_run_writes_valid_json(tmp_path):
     assert result["rows"] == data["rows"]
 
 
-def test_the_sweep_lives_in_the_suite_file_only():
-    assert SWEEP_FILE.exists()
+def test_the_sweep_lives_in_the_shipped_sweep_file_only():
+    assert default_sweep_file().exists()
     assert set(load_sweep()) == set(SWEEP_KEYS)
 
 
@@ -48,7 +48,7 @@ def test_sweep_file_rejects_unknown_missing_and_absent(tmp_path):
     import yaml
 
     path = tmp_path / "kernels.yaml"
-    section = yaml.safe_load(SWEEP_FILE.read_text())["neuron"]
+    section = yaml.safe_load(default_sweep_file().read_text())["neuron"]
     path.write_text(yaml.safe_dump({"neuron": {**section, "timestep": [4]}}))
     with pytest.raises(ValueError, match="unknown keys"):
         load_sweep(path)

@@ -1,5 +1,6 @@
-"""A built wheel carries what the package reads (published rows): installed into a fresh virtual
-environment, away from the checkout, `snnbench table` shows the published rows beside a record."""
+"""A built wheel carries what the package reads (published rows, the neuron sweep): installed into a
+fresh virtual environment, away from the checkout, `snnbench table` shows the published rows beside a
+record, the neuron bench finds its sweep, and the git SHA is unknown rather than borrowed."""
 
 import json
 import shutil
@@ -40,13 +41,22 @@ def test_wheel_in_a_fresh_venv_shows_published_rows(tmp_path):
     (site / "zz_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     results = tmp_path / "elsewhere" / "one.jsonl"
     results.parent.mkdir()
-    record = {"key": "cifar100/vgg16/qcfs/seed=0/x", "dataset": "cifar100", "model": "vgg16", "method": "qcfs",
+    record = {"schema": 1, "key": "cifar100/vgg16/qcfs/seed=0/x", "dataset": "cifar100", "model": "vgg16", "method": "qcfs",
               "seed": 0, "metrics": {"ann_acc": 70.0, "snn_acc": {"4": 50.0}}}
     results.write_text(json.dumps(record) + "\n")
     env = {"PATH": "/usr/bin:/bin", "TRITON_INTERPRET": "1"}
     where = subprocess.run([str(python), "-c", "import snnbench; print(snnbench.__file__, snnbench.__version__)"],
                            cwd=results.parent, env=env, check=True, capture_output=True, text=True)
     assert str(site) in where.stdout and "0+unknown" not in where.stdout
+    shipped = subprocess.run(
+        [str(python), "-c", "from snnbench.bench.neuron import default_sweep_file, load_sweep; "
+         "from snnbench.records.env import git_sha; print(default_sweep_file()); print(sorted(load_sweep())); "
+         "print(git_sha())"],
+        cwd=results.parent, env=env, capture_output=True, text=True, timeout=120)
+    assert shipped.returncode == 0, shipped.stderr
+    sweep_file, keys, sha = shipped.stdout.strip().splitlines()
+    assert sweep_file.startswith(str(site)) and "'timesteps'" in keys
+    assert sha == "None"
     shown = subprocess.run([str(python), "-m", "snnbench", "table", str(results), "--format", "md"],
                            cwd=results.parent, env=env, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr

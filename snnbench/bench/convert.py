@@ -50,6 +50,7 @@ from snnbench.bench.harness import (
     write_json,
 )
 from snnbench.bench.timing import release_memory
+from snnbench.models.hooks import forward_hooks
 
 # (model, factory parameters, image shape, classes, batch, T values, time chunk of the snnbench path)
 FULL = [
@@ -105,13 +106,8 @@ def dense_flops(ann: nn.Module, x: torch.Tensor) -> float:
         else:
             total[0] += 2.0 * per_image * module.in_features
 
-    hooks = [m.register_forward_hook(count) for m in ann.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            ann(x[:1])
-    finally:
-        for h in hooks:
-            h.remove()
+    with forward_hooks([m for m in ann.modules() if isinstance(m, (nn.Conv2d, nn.Linear))], count), torch.no_grad():
+        ann(x[:1])
     return total[0]
 
 

@@ -113,43 +113,19 @@ def run_ftbc_bench(
     console: Any = None,
 ) -> dict[str, Any]:
     """Time fast FTBC and the official loop on the same batches; write ``out/ftbc.json`` if ``out``."""
-    from snnbench.conversion.ftbc import ftbc_calibrate_fast
-    from snnbench.conversion.ftbc_reference import ftbc_calibrate_reference
     from snnbench.conversion.convert import simulate
-    from snnbench.conversion.layers import max_bias_difference, restore_biases, snapshot_biases
+    from snnbench.conversion.layers import max_bias_difference, restore_biases
 
     console = console_or_print(console)
     device = resolve_device(device)
-    small = quick or device == "cpu"
-    sizes = dict(QUICK if quick else SMALL if small else FULL)
-    if quick:
-        steps = min(steps, QUICK_STEPS)
-    timing = {"warmup_ms": 2, "rep_ms": 10} if small else {"warmup_ms": 25, "rep_ms": 100}
-    note = ""
-    if small:
-        note = "reduced sizes (quick or no GPU): a narrow VGG-16 and a few images; not the setting of docs/design.md §7"
-        if device == "cpu":
-            note += "; on the CPU the statistics kernel is its PyTorch reference"
+    sizes, steps, timing, note = _settings(device, quick, steps)
+    if note:
         console.print(note)
     alpha = 0.4
 
     ann, snn, batches = _build(sizes, device)
-    zero = snapshot_biases(snn)
-    fast = lambda: ftbc_calibrate_fast(ann, snn, batches, steps, alpha)  # noqa: E731
-    reference = lambda: ftbc_calibrate_reference(ann, snn, batches, steps, alpha)  # noqa: E731
-
-    fast()  # warm-up: Triton compilation, cuDNN algorithm choice
-    fast_times = []
-    for _ in range(sizes["fast_repeats"]):
-        restore_biases(snn, zero)
-        fast_times.append(_timed(fast, device))
-    fast_biases = snapshot_biases(snn)
-    reference_times = []
-    for _ in range(sizes["reference_repeats"]):
-        restore_biases(snn, zero)
-        reference_times.append(_timed(reference, device))
-    reference_biases = snapshot_biases(snn)
-    release_memory(device)
+    fast_times, fast_biases, reference_times, reference_biases = _time_calibrations(
+        ann, snn, batches, steps, alpha, sizes, device)
 
     restore_biases(snn, fast_biases)
     eval_pass = lambda: simulate(snn, batches[0], steps)  # noqa: E731
@@ -158,14 +134,7 @@ def run_ftbc_bench(
     with torch.no_grad():
         ann_times = measure(lambda: ann(batches[0]), device, **timing)
 
-    kernel_rows = _kernel_rows(ann, snn, batches[0], steps, device, timing)
-    release_memory(device)
-    largest = max(kernel_rows, key=lambda r: r["bytes"])
-    copy = copy_ceiling(largest["bytes"] // 8, torch.float32, device, **timing)  # read+write = kernel's bytes
-    for row in kernel_rows:
-        with_bandwidth(row, row["bytes"], copy["gbps"])
-    kernel_bytes = sum(r["bytes"] for r in kernel_rows)
-    kernel_ms = sum(r["median_ms"] for r in kernel_rows)
+    kernel_rows, copy = _kernel_rows_with_ceiling(ann, snn, batches[0], steps, device, timing)
 
     fast_s = statistics.median(fast_times)
     reference_s = statistics.median(reference_times)
@@ -198,13 +167,7 @@ def run_ftbc_bench(
         "ann_forward_ms": ann_times["median_ms"],
         "fast_cost_in_eval_passes": fast_s / eval_s,
         "reference_cost_in_eval_passes": reference_s / eval_s,
-        "kernel": {
-            "median_ms": kernel_ms,
-            "bytes": kernel_bytes,
-            "gbps": gbps(kernel_bytes, kernel_ms),
-            "frac_of_ceiling": gbps(kernel_bytes, kernel_ms) / copy["gbps"],
-            "share_of_fast_s": kernel_ms * 1e-3 * config["batches"] / fast_s,
-        },
+        "kernel": _kernel_total(kernel_rows, copy, config["batches"], fast_s),
         "copy": copy,
         "bytes_note": "kernel bytes = x[T,B,C,...] and a[B,C,...] read once; copy bytes = read + write",
         "rows": [
@@ -217,6 +180,77 @@ def run_ftbc_bench(
         ],
     })
     result["timing"].update(timing)
+    _write_and_render(result, out, console)
+    return result
+
+
+def _settings(device: str, quick: bool, steps: int) -> tuple[dict[str, Any], int, dict[str, int], str]:
+    """(sizes, T, timing, note) for this device: reduced sizes for a quick run or without a GPU."""
+    small = quick or device == "cpu"
+    sizes = dict(QUICK if quick else SMALL if small else FULL)
+    if quick:
+        steps = min(steps, QUICK_STEPS)
+    timing = {"warmup_ms": 2, "rep_ms": 10} if small else {"warmup_ms": 25, "rep_ms": 100}
+    note = ""
+    if small:
+        note = "reduced sizes (quick or no GPU): a narrow VGG-16 and a few images; not the setting of docs/design.md §7"
+        if device == "cpu":
+            note += "; on the CPU the statistics kernel is its PyTorch reference"
+    return sizes, steps, timing, note
+
+
+def _time_calibrations(ann, snn, batches, steps: int, alpha: float, sizes: dict[str, Any], device: str):
+    """Seconds per run of the fast FTBC and of the official loop, each from zero biases, and the biases
+    each leaves: ``(fast_times, fast_biases, reference_times, reference_biases)``."""
+    from snnbench.conversion.ftbc import ftbc_calibrate_fast
+    from snnbench.conversion.ftbc_reference import ftbc_calibrate_reference
+    from snnbench.conversion.layers import restore_biases, snapshot_biases
+
+    zero = snapshot_biases(snn)
+    fast = lambda: ftbc_calibrate_fast(ann, snn, batches, steps, alpha)  # noqa: E731
+    reference = lambda: ftbc_calibrate_reference(ann, snn, batches, steps, alpha)  # noqa: E731
+
+    fast()  # warm-up: Triton compilation, cuDNN algorithm choice
+    fast_times = []
+    for _ in range(sizes["fast_repeats"]):
+        restore_biases(snn, zero)
+        fast_times.append(_timed(fast, device))
+    fast_biases = snapshot_biases(snn)
+    reference_times = []
+    for _ in range(sizes["reference_repeats"]):
+        restore_biases(snn, zero)
+        reference_times.append(_timed(reference, device))
+    reference_biases = snapshot_biases(snn)
+    release_memory(device)
+    return fast_times, fast_biases, reference_times, reference_biases
+
+
+def _kernel_rows_with_ceiling(ann, snn, x, steps: int, device: str, timing: dict[str, int]):
+    """The statistics kernel's rows per IF layer with their bandwidth against the copy ceiling measured
+    at the largest layer's bytes, and that ceiling: ``(rows, copy)``."""
+    kernel_rows = _kernel_rows(ann, snn, x, steps, device, timing)
+    release_memory(device)
+    largest = max(kernel_rows, key=lambda r: r["bytes"])
+    copy = copy_ceiling(largest["bytes"] // 8, torch.float32, device, **timing)  # read+write = kernel's bytes
+    for row in kernel_rows:
+        with_bandwidth(row, row["bytes"], copy["gbps"])
+    return kernel_rows, copy
+
+
+def _kernel_total(kernel_rows: list[dict[str, Any]], copy: dict[str, Any], batches: int, fast_s: float) -> dict:
+    """The statistics kernel over all IF layers: time, bytes, bandwidth and its share of fast FTBC."""
+    kernel_bytes = sum(r["bytes"] for r in kernel_rows)
+    kernel_ms = sum(r["median_ms"] for r in kernel_rows)
+    return {
+        "median_ms": kernel_ms,
+        "bytes": kernel_bytes,
+        "gbps": gbps(kernel_bytes, kernel_ms),
+        "frac_of_ceiling": gbps(kernel_bytes, kernel_ms) / copy["gbps"],
+        "share_of_fast_s": kernel_ms * 1e-3 * batches / fast_s,
+    }
+
+
+def _write_and_render(result: dict[str, Any], out: Optional[Path], console: Any) -> None:
     path = json_out_path(out, "ftbc.json")
     if path is not None:
         write_json(path, result)
@@ -224,4 +258,3 @@ def run_ftbc_bench(
     _render(result, console)
     if out is not None:
         console.print(f"wrote {result['path']}")
-    return result

@@ -25,8 +25,8 @@ import torch
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory, resolve_device, synchronize
 
-SWEEP_FILE = Path(__file__).resolve().parents[2] / "suites" / "kernels.yaml"
-# The sweep lives in suites/kernels.yaml only; these are the keys it must define.
+# The sweep lives in snnbench/sweeps/kernels.yaml only (package data, so a wheel has it too); these are
+# the keys it must define.
 SWEEP_KEYS = ("model", "input", "timesteps", "sizes", "dtypes", "modes", "impls", "graph_impls", "save_dtype",
               "localzo", "compile", "timing", "cpu", "quick")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -35,13 +35,20 @@ TARGET_FWD_BWD_MS = 1.0  # docs/design.md §7, H200
 TARGET_FWD_FRACTION_OF_COPY = 0.9  # "inference forward within 10% of the copy time for its bytes"
 
 
+def default_sweep_file() -> Path:
+    """The sweep shipped inside the package, found the same way in a checkout and in a wheel."""
+    from importlib.resources import files
+
+    return Path(str(files("snnbench.sweeps") / "kernels.yaml"))
+
+
 def load_sweep(path: Optional[Path] = None) -> dict[str, Any]:
-    """The ``neuron`` section of suites/kernels.yaml (or ``path``), every key present."""
+    """The ``neuron`` section of the shipped snnbench/sweeps/kernels.yaml (or ``path``), every key present."""
     import yaml
 
-    path = Path(path) if path is not None else SWEEP_FILE
+    path = Path(path) if path is not None else default_sweep_file()
     if not path.exists():
-        raise ValueError(f"{path}: the neuron sweep file is missing (it ships as suites/kernels.yaml; "
+        raise ValueError(f"{path}: the neuron sweep file is missing (it ships as snnbench/sweeps/kernels.yaml; "
                          "pass --sweep PATH)")
     data = yaml.safe_load(path.read_text()) or {}
     section = data.get("neuron") if isinstance(data, dict) else None
@@ -221,6 +228,43 @@ def _row_bytes(impl: str, T: int, N: int, dtype: torch.dtype, mode: str, save_dt
     return traffic_bytes(T, N, dtype, output=output, save_dtype=save_dtype if backward else None, backward=backward)
 
 
+def _point_inputs(T: int, N: int, dtype: torch.dtype, sweep: dict[str, Any], device: str):
+    """The point's input ``x ~ N(mean, std)`` and output gradient, ``[T, N]``, seeded by the point."""
+    gen = torch.Generator(device=device).manual_seed(1234 + T + N)
+    x = torch.randn(T, N, device=device, dtype=torch.float32, generator=gen)
+    x = (x * sweep["input"]["std"] + sweep["input"]["mean"]).to(dtype)
+    grad = torch.randn(T, N, device=device, dtype=torch.float32, generator=gen).to(dtype)
+    return x, grad
+
+
+def _point_ceiling(x: torch.Tensor, sweep: dict[str, Any], device: str, timing: dict[str, float]) -> dict[str, Any]:
+    """The copy of ``x``: eager, and as a CUDA-graph replay where the sweep asks for it."""
+    ceiling = copy_ceiling(x.numel(), x.dtype, device, **timing)
+    if device == "cuda" and "copy" in sweep["graph_impls"]:
+        dst = torch.empty_like(x)  # preallocated: a clone inside the graph would time the allocator too
+        ceiling["graph_ms"] = _try_graph_ms(lambda: dst.copy_(x))
+        ceiling["graph_gbps"] = gbps(ceiling["bytes"], ceiling["graph_ms"]) if ceiling["graph_ms"] else None
+        del dst
+    return ceiling
+
+
+def _point_row(impl: str, mode: str, T: int, N: int, dtype_name: str, times: Optional[dict[str, float]],
+               nbytes: int, note: str, first_call_s: Optional[float], gpu_ms: Optional[float]) -> dict[str, Any]:
+    """One row of the sweep; a skipped or failed implementation has no times and says why in ``note``."""
+    row = {"impl": impl, "T": T, "N": N, "dtype": dtype_name, "mode": mode,
+           **(times or {"median_ms": None, "p20_ms": None, "p80_ms": None}), "bytes": nbytes}
+    if gpu_ms is not None:
+        row["graph_ms"] = gpu_ms
+        if times:
+            # What the host adds per call: eager time minus the GPU time of a graph replay.
+            row["host_overhead_ms"] = times["median_ms"] - gpu_ms
+    if first_call_s is not None:
+        row["first_call_s"] = round(first_call_s, 3)
+    if note:
+        row["note"] = note
+    return row
+
+
 def _measure_point(
     T: int,
     N: int,
@@ -235,39 +279,14 @@ def _measure_point(
     model = sweep["model"]
     save_dtype = _DTYPES[sweep["save_dtype"]]
     backend = "triton" if device == "cuda" else "torch"
-    gen = torch.Generator(device=device).manual_seed(1234 + T + N)
-    x = torch.randn(T, N, device=device, dtype=torch.float32, generator=gen)
-    x = (x * sweep["input"]["std"] + sweep["input"]["mean"]).to(dtype)
-    grad = torch.randn(T, N, device=device, dtype=torch.float32, generator=gen).to(dtype)
-    ceiling = copy_ceiling(T * N, dtype, device, **timing)
-    if device == "cuda" and "copy" in sweep["graph_impls"]:
-        dst = torch.empty_like(x)  # preallocated: a clone inside the graph would time the allocator too
-        ceiling["graph_ms"] = _try_graph_ms(lambda: dst.copy_(x))
-        ceiling["graph_gbps"] = gbps(ceiling["bytes"], ceiling["graph_ms"]) if ceiling["graph_ms"] else None
-        del dst
+    x, grad = _point_inputs(T, N, dtype, sweep, device)
+    ceiling = _point_ceiling(x, sweep, device, timing)
     rows: list[dict[str, Any]] = []
 
-    def add(
-        impl: str,
-        mode: str,
-        times: Optional[dict[str, float]],
-        note: str = "",
-        first_call_s: Optional[float] = None,
-        gpu_ms: Optional[float] = None,
-    ) -> None:
-        row = {"impl": impl, "T": T, "N": N, "dtype": dtype_name, "mode": mode,
-               **(times or {"median_ms": None, "p20_ms": None, "p80_ms": None}),
-               "bytes": _row_bytes(impl, T, N, dtype, mode, save_dtype)}
-        if gpu_ms is not None:
-            row["graph_ms"] = gpu_ms
-            if times:
-                # What the host adds per call: eager time minus the GPU time of a graph replay.
-                row["host_overhead_ms"] = times["median_ms"] - gpu_ms
-        if first_call_s is not None:
-            row["first_call_s"] = round(first_call_s, 3)
-        if note:
-            row["note"] = note
-        rows.append(row)
+    def add(impl: str, mode: str, times: Optional[dict[str, float]], note: str = "",
+            first_call_s: Optional[float] = None, gpu_ms: Optional[float] = None) -> None:
+        rows.append(_point_row(impl, mode, T, N, dtype_name, times, _row_bytes(impl, T, N, dtype, mode, save_dtype),
+                               note, first_call_s, gpu_ms))
 
     # The ceiling row always exists: every other row's fractions are taken against it.
     add("copy", "fwd", {k: ceiling[k] for k in ("median_ms", "p20_ms", "p80_ms")}, "device-to-device copy of x (read + write)", gpu_ms=ceiling.get("graph_ms"))
@@ -374,7 +393,7 @@ def _build_step(
         if device != "cuda":
             return None, "skipped: torch.compile is timed on CUDA only"
         if T not in c["timesteps"] or N not in c["sizes"] or dtype_name not in c["dtypes"]:
-            return None, "skipped: not a compile point (suites/kernels.yaml neuron.compile)"
+            return None, "skipped: not a compile point (sweeps/kernels.yaml neuron.compile)"
         if compile_budget.left <= 0:
             return None, "skipped: compile time budget spent"
         if "loop" not in compiled:
@@ -538,6 +557,23 @@ COLUMNS = [("impl", "impl", ""), ("dtype", "dtype", ""), ("T", "T", ""), ("N", "
            ("host ms", "host_overhead_ms", ".3g")]
 
 
+def _chosen_sweep(sweep: dict[str, Any], device: str, quick: bool,
+                  overrides: dict[str, Optional[list]]) -> tuple[dict[str, Any], dict[str, float]]:
+    """(sweep, timing) for this run: the quick or CPU sizes where they apply, then the caller's lists."""
+    timing = dict(sweep["timing"])
+    tier = "quick" if quick else "cpu" if device == "cpu" else None
+    if tier:
+        sweep["timesteps"], sweep["sizes"] = sweep[tier]["timesteps"], sweep[tier]["sizes"]
+        timing = dict(sweep[tier]["timing"])
+    for key, values in overrides.items():
+        if values:
+            sweep[key] = list(values)
+    for name in sweep["dtypes"]:
+        if name not in _DTYPES:
+            raise ValueError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
+    return sweep, timing
+
+
 def run_neuron_bench(
     device: str = "auto",
     out: Optional[Path] = None,
@@ -555,32 +591,15 @@ def run_neuron_bench(
 
         console = Console()
     device = resolve_device(device)
-    sweep = load_sweep(sweep_path)
-    timing = dict(sweep["timing"])
+    sweep, timing = _chosen_sweep(load_sweep(sweep_path), device, quick,
+                                  {"timesteps": timesteps, "sizes": sizes, "dtypes": dtypes, "impls": impls})
     note = ""
-    if quick:
-        sweep["timesteps"], sweep["sizes"] = sweep["quick"]["timesteps"], sweep["quick"]["sizes"]
-        timing = dict(sweep["quick"]["timing"])
-    elif device == "cpu":
-        sweep["timesteps"], sweep["sizes"] = sweep["cpu"]["timesteps"], sweep["cpu"]["sizes"]
-        timing = dict(sweep["cpu"]["timing"])
     if device == "cpu":
         note = (
             "no GPU: the PyTorch paths run on the CPU at small sizes; 'snnbench' rows time its PyTorch "
             "reference, not the Triton kernels (run with --device cuda on a GPU for those)"
         )
         console.print(f"[yellow]{note}[/yellow]")
-    if timesteps:
-        sweep["timesteps"] = list(timesteps)
-    if sizes:
-        sweep["sizes"] = list(sizes)
-    if dtypes:
-        sweep["dtypes"] = list(dtypes)
-    if impls:
-        sweep["impls"] = list(impls)
-    for name in sweep["dtypes"]:
-        if name not in _DTYPES:
-            raise ValueError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
 
     result: dict[str, Any] = header(
         "neuron",

@@ -474,6 +474,31 @@ def _render(rows: list[dict[str, Any]], console: Any, title: str) -> None:
     console.print(table)
 
 
+def _stages(H: int, cfg: dict[str, Any], device: str, timing: dict[str, Any], console: Any) -> list:
+    """``(name, rows_fn)`` for hidden size ``H``: the layer rows per input kind (δ set for the target
+    activity, plus the δ sweep at ``sweep_hidden``) and the training-step rows."""
+    T, B, N = cfg["timesteps"], cfg["batch"], cfg["inputs"]
+    stages = []
+    every_kind = cfg.get("kinds_hidden") is None or H in cfg["kinds_hidden"]
+    for kind in cfg["inputs_kinds"] if every_kind else cfg["inputs_kinds"][:1]:
+        current = layer_inputs(kind, H, cfg, device)[3]
+        delta, fraction = calibrate_delta(current, cfg["target_active"])
+        del current
+        console.print(f"H={H}, {kind} input: δ={delta:.4g} gives {100 * fraction:.3f}% active in layer 2")
+        deltas = [(cfg["target_active"], delta)]
+        if H == cfg["sweep_hidden"]:
+            deltas += [(t, delta * t / cfg["target_active"]) for t in cfg["sweep_targets"]]
+        stages.append((f"layer/{kind}", lambda k=kind, d=deltas: _layer_rows(H, cfg, device, timing, d, True, k)))
+    if cfg.get("step", True):
+        gen = torch.Generator().manual_seed(H)
+        x = (torch.rand(T, B, N, generator=gen) < cfg["input_rate"]).float().to(device)
+        current = (x.reshape(T * B, N) @ _weights(N, H, cfg["input_rate"], gen, device)).view(T, B, H)
+        delta, fraction = calibrate_delta(current, cfg["target_active"])
+        del x, current
+        stages.append(("step", lambda d=delta: _step_rows(H, cfg, device, timing, d, cfg["target_active"])))
+    return stages
+
+
 def run_sparse_bench(
     device: str = "auto",
     out: Optional[Path] = None,
@@ -530,27 +555,8 @@ def run_sparse_bench(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result, indent=2, default=str))
 
-    T, B, N = cfg["timesteps"], cfg["batch"], cfg["inputs"]
     for H in cfg["hidden"]:
-        stages = []
-        every_kind = cfg.get("kinds_hidden") is None or H in cfg["kinds_hidden"]
-        for kind in cfg["inputs_kinds"] if every_kind else cfg["inputs_kinds"][:1]:
-            current = layer_inputs(kind, H, cfg, device)[3]
-            delta, fraction = calibrate_delta(current, cfg["target_active"])
-            del current
-            console.print(f"H={H}, {kind} input: δ={delta:.4g} gives {100 * fraction:.3f}% active in layer 2")
-            deltas = [(cfg["target_active"], delta)]
-            if H == cfg["sweep_hidden"]:
-                deltas += [(t, delta * t / cfg["target_active"]) for t in cfg["sweep_targets"]]
-            stages.append((f"layer/{kind}", lambda k=kind, d=deltas: _layer_rows(H, cfg, device, timing, d, True, k)))
-        if cfg.get("step", True):
-            gen = torch.Generator().manual_seed(H)
-            x = (torch.rand(T, B, N, generator=gen) < cfg["input_rate"]).float().to(device)
-            current = (x.reshape(T * B, N) @ _weights(N, H, cfg["input_rate"], gen, device)).view(T, B, H)
-            delta, fraction = calibrate_delta(current, cfg["target_active"])
-            del x, current
-            stages.append(("step", lambda d=delta: _step_rows(H, cfg, device, timing, d, cfg["target_active"])))
-        for stage, fn in stages:
+        for stage, fn in _stages(H, cfg, device, timing, console):
             try:
                 result["rows"].extend(fn())
             except torch.cuda.OutOfMemoryError as err:  # the dense baseline at the largest size

@@ -15,21 +15,17 @@ from typing import Any, Callable
 
 import torch
 
+from snnbench.records.device import resolve_device as _resolve_torch_device
+from snnbench.records.device import synchronize
+
 
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; asking for a missing GPU is an error."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device: expected auto, cpu or cuda, got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: cuda was asked for, but torch sees no GPU")
-    return device
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+    """The package's device rule (records.device) as a name: ``auto`` → ``cuda`` when a GPU is visible,
+    else ``cpu``. A bad name or a missing GPU is unusable input for a bench: a ValueError."""
+    try:
+        return _resolve_torch_device(device).type
+    except RuntimeError as err:
+        raise ValueError(str(err)) from None
 
 
 def median_ms(

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from snnbench.conversion.layers import max_bias_difference, restore_biases, snapshot_biases
+from snnbench.models.hooks import forward_hooks
 
 METHODS = ("qcfs", "none", "light", "ftbc", "ftbc_iter")
 # Defaults of the suite schema (snnbench.config), repeated so that calibration runs without pydantic.
@@ -98,13 +99,8 @@ def time_chunk(ann: nn.Module, x: torch.Tensor, steps: int, device: torch.device
         nonlocal largest
         largest = max(largest, out[0].numel())
 
-    handles = [m.register_forward_hook(hook) for m in ann.modules() if isinstance(m, THRESHOLD_ACTIVATIONS)]
-    try:
-        with torch.no_grad():
-            ann(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    with forward_hooks([m for m in ann.modules() if isinstance(m, THRESHOLD_ACTIVATIONS)], hook), torch.no_grad():
+        ann(x[:1])
     free, _ = torch.cuda.mem_get_info(device)
     per_step = 3 * 4 * largest * x.shape[0]
     fits = max(1, int(free // 4 // max(per_step, 1)))
@@ -133,8 +129,7 @@ def target_ann(ann: nn.Module, levels: Optional[int]) -> nn.Module:
 
 
 def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) -> dict[str, Any]:
-    from snnbench.conversion.ftbc import ftbc_calibrate_fast
-    from snnbench.conversion.ftbc_reference import ftbc_calibrate_reference
+    from snnbench.conversion.ftbc import IMPLEMENTATIONS, ftbc_calibrate
 
     augmented = bool(params["calibration_augment"]) and request.augmented_data is not None
     data = request.augmented_data if augmented else request.data
@@ -143,12 +138,9 @@ def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) 
     ann = target_ann(request.ann, params["target_levels"])
     chunk = time_chunk(ann, batches[0], request.steps, request.device)
     implementations = {
-        "fast": lambda: ftbc_calibrate_fast(
-            ann, request.snn, batches, request.steps, params["alpha"], chunk=chunk, **options
-        ),
-        "reference": lambda: ftbc_calibrate_reference(
-            ann, request.snn, batches, request.steps, params["alpha"], **options
-        ),
+        name: lambda name=name: ftbc_calibrate(ann, request.snn, batches, request.steps, params["alpha"],
+                                               implementation=name, chunk=chunk if name == "fast" else None, **options)
+        for name in IMPLEMENTATIONS
     }
     chosen = params["implementation"]
     if chosen not in implementations:

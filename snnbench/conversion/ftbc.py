@@ -15,7 +15,9 @@ gives the same biases while holding only ``chunk`` steps of one layer's input at
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+import functools
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -32,8 +34,11 @@ from snnbench.conversion.layers import (
 from snnbench.kernels.ftbc import ftbc_stats_forward
 
 
+IMPLEMENTATIONS = ("fast", "reference")
+
+
 @torch.no_grad()
-def ftbc_calibrate_fast(
+def ftbc_calibrate(
     ann: nn.Module,
     snn: nn.Module,
     batches: list[torch.Tensor],
@@ -42,6 +47,7 @@ def ftbc_calibrate_fast(
     *,
     passes: int = 1,
     own_bias: bool = False,
+    implementation: str = "fast",
     backend: str = "auto",
     chunk: Optional[int] = None,
 ) -> None:
@@ -49,14 +55,31 @@ def ftbc_calibrate_fast(
 
     ``own_bias=False`` is the official single pass (a layer's own bias is not applied in its
     recurrence); ``own_bias=True`` with ``passes`` > 1 is the iterative variant, in which each pass
-    corrects the error left with the current biases.
+    corrects the error left with the current biases. ``implementation``: ``"fast"`` (this module's
+    layer-major sweep; ``backend`` picks the statistics kernel, ``chunk`` the time steps held at once)
+    or ``"reference"`` (the official per-layer loop of ftbc_reference.py, in plain PyTorch).
     """
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be 'fast' or 'reference', got {implementation!r}")
     ann.eval()
     snn.eval()
     pairs = layer_pairs(ann, snn)
-    for _ in range(passes):
-        for x in batches:
-            _sweep(ann, snn, pairs, x, steps, alpha, own_bias, backend, chunk)
+    if implementation == "reference":
+        from snnbench.conversion.ftbc_reference import official_if_neurons, reference_batch
+
+        context: Any = official_if_neurons(snn)
+        step = lambda x: reference_batch(ann, snn, pairs, x, steps, alpha, own_bias)  # noqa: E731
+    else:
+        context = contextlib.nullcontext()
+        step = lambda x: _sweep(ann, snn, pairs, x, steps, alpha, own_bias, backend, chunk)  # noqa: E731
+    with context:
+        for _ in range(passes):
+            for x in batches:
+                step(x)
+
+
+# The layer-major path by name (the reference is ftbc_reference.ftbc_calibrate_reference).
+ftbc_calibrate_fast = functools.partial(ftbc_calibrate, implementation="fast")
 
 
 def _sweep(

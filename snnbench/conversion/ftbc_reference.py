@@ -10,6 +10,7 @@ script's, in the same floating-point order: ``u = (v - b_t) + x_t``.
 
 from __future__ import annotations
 
+import functools
 import types
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -18,7 +19,9 @@ import torch
 from torch import nn
 
 from snnbench.conversion.convert import SpikingLayer, simulate, spiking_layers
-from snnbench.conversion.layers import LayerPair, bias_rows, channel_dims, layer_pairs, unfold
+from snnbench.conversion.ftbc import ftbc_calibrate
+from snnbench.conversion.layers import LayerPair, bias_rows, channel_dims, unfold
+from snnbench.models.hooks import forward_hooks
 
 
 def _per_channel(p: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
@@ -65,11 +68,8 @@ def _capture(model_call, module: nn.Module, want_input: bool) -> torch.Tensor:
         if not stored:
             stored.append((inputs[0] if want_input else output).detach().clone())
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with forward_hooks([module], hook):
         model_call()
-    finally:
-        handle.remove()
     return stored[0]
 
 
@@ -93,25 +93,15 @@ def _correct_layer(
     layer.neuron.set_bias(bias)
 
 
-@torch.no_grad()
-def ftbc_calibrate_reference(
-    ann: nn.Module,
-    snn: nn.Module,
-    batches: list[torch.Tensor],
-    steps: int,
-    alpha: float = 0.4,
-    *,
-    passes: int = 1,
-    own_bias: bool = False,
-) -> None:
-    """Same contract as :func:`snnbench.conversion.ftbc.ftbc_calibrate_fast`, the official way."""
-    ann.eval()
-    snn.eval()
-    pairs = layer_pairs(ann, snn)
-    with official_if_neurons(snn):
-        for _ in range(passes):
-            for x in batches:
-                for pair in pairs:
-                    activation = _capture(lambda: ann(x), pair.qcfs, want_input=False)
-                    folded = _capture(lambda: simulate(snn, x, steps), pair.spiking, want_input=True)
-                    _correct_layer(pair, unfold(folded, steps), activation, steps, alpha, own_bias)
+def reference_batch(ann: nn.Module, snn: nn.Module, pairs: list[LayerPair], x: torch.Tensor, steps: int,
+                    alpha: float, own_bias: bool) -> None:
+    """One calibration batch the official way: for each IF layer in order, whole ANN and SNN forwards
+    (the SNN's neurons inside :func:`official_if_neurons`) and that layer's bias correction."""
+    for pair in pairs:
+        activation = _capture(lambda: ann(x), pair.qcfs, want_input=False)
+        folded = _capture(lambda: simulate(snn, x, steps), pair.spiking, want_input=True)
+        _correct_layer(pair, unfold(folded, steps), activation, steps, alpha, own_bias)
+
+
+# The same contract as the fast path (snnbench.conversion.ftbc.ftbc_calibrate), the official way.
+ftbc_calibrate_reference = functools.partial(ftbc_calibrate, implementation="reference")

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from snnbench.data.events import local_tonic_class, open_tonic
-from snnbench.data.paths import DatasetMissingError, resolve_data_root
+from snnbench.data.events import download_hint, open_tonic, tonic_reader
+from snnbench.data.paths import resolve_data_root
 from snnbench.data.registry import DataBundle, limit
 
 SENSOR = (128, 128, 2)
@@ -94,14 +94,6 @@ def _has_files(folder: Path, pattern: str) -> bool:
     return folder.is_dir() and next(folder.glob(pattern), None) is not None
 
 
-def _require_tonic(what: str):
-    try:
-        import tonic
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ModuleNotFoundError(f"{what} is read with tonic: pip install 'snnbench[neuromorphic]'") from err
-    return tonic
-
-
 def _bundle(name: str, train: Dataset, test: Dataset, spec, classes: int, steps: int, info: dict) -> DataBundle:
     train = limit(train, spec.limit_train)
     return DataBundle(name=name, train=train, test=limit(test, spec.limit_test), calibration=train,
@@ -140,13 +132,9 @@ def dvs_cifar10_bundle(spec, data_root: Optional[Path] = None, augment: bool = F
         read = lambda path: torch.from_numpy(np.load(path)["frames"])  # noqa: E731
         source = "spikingjelly frames"
     else:
-        if not _has_files(events_dir, "*/*.aedat4") and not spec.download:
-            raise DatasetMissingError("dvs_cifar10", [frames_dir, events_dir], hint)
-        tonic = _require_tonic("DVS-CIFAR10")
-
         searched = [frames_dir, events_dir]
-        CIFAR10DVS = local_tonic_class(tonic.datasets.CIFAR10DVS, lambda f: _has_files(f, "*/*.aedat4"),
-                                       spec.download, lambda: DatasetMissingError("dvs_cifar10", searched, hint))
+        tonic, CIFAR10DVS = tonic_reader("dvs_cifar10", "DVS-CIFAR10", "CIFAR10DVS", [events_dir],
+                                         lambda f: _has_files(f, "*/*.aedat4"), spec, hint, searched=searched)
         events = open_tonic(lambda: CIFAR10DVS(str(root)), "dvs_cifar10", searched, hint)
         order = sorted(range(len(events.data)), key=lambda i: (events.targets[i], events.data[i]))
         files, labels = order, [int(events.targets[i]) for i in order]
@@ -176,16 +164,9 @@ def dvs_gesture_bundle(spec, data_root: Optional[Path] = None, augment: bool = F
                        steps: int = DVS_GESTURE_STEPS) -> DataBundle:
     root = resolve_data_root(data_root or spec.root)
     folders = [_gesture_folder(root, True), _gesture_folder(root, False)]
-    hint = (
-        "set `download: true` for the dataset in the suite (tonic fetches it), or unpack tonic's "
-        f"ibmGestureTrain.tar.gz and ibmGestureTest.tar.gz (user*/<label>.npy) into {root / 'DVSGesture'}"
-    )
-    if not all(_has_npy(f) for f in folders) and not spec.download:
-        raise DatasetMissingError("dvs_gesture", folders, hint)
-    tonic = _require_tonic("DVS128 Gesture")
-
-    DVSGesture = local_tonic_class(tonic.datasets.DVSGesture, _has_npy, spec.download,
-                                   lambda: DatasetMissingError("dvs_gesture", folders, hint))
+    hint = download_hint(f"unpack tonic's ibmGestureTrain.tar.gz and ibmGestureTest.tar.gz (user*/<label>.npy) "
+                         f"into {root / 'DVSGesture'}")
+    tonic, DVSGesture = tonic_reader("dvs_gesture", "DVS128 Gesture", "DVSGesture", folders, _has_npy, spec, hint)
 
     to_frame = tonic.transforms.ToFrame(sensor_size=SENSOR, n_time_bins=steps)
 

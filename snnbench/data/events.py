@@ -88,21 +88,29 @@ class BinnedEvents(Dataset):
         return x, torch.tensor(int(label), dtype=torch.int64)
 
 
-def _require_tonic():
+def require_tonic(what: str):
+    """The tonic module, or a clear error naming the data set that needs it."""
     try:
-        import tonic  # noqa: F401
+        import tonic
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ModuleNotFoundError("N-MNIST and SHD are read with tonic: pip install 'snnbench[neuromorphic]'") from err
+        raise ModuleNotFoundError(f"{what} is read with tonic: pip install 'snnbench[neuromorphic]'") from err
     return tonic
 
 
-def local_tonic_class(base, present: Callable[[Path], bool], may_download: bool, missing: Callable[[], Exception]):
-    """``base`` (a tonic dataset class) that trusts unpacked files ``present`` finds and downloads only
-    when ``may_download`` (else raises ``missing()``); tonic names the data folder after the class."""
+def _data_folder(ds) -> Path:
+    return Path(ds.location_on_system) / ds.folder_name
+
+
+def local_tonic_class(base, present: Callable[[Path], bool], may_download: bool, missing: Callable[[], Exception],
+                      where: Callable[[Dataset], Path] = _data_folder):
+    """``base`` (a tonic dataset class) that trusts the unpacked files ``present`` finds at ``where``
+    (its data folder unless told otherwise) and downloads only when ``may_download`` (else raises
+    ``missing()``). Tonic insists on its archives and file counts before it reads anything; the presence
+    check of the caller has already decided. Tonic names the data folder after the class."""
 
     class Local(base):  # type: ignore[misc, valid-type]
         def _check_exists(self) -> bool:
-            return present(Path(self.location_on_system) / self.folder_name)
+            return present(where(self))
 
         def download(self) -> None:
             if not may_download:
@@ -111,6 +119,27 @@ def local_tonic_class(base, present: Callable[[Path], bool], may_download: bool,
 
     Local.__name__ = Local.__qualname__ = base.__name__
     return Local
+
+
+def download_hint(unpack: str) -> str:
+    """What to do about missing event data: let tonic fetch it, or ``unpack`` it by hand."""
+    return f"set `download: true` for the dataset in the suite (tonic fetches it), or {unpack}"
+
+
+def tonic_reader(name: str, what: str, cls_name: str, checked: list[Path], present: Callable[[Path], bool], spec,
+                 hint: str, *, searched: Optional[list[Path]] = None, where: Callable[[Dataset], Path] = _data_folder):
+    """``(tonic, class)``: tonic's dataset class ``cls_name`` made local (:func:`local_tonic_class`) once
+    every path of ``checked`` passes ``present`` or the suite lets tonic download; otherwise the
+    missing-data error of ``name`` naming ``searched`` (default ``checked``) and ``hint``."""
+    searched = searched or checked
+
+    def missing() -> Exception:
+        return DatasetMissingError(name, searched, hint)
+
+    if not all(present(f) for f in checked) and not spec.download:
+        raise missing()
+    tonic = require_tonic(what)
+    return tonic, local_tonic_class(getattr(tonic.datasets, cls_name), present, spec.download, missing, where)
 
 
 def open_tonic(factory: Callable[[], Dataset], name: str, searched: list[Path], hint: str) -> Dataset:
@@ -148,32 +177,12 @@ def _has_bins(folder: Path) -> bool:
 def nmnist_bundle(spec, data_root: Optional[Path] = None, augment: bool = False):
     root = resolve_data_root(data_root or spec.root)
     folders = [_nmnist_folder(root, True), _nmnist_folder(root, False)]
-    hint = (
-        "set `download: true` for the dataset in the suite (tonic fetches it), or unpack the N-MNIST "
-        f"Train/ and Test/ folders (digit sub-folders of .bin files) into {root / 'NMNIST'}"
-    )
-    if not all(_has_bins(f) for f in folders) and not spec.download:
-        raise DatasetMissingError("nmnist", folders, hint)
-    tonic = _require_tonic()
-
-    class NMNIST(tonic.datasets.NMNIST):  # tonic names the data folder after the class
-        # tonic insists on >= 10,000 files and the zip archive before it reads anything; the presence
-        # check above already decided that the unpacked files are here.
-        def _check_exists(self) -> bool:
-            return _has_bins(Path(self.location_on_system) / self.folder_name)
-
-        def download(self) -> None:
-            if not spec.download:  # never reach for the network unless the suite allows it
-                raise DatasetMissingError("nmnist", folders, hint)
-            super().download()
+    hint = download_hint(f"unpack the N-MNIST Train/ and Test/ folders (digit sub-folders of .bin files) into "
+                         f"{root / 'NMNIST'}")
+    _, NMNIST = tonic_reader("nmnist", "N-MNIST", "NMNIST", folders, _has_bins, spec, hint)
 
     def load(train: bool) -> Dataset:
-        try:
-            ds = NMNIST(str(root), train=train)
-        except DatasetMissingError:
-            raise
-        except Exception as err:
-            raise DatasetMissingError("nmnist", folders, f"{hint} (tonic failed: {err})") from err
+        ds = open_tonic(lambda: NMNIST(str(root), train=train), "nmnist", folders, hint)
         channels = lambda ev: ev["y"].astype(np.int64) * NMNIST_SIDE + ev["x"].astype(np.int64)  # noqa: E731
         return BinnedEvents(ds, channels, NMNIST_STEPS, NMNIST_DT_US, NMNIST_SIDE * NMNIST_SIDE, *_binning(spec, train))
 
@@ -193,31 +202,13 @@ def _shd_file(root: Path, train: bool) -> Path:
 def shd_bundle(spec, data_root: Optional[Path] = None, augment: bool = False):
     root = resolve_data_root(data_root or spec.root)
     files = [_shd_file(root, True), _shd_file(root, False)]
-    hint = (
-        "set `download: true` for the dataset in the suite (tonic fetches it), or put shd_train.h5 and "
-        f"shd_test.h5 (unzipped, from zenkelab.org) in {root / 'SHD'}"
-    )
-    if not all(f.is_file() for f in files) and not spec.download:
-        raise DatasetMissingError("shd", files, hint)
-    tonic = _require_tonic()
-
-    class SHD(tonic.datasets.SHD):  # tonic names the data folder after the class
-        # tonic also wants the .zip it downloaded; the unpacked .h5 is all it reads.
-        def _check_exists(self) -> bool:
-            return Path(self.location_on_system, self.data_filename).is_file()
-
-        def download(self) -> None:
-            if not spec.download:
-                raise DatasetMissingError("shd", files, hint)
-            super().download()
+    hint = download_hint(f"put shd_train.h5 and shd_test.h5 (unzipped, from zenkelab.org) in {root / 'SHD'}")
+    # tonic also wants the .zip it downloaded; the unpacked .h5 is all it reads.
+    _, SHD = tonic_reader("shd", "SHD", "SHD", files, Path.is_file, spec, hint,
+                          where=lambda ds: Path(ds.location_on_system, ds.data_filename))
 
     def load(train: bool) -> Dataset:
-        try:
-            ds = SHD(str(root), train=train)
-        except DatasetMissingError:
-            raise
-        except Exception as err:
-            raise DatasetMissingError("shd", files, f"{hint} (tonic failed: {err})") from err
+        ds = open_tonic(lambda: SHD(str(root), train=train), "shd", files, hint)
         return BinnedEvents(ds, lambda ev: ev["x"], SHD_STEPS, SHD_DT_US, SHD_CHANNELS, *_binning(spec, train))
 
     info = {"source": "tonic", "root": str(root), "dt_ms": 2.0, **_binning_info(spec)}

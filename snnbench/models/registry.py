@@ -25,12 +25,17 @@ MODELS: dict[str, str] = {
 }
 
 
-def _factory(name: str):
-    target = MODELS.get(name)
+def _load(table: dict[str, str], name: str, what: str):
+    """The factory ``table`` names ``name`` ("module:function"), imported only now."""
+    target = table.get(name)
     if target is None:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+        raise ValueError(f"unknown {what} {name!r}; expected one of {sorted(table)}")
     module_name, func_name = target.split(":")
     return getattr(importlib.import_module(module_name), func_name)
+
+
+def _factory(name: str):
+    return _load(MODELS, name, "model")
 
 
 ACTIVATIONS = ("qcfs", "relu")
@@ -90,11 +95,7 @@ _SPIKING_BUILDER_ARGS = {"num_classes", "in_channels", "neuron"}
 
 
 def _spiking_factory(name: str):
-    target = SPIKING_MODELS.get(name)
-    if target is None:
-        raise ValueError(f"unknown direct-training model {name!r}; expected one of {sorted(SPIKING_MODELS)}")
-    module_name, func_name = target.split(":")
-    return getattr(importlib.import_module(module_name), func_name)
+    return _load(SPIKING_MODELS, name, "direct-training model")
 
 
 def spiking_model_parameters(name: str) -> set[str]:

@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from snnbench.models.init import init_official
 from snnbench.models.qcfs import QCFS
 
 STEMS = ("cifar", "imagenet")
@@ -92,12 +93,7 @@ class ResNet(nn.Module):
             setattr(self, f"conv{i + 2}_x", nn.Sequential(*stage))
         self.avg_pool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(channels, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_official(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)

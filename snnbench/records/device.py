@@ -24,7 +24,7 @@ def resolve_device(name: str = "auto"):
     import torch
 
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("the suite asks for device 'cuda' but torch sees no CUDA device")
+        raise RuntimeError("device: cuda was asked for, but torch sees no CUDA device")
     return torch.device(device_kind(name))
 
 

@@ -23,10 +23,12 @@ def _version(module: str) -> Optional[str]:
 @lru_cache(maxsize=1)
 def git_sha() -> Optional[str]:
     """HEAD of the checkout (with ``-dirty`` for uncommitted changes); a copy of the tree without
-    ``.git`` (a GPU machine) is told its commit through ``SNNBENCH_GIT_SHA``."""
+    ``.git`` (a GPU machine) is told its commit through ``SNNBENCH_GIT_SHA``. An installed wheel has
+    no checkout: without that variable its SHA is unknown (None), never that of a repository that
+    happens to hold the environment."""
     root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists() and os.environ.get("SNNBENCH_GIT_SHA"):
-        return os.environ["SNNBENCH_GIT_SHA"]
+    if not (root / ".git").exists():
+        return os.environ.get("SNNBENCH_GIT_SHA") or None
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5

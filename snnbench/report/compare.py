@@ -22,7 +22,7 @@ from snnbench.errors import UnusableInputError
 from snnbench.report.benchrows import current_names, key_text, measurements, row_key
 from snnbench.report.inputs import InputError, card_name, kind_of, load_bench, read_usable
 from snnbench.report.frame import flat_names, records_frame
-from snnbench.report.metrics import Tolerance, default_tolerance, direction
+from snnbench.report.metrics import Tolerance, default_tolerance, direction, short_number
 from snnbench.records.store import latest_by_key
 
 
@@ -251,11 +251,7 @@ _STATUS_STYLE = {"regressed": "bold red", "missing": "red", "improved": "green",
 
 
 def _num(value: Optional[float]) -> str:
-    if value is None:
-        return "–"
-    if math.isnan(value):
-        return "nan"
-    return f"{value:.4g}"
+    return "–" if value is None else short_number(value)
 
 
 def _pct(value: Optional[float]) -> str:

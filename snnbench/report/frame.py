@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
-from snnbench.report.metrics import flatten, is_number, unit
+from snnbench.report.metrics import flatten, is_number, leaves, unit
 
 IDENTITY = ["suite", "track", "dataset", "model", "method", "seed", "device", "key"]
 VALUES = ["metric", "T", "value", "unit"]
@@ -28,20 +28,11 @@ def settings(record: dict[str, Any]) -> dict[str, Any]:
     config = record.get("config") or {}
     out: dict[str, Any] = {}
     for section in ("dataset", "model", "method", "training"):
-        for name, value in _leaves(config.get(section) or {}, f"{section}."):
+        for name, value in leaves(config.get(section) or {}, f"{section}."):
             name = name.replace(".params.", ".")
             if name not in _SETTINGS_LEFT_OUT:
                 out[name] = value
     return out
-
-
-def _leaves(value: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
-    for k in sorted(value, key=str):
-        v = value[k]
-        if isinstance(v, dict):
-            yield from _leaves(v, f"{prefix}{k}.")
-        elif not isinstance(v, list):
-            yield f"{prefix}{k}", v
 
 
 def _is_per_t(value: Any) -> bool:

@@ -8,16 +8,15 @@ page is stale.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from snnbench.report.benchrows import FREE_TEXT, is_measurement
 from snnbench.report.inputs import BenchFile, InputError, load_bench, read_usable
-from snnbench.report.metrics import headline_fields
+from snnbench.report.metrics import headline_fields, leaves, short_number
 from snnbench.report.published import PublishedSource, load_published
-from snnbench.report.table import build_leaderboard, render_markdown
+from snnbench.report.table import build_leaderboard, pipe_table, render_markdown
 from snnbench.records.store import latest_by_key
 
 COMMAND = "snnbench leaderboard --out results/LEADERBOARD.md"
@@ -42,9 +41,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return f"{value:.4g}"
+        return short_number(value)
     return str(value).replace("|", "\\|")
 
 
@@ -65,22 +62,8 @@ def rows_markdown(rows: Sequence[dict[str, Any]], headline: Optional[Sequence[st
     if headline is not None:
         values = [c for c in headline if c in values]
     header = ids + values
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] * len(ids) + ["---:"] * len(values)) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in header) + " |")
+    lines = pipe_table(header, [[_fmt(row.get(c)) for c in header] for row in rows], left=len(ids))
     return "\n".join(lines) + "\n"
-
-
-def _scalars(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(value, dict):
-        out = []
-        for k, v in value.items():
-            out.extend(_scalars(v, f"{prefix}{k}."))
-        return out
-    if isinstance(value, (int, float, bool)) or value is None:
-        return [(prefix[:-1], value)]
-    return []
 
 
 def summary_markdown(bench: BenchFile) -> str:
@@ -88,7 +71,7 @@ def summary_markdown(bench: BenchFile) -> str:
     source = bench.meta.get("summary") if isinstance(bench.meta.get("summary"), dict) else {
         k: v for k, v in bench.meta.items() if not isinstance(v, (dict, list, str))
     }
-    items = [(k, v) for k, v in _scalars(source) if k]
+    items = [(k, v) for k, v in leaves(source, keep=lambda v: isinstance(v, (int, float, bool)) or v is None, sort=False) if k]
     if not items:
         return ""
     return "\n".join(f"- `{k}`: {_fmt(v)}" for k, v in items) + "\n"

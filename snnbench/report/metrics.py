@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Callable, Iterator, Literal, Optional
 
 Direction = Literal["higher", "lower"]
 # measure: better in one direction; descriptive: measured, but a change is information, never a
@@ -235,18 +235,29 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def leaves(value: dict[str, Any], prefix: str = "", keep: Callable[[Any], bool] = lambda v: not isinstance(v, list),
+           *, sort: bool = True) -> Iterator[tuple[str, Any]]:
+    """``("a.b.c", leaf)`` for every leaf of nested dicts that ``keep`` accepts (by default all but lists),
+    keys in sorted order unless ``sort=False`` (then in the dict's own order). The one flattener of report/."""
+    for key in sorted(value, key=str) if sort else value:
+        v = value[key]
+        if isinstance(v, dict):
+            yield from leaves(v, f"{prefix}{key}.", keep, sort=sort)
+        elif keep(v):
+            yield f"{prefix}{key}", v
+
+
 def flatten(metrics: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
     """Numeric leaves of a metrics dict as ``("a.b.c", value)``; lists and strings are skipped.
 
     ``{"snn_acc": {"4": 99.1}}`` becomes ``("snn_acc.4", 99.1)``.
     """
-    for key in sorted(metrics, key=str):
-        value = metrics[key]
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from flatten(value, name + ".")
-        elif is_number(value):
-            yield name, float(value)
+    return ((name, float(v)) for name, v in leaves(metrics, prefix, is_number))
+
+
+def short_number(value: float) -> str:
+    """A number in four significant digits (``nan`` as such), as tables and the compare report print it."""
+    return "nan" if math.isnan(value) else f"{value:.4g}"
 
 
 def finite(value: Any) -> bool:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
@@ -20,15 +19,10 @@ def run_with_progress(
     suite: Suite,
     *,
     console: Console,
-    results_dir: Optional[Path] = None,
-    force: bool = False,
-    data_root: Optional[Path] = None,
-    cache_dir: Optional[Path] = None,
-    executor: str = "local",
-    address: Optional[str] = None,
-    compare_reference: bool = False,
+    **options: Any,
 ) -> SweepSummary:
-    """Run the suite with live progress; the caller renders the closing table."""
+    """Run the suite with live progress; the caller renders the closing table. ``options`` are those of
+    :func:`run_suite` (results_dir, force, data_root, cache_dir, executor, address, compare_reference)."""
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -63,16 +57,14 @@ def run_with_progress(
     try:
         with progress:
             summary = run_suite(
-                suite, results_dir=results_dir, force=force, data_root=data_root, cache_dir=cache_dir,
-                executor=executor, address=address, progress=RichProgressReporter(progress),
-                compare_reference=compare_reference, on_plan=lambda plan: (planned.append(plan), announce(plan)),
-                on_outcome=report,
+                suite, progress=RichProgressReporter(progress), on_outcome=report,
+                on_plan=lambda plan: (planned.append(plan), announce(plan)), **options,
             )
     except KeyboardInterrupt:
         if not planned:
             raise
         plan = planned[0]
-        keys = {c.key for c in plan.todo} | {c.key for c in plan.skipped}
+        keys = plan.keys
         recorded = len(keys & {r["key"] for r in read_records(plan.path, warn=False).records})
         raise KeyboardInterrupt(
             f"interrupted: {recorded} of {len(keys)} cells recorded in {plan.path}; rerun to resume"

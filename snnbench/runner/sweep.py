@@ -35,6 +35,11 @@ class SweepPlan:
     problems: list[str]  # unreadable lines found in the existing results file
     force: bool = False
 
+    @property
+    def keys(self) -> set[str]:
+        """Every planned cell's key, recorded already or to run."""
+        return {c.key for c in self.todo} | {c.key for c in self.skipped}
+
 
 @dataclass
 class SweepSummary:
@@ -228,7 +233,7 @@ def _claimed(todo: list[Cell], store: ResultStore, claims: CellClaims, summary: 
 
 def suite_records(plan: SweepPlan) -> list[dict[str, Any]]:
     """The suite's records as the results file holds them now: the newest per planned cell."""
-    keys = {c.key for c in plan.todo} | {c.key for c in plan.skipped}
+    keys = plan.keys
     return [r for r in latest_by_key(read_records(plan.path, warn=False).records) if r["key"] in keys]
 
 

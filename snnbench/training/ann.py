@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from snnbench.context import ProgressReporter
 from snnbench.safe_io import UnusableFileError, load_tensors
+from snnbench.training.optim import lr_schedule, optimizer_by_name
 
 
 @dataclass
@@ -42,16 +43,12 @@ def make_optimizer(model: nn.Module, training) -> torch.optim.Optimizer:
         {"params": decay, "weight_decay": training.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    if training.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=training.lr)
-    return torch.optim.SGD(groups, lr=training.lr, momentum=training.momentum, nesterov=training.momentum > 0)
+    return optimizer_by_name(groups, training.optimizer, training.lr, momentum=training.momentum,
+                             nesterov=training.momentum > 0)
 
 
 def make_scheduler(optimizer, training, steps_per_epoch: int):
-    total = max(1, training.epochs * steps_per_epoch)
-    if training.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    return lr_schedule(optimizer, training.schedule, training.epochs * steps_per_epoch)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:

@@ -39,6 +39,7 @@ from snnbench.config import config_hash
 from snnbench.context import ProgressReporter
 from snnbench.models.registry import build_spiking_model, spiking_model_parameters
 from snnbench.models.spiking_cnn import lif_layers
+from snnbench.records.device import synchronize
 from snnbench.safe_io import load_tensors
 from snnbench.training.ann import (_atomic_save, make_optimizer, make_scheduler, restore_training_state,
                                    training_state)
@@ -141,18 +142,16 @@ class _Timer:
     """Wall time of a region, synchronising the GPU on both ends so its queued work is counted."""
 
     def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
+        self.device = device
         self.seconds = 0.0
 
     def __enter__(self):
-        if self.cuda:
-            torch.cuda.synchronize()
+        synchronize(self.device)
         self._t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
+        synchronize(self.device)
         self.seconds += time.perf_counter() - self._t0
 
 

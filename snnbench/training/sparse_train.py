@@ -35,6 +35,8 @@ from typing import Any, Callable, ContextManager, Iterator, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from snnbench.records.device import synchronize as sync
+from snnbench.training.optim import lr_schedule, optimizer_by_name
 from snnbench.training.snn_mlp import SpikingMLP, TrainingMethod
 
 
@@ -75,11 +77,6 @@ class SectionTimer:
             return None
 
         return hook
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def batches(
@@ -146,14 +143,6 @@ class TrainLog:
         return [a / self.active_steps for a in self.active_sum] if self.active_steps else []
 
 
-def make_optimizer(model: SpikingMLP, s: TrainSettings) -> torch.optim.Optimizer:
-    if s.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=s.lr, betas=(0.9, 0.999), weight_decay=s.weight_decay)
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    raise ValueError(f"unknown optimizer {s.optimizer!r}")
-
-
 def step_seed(seed: int, step: int) -> int:
     """Fresh LocalZO draws every step, reproducible from the cell's seed."""
     return (int(seed) * 100_003 + int(step) * 7 + 1) % (2**31 - 1)
@@ -171,14 +160,11 @@ def train(
     sampler: Optional["LayerSampler"] = None,
 ) -> TrainLog:
     """Train in place; ``sampler`` (optional) times the layers on every ``sampler.stride``-th step."""
-    opt = make_optimizer(model, settings)
+    opt = optimizer_by_name(model.parameters(), settings.optimizer, settings.lr, momentum=settings.momentum,
+                            weight_decay=settings.weight_decay)
     n_batches = len(train_set) // settings.batch_size or 1
-    total_steps = max(1, settings.epochs * n_batches)
-    sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-        if settings.schedule == "cosine"
-        else None
-    )
+    # A constant rate needs no scheduler step inside the timed optimizer step.
+    sched = lr_schedule(opt, "cosine", settings.epochs * n_batches) if settings.schedule == "cosine" else None
     shuffle_gen = torch.Generator().manual_seed(int(seed))
     log = TrainLog()
     start = time.perf_counter()

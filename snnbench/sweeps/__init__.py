@@ -1,0 +1,1 @@
+"""Default benchmark sweeps, shipped as package data (read with ``importlib.resources``)."""
