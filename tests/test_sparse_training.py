@@ -184,10 +184,16 @@ def test_peak_memory_is_per_block_on_cpu(path, monkeypatch):
     if path == "sampler":  # the fallback where /proc/self/clear_refs is unavailable
         monkeypatch.setattr(sparse_train, "_reset_kernel_peak_rss", lambda: False)
     size = 64 * 2**20
+    import mmap
+
     with PeakMemory(torch.device("cpu")) as first:
-        block = torch.ones(size // 4)  # written, so resident
+        # Fresh pages straight from the kernel, written so they are resident: an allocator could
+        # hand back memory an earlier test freed, which no RSS measure can see as new.
+        block = mmap.mmap(-1, size)
+        for offset in range(0, size, 4096):
+            block[offset] = 1
         time.sleep(0.05)
-        del block
+        block.close()
     with PeakMemory(torch.device("cpu")) as second:
         time.sleep(0.02)
     assert first.kind == second.kind == "cpu_rss_increase"
