@@ -65,3 +65,21 @@ def test_non_finite_numbers_are_written_as_null(tmp_path):
     text = (tmp_path / "x.jsonl").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text)["metrics"] == {"std": None, "ratio": [None, 1.0]}
+
+
+def test_recorded_keys_see_another_writers_appends_and_skip_unchanged_files(tmp_path, monkeypatch):
+    from snnbench.records import store as store_module
+
+    path = tmp_path / "r.jsonl"
+    mine, theirs = ResultStore(path), ResultStore(path)
+    assert mine.recorded_keys() == set()
+    theirs.append({"key": "a", "metrics": {}})
+    assert mine.recorded_keys() == {"a"}
+    parses = []
+    real = store_module.read_records
+    monkeypatch.setattr(store_module, "read_records", lambda *a, **k: parses.append(1) or real(*a, **k))
+    mine.recorded_keys()
+    assert parses == []  # unchanged file: no second parse
+    theirs.append({"key": "b", "metrics": {}})
+    assert mine.recorded_keys() == {"a", "b"} and len(parses) == 1
+    assert not mine.append({"key": "b", "metrics": {}}, unless_recorded=True)

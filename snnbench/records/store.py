@@ -83,6 +83,7 @@ class ResultStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = FileLock(str(self.path) + ".lock")
+        self._keys_seen: tuple[Optional[tuple[int, int, int]], set[str]] = (None, set())
 
     def prepare(self) -> None:
         try:
@@ -99,6 +100,18 @@ class ResultStore:
     def read(self, *, warn: bool = False) -> ReadReport:
         return read_records(self.path, warn=warn)
 
+    def recorded_keys(self) -> set[str]:
+        """The keys in the file now. Parsed again only when the file changed (every append changes
+        its size), so asking once per cell stays cheap however many records the file holds."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return set()
+        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if signature != self._keys_seen[0]:
+            self._keys_seen = (signature, done_keys(self.read(warn=False).records))
+        return self._keys_seen[1]
+
     def append(self, record: dict[str, Any], *, unless_recorded: bool = False) -> bool:
         """Append ``record``; with ``unless_recorded``, skip it when its key is already in the file
         (another process running the same suite finished that cell first). Returns whether it wrote.
@@ -106,7 +119,7 @@ class ResultStore:
         line = (json.dumps(_json_safe(record), sort_keys=True, allow_nan=False) + "\n").encode()
         try:
             with self._lock:
-                if unless_recorded and record["key"] in done_keys(read_records(self.path, warn=False).records):
+                if unless_recorded and record["key"] in self.recorded_keys():
                     return False
                 # A crash mid-write may have left a torn last line: never glue a record onto it.
                 self.set_aside_torn_tail()

@@ -219,7 +219,7 @@ def _claimed(todo: list[Cell], store: ResultStore, claims: CellClaims, summary: 
         busy = []
         for cell in pending:
             with store.lock():
-                if cell.key in done_keys(store.read(warn=False).records):
+                if cell.key in store.recorded_keys():
                     summary.skipped += 1  # another process recorded it meanwhile
                     continue
                 if not claims.try_claim(cell.key):
