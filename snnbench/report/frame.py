@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
+from snnbench.report import EXPORT_FORMATS
 from snnbench.report.metrics import flatten, is_number, leaves, unit
 
 IDENTITY = ["suite", "track", "dataset", "model", "method", "seed", "device", "key"]
@@ -84,7 +85,6 @@ def flat_names(frame: pd.DataFrame) -> list[str]:
     return [m if pd.isna(t) else f"{m}.{int(t)}" for m, t in zip(frame["metric"], frame["T"])]
 
 
-EXPORT_FORMATS = ("csv", "parquet", "jsonl")
 
 
 def export(frame: pd.DataFrame, fmt: str, out: Path | None = None) -> str | None:

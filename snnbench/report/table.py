@@ -25,7 +25,6 @@ from snnbench.report.metrics import direction, flatten, is_number, leaderboard_c
 
 ROW_KEYS = ["dataset", "model", "method"]
 DEFAULT_GROUP_BY = ("dataset", "model")
-FORMATS = ("rich", "md", "csv", "html", "latex")
 
 # Identity columns of an aggregated row besides the row keys.
 _IDENTITY = ["variant", "source", "citation", "label"]
