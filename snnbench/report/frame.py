@@ -87,6 +87,17 @@ def flat_names(frame: pd.DataFrame) -> list[str]:
 
 
 
+def mean_std(frame: pd.DataFrame, by: Sequence[str], columns: Iterable[str], **more: Any) -> pd.DataFrame:
+    """Mean ± std over seeds, the one place it is computed: per group of ``by`` (in order of first
+    appearance; a missing key is a group of its own), columns ``<c>`` (mean, missing values skipped) and
+    ``<c>_std`` (the sample std; NaN for one value). ``more`` are further named aggregations."""
+    spec: dict[str, tuple[str, Any]] = {}
+    for col in columns:
+        spec[col] = (col, "mean")
+        spec[f"{col}_std"] = (col, "std")
+    return frame.groupby(list(by), sort=False, dropna=False).agg(**spec, **more).reset_index()
+
+
 def export(frame: pd.DataFrame, fmt: str, out: Path | None = None) -> str | None:
     """Write the long form as CSV, Parquet (needs pyarrow) or JSON lines to ``out``; CSV and
     JSON lines are returned as text when ``out`` is None."""
