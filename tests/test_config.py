@@ -60,17 +60,14 @@ def test_surrogate_and_distribution_names_are_the_kernels():
 
 
 def test_a_suite_that_names_no_surrogate_does_not_load_the_kernels():
-    import subprocess
-    import sys
+    from tests.helpers import run_python
 
-    code = (
+    run_python(
         "import sys; from pathlib import Path; from snnbench.config import parse_suite\n"
         "parse_suite({'name': 'x', 'track': 'training', 'datasets': ['digits_spiking'], 'models': ['snn_mlp'],"
         " 'timesteps': [1], 'methods': ['surrogate', 'localzo']}, Path('x.yaml'))\n"
         "assert 'triton' not in sys.modules and 'torch' not in sys.modules\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
 
 
 def test_the_shipped_kernel_sweep_is_not_a_run_suite():
