@@ -222,8 +222,8 @@ def build_accuracy_vs_t(
             ax.set_title(f"Accuracy vs T — {dataset} · {model} ({card or 'published numbers only'})")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7, loc="lower right")
-            _keep(figures, fig, _slug("acc_vs_T", str(dataset), str(model), _card_suffix(card, cards)), skipped,
-                  f"accuracy vs T for {dataset} · {model}")
+            stem = _slug("acc_vs_T", str(dataset), str(model), _card_suffix(card, cards))
+            _keep(figures, fig, stem, skipped, f"accuracy vs T for {dataset} · {model}")
     return figures
 
 
@@ -335,8 +335,8 @@ def build_speedup_vs_hidden_records(training: Sequence[dict[str, Any]], pub: Seq
         _log_log(ax, "hidden neurons per layer", label("bwd_speedup"))
         ax.set_title(f"Backward speed-up vs hidden size — {dataset} · {model} ({card})")
         ax.legend(fontsize=7)
-        _keep(figures, fig, _slug("bwd_speedup_vs_hidden", str(dataset), str(model), _card_suffix(card, cards)),
-              skipped, f"speed-up vs hidden size for {dataset} · {model}")
+        stem = _slug("bwd_speedup_vs_hidden", str(dataset), str(model), _card_suffix(card, cards))
+        _keep(figures, fig, stem, skipped, f"speed-up vs hidden size for {dataset} · {model}")
     return figures
 
 
@@ -366,8 +366,8 @@ def build_speedup_vs_hidden_bench(bench: BenchFile, skipped: list[str]) -> list[
     fig.suptitle(f"Backward speed-up vs hidden size — {bench.name} benchmark{_setpoint_note(bench.rows)} ({bench.card})")
     fig.tight_layout()
     figures: list[Figure] = []
-    _keep(figures, fig, _slug("bwd_speedup_vs_hidden", bench.name, bench.card), skipped,
-          f"speed-up vs hidden size of {bench.name}")
+    stem = _slug("bwd_speedup_vs_hidden", bench.name, bench.card)
+    _keep(figures, fig, stem, skipped, f"speed-up vs hidden size of {bench.name}")
     return figures
 
 
@@ -429,8 +429,8 @@ def build_speedup_vs_active(training, sparse_files, pub, skipped: list[str]) -> 
         sources = sorted({name.split(":")[0] for name in points})
         ax.set_title(f"Backward speed-up vs active fraction — {', '.join(sources)} ({card})")
         ax.legend(fontsize=7)
-        _keep(figures, fig, _slug("bwd_speedup_vs_active_fraction", _card_suffix(card, list(by_card))), skipped,
-              f"speed-up vs active fraction on {card}")
+        stem = _slug("bwd_speedup_vs_active_fraction", _card_suffix(card, list(by_card)))
+        _keep(figures, fig, stem, skipped, f"speed-up vs active fraction on {card}")
     return figures
 
 
