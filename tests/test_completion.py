@@ -40,7 +40,14 @@ def test_an_option_with_choices_completes_to_its_choices():
     assert _complete("run", "suite.yaml", "--executor", "r") == ["ray"]
 
 
-def test_the_completion_script_is_shown_for_bash():
+def test_the_completion_script_is_shown_and_installed_for_bash(tmp_path):
     result = subprocess.run([str(SCRIPT), "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "_SNNBENCH_COMPLETE=complete_bash" in result.stdout and "complete " in result.stdout
+    env = dict(os.environ, HOME=str(tmp_path), SHELL="/bin/bash")
+    installed = subprocess.run([str(SCRIPT), "--install-completion", "bash"], env=env, capture_output=True, text=True,
+                               timeout=60)
+    assert installed.returncode == 0, installed.stderr
+    script = tmp_path / ".bash_completions" / "snnbench.sh"
+    assert "_SNNBENCH_COMPLETE=complete_bash" in script.read_text()
+    assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
