@@ -21,7 +21,6 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-
 from snnbench.records.device import DEVICES
 from snnbench.report import EXPORT_FORMATS, TABLE_FORMATS
 from snnbench.runner import EXECUTORS
