@@ -8,15 +8,22 @@ keys, messages) is always printed verbatim, never read as rich markup.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, List, Literal, Optional
 
 import typer
 from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
+
+from snnbench.records.device import DEVICES
+from snnbench.report import EXPORT_FORMATS, TABLE_FORMATS
+from snnbench.runner import EXECUTORS
 
 
 class _Group(TyperGroup):
@@ -43,7 +50,7 @@ app = typer.Typer(
     name="snnbench",
     help="Benchmark spiking neural networks: accuracy vs time steps, wall time, sparse-backward speed-up.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -140,12 +147,14 @@ def validate(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     suite: Path = typer.Argument(..., help="YAML suite file"),
     force: bool = typer.Option(False, "--force", help="rerun cells that are already recorded"),
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="write <dir>/<suite>.jsonl instead of the suite's output"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="dataset folder (else SNNBENCH_DATA, else ~/.cache/snnbench/data)"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="trained-model cache (else SNNBENCH_CACHE, else ~/.cache/snnbench)"),
-    executor: str = typer.Option("local", "--executor", help="local or ray"),
+    executor: Literal[EXECUTORS] = typer.Option("local", "--executor",
+                                               help="where the cells run: here, or on a Ray cluster"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (with --executor ray); default: start a local Ray"),
     compare_reference: bool = typer.Option(False, "--compare-reference", help="also time the official FTBC loop on the same batches"),
     overrides: List[str] = typer.Option([], "--set", help=_SET_HELP),
@@ -159,17 +168,9 @@ def run(
     parsed = _load_suite_or_exit(suite, overrides)
     # Unusable input found by the preflight (data, checkpoints, folders, Ray) is an
     # UnusableInputError: _Group prints it as one line and exits 2. Anything else is a bug (exit 1).
-    outcome = run_with_progress(
-        parsed,
-        console=console,
-        results_dir=results_dir,
-        force=force,
-        data_root=data_root,
-        cache_dir=cache_dir,
-        executor=executor,
-        address=address,
-        compare_reference=compare_reference,
-    )
+    # The verb's other options are the sweep's (run_suite's), under the same names.
+    options = {name: value for name, value in ctx.params.items() if name not in ("suite", "overrides")}
+    outcome = run_with_progress(parsed, console=console, **options)
     from snnbench.report.table import leaderboard, render_rich
 
     console.print(render_rich(leaderboard(outcome.records), title=f"{parsed.name} ({outcome.path})"))
@@ -205,7 +206,7 @@ def _check_group_by(fields: List[str], records: list) -> None:
 @app.command()
 def table(
     results: List[Path] = typer.Argument(..., help="results .jsonl files (or folders of them)"),
-    fmt: str = typer.Option("rich", "--format", help="rich, md, csv, html or latex"),
+    fmt: Literal[TABLE_FORMATS] = typer.Option("rich", "--format", help="output format"),
     group_by: List[str] = typer.Option(
         ["dataset,model"], "--group-by",
         help="fields that split the output into tables, comma-separated (dataset, model, method, track, "
@@ -223,11 +224,9 @@ def table(
     """
     from snnbench.report.inputs import InputError, load_inputs
     from snnbench.report.published import PublishedError, load_published
-    from snnbench.report.table import FORMATS, RENDERERS, build_leaderboard, render_rich
+    from snnbench.report.table import RENDERERS, build_leaderboard, render_rich
     from snnbench.records.store import latest_by_key
 
-    if fmt not in FORMATS:
-        _fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     try:
         inputs = load_inputs(results)
         sources = load_published() if published else []
@@ -251,7 +250,7 @@ def table(
 @app.command()
 def export(
     results: List[Path] = typer.Argument(..., help="results .jsonl files (or folders of them)"),
-    fmt: str = typer.Option("csv", "--format", help="csv, parquet or jsonl"),
+    fmt: Literal[EXPORT_FORMATS] = typer.Option("csv", "--format", help="output format"),
     out: Optional[Path] = typer.Option(None, "--out", help="file to write (else standard output; parquet needs it)"),
     all_records: bool = typer.Option(False, "--all", help="keep records a --force rerun superseded"),
 ) -> None:
@@ -409,15 +408,6 @@ def env() -> None:
         _say(f"{name:>18}: {value}")
 
 
-def _run_bench(fn, out: Optional[Path], **kwargs) -> None:
-    """Run bench ``fn`` writing into ``out`` (checked first). A benchmark that cannot run as asked (no CUDA
-    device, a bad size) is unusable input: exit 2, so a CI gate never mistakes it for a regression."""
-    try:
-        fn(out=_bench_out(out), console=console, **kwargs)
-    except (ValueError, RuntimeError) as err:
-        _fail(str(err))
-
-
 def _writable_folder(folder: Path, option: str) -> None:
     """Create ``folder``; a file in its place or no permission is an error naming the option."""
     if folder.exists() and not folder.is_dir():
@@ -434,75 +424,83 @@ def _bench_out(out: Optional[Path]) -> Optional[Path]:
     return out
 
 
-# Every bench takes these the same way.
-_BenchDevice = Annotated[str, typer.Option(help="cuda, cpu or auto")]
-_BenchOut = Annotated[Optional[Path], typer.Option(help="folder for the bench's JSON (<bench>.json)")]
-_BenchQuick = Annotated[bool, typer.Option(help="a CPU smoke run: small sizes, tiny models")]
+def _bench_option(name: str, default, annotation) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
 
 
-@bench_app.command("neuron")
-def bench_neuron(
-    device: _BenchDevice = "auto",
-    out: _BenchOut = None,
-    quick: _BenchQuick = False,
-    sweep: Optional[Path] = typer.Option(None, help="sweep file (default: the shipped snnbench/sweeps/kernels.yaml, section 'neuron')"),
-) -> None:
-    """Multi-step LIF/IF kernels vs a PyTorch loop, torch.compile and SpikingJelly, with the copy ceiling.
+# Every bench takes these the same way, before its own options.
+_BENCH_OPTIONS = (
+    _bench_option("device", "auto", Annotated[Literal[DEVICES], typer.Option(
+        help="where to time; auto: cuda when torch sees a GPU")]),
+    _bench_option("out", None, Annotated[Optional[Path], typer.Option(help="folder for the bench's JSON (<bench>.json)")]),
+    _bench_option("quick", False, Annotated[bool, typer.Option(help="a CPU smoke run: small sizes, tiny models")]),
+)
 
-    Example: snnbench bench neuron --device cuda --out results/bench/h200
+
+def _bench(name: str, runner: str):
+    """Register the decorated function as ``snnbench bench NAME``: the common options (``--device``,
+    ``--out``, ``--quick``) and then its own; it maps its own options to keyword arguments of
+    ``runner`` ("module:function", imported only when the bench runs), which writes into ``--out``.
+
+    A benchmark that cannot run as asked (no CUDA device, a bad size) is unusable input: exit 2, so a
+    CI gate never mistakes it for a regression.
     """
-    from snnbench.bench.neuron import run_neuron_bench
 
-    _run_bench(run_neuron_bench, out, device=device, quick=quick, sweep_path=sweep)
+    def register(options_of):
+        own = inspect.signature(options_of, eval_str=True)
 
+        @functools.wraps(options_of)
+        def command(device: str, out: Optional[Path], quick: bool, **options) -> None:
+            module, _, function = runner.partition(":")
+            run_bench = getattr(importlib.import_module(module), function)
+            try:
+                run_bench(out=_bench_out(out), console=console, device=device, quick=quick, **options_of(**options))
+            except (ValueError, RuntimeError) as err:
+                _fail(str(err))
 
-@bench_app.command("sparse")
-def bench_sparse(
-    device: _BenchDevice = "auto",
-    out: _BenchOut = None,
-    quick: _BenchQuick = False,
-    preset: Optional[str] = typer.Option(None, help="nmnist: the published N-MNIST-shaped layer 2 (700→200, T=300, B=256)"),
-) -> None:
-    """Sparse (SparseProp, LocalZO) vs dense BPTT backward of spiking MLP layers over hidden sizes.
+        command.__signature__ = own.replace(parameters=[*_BENCH_OPTIONS, *own.parameters.values()],
+                                            return_annotation=None)
+        command.__doc__ = (f"{inspect.cleandoc(options_of.__doc__)}\n\n"
+                           f"Example: snnbench bench {name} --device cuda --out results/bench/h200")
+        bench_app.command(name)(command)
+        return options_of
 
-    Example: snnbench bench sparse --device cuda --out results/bench/h200
-    """
-    from snnbench.bench.sparse import run_sparse_bench
-
-    _run_bench(run_sparse_bench, out, device=device, quick=quick, preset=preset)
-
-
-@bench_app.command("ftbc")
-def bench_ftbc(
-    device: _BenchDevice = "auto",
-    out: _BenchOut = None,
-    quick: _BenchQuick = False,
-    steps: int = typer.Option(32, min=1, help="time steps T"),
-) -> None:
-    """Fast layer-major FTBC calibration vs the official per-layer loop (VGG-16, CIFAR-100 shapes).
-
-    Example: snnbench bench ftbc --device cuda --out results/bench/h200
-    """
-    from snnbench.bench.ftbc import run_ftbc_bench
-
-    _run_bench(run_ftbc_bench, out, device=device, quick=quick, steps=steps)
+    return register
 
 
-@bench_app.command("convert")
-def bench_convert(
-    device: _BenchDevice = "auto",
-    out: _BenchOut = None,
-    quick: _BenchQuick = False,
-    models: List[str] = typer.Option([], "--model", help="only this model (vgg16, resnet20, resnet34); repeatable"),
-) -> None:
+# Each bench's own options.
+_Sweep = Annotated[Optional[Path], typer.Option(
+    help="sweep file (default: the shipped snnbench/sweeps/kernels.yaml, section 'neuron')")]
+_Preset = Annotated[Optional[str], typer.Option(
+    help="nmnist: the published N-MNIST-shaped layer 2 (700→200, T=300, B=256)")]
+_Steps = Annotated[int, typer.Option(min=1, help="time steps T")]
+_Models = Annotated[List[str], typer.Option(
+    "--model", help="only this model (vgg16, resnet20, resnet34); repeatable")]
+
+
+@_bench("neuron", "snnbench.bench.neuron:run_neuron_bench")
+def bench_neuron(sweep: _Sweep = None) -> dict:
+    """Multi-step LIF/IF kernels vs a PyTorch loop, torch.compile and SpikingJelly, with the copy ceiling."""
+    return {"sweep_path": sweep}
+
+
+@_bench("sparse", "snnbench.bench.sparse:run_sparse_bench")
+def bench_sparse(preset: _Preset = None) -> dict:
+    """Sparse (SparseProp, LocalZO) vs dense BPTT backward of spiking MLP layers over hidden sizes."""
+    return {"preset": preset}
+
+
+@_bench("ftbc", "snnbench.bench.ftbc:run_ftbc_bench")
+def bench_ftbc(steps: _Steps = 32) -> dict:
+    """Fast layer-major FTBC calibration vs the official per-layer loop (VGG-16, CIFAR-100 shapes)."""
+    return {"steps": steps}
+
+
+@_bench("convert", "snnbench.bench.convert:run_convert_bench")
+def bench_convert(models: _Models = []) -> dict:
     """Converted-SNN evaluation throughput: snnbench vs the official step-by-step loop vs SpikingJelly,
-    with bf16 / channels_last / CUDA-graph options and their accuracy deltas.
-
-    Example: snnbench bench convert --device cuda --out results/bench/h200
-    """
-    from snnbench.bench.convert import run_convert_bench
-
-    _run_bench(run_convert_bench, out, device=device, quick=quick, models=models or None)
+    with bf16 / channels_last / CUDA-graph options and their accuracy deltas."""
+    return {"models": models or None}
 
 
 def main() -> None:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Annotated, Any, Callable, Literal, Optional, Sequence, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -90,16 +91,42 @@ class FTBCIterParams(FTBCParams):
     passes: int = Field(5, gt=0)
 
 
-# The kernels' surrogate shapes (less LocalZO, a method of its own) and LocalZO's sample distributions:
-# the suite schema does not import the kernels, so a test checks these against kernels/neuron.py.
-SURROGATE_NAMES = ("sigmoid", "atan", "rectangle", "triangle", "fast_sigmoid", "gaussian")
-DISTRIBUTION_NAMES = ("normal", "uniform", "laplace")
+def surrogate_names() -> tuple[str, ...]:
+    """The kernels' surrogate shapes, less LocalZO (a method of its own)."""
+    from snnbench.kernels.surrogates import SURROGATES
+
+    return tuple(name for name in SURROGATES if name != "localzo")
+
+
+def distribution_names() -> tuple[str, ...]:
+    """LocalZO's sample distributions, as the kernels draw them."""
+    from snnbench.kernels.localzo import DISTRIBUTIONS
+
+    return tuple(DISTRIBUTIONS)
+
+
+def _one_of(names: Callable[[], tuple[str, ...]]) -> Any:
+    """A string that must be one of ``names()``. The kernels hold these lists; they are read only when
+    a suite names a value (loading the kernels takes seconds), so a suite that keeps the defaults, and
+    every reader of records, never loads torch or Triton for them."""
+
+    def check(value: str) -> str:
+        known = names()
+        if value not in known:
+            raise ValueError(f"expected one of {', '.join(known)}")
+        return value
+
+    return Annotated[str, AfterValidator(check)]
+
+
+SurrogateName = _one_of(surrogate_names)
+DistributionName = _one_of(distribution_names)
 
 
 class SurrogateParams(_Strict):
     """Dense BPTT through autograd with a surrogate spike derivative."""
 
-    surrogate: Literal[SURROGATE_NAMES] = "fast_sigmoid"  # type: ignore[valid-type]
+    surrogate: SurrogateName = "fast_sigmoid"
     width: float = Field(10.0, gt=0, description="surrogate sharpness (alpha) or width")
 
 
@@ -130,7 +157,7 @@ class LocalZOParams(_Strict):
 
     delta: float = Field(0.05, gt=0)
     q: int = Field(1, gt=0)
-    distribution: Literal[DISTRIBUTION_NAMES] = "normal"  # type: ignore[valid-type]
+    distribution: DistributionName = "normal"
 
 
 METHOD_PARAMS: dict[str, type[_Strict]] = {

@@ -44,6 +44,13 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     )
 
 
+
+def run_python(code: str, timeout: float = 120) -> None:
+    """Run ``code`` in a fresh interpreter (nothing this test process imported is loaded there)."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+
+
 class _GivenG(torch.autograd.Function):
     """Heaviside forward; backward multiplies by a given g (the oracle's spike derivative)."""
 

@@ -52,12 +52,10 @@ def test_render_lists_untimed_rows_by_reason():
 
 
 def test_old_bench_files_compare_with_new_ones(tmp_path):
-    old = {"benchmark": "neuron", "rows": [
-        {"impl": "snnbench", "T": 4, "N": 1024, "dtype": "fp32", "mode": "fwd", "median_ms": 1.0,
-         "frac_copy_bw": 0.8, "copy_gbps": 100.0}]}
+    point = {"impl": "snnbench", "T": 4, "N": 1024, "dtype": "fp32", "mode": "fwd", "median_ms": 1.0}
+    old = {"benchmark": "neuron", "rows": [{**point, "frac_copy_bw": 0.8, "copy_gbps": 100.0}]}
     new = {"benchmark": "neuron", "schema": 2, "rows": [
-        {"impl": "snnbench", "T": 4, "N": 1024, "dtype": "fp32", "mode": "fwd", "median_ms": 1.0,
-         "p20_ms": 0.9, "p80_ms": 1.1, "frac_of_ceiling": 0.4, "ceiling_gbps": 100.0}]}
+        {**point, "p20_ms": 0.9, "p80_ms": 1.1, "frac_of_ceiling": 0.4, "ceiling_gbps": 100.0}]}
     (tmp_path / "old.json").write_text(json.dumps(old))
     (tmp_path / "new.json").write_text(json.dumps(new))
     result = compare_files(tmp_path / "old.json", tmp_path / "new.json", [], [])

@@ -26,11 +26,9 @@ def _random_setup(seed=0, n=24):
     return ann, TensorDataset(x, torch.randint(5, (n,)))
 
 
-def _request(ann, data, method_params, steps=3, compare=False):
-    return CalibrationRequest(
-        ann=ann, snn=convert(ann), data=data, steps=steps, params=method_params, device=CPU, seed=0,
-        compare_reference=compare,
-    )
+def _request(ann, data, params, steps=3, compare=False):
+    snn = convert(ann)
+    return CalibrationRequest(ann, snn, data, steps, params, device=CPU, seed=0, compare_reference=compare)
 
 
 def test_unknown_method_and_qcfs():

@@ -68,10 +68,9 @@ def test_bench_without_a_gpu_when_cuda_is_asked_exits_2():
 
 def test_benchmarks_import_without_pydantic():
     # The GPU machines have torch and triton but no pydantic: the bench path must not need it.
-    import subprocess
-    import sys
+    from tests.helpers import run_python
 
-    code = (
+    run_python(
         "import io, sys; sys.modules['pydantic'] = None\n"
         "from rich.console import Console\n"
         "from snnbench.bench.neuron import run_neuron_bench\n"
@@ -82,5 +81,3 @@ def test_benchmarks_import_without_pydantic():
         "    run(device='cpu', quick=True, console=quiet)\n"
         "assert 'snnbench.config' not in sys.modules, 'a benchmark imported the suite schema'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr

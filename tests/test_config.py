@@ -39,11 +39,35 @@ def test_every_dataset_a_suite_may_name_has_a_loader():
 
 
 def test_surrogate_and_distribution_names_are_the_kernels():
-    from snnbench.config import DISTRIBUTION_NAMES, SURROGATE_NAMES
-    from snnbench.kernels import neuron
+    from pydantic import ValidationError
 
-    assert set(SURROGATE_NAMES) | {"localzo"} == set(neuron.SURROGATES)
-    assert set(DISTRIBUTION_NAMES) == set(neuron.DISTRIBUTIONS)
+    from snnbench.config import METHOD_PARAMS
+    from snnbench.kernels.localzo import DISTRIBUTIONS
+    from snnbench.kernels.surrogates import SURROGATES
+
+    surrogate, localzo = METHOD_PARAMS["surrogate"], METHOD_PARAMS["localzo"]
+    for name in SURROGATES:  # every shape the kernels have; LocalZO is a method of its own
+        if name == "localzo":
+            with pytest.raises(ValidationError, match="expected one of sigmoid, "):
+                surrogate.model_validate({"surrogate": name})
+        else:
+            assert surrogate.model_validate({"surrogate": name}).surrogate == name
+    for name in DISTRIBUTIONS:
+        assert localzo.model_validate({"distribution": name}).distribution == name
+    with pytest.raises(ValidationError, match="expected one of normal, uniform, laplace"):
+        localzo.model_validate({"distribution": "cauchy"})
+    assert surrogate().surrogate in SURROGATES and localzo().distribution in DISTRIBUTIONS
+
+
+def test_a_suite_that_names_no_surrogate_does_not_load_the_kernels():
+    from tests.helpers import run_python
+
+    run_python(
+        "import sys; from pathlib import Path; from snnbench.config import parse_suite\n"
+        "parse_suite({'name': 'x', 'track': 'training', 'datasets': ['digits_spiking'], 'models': ['snn_mlp'],"
+        " 'timesteps': [1], 'methods': ['surrogate', 'localzo']}, Path('x.yaml'))\n"
+        "assert 'triton' not in sys.modules and 'torch' not in sys.modules\n"
+    )
 
 
 def test_the_shipped_kernel_sweep_is_not_a_run_suite():

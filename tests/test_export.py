@@ -31,6 +31,6 @@ def test_export_csv_to_stdout_and_bad_format_exits_2():
     ok = runner.invoke(app, ["export", str(RUNS / "digits.jsonl")])
     assert ok.exit_code == 0 and ok.stdout.startswith("suite,track,dataset,model,method,seed,device,key,")
     bad = runner.invoke(app, ["export", str(RUNS), "--format", "xlsx"])
-    assert bad.exit_code == 2 and "expected one of csv, parquet, jsonl" in bad.output
+    assert bad.exit_code == 2 and "'xlsx' is not one of 'csv', 'parquet', 'jsonl'" in bad.output
     binary = runner.invoke(app, ["export", str(RUNS), "--format", "parquet"])
     assert binary.exit_code == 2 and "give --out FILE" in binary.output

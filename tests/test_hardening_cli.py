@@ -39,7 +39,7 @@ def test_unusable_options_are_one_line_errors(tmp_path):
     afile.write_text("")
     cases = [
         (["run", str(suite), "--address", "10.0.0.1:6379"], "needs --executor ray"),
-        (["run", str(suite), "--executor", "slurm"], "--executor 'slurm'"),
+        (["run", str(suite), "--executor", "slurm"], "'slurm' is not one of 'local', 'ray'"),
         (["plot", str(tmp_path), "--out", str(afile)], "is a file; expected a folder"),
         (["bench", "neuron", "--out", str(afile), "--quick"], "is a file; expected a folder"),
     ]

@@ -19,12 +19,17 @@ from tests.helpers import REPO, tiny_digits_suite
 runner = CliRunner()
 
 
+def _run_args(suite, tmp_path) -> list[str]:
+    """``snnbench run SUITE`` writing results and cache under ``tmp_path``."""
+    return [sys.executable, "-m", "snnbench", "run", str(suite), "--results-dir", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache")]
+
+
 def test_sigint_prints_one_line_and_exits_130_with_records_intact(tmp_path):
     suite = tiny_digits_suite(tmp_path, seeds=[0, 1, 2, 3, 4, 5])
     results = tmp_path / "out" / "tiny.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "snnbench", "run", str(suite), "--results-dir", str(tmp_path / "out"),
-         "--cache-dir", str(tmp_path / "cache")],
+        _run_args(suite, tmp_path),
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 240
@@ -83,8 +88,7 @@ def test_three_concurrent_runs_split_the_cells_and_survive_a_sigkill(tmp_path):
 
     suite = tiny_digits_suite(tmp_path, seeds=[0, 1, 2, 3, 4])
     results = tmp_path / "out" / "tiny.jsonl"
-    args = [sys.executable, "-m", "snnbench", "run", str(suite), "--results-dir", str(tmp_path / "out"),
-            "--cache-dir", str(tmp_path / "cache")]
+    args = _run_args(suite, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for _ in range(3)]

@@ -45,20 +45,22 @@ def test_wheel_in_a_fresh_venv_shows_published_rows(tmp_path):
               "seed": 0, "metrics": {"ann_acc": 70.0, "snn_acc": {"4": 50.0}}}
     results.write_text(json.dumps(record) + "\n")
     env = {"PATH": "/usr/bin:/bin", "TRITON_INTERPRET": "1"}
-    where = subprocess.run([str(python), "-c", "import snnbench; print(snnbench.__file__, snnbench.__version__)"],
-                           cwd=results.parent, env=env, check=True, capture_output=True, text=True)
+
+    def installed(*args: str) -> subprocess.CompletedProcess:
+        """The installed package's interpreter, outside the source tree, with a bare environment."""
+        result = subprocess.run([str(python), *args], cwd=results.parent, env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    where = installed("-c", "import snnbench; print(snnbench.__file__, snnbench.__version__)")
     assert str(site) in where.stdout and "0+unknown" not in where.stdout
-    shipped = subprocess.run(
-        [str(python), "-c", "from snnbench.bench.neuron import default_sweep_file, load_sweep; "
-         "from snnbench.records.env import git_sha; print(default_sweep_file()); print(sorted(load_sweep())); "
-         "print(git_sha())"],
-        cwd=results.parent, env=env, capture_output=True, text=True, timeout=120)
-    assert shipped.returncode == 0, shipped.stderr
+    shipped = installed("-c", "from snnbench.bench.neuron import default_sweep_file, load_sweep; "
+                        "from snnbench.records.env import git_sha; print(default_sweep_file()); "
+                        "print(sorted(load_sweep())); print(git_sha())")
     sweep_file, keys, sha = shipped.stdout.strip().splitlines()
     assert sweep_file.startswith(str(site)) and "'timesteps'" in keys
     assert sha == "None"
-    shown = subprocess.run([str(python), "-m", "snnbench", "table", str(results), "--format", "md"],
-                           cwd=results.parent, env=env, capture_output=True, text=True, timeout=120)
-    assert shown.returncode == 0, shown.stderr
+    shown = installed("-m", "snnbench", "table", str(results), "--format", "md")
     assert "| measured |" in shown.stdout and "published [" in shown.stdout
     assert "QCFS official repository" in shown.stdout

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from snnbench.data.events import download_hint, open_tonic, tonic_reader
 from snnbench.data.paths import resolve_data_root
-from snnbench.data.registry import DataBundle, limit
+from snnbench.data.registry import DataBundle, limited_bundle
 
 SENSOR = (128, 128, 2)
 FRAME_SIZE = 48
@@ -95,10 +95,8 @@ def _has_files(folder: Path, pattern: str) -> bool:
 
 
 def _bundle(name: str, train: Dataset, test: Dataset, spec, classes: int, steps: int, info: dict) -> DataBundle:
-    train = limit(train, spec.limit_train)
-    return DataBundle(name=name, train=train, test=limit(test, spec.limit_test), calibration=train,
-                      num_classes=classes, input_shape=(SENSOR[2], FRAME_SIZE, FRAME_SIZE), timesteps=steps,
-                      info=info)
+    return limited_bundle(name, train, test, spec, num_classes=classes,
+                          input_shape=(SENSOR[2], FRAME_SIZE, FRAME_SIZE), steps=steps, info=info)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
+from snnbench.report import EXPORT_FORMATS
 from snnbench.report.metrics import flatten, is_number, leaves, unit
 
 IDENTITY = ["suite", "track", "dataset", "model", "method", "seed", "device", "key"]
@@ -84,7 +85,17 @@ def flat_names(frame: pd.DataFrame) -> list[str]:
     return [m if pd.isna(t) else f"{m}.{int(t)}" for m, t in zip(frame["metric"], frame["T"])]
 
 
-EXPORT_FORMATS = ("csv", "parquet", "jsonl")
+
+
+def mean_std(frame: pd.DataFrame, by: Sequence[str], columns: Iterable[str], **more: Any) -> pd.DataFrame:
+    """Mean ± std over seeds, the one place it is computed: per group of ``by`` (in order of first
+    appearance; a missing key is a group of its own), columns ``<c>`` (mean, missing values skipped) and
+    ``<c>_std`` (the sample std; NaN for one value). ``more`` are further named aggregations."""
+    spec: dict[str, tuple[str, Any]] = {}
+    for col in columns:
+        spec[col] = (col, "mean")
+        spec[f"{col}_std"] = (col, "std")
+    return frame.groupby(list(by), sort=False, dropna=False).agg(**spec, **more).reset_index()
 
 
 def export(frame: pd.DataFrame, fmt: str, out: Path | None = None) -> str | None:

@@ -15,13 +15,15 @@ The ``build_*`` functions return the figures unsaved so tests can read their dat
 from __future__ import annotations
 
 import re
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+import pandas as pd
+
 from snnbench.report.benchrows import FREE_TEXT, is_measurement
+from snnbench.report.frame import mean_std
 from snnbench.report.inputs import BenchFile, card_name
 from snnbench.report.metrics import is_number, label
 
@@ -125,12 +127,12 @@ def _card_suffix(card: str, cards: Sequence[str]) -> str:
     return card if len(cards) > 1 else ""
 
 
-def _mean(values: Sequence[float]) -> float:
-    return statistics.fmean(values)
-
-
-def _std(values: Sequence[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
+def _mean_std(values_at: dict[float, list[float]]) -> tuple[list, list[float], list[float]]:
+    """The x values (sorted), the mean and the std (0 for one value) of the values at each: the
+    leaderboard's mean ± std (report.frame), so a figure and a table never disagree."""
+    rows = pd.DataFrame([(x, v) for x, vs in values_at.items() for v in vs], columns=["x", "value"])
+    stats = mean_std(rows, ["x"], ["value"]).sort_values("x")
+    return stats["x"].tolist(), stats["value"].tolist(), stats["value_std"].fillna(0.0).tolist()
 
 
 def _series_label(record: dict[str, Any], drop: Sequence[str] = ()) -> str:
@@ -167,10 +169,9 @@ def _draw_accuracy(ax, mine: Sequence[dict[str, Any]], theirs: Sequence[dict[str
             for t, acc in r["metrics"]["snn_acc"].items():
                 if is_number(acc):
                     per_t[int(t)].append(float(acc))
-        ts = sorted(per_t)
-        if not ts:
+        if not per_t:
             continue
-        means, stds = [_mean(per_t[t]) for t in ts], [_std(per_t[t]) for t in ts]
+        ts, means, stds = _mean_std(per_t)
         line = _series(ax, ts, means, label=f"{name} (n={len(group)})")
         if len(ts) > 1 and any(stds):
             ax.fill_between(ts, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
@@ -178,7 +179,7 @@ def _draw_accuracy(ax, mine: Sequence[dict[str, Any]], theirs: Sequence[dict[str
         drawn |= set(ts)
     anns = [r["metrics"]["ann_acc"] for r in mine if is_number(r["metrics"].get("ann_acc"))]
     if anns:
-        _reference_line(ax, _mean(anns), color="grey", linestyle=":", label="ANN (measured)")
+        _reference_line(ax, _mean_std({0: anns})[1][0], color="grey", linestyle=":", label="ANN (measured)")
     for r in theirs:
         acc = r["metrics"]["snn_acc"]
         ts = sorted(int(t) for t in acc)
@@ -221,8 +222,8 @@ def build_accuracy_vs_t(
             ax.set_title(f"Accuracy vs T — {dataset} · {model} ({card or 'published numbers only'})")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7, loc="lower right")
-            _keep(figures, fig, _slug("acc_vs_T", str(dataset), str(model), _card_suffix(card, cards)), skipped,
-                  f"accuracy vs T for {dataset} · {model}")
+            stem = _slug("acc_vs_T", str(dataset), str(model), _card_suffix(card, cards))
+            _keep(figures, fig, stem, skipped, f"accuracy vs T for {dataset} · {model}")
     return figures
 
 
@@ -325,8 +326,8 @@ def build_speedup_vs_hidden_records(training: Sequence[dict[str, Any]], pub: Seq
             series[_series_label(r, drop=("hidden",))][_hidden(r)].append(float(r["metrics"]["bwd_speedup"]))
         hidden_values = set()
         for name, points in sorted(series.items()):
-            hs = sorted(points)
-            _series(ax, hs, [_mean(points[h]) for h in hs], label=name)
+            hs, means, _ = _mean_std(points)
+            _series(ax, hs, means, label=name)
             hidden_values |= set(hs)
         _published_hidden_points(ax, pub, dataset)
         ax.set_xscale("log")
@@ -334,8 +335,8 @@ def build_speedup_vs_hidden_records(training: Sequence[dict[str, Any]], pub: Seq
         _log_log(ax, "hidden neurons per layer", label("bwd_speedup"))
         ax.set_title(f"Backward speed-up vs hidden size — {dataset} · {model} ({card})")
         ax.legend(fontsize=7)
-        _keep(figures, fig, _slug("bwd_speedup_vs_hidden", str(dataset), str(model), _card_suffix(card, cards)),
-              skipped, f"speed-up vs hidden size for {dataset} · {model}")
+        stem = _slug("bwd_speedup_vs_hidden", str(dataset), str(model), _card_suffix(card, cards))
+        _keep(figures, fig, stem, skipped, f"speed-up vs hidden size for {dataset} · {model}")
     return figures
 
 
@@ -365,8 +366,8 @@ def build_speedup_vs_hidden_bench(bench: BenchFile, skipped: list[str]) -> list[
     fig.suptitle(f"Backward speed-up vs hidden size — {bench.name} benchmark{_setpoint_note(bench.rows)} ({bench.card})")
     fig.tight_layout()
     figures: list[Figure] = []
-    _keep(figures, fig, _slug("bwd_speedup_vs_hidden", bench.name, bench.card), skipped,
-          f"speed-up vs hidden size of {bench.name}")
+    stem = _slug("bwd_speedup_vs_hidden", bench.name, bench.card)
+    _keep(figures, fig, stem, skipped, f"speed-up vs hidden size of {bench.name}")
     return figures
 
 
@@ -428,8 +429,8 @@ def build_speedup_vs_active(training, sparse_files, pub, skipped: list[str]) -> 
         sources = sorted({name.split(":")[0] for name in points})
         ax.set_title(f"Backward speed-up vs active fraction — {', '.join(sources)} ({card})")
         ax.legend(fontsize=7)
-        _keep(figures, fig, _slug("bwd_speedup_vs_active_fraction", _card_suffix(card, list(by_card))), skipped,
-              f"speed-up vs active fraction on {card}")
+        stem = _slug("bwd_speedup_vs_active_fraction", _card_suffix(card, list(by_card)))
+        _keep(figures, fig, stem, skipped, f"speed-up vs active fraction on {card}")
     return figures
 
 

@@ -21,11 +21,11 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 
+from snnbench.report.frame import mean_std
 from snnbench.report.metrics import direction, flatten, is_number, leaderboard_columns
 
 ROW_KEYS = ["dataset", "model", "method"]
 DEFAULT_GROUP_BY = ("dataset", "model")
-FORMATS = ("rich", "md", "csv", "html", "latex")
 
 # Identity columns of an aggregated row besides the row keys.
 _IDENTITY = ["variant", "source", "citation", "label"]
@@ -162,13 +162,7 @@ def leaderboard(
     metrics = metric_columns(frame.columns)
     keys = row_fields + _IDENTITY
     frame["_order"] = range(len(frame))
-    spec: dict[str, tuple[str, str]] = {}
-    for col in metrics:  # pandas: mean skips missing values, std is the sample std (NaN for one)
-        spec[col] = (col, "mean")
-        spec[f"{col}_std"] = (col, "std")
-    spec["seeds"] = ("seed", "nunique")
-    spec["_order"] = ("_order", "min")
-    board = frame.groupby(keys, sort=False, dropna=False).agg(**spec).reset_index()
+    board = mean_std(frame, keys, metrics, seeds=("seed", "nunique"), _order=("_order", "min"))
     board["_measured"] = board["source"] == "measured"
     measured = board[board["_measured"]].sort_values(row_fields + ["variant"], kind="stable")
     published = board[~board["_measured"]].sort_values("_order", kind="stable")

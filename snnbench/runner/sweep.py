@@ -20,6 +20,7 @@ from snnbench.records.cells import Cell, expand
 from snnbench.records.device import resolve_device
 from snnbench.records.env import environment
 from snnbench.records.schema import make_record
+from snnbench.runner import EXECUTORS
 from snnbench.runner.executors import LocalExecutor, Outcome
 from snnbench.runner.preflight import preflight
 from snnbench.records.store import ResultStore, done_keys, latest_by_key, read_records
@@ -170,7 +171,7 @@ def make_executor(name: str, suite: Suite, ctx: RunContext, address: Optional[st
         from snnbench.runner.ray_executor import RayExecutor
 
         return RayExecutor(ctx, address=address, suite=suite)
-    raise UsageError(f"--executor {name!r}: expected 'local' or 'ray'")
+    raise UsageError(f"--executor {name!r}: expected one of {', '.join(EXECUTORS)}")
 
 
 def execute(
