@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from snnbench.context import ProgressReporter
 from snnbench.safe_io import UnusableFileError, load_tensors
+from snnbench.training.loaders import seeded_train_loader
 from snnbench.training.optim import lr_schedule, optimizer_by_name
 
 
@@ -157,17 +158,9 @@ def _train_or_load(
         load_cached_ann(model, checkpoint_path, device)
         return TrainResult(model.eval(), 0.0, cached=True, epochs_run=0)
 
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(
-        train_set,
-        batch_size=training.batch_size,
-        shuffle=True,
-        generator=generator,
-        drop_last=len(train_set) > training.batch_size,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=num_workers > 0,
-    )
+    loader = seeded_train_loader(train_set, training.batch_size, seed, device, num_workers=num_workers,
+                                 persistent_workers=True)
+    generator = loader.generator  # its state travels in the resume checkpoint
     optimizer = make_optimizer(model, training)
     scheduler = make_scheduler(optimizer, training, len(loader))
     use_amp = bool(training.amp and device.type == "cuda")

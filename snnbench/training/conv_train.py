@@ -43,6 +43,7 @@ from snnbench.records.device import synchronize
 from snnbench.safe_io import load_tensors
 from snnbench.training.ann import (_atomic_save, make_optimizer, make_scheduler, restore_training_state,
                                    training_state)
+from snnbench.training.loaders import seeded_train_loader
 from snnbench.training.grad_sparsity import GradZeroMeter, add_counts, zero_fractions
 from snnbench.training.sparse_train import PeakMemory
 
@@ -186,10 +187,9 @@ def train_direct(
 ) -> dict[str, Any]:
     """Train for ``training.epochs``; return the per-epoch history and the summed gradient-zero counts."""
     progress = progress or ProgressReporter()
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train_set, batch_size=training.batch_size, shuffle=True, generator=generator,
-                        drop_last=len(train_set) > training.batch_size,
-                        num_workers=4 if device.type == "cuda" else 0, pin_memory=device.type == "cuda")
+    loader = seeded_train_loader(train_set, training.batch_size, seed, device,
+                                 num_workers=4 if device.type == "cuda" else 0)
+    generator = loader.generator  # its state travels in the resume checkpoint
     optimizer = make_optimizer(model, training)
     scheduler = make_scheduler(optimizer, training, len(loader))
     use_amp = bool(training.amp and device.type == "cuda")
