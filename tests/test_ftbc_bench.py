@@ -35,7 +35,7 @@ def test_quick_bench_writes_json(tmp_path):
     assert all(row["bytes"] > 0 and row["frac_of_ceiling"] > 0 for row in kernel_rows)
     assert len(kernel_rows) == 15, "the PyTorch reference has no tiling to force: no split rows off a card"
     assert all(row["p20_ms"] <= row["median_ms"] <= row["p80_ms"] for row in kernel_rows)
-    assert saved["schema"] == 2
+    assert saved["schema"] == 2 and saved["complete"]
     assert "reduced sizes" in saved["note"]
     assert result["path"] == str(tmp_path / "ftbc.json")
 
