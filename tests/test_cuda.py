@@ -314,6 +314,55 @@ def test_ftbc_stats_match_reference(shape, dtype, per_channel, with_bias, with_s
         assert close.float().mean().item() >= 1 - 10 * FLIP_FRACTION - 1e-9
 
 
+@pytest.mark.parametrize("split", [None, True, False], ids=["auto", "split", "nosplit"])
+@pytest.mark.parametrize("shape", FTBC_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_ftbc_stats_tilings_agree_and_repeat_bit_for_bit(shape, split):
+    """Every tiling (the size heuristic's, the finest split, none) against the reference; and the
+    second stage sums the slots in a fixed order, so a repeated call gives the same bits."""
+    gen = _gen(sum(shape) + 1)
+    x = torch.rand(shape, device=DEVICE, generator=gen) * 1.5
+    a = torch.rand(shape[1:], device=DEVICE, generator=gen)
+    thresh = torch.rand(shape[2], device=DEVICE, generator=gen) + 0.5
+    got = fk.ftbc_stats_forward(x, a, thresh, backend="triton", split=split)
+    want = fk.ftbc_stats_reference(x, a, thresh)
+    per_channel_n = math.prod(shape[1:]) / shape[2]
+    err = (got - want).abs().max().item()
+    assert err <= 1e-4 * (want.abs().max().item() + 1.0) + (2.0 * per_channel_n * FLIP_FRACTION + 1e-3 if ON_CARD else 0)
+    assert torch.equal(fk.ftbc_stats_forward(x, a, thresh, backend="triton", split=split), got)
+    if split is not None:
+        assert fk.ftbc_stats_plan(x, split).split is split
+
+
+@pytest.mark.skipif(not ON_CARD, reason="host syncs exist on a card only")
+def test_ftbc_calibration_syncs_once_per_batch_not_per_layer():
+    """Steady state of fast FTBC: the finiteness of each batch's activations is one sync; the
+    thresholds are known finite after the first call and the biases the sweep computes are declared
+    finite, so neither the statistics kernel nor the IF layers sync per layer."""
+    import warnings
+
+    from snnbench.conversion.convert import convert
+    from snnbench.conversion.ftbc import ftbc_calibrate_fast
+    from snnbench.conversion.thresholds import set_thresholds_from_data
+    from snnbench.models.vgg import vgg16
+
+    torch.manual_seed(0)
+    ann = vgg16(levels=4, num_classes=10, width=8, hidden=64).to(DEVICE).eval()
+    batches = [torch.randn(16, 3, 32, 32, device=DEVICE) for _ in range(2)]
+    set_thresholds_from_data(ann, batches[0], quantile=0.99)
+    snn = convert(ann)
+    ftbc_calibrate_fast(ann, snn, batches, 4)  # warm-up: compilation, first checks of the thresholds
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            ftbc_calibrate_fast(ann, snn, batches, 4)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) <= len(batches), [str(w.message)[:120] for w in syncs]
+
+
 # --------------------------------------------------------------------------------------------------
 # Sparse backward
 

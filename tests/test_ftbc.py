@@ -122,3 +122,23 @@ def test_calibrating_in_chunks_of_time_gives_the_same_biases(backend):
     _, chunked = _calibrated(ann, data, 5, ftbc_calibrate_fast, chunk=2, **options)
     for layer in whole:
         torch.testing.assert_close(chunked[layer], whole[layer], rtol=1e-5, atol=1e-6, msg=layer)
+
+
+def test_non_finite_calibration_images_are_a_clear_error():
+    ann, data = _setup("digits_cnn", seed=1, batches=1)
+    data[0][0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinity in the ANN activation of layer features.2"):
+        _calibrated(ann, data, 2, ftbc_calibrate_fast, backend="torch")
+
+
+def test_calibrated_biases_need_no_second_finiteness_check():
+    """The sweep checks the activations once per batch and then tells the neurons' per-call check
+    (kernels.common) that the biases it computed are finite: on a card that check would sync."""
+    from snnbench.kernels.common import known_finite
+
+    ann, data = _setup("resnet20", seed=2, batches=2)
+    snn, _ = _calibrated(ann, data, 3, ftbc_calibrate_fast, backend="torch")
+    neurons = [m for m in snn.modules() if hasattr(m, "bias_for")]
+    assert neurons and all(known_finite(n.bias_for(3)) for n in neurons)
+    neurons[0].bias.add_(1.0)  # changed behind the cache's back: checked again
+    assert not known_finite(neurons[0].bias_for(3))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from snnbench.kernels.ftbc import ftbc_stats_bytes, ftbc_stats_forward, ftbc_stats_reference
+from snnbench.kernels.ftbc import ftbc_stats_bytes, ftbc_stats_forward, ftbc_stats_plan, ftbc_stats_reference, tiling
 
 BACKENDS = ["torch", "triton"]
 
@@ -47,15 +47,68 @@ def test_own_bias_is_subtracted_from_the_membrane(backend):
         ((4, 3, 6, 1, 9), True, True),  # odd spatial sizes, per-channel θ, own bias
         ((5, 2, 3, 11, 11), True, False),  # more than one block of positions per channel
         ((2, 37, 70), False, True),  # linear layer wider than one channel block
+        ((4, 3, 16, 2, 2), True, False),  # a small late layer scaled down: many channels, 2×2, split by size
+        ((3, 5, 13, 3, 1), False, True),  # odd channel count and positions, neither a power of two
     ],
 )
-def test_triton_matches_reference(shape, per_channel, with_bias):
+@pytest.mark.parametrize("split", [None, True, False], ids=["auto", "split", "nosplit"])
+def test_triton_matches_reference(shape, per_channel, with_bias, split):
     x, a, thresh, bias = _inputs(shape, per_channel=per_channel, with_bias=with_bias)
-    got = ftbc_stats_forward(x, a, thresh, bias, backend="triton")
+    got = ftbc_stats_forward(x, a, thresh, bias, backend="triton", split=split)
     want = ftbc_stats_reference(x, a, thresh, bias)
     assert got.shape == (shape[0], shape[2]) and got.dtype == torch.float32
     # Same element-wise fp32 ops; only the summation order differs (≤ a few ulp of the sum).
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * a[0].numel())
+
+
+def test_split_changes_only_the_tiling():
+    x, a, thresh, _ = _inputs((4, 3, 16, 2, 2), per_channel=True, seed=2)
+    plans = {split: ftbc_stats_plan(x, split) for split in (None, True, False)}
+    assert plans[None].split and not plans[False].split, "the small late layer splits by size"
+    assert plans[True].programs > plans[False].programs and plans[True].slots > plans[False].slots
+    big = torch.zeros(2, 4, 2, 16, 16)  # 2 channels × 4 images × 256 positions: enough programs unsplit
+    assert not ftbc_stats_plan(big).split and ftbc_stats_plan(big, True).split
+    results = [ftbc_stats_forward(x, a, thresh, backend="triton", split=s) for s in (None, True, False)]
+    for r in results[1:]:
+        torch.testing.assert_close(r, results[0], rtol=1e-6, atol=1e-5)
+
+
+# VGG-16 on CIFAR at batch 200: (channels, spatial) of its IF layers, and an H200's 132 SMs.
+VGG16_LAYERS = [(64, 1024), (128, 256), (256, 64), (512, 16), (512, 4), (4096, 1)]
+H200_WARPS = 32 * 132
+
+
+@pytest.mark.parametrize("channels,spatial", VGG16_LAYERS)
+def test_card_tiling_keeps_every_sm_busy(channels, spatial):
+    auto = tiling(channels, spatial, 200, H200_WARPS, None)
+    unsplit = tiling(channels, spatial, 200, H200_WARPS, False)
+    finest = tiling(channels, spatial, 200, H200_WARPS, True)
+    for plan in (auto, unsplit, finest):
+        assert plan.block_c & (plan.block_c - 1) == 0 and plan.block_n & (plan.block_n - 1) == 0
+        assert plan.grid[0] * plan.block_c >= channels and plan.grid[1] * plan.block_n >= 200 * spatial
+        assert plan.block_c * plan.block_n >= 256, "no tile below the floor"
+        assert plan.block_c == 1 or plan.block_c * spatial >= 16, "a batch row keeps a 64-byte run"
+    assert unsplit.block_c * unsplit.block_n == 2048 and not unsplit.split
+    assert auto.programs * auto.num_warps >= H200_WARPS or auto.block_c * auto.block_n == 256
+    assert finest.programs >= auto.programs >= unsplit.programs
+    # The unsplit tiles of the small late layers (the 3-12 % rows of the committed H200 run) leave most
+    # SMs idle; the auto plan splits exactly those, with at most a few % of extra partial-sum traffic.
+    assert auto.split == (unsplit.programs * unsplit.num_warps < H200_WARPS)
+    assert auto.split == (spatial <= 16)
+    assert 1 / auto.block_n <= 1 / 16
+
+
+def test_bytes_moved():
+    x, a, _, _ = _inputs((4, 2, 3, 5, 5))
+    assert ftbc_stats_bytes(x, a) == (x.numel() + a.numel()) * 4
+    small, small_a, _, _ = _inputs((4, 2, 3, 2, 2))
+    one_slot = ftbc_stats_plan(small)
+    assert one_slot.slots == 1 and ftbc_stats_bytes(small, small_a, one_slot) == ftbc_stats_bytes(small, small_a)
+    split = ftbc_stats_plan(x, True)
+    partial = (2 * split.slots + 1) * 4 * 3 * 4  # [T, slots, C] written and read, [T, C] written
+    assert split.slots > 1 and ftbc_stats_bytes(x, a, split) == ftbc_stats_bytes(x, a) + partial
+    state = ftbc_stats_bytes(x, a, bias=True, v_init=True, return_state=True) - ftbc_stats_bytes(x, a)
+    assert state == 4 * 3 * 4 + 2 * 2 * 3 * 25 * 4
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -79,11 +132,6 @@ def test_auto_backend_on_cpu_is_the_reference():
     assert torch.equal(ftbc_stats_forward(x, a, thresh), ftbc_stats_reference(x, a, thresh))
 
 
-def test_bytes_moved():
-    x, a, _, _ = _inputs((4, 2, 3, 5, 5))
-    assert ftbc_stats_bytes(x, a) == (x.numel() + a.numel()) * 4
-
-
 @pytest.mark.parametrize(
     "mutate,match",
     [
@@ -96,7 +144,7 @@ def test_bytes_moved():
         (lambda x, a, th, b: (x, a, torch.tensor([-1.0]), b), "finite and positive"),
         (lambda x, a, th, b: (x, a, torch.tensor([float("nan")]), b), "finite and positive"),
         (lambda x, a, th, b: (x, a, th, torch.zeros(2, 3)), "bias must have shape"),
-        (lambda x, a, th, b: (x, a, th, torch.full((3, 3), float("inf"))), "bias must be finite"),
+        (lambda x, a, th, b: (x, a, th, torch.full((3, 3), float("inf"))), "bias: every value must be finite"),
     ],
 )
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -59,9 +59,9 @@ def test_meta_tensors_get_a_clear_error(make):
 
 def test_ftbc_v_init_must_be_finite():
     x, a = torch.rand(2, 3, 4), torch.rand(3, 4)
-    with pytest.raises(ValueError, match="v_init must be finite"):
+    with pytest.raises(ValueError, match="v_init: every value must be finite"):
         fk.ftbc_stats_forward(x, a, 1.0, v_init=torch.full((3, 4), NAN))
-    with pytest.raises(ValueError, match="bias must be finite"):
+    with pytest.raises(ValueError, match="bias: every value must be finite"):
         fk.ftbc_stats_forward(x, a, 1.0, bias=torch.full((2, 4), NAN))
 
 

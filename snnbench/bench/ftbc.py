@@ -55,30 +55,77 @@ def _build(sizes: dict[str, int], device: str, seed: int = 0):
     return ann, convert(ann), batches
 
 
-def _kernel_rows(ann, snn, x: torch.Tensor, steps: int, device: str, timing: dict[str, float]) -> list[dict[str, Any]]:
-    """Time the statistics kernel alone on every layer's real inputs (captured in one SNN forward)."""
+SPLIT_MODES = {"ftbc_stats_kernel": None, "ftbc_stats_kernel_split": True, "ftbc_stats_kernel_nosplit": False}
+
+
+def _graph_ms(fn: Callable[[], Any], device: str) -> Optional[float]:
+    """GPU time of ``fn`` alone (CUDA-graph replay), or None off a card or when it cannot be captured."""
+    if device != "cuda":
+        return None
+    from snnbench.bench.timing import graph_ms
+
+    try:
+        return graph_ms(fn, target_ms=10.0)
+    except Exception as err:  # noqa: BLE001 - not capturable: the eager time stands alone
+        print(f"graph timing failed: {type(err).__name__}: {err}")
+        synchronize(device)
+        return None
+
+
+def _kernel_rows(ann, snn, x: torch.Tensor, steps: int, device: str, timing: dict[str, float],
+                 backend: str) -> list[dict[str, Any]]:
+    """The statistics kernel alone on every layer's real inputs (captured in one SNN forward): the tiling
+    the size heuristic picks (eager time, what calibration calls see, and GPU time), and with the Triton
+    ``backend`` the forced split and no-split tilings beside it (GPU time), so that one run on a card
+    measures all three. ``backend``: "triton" on a card (or under the interpreter), else "torch"."""
     from snnbench.conversion.convert import simulate
     from snnbench.conversion.layers import ann_activations, before_each_layer, layer_pairs, unfold
-    from snnbench.kernels.ftbc import ftbc_stats_bytes, ftbc_stats_forward, ftbc_stats_reference
+    from snnbench.kernels.ftbc import ftbc_stats_bytes, ftbc_stats_forward, ftbc_stats_plan, ftbc_stats_reference
 
     pairs = layer_pairs(ann, snn)
     acts = ann_activations(ann, pairs, x)
+    triton_path = backend == "triton"
     rows: list[dict[str, Any]] = []
 
     def measure_layer(pair, folded: torch.Tensor) -> None:
         currents = unfold(folded, steps)
         a = acts.pop(pair.name)
         thresh = pair.spiking.neuron.thresh
-        run = lambda: ftbc_stats_forward(currents, a, thresh)  # noqa: E731
-        sums = run()
         # The kernel against its PyTorch oracle on this layer's real inputs (same on a CPU).
         oracle = ftbc_stats_reference(currents, a, thresh)
         scale = float(oracle.abs().max().clamp_min(1.0))
-        synchronize(device)
-        row = {"impl": "ftbc_stats_kernel", "layer": pair.name, "shape": list(currents.shape), "T": steps,
-               **measure(run, device, **timing),
-               "max_rel_diff_vs_reference": float((sums - oracle).abs().max()) / scale}
-        rows.append(with_bandwidth(row, ftbc_stats_bytes(currents, a), None))
+        seen: dict[Any, str] = {}
+        for impl, split in SPLIT_MODES.items():
+            if split is not None and not triton_path:
+                continue  # the PyTorch reference has no tiling to force
+            run = lambda split=split: ftbc_stats_forward(currents, a, thresh, backend=backend, split=split)  # noqa: E731
+            diff = float((run() - oracle).abs().max()) / scale
+            synchronize(device)
+            row: dict[str, Any] = {"impl": impl, "layer": pair.name, "shape": list(currents.shape), "T": steps}
+            n_bytes = ftbc_stats_bytes(currents, a)
+            if triton_path:
+                plan = ftbc_stats_plan(currents, split)
+                tiled = ftbc_stats_bytes(currents, a, plan)
+                row.update(split=plan.split, block_c=plan.block_c, block_n=plan.block_n, programs=plan.programs,
+                           slots=plan.slots, floor_bytes=n_bytes, partial_bytes=tiled - n_bytes)
+                n_bytes = tiled
+            if split is None:
+                row.update(measure(run, device, **timing))
+            else:
+                row.update(median_ms=None, p20_ms=None, p80_ms=None, note="forced tiling: GPU time only (graph_ms)")
+            key = (row.get("block_c"), row.get("block_n"))
+            if key in seen:
+                row["note"] = f"same tiling as {seen[key]}"
+            else:
+                seen[key] = impl
+                gpu = _graph_ms(run, device)
+                if gpu is not None:
+                    row["graph_ms"] = gpu
+                    if row["median_ms"]:
+                        row["host_overhead_ms"] = row["median_ms"] - gpu
+            row["max_rel_diff_vs_reference"] = diff
+            row["bytes"] = n_bytes
+            rows.append(row)
 
     with torch.no_grad(), before_each_layer(pairs, measure_layer):
         simulate(snn, x, steps)
@@ -101,6 +148,9 @@ def _render(result: dict[str, Any], console: Any) -> None:
         {"measure": "fast calibration / evaluation passes", "value": f"{result['fast_cost_in_eval_passes']:.1f}"},
         {"measure": "kernel: bytes, GB/s, fraction of copy", "value": f"{k['bytes'] / 1e9:.2f} GB, {k['gbps']:.0f} GB/s, {k['frac_of_ceiling']:.2f}"},
     ]
+    if k.get("graph_ms"):
+        rows.append({"measure": "kernel GPU time alone (graph): ms, fraction of copy",
+                     "value": f"{k['graph_ms']:.2f} ms, {k['graph_frac_of_ceiling']:.2f}"})
     title = f"FTBC calibration, VGG-16 CIFAR-100 shapes, T={result['config']['T']} on {result['environment']['hardware'].get('name', result['device'])}"
     render(rows, [("measure", "measure", ""), ("value", "value", "")], console, title, timed_key="value")
 
@@ -114,7 +164,7 @@ def run_ftbc_bench(
 ) -> dict[str, Any]:
     """Time fast FTBC and the official loop on the same batches; write ``out/ftbc.json`` if ``out``."""
     from snnbench.conversion.convert import simulate
-    from snnbench.conversion.layers import max_bias_difference, restore_biases
+    from snnbench.conversion.layers import layer_pairs, max_bias_difference, restore_biases
 
     console = console_or_print(console)
     device = resolve_device(device)
@@ -134,8 +184,6 @@ def run_ftbc_bench(
     with torch.no_grad():
         ann_times = measure(lambda: ann(batches[0]), device, **timing)
 
-    kernel_rows, copy = _kernel_rows_with_ceiling(ann, snn, batches[0], steps, device, timing)
-
     fast_s = statistics.median(fast_times)
     reference_s = statistics.median(reference_times)
     config = {
@@ -145,7 +193,7 @@ def run_ftbc_bench(
         "T": steps,
         "alpha": alpha,
         "levels": 4,
-        "if_layers": len(kernel_rows),
+        "if_layers": len(layer_pairs(ann, snn)),
         **{k: sizes[k] for k in ("width", "hidden", "batch_size", "batches")},
     }
     result: dict[str, Any] = header("ftbc", device, **{
@@ -161,25 +209,36 @@ def run_ftbc_bench(
         "official_loop_h200_s": OFFICIAL_LOOP_H200_S,
         "max_abs_bias_diff": max_bias_difference(fast_biases, reference_biases),
         "mean_abs_bias_diff": _mean_difference(fast_biases, reference_biases),
-        "kernel_max_rel_diff_vs_reference": max(r["max_rel_diff_vs_reference"] for r in kernel_rows),
         "max_abs_bias": max(float(b.abs().max()) for b in fast_biases.values() if b.numel()),
         "eval_pass_s": eval_s,
         "ann_forward_ms": ann_times["median_ms"],
         "fast_cost_in_eval_passes": fast_s / eval_s,
         "reference_cost_in_eval_passes": reference_s / eval_s,
-        "kernel": _kernel_total(kernel_rows, copy, config["batches"], fast_s),
-        "copy": copy,
-        "bytes_note": "kernel bytes = x[T,B,C,...] and a[B,C,...] read once; copy bytes = read + write",
+        "complete": False,  # until the kernel rows are in: a run cut off there keeps the calibration times
+        "bytes_note": "kernel bytes = x[T,B,C,...] and a[B,C,...] read once (floor_bytes) + the second stage's "
+                      "partial sums [T, slots, C] written and read and [T, C] written (partial_bytes); "
+                      "copy bytes = read + write",
         "rows": [
             {"impl": "ftbc_fast", "T": steps, "calibrate_s": fast_s, "speedup": reference_s / fast_s},
             {"impl": "ftbc_reference", "T": steps, "calibrate_s": reference_s},
             {"impl": "eval_pass", "T": steps, "s": eval_s},
             {"impl": "ann_forward", **ann_times},
-            {"impl": "copy", **{k: copy[k] for k in ("median_ms", "p20_ms", "p80_ms", "bytes", "gbps")}},
-            *kernel_rows,
         ],
     })
     result["timing"].update(timing)
+    write_json(json_out_path(out, "ftbc.json"), result)
+
+    kernel_rows, copy = _kernel_rows_with_ceiling(ann, snn, batches[0], steps, device, timing)
+    result.update({
+        "kernel_max_rel_diff_vs_reference": max(r["max_rel_diff_vs_reference"] for r in kernel_rows),
+        "kernel_tiling_note": "ftbc_stats_kernel: the tiling of the size heuristic (calibration's); _split / "
+                              "_nosplit: forced, GPU time only; bytes include the partial sums of the tiling",
+        "kernel": _kernel_total(kernel_rows, copy, config["batches"], fast_s),
+        "copy": copy,
+        "complete": True,
+    })
+    result["rows"] += [{"impl": "copy", **{k: copy[k] for k in ("median_ms", "p20_ms", "p80_ms", "bytes", "gbps")}},
+                       *kernel_rows]
     _write_and_render(result, out, console)
     return result
 
@@ -226,28 +285,38 @@ def _time_calibrations(ann, snn, batches, steps: int, alpha: float, sizes: dict[
 
 
 def _kernel_rows_with_ceiling(ann, snn, x, steps: int, device: str, timing: dict[str, int]):
-    """The statistics kernel's rows per IF layer with their bandwidth against the copy ceiling measured
-    at the largest layer's bytes, and that ceiling: ``(rows, copy)``."""
-    kernel_rows = _kernel_rows(ann, snn, x, steps, device, timing)
+    """The statistics kernel's rows per IF layer with their bandwidth (eager and GPU time) against the
+    copy ceiling measured at the largest layer's bytes, and that ceiling: ``(rows, copy)``."""
+    kernel_rows = _kernel_rows(ann, snn, x, steps, device, timing, "triton" if device == "cuda" else "torch")
     release_memory(device)
-    largest = max(kernel_rows, key=lambda r: r["bytes"])
-    copy = copy_ceiling(largest["bytes"] // 8, torch.float32, device, **timing)  # read+write = kernel's bytes
+    largest = max(kernel_rows, key=lambda r: r.get("floor_bytes", r["bytes"]))
+    floor = largest.get("floor_bytes", largest["bytes"])
+    copy = copy_ceiling(floor // 8, torch.float32, device, **timing)  # read+write = the floor bytes
     for row in kernel_rows:
         with_bandwidth(row, row["bytes"], copy["gbps"])
+        if row.get("graph_ms"):
+            with_bandwidth(row, row["bytes"], copy["gbps"], ms_key="graph_ms", prefix="graph_")
     return kernel_rows, copy
 
 
 def _kernel_total(kernel_rows: list[dict[str, Any]], copy: dict[str, Any], batches: int, fast_s: float) -> dict:
-    """The statistics kernel over all IF layers: time, bytes, bandwidth and its share of fast FTBC."""
-    kernel_bytes = sum(r["bytes"] for r in kernel_rows)
-    kernel_ms = sum(r["median_ms"] for r in kernel_rows)
-    return {
+    """The statistics kernel (the tiling calibration uses) over all IF layers: time, bytes, bandwidth
+    and its share of fast FTBC; with the GPU time alone where measured."""
+    auto = [r for r in kernel_rows if r["impl"] == "ftbc_stats_kernel"]
+    kernel_bytes = sum(r["bytes"] for r in auto)
+    kernel_ms = sum(r["median_ms"] for r in auto)
+    total = {
         "median_ms": kernel_ms,
         "bytes": kernel_bytes,
         "gbps": gbps(kernel_bytes, kernel_ms),
         "frac_of_ceiling": gbps(kernel_bytes, kernel_ms) / copy["gbps"],
         "share_of_fast_s": kernel_ms * 1e-3 * batches / fast_s,
     }
+    if all(r.get("graph_ms") for r in auto):
+        graph = sum(r["graph_ms"] for r in auto)
+        total.update(graph_ms=graph, graph_gbps=gbps(kernel_bytes, graph),
+                     graph_frac_of_ceiling=gbps(kernel_bytes, graph) / copy["gbps"])
+    return total
 
 
 def _write_and_render(result: dict[str, Any], out: Optional[Path], console: Any) -> None:

@@ -31,6 +31,7 @@ from snnbench.conversion.layers import (
     layer_pairs,
     unfold,
 )
+from snnbench.kernels.common import finite_scalar, remember_finite
 from snnbench.kernels.ftbc import ftbc_stats_forward
 
 
@@ -61,6 +62,7 @@ def ftbc_calibrate(
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be 'fast' or 'reference', got {implementation!r}")
+    finite_scalar("alpha", alpha)  # checked, used as given
     ann.eval()
     snn.eval()
     pairs = layer_pairs(ann, snn)
@@ -71,7 +73,8 @@ def ftbc_calibrate(
         step = lambda x: reference_batch(ann, snn, pairs, x, steps, alpha, own_bias)  # noqa: E731
     else:
         context = contextlib.nullcontext()
-        step = lambda x: _sweep(ann, snn, pairs, x, steps, alpha, own_bias, backend, chunk)  # noqa: E731
+        buffers: dict[str, torch.Tensor] = {}  # each layer's bias, made writable once per calibration
+        step = lambda x: _sweep(ann, snn, pairs, x, steps, alpha, own_bias, backend, chunk, buffers)  # noqa: E731
     with context:
         for _ in range(passes):
             for x in batches:
@@ -92,8 +95,10 @@ def _sweep(
     own_bias: bool,
     backend: str,
     chunk: Optional[int],
+    buffers: dict[str, torch.Tensor],
 ) -> None:
     acts = ann_activations(ann, pairs, x)
+    _require_finite(acts, pairs, first_batch=not buffers)
     chunked = chunk is not None and chunk < steps
     membranes: dict[str, torch.Tensor] = {}  # teacher-forced membrane carried between chunks
 
@@ -103,13 +108,18 @@ def _sweep(
         currents = unfold(folded, count)
         activation = acts[pair.name]
         channels = currents.shape[2]
-        bias = bias_rows(layer, steps, channels)
-        rows = slice(first, first + count)
+        bias = buffers.get(pair.name)
+        if bias is None:
+            # One writable [T, C] buffer per layer for the whole calibration, shared with the neuron
+            # and updated in place: no copy and no new tensor for the neuron to check per batch.
+            layer.neuron.set_bias(bias_rows(layer, steps, channels))
+            bias = buffers[pair.name] = layer.neuron.bias
+        rows = bias[first : first + count]
         result = ftbc_stats_forward(
             currents,
             activation,
             layer.neuron.thresh,
-            bias[rows] if own_bias else None,
+            rows if own_bias else None,
             membranes.get(pair.name),
             return_state=chunked,
             backend=backend,
@@ -118,8 +128,23 @@ def _sweep(
         if chunked:
             membranes[pair.name] = result[1]
         positions = activation.numel() // channels  # batch × space
-        bias[rows] += alpha * (sums / positions)
-        layer.neuron.set_bias(bias)
+        rows += alpha * (sums / positions)
+        # Finite by construction (the activations were checked, the errors are bounded by θ + |a|):
+        # tell the neuron's per-call check so that it does not sync to find out.
+        remember_finite(rows)
 
     with before_each_layer(pairs, calibrate_layer):
         simulate(snn, x, steps, chunk=chunk)
+
+
+def _require_finite(acts: dict[str, torch.Tensor], pairs: list[LayerPair], first_batch: bool) -> None:
+    """One host sync per batch: every ANN activation finite (and, before the first batch, every bias
+    the layers already hold), so that every bias this batch computes is finite too."""
+    tensors = [(f"the ANN activation of layer {name}", t) for name, t in acts.items()]
+    if first_batch:
+        tensors += [(f"the existing bias of layer {p.name}", p.spiking.neuron.bias) for p in pairs]
+    flags = torch.stack([torch.isfinite(t).all() for _, t in tensors]).tolist()
+    bad = [what for (what, _), ok in zip(tensors, flags) if not ok]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"FTBC: NaN or infinity in {bad[0]}{more}; check the calibration images and the model's weights")
