@@ -13,12 +13,12 @@ LIF = {"beta": 0.5, "leak": 0.0, "gain": 0.5, "reset": "hard", "save_dtype": "fp
 
 
 def _args(x, save, v_init=None, thresh=None, **kw):
-    opts, thresh_t, bias_t, v_init_t = nk.prepare(
-        x, 1.0 if thresh is None else thresh, None, v_init, reset=kw.get("reset", "soft"), v_reset=0.0,
-        output=kw.get("output", "spike"), surrogate=kw.get("surrogate", "sigmoid"), alpha=None,
-        detach_reset=False, distribution="normal", delta=0.3, q=2, seed=5, save_dtype="fp32", beta=0.5,
-        leak=0.0, gain=0.5, default_v_init_half=False)
-    return (x, thresh_t, bias_t, v_init_t, save, *no._pack(opts))
+    opts, call = nk.prepare(
+        x, 1.0 if thresh is None else thresh, None, v_init, build=nk.generic_options, reset=kw.get("reset", "soft"),
+        output=kw.get("output", "spike"), surrogate=kw.get("surrogate", "sigmoid"), delta=0.3, q=2, seed=5,
+        save_dtype="fp32", beta=0.5, leak=0.0, gain=0.5)
+    floats, names, ints = no._pack(opts)
+    return (x, call.thresh, call.bias, call.v_init, save, floats, names, [*ints, call.seed])
 
 
 @pytest.mark.parametrize("case", ["plain", "v_init_localzo", "per_channel_uint8"])
