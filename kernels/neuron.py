@@ -38,7 +38,6 @@ kernels move are modelled by :func:`kernels.neuron_options.traffic_bytes`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import math
 from typing import Optional, Union
@@ -61,6 +60,7 @@ from .neuron_options import (
     neuron_call,
     prepare,
     traffic_bytes,
+    with_v_init,
 )
 from .neuron_reference import neuron_reference
 from .surrogates import DEFAULT_ALPHA, LOCALZO, SURROGATES, surrogate_grad
@@ -509,8 +509,7 @@ def run_neuron(
     """One call with options prepared once (:class:`NeuronOptions`, :func:`lif_options`): the hot path
     of the modules, which checks only ``x`` and this call's tensors. A float ``v_init`` overrides the
     options' for this call."""
-    if v_init is not None and not isinstance(v_init, torch.Tensor):
-        opts, v_init = dataclasses.replace(opts, v_init=v_init), None
+    opts, v_init = with_v_init(opts, v_init)
     return _launch(x, opts, neuron_call(x, opts, threshold, bias, v_init), backend)
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
 from .common import resolve_backend
 from .neuron import generic_options, neuron_backward, neuron_forward
-from .neuron_options import SAVE_DTYPES, NeuronCall, NeuronOptions, neuron_call, prepare
+from .neuron_options import SAVE_DTYPES, NeuronCall, NeuronOptions, neuron_call, prepare, with_v_init
 
 _SAVE_NAMES = {v: k for k, v in SAVE_DTYPES.items()}
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -127,8 +127,9 @@ def _launch_op(x: torch.Tensor, opts: NeuronOptions, call: NeuronCall) -> tuple[
 
 def run_neuron_op(x: torch.Tensor, opts: NeuronOptions, threshold: Optional[torch.Tensor] = None,
                   bias: Optional[torch.Tensor] = None,
-                  v_init: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  v_init: Union[None, float, torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`kernels.neuron.run_neuron` (options prepared once) through the custom ops."""
+    opts, v_init = with_v_init(opts, v_init)
     return _launch_op(x, opts, neuron_call(x, opts, threshold, bias, v_init,
                                            check_tensors=not torch.compiler.is_compiling()))
 

@@ -13,7 +13,7 @@ plus ``4·N`` bytes for ``v_final`` (and ``v_init``/its gradient when they are t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional, Union
 
 import torch
@@ -38,6 +38,7 @@ __all__ = [
     "NeuronOptions",
     "NeuronCall",
     "neuron_call",
+    "with_v_init",
     "prepare",
     "traffic_bytes",
 ]
@@ -254,6 +255,14 @@ def neuron_call(
     if check_tensors:
         check_finite(to_check)
     return NeuronCall(thresh_t, bias_t, v_init_t, opts.call_seed())
+
+
+def with_v_init(opts: NeuronOptions, v_init) -> tuple[NeuronOptions, Optional[torch.Tensor]]:
+    """(options, v_init tensor or None) for a call of prepared options: a number given for one call
+    replaces the options' ``v_init`` (checked again, the rare path); a tensor travels with the call."""
+    if v_init is None or isinstance(v_init, torch.Tensor):
+        return opts, v_init
+    return replace(opts, v_init=v_init), None
 
 
 def prepare(

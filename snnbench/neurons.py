@@ -4,7 +4,9 @@
 output θ·s. It holds an optional per-step, per-channel bias ``bias[T, C]`` (FTBC / light calibration)
 that is subtracted from the membrane at step t. ``MultiStepLIF`` is the trainable leaky neuron of the
 direct-training track (surrogate or LocalZO backward). Both run the fused kernels of
-``snnbench.kernels.neuron`` on CUDA and its PyTorch reference elsewhere (``backend``).
+``snnbench.kernels.neuron`` on CUDA and its PyTorch reference elsewhere (``backend``), with options
+prepared once per module (a call checks only its input), and under ``torch.compile`` the kernels as
+the ``snnbench::neuron_forward`` custom op.
 """
 
 from __future__ import annotations
@@ -18,8 +20,18 @@ import torch
 from torch import nn
 
 from snnbench.kernels.common import BACKENDS, choice, resolve_backend
-from snnbench.kernels.neuron import NeuronOptions, lif_options, multistep_if, run_neuron
+from snnbench.kernels.neuron import NeuronOptions, lif_options, run_neuron
 from snnbench.kernels.neuron_op import run_neuron_op
+
+# What a QCFS activation becomes after conversion: soft reset, v₀ = θ/2, output θ·s.
+_IF_OPTIONS = NeuronOptions(output="scaled")
+
+
+def _run(opts: NeuronOptions, x: torch.Tensor, backend: str, **tensors: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """One call of a module's prepared options; under torch.compile Triton runs as the custom op."""
+    if torch.compiler.is_compiling() and resolve_backend(backend, x) == "triton":
+        return run_neuron_op(x, opts, **tensors)
+    return run_neuron(x, opts, backend=backend, **tensors)
 
 
 class MultiStepIF(nn.Module):
@@ -29,7 +41,7 @@ class MultiStepIF(nn.Module):
         self, threshold: float | torch.Tensor, channels: Optional[int] = None, backend: str = "auto"
     ) -> None:
         super().__init__()
-        self.backend = backend  # "auto": Triton on CUDA tensors, the PyTorch reference elsewhere
+        self.backend = choice("backend", backend, BACKENDS)  # "auto": Triton on CUDA, the reference elsewhere
         thresh = torch.as_tensor(threshold, dtype=torch.float32).detach().clone().reshape(-1)
         self.register_buffer("thresh", thresh)
         self.channels = channels
@@ -67,15 +79,8 @@ class MultiStepIF(nn.Module):
         ``t_offset`` is the global index of ``x[0]``, so a simulation split into chunks of time
         applies the right rows of the per-step bias.
         """
-        out, v = multistep_if(
-            x,
-            threshold=self.thresh,
-            bias=self.bias_for(x.shape[0], t_offset),
-            v_init=v_init,
-            output="scaled",
-            backend=self.backend,
-        )
-        return out, v
+        return _run(_IF_OPTIONS, x, self.backend, threshold=self.thresh, bias=self.bias_for(x.shape[0], t_offset),
+                    v_init=v_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.simulate(x)[0]
@@ -101,8 +106,7 @@ class MultiStepLIF(nn.Module):
     here or in :meth:`set_options`: a call only checks its input. Each call starts from ``v_init``
     (default ``v_reset``); :meth:`simulate` also returns the final membrane (with the subtract reset,
     before the reset its last spike still owes, so it does not resume a run across calls). A LocalZO
-    layer draws a fresh seed per call unless ``seed`` is set. Under ``torch.compile`` the Triton
-    backend runs as the ``snnbench::neuron_forward`` custom op.
+    layer draws a fresh seed per call unless ``seed`` is set.
     """
 
     def __init__(self, tau: Optional[float] = None, *, backend: str = "auto", **options: Any) -> None:
@@ -124,9 +128,7 @@ class MultiStepLIF(nn.Module):
         self, x: torch.Tensor, v_init: Optional[torch.Tensor | float] = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Spikes for every step of ``x[T, B, ...]`` and the final membrane (fp32)."""
-        if torch.compiler.is_compiling() and resolve_backend(self.backend, x) == "triton":
-            return run_neuron_op(x, self._prepared, v_init=v_init)
-        return run_neuron(x, self._prepared, v_init=v_init, backend=self.backend)
+        return _run(self._prepared, x, self.backend, v_init=v_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.simulate(x)[0]
