@@ -122,7 +122,12 @@ class MultiStepLIF(nn.Module):
             given["tau"] = 2.0
         self._prepared = lif_options(**given)
         self._given = given
-        self.options = MappingProxyType({**_lif_defaults(), **given})  # read-only: change via set_options
+        self._options = {**_lif_defaults(), **given}
+
+    @property
+    def options(self) -> MappingProxyType:
+        """Every option's value, read-only: a change goes through :meth:`set_options`."""
+        return MappingProxyType(self._options)
 
     def simulate(
         self, x: torch.Tensor, v_init: Optional[torch.Tensor | float] = None

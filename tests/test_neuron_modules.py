@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -87,6 +89,8 @@ def test_modules_prepare_their_options_once(monkeypatch):
         lif.options["reset"] = "hard"  # read-only: a silent edit would not reach the prepared options
     with pytest.raises(ValueError, match="^q: "):
         lif.set_options(q=0)
+    twin = copy.deepcopy(lif)  # modules are copied and pickled whole (checkpoints, EMA, workers)
+    assert twin.options == lif.options and torch.equal(twin(x.detach()), lif(x.detach()))
 
 
 def test_host_only_runs_a_call_without_its_launches(monkeypatch):
