@@ -525,14 +525,14 @@ def generic_options(*, v_reset: float = 0.0, v_init=None, **options) -> NeuronOp
     return NeuronOptions(v_reset=v_reset, v_init=v_reset if v_init is None else v_init, **options)
 
 
-def multistep_neuron(x: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor]:
+def multistep_neuron(x: torch.Tensor, *, beta: float, leak: float, gain: float,
+                     **options) -> tuple[torch.Tensor, torch.Tensor]:
     """The generic neuron ``h = β·v + leak + gain·x - b``; :func:`multistep_if` / ``_lif`` set β, leak, gain.
 
-    ``options``: ``beta``, ``leak``, ``gain``, the fields of :class:`kernels.neuron_options.NeuronOptions`
-    (their defaults, but ``v_init`` defaults to ``v_reset``), the tensors ``threshold``, ``bias``,
-    ``v_init``, and ``backend``.
+    ``options``: the fields of :class:`kernels.neuron_options.NeuronOptions` (their defaults, but
+    ``v_init`` defaults to ``v_reset``), the tensors ``threshold``, ``bias``, ``v_init``, and ``backend``.
     """
-    return _multistep(x, generic_options, **options)
+    return _multistep(x, generic_options, beta=beta, leak=leak, gain=gain, **options)
 
 
 def multistep_if(x: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor]:

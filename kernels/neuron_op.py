@@ -4,8 +4,10 @@ inside CUDA graphs: ``snnbench::neuron_forward`` and ``snnbench::neuron_backward
 registered as the forward's autograd formula.
 
 :func:`multistep_neuron_op` takes the arguments of :func:`kernels.neuron.multistep_neuron` and
-validates them the same way; under ``torch.compile`` the tensor-finiteness check (data-dependent) is
-left to eager calls. The ops run the Triton kernels (CUDA, or CPU under ``TRITON_INTERPRET=1``); the
+validates them the same way; :func:`run_neuron_op` takes options prepared once, as
+:func:`kernels.neuron.run_neuron` (the modules use it while compiling). Under ``torch.compile`` the
+tensor-finiteness check (data-dependent) is left to eager calls. The options travel as three packed
+arguments (floats, names, ints), packed once per options object; the call's seed is the last int. The ops run the Triton kernels (CUDA, or CPU under ``TRITON_INTERPRET=1``); the
 PyTorch reference stays :func:`kernels.neuron.multistep_neuron` with ``backend="torch"``.
 """
 
@@ -134,10 +136,10 @@ def run_neuron_op(x: torch.Tensor, opts: NeuronOptions, threshold: Optional[torc
                                            check_tensors=not torch.compiler.is_compiling()))
 
 
-def multistep_neuron_op(x: torch.Tensor, *, threshold=1.0, bias=None, v_init=None,
-                        **options) -> tuple[torch.Tensor, torch.Tensor]:
+def multistep_neuron_op(x: torch.Tensor, *, beta: float, leak: float, gain: float, threshold=1.0, bias=None,
+                        v_init=None, **options) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`kernels.neuron.multistep_neuron` through the custom ops (Triton kernels); ``options`` as
     there (no ``backend``)."""
-    opts, call = prepare(x, threshold, bias, v_init, build=generic_options,
+    opts, call = prepare(x, threshold, bias, v_init, build=generic_options, beta=beta, leak=leak, gain=gain,
                          check_tensors=not torch.compiler.is_compiling(), **options)
     return _launch_op(x, opts, call)
