@@ -425,7 +425,7 @@ def _environ(**values: str):
                 os.environ[k] = v
 
 
-def host_path_us(device: str, T: int = 4, N: int = 4096, rep_ms: float = 200.0) -> dict[str, Any]:
+def host_path_us(device: str, T: int = 4, N: int = 64, rep_ms: float = 300.0) -> dict[str, Any]:
     """Host microseconds per call of a ``MultiStepLIF`` layer, forward and forward+backward, with
     everything of a call but the kernel launches (:func:`snnbench.kernels.neuron.host_only`): the
     checks, allocation and autograd of a call, measurable on a CPU too (timed on the host clock)."""
@@ -663,7 +663,7 @@ def run_neuron_bench(
         result["correctness"] = check_against_reference(device)
         console.print(json.dumps(result["correctness"], indent=1))
         write_json(path, result)
-    result["host_path"] = host_path_us(device, rep_ms=timing["rep_ms"])
+    result["host_path"] = host_path_us(device)
     console.print(f"host path per call (no launches): {json.dumps(result['host_path'])}")
     budget = _CompileBudget(sweep["compile"]["budget_s"])
     compiled: dict[str, Callable] = {}
