@@ -46,7 +46,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import finite_scalar, interpreting, remember_finite, resolve_backend
+from .common import TunedLaunch, finite_scalar, interpreting, remember_finite, resolve_backend
 from .localzo import DISTRIBUTIONS, localzo_abs_z, localzo_gain, localzo_gain_reference, philox4x32
 from .neuron_options import (
     OUTPUT_SCALED,
@@ -361,6 +361,10 @@ def _layout(shape: torch.Size) -> tuple[int, int, int, int, bool]:
     return shape[0], N, max(C, 1), max(math.prod(shape[3:]), 1), N + 4096 >= 2**31
 
 
+_launch_forward = TunedLaunch(_neuron_forward_kernel)
+_launch_backward = TunedLaunch(_neuron_backward_kernel)
+
+
 def _thresh_mode(thresh_t: Optional[torch.Tensor]) -> int:
     if thresh_t is None:
         return _THRESH_SCALAR.value
@@ -395,7 +399,8 @@ def neuron_forward(
     else:
         v_init_mode = _V_INIT_SCALAR.value
     dummy = v_final
-    _neuron_forward_kernel[_grid(N)](
+    _launch_forward(
+        _grid(N),
         x.contiguous(), out, saved if save else dummy, v_final, v0 if v0 is not None else dummy,
         call.thresh if call.thresh is not None else dummy, call.bias if call.bias is not None else dummy,
         N, T, C, inner, opts.threshold, opts.v_init if opts.v_init is not None else 0.0,
@@ -433,7 +438,8 @@ def neuron_backward(
         grad_out = torch.zeros(x_shape, dtype=x_dtype, device=saved.device)
     gvf = grad_v_final.contiguous() if grad_v_final is not None else None
     dummy = saved
-    _neuron_backward_kernel[_grid(N)](
+    _launch_backward(
+        _grid(N),
         grad_out.contiguous(), saved, gvf if gvf is not None else dummy, grad_x,
         grad_v0 if grad_v0 is not None else dummy, call.thresh if call.thresh is not None else dummy,
         N, T, C, inner, (T - 1) * N, opts.threshold, opts.beta, opts.gain, opts.v_reset, opts.alpha,
