@@ -13,6 +13,8 @@ plus ``4·N`` bytes for ``v_final`` (and ``v_init``/its gradient when they are t
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional, Union
 
@@ -257,6 +259,26 @@ def neuron_call(
     return NeuronCall(thresh_t, bias_t, v_init_t, opts.call_seed())
 
 
+@functools.lru_cache(maxsize=512)
+def _built_by_key(build, key: tuple) -> NeuronOptions:
+    return build(**{name: value for name, _, value, _ in key})
+
+
+def _built(build, options: dict) -> NeuronOptions:
+    """``build(**options)``, remembered: a functional caller passes the same keywords every step. The
+    key holds each value's type and a float's sign, so 1, 1.0 and True stay apart, and -0.0 and 0.0; unhashable values are built directly
+    (and refused there), and so is everything Dynamo traces (it would only warn about the cache)."""
+    if torch.compiler.is_compiling():
+        return build(**options)
+    key = tuple((name, type(value), value, math.copysign(1.0, value) if type(value) is float else None)
+                for name, value in sorted(options.items()))
+    try:
+        hash(key)
+    except TypeError:
+        return build(**options)
+    return _built_by_key(build, key)
+
+
 def with_v_init(opts: NeuronOptions, v_init) -> tuple[NeuronOptions, Optional[torch.Tensor]]:
     """(options, v_init tensor or None) for a call of prepared options: a number given for one call
     replaces the options' ``v_init`` (checked again, the rare path); a tensor travels with the call."""
@@ -281,7 +303,7 @@ def prepare(
                if isinstance(value, torch.Tensor)}
     scalars = {"threshold": 1.0 if "threshold" in tensors else threshold,
                "v_init": None if "v_init" in tensors else v_init}
-    opts = build(**scalars, **options)
+    opts = _built(build, {**scalars, **options})
     return opts, neuron_call(x, opts, bias=bias, check_tensors=check_tensors, **tensors)
 
 

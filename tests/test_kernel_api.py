@@ -5,6 +5,8 @@ other than cpu/cuda get a clear error. On CUDA the tensor check runs once per pa
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import triton
@@ -126,3 +128,22 @@ def test_tuned_launch_reuses_the_autotuner_choice_until_its_configs_change(monke
     out = torch.zeros(10, dtype=torch.int32)
     launch(grid, out, 10)
     assert bool((out == 8).all()) and len(tuned) == 3
+
+
+def test_functional_options_are_built_once_per_distinct_keywords():
+    """multistep_lif called with the same keywords every step reuses its options; keywords that only
+    compare equal (1 vs 1.0 vs True, -0.0 vs 0.0) do not share them, and bad ones are still refused."""
+    from snnbench.kernels import neuron_options as no
+
+    x = torch.randn(2, 3)
+    no._built_by_key.cache_clear()
+    for _ in range(3):
+        nk.multistep_lif(x, tau=2.0, surrogate="atan", backend="torch")
+    assert no._built_by_key.cache_info().misses == 1
+    signs = [math.copysign(1.0, no._built(no.NeuronOptions, {"v_reset": v}).v_reset) for v in (0.0, -0.0)]
+    assert signs == [1.0, -1.0]
+    nk.multistep_lif(x, q=1, backend="torch")
+    with pytest.raises(ValueError, match="^q: "):
+        nk.multistep_lif(x, q=True, backend="torch")  # equal to 1 as a key, but not an integer count
+    with pytest.raises(ValueError, match="^surrogate: "):
+        nk.multistep_lif(x, surrogate=["atan"], backend="torch")  # unhashable: built (and refused) directly
