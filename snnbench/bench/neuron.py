@@ -6,7 +6,10 @@ kernels; inference saves nothing, training keeps u in ``save_dtype``), ``snnbenc
 with uint8 spikes), ``snnbench_localzo`` (LocalZO backward), ``torch_loop`` (a plain PyTorch time
 loop), ``torch_compile`` (that loop compiled) and ``spikingjelly`` (its multi-step LIF, when
 installed). Every row carries the bytes the snnbench kernels must move for that work, the effective
-GB/s and the fraction of the copy bandwidth, so rows compare at equal work. Without a GPU the
+GB/s and the fraction of the copy bandwidth, so rows compare at equal work. On CUDA, rows timed as a
+CUDA-graph replay too carry the host time per call (eager − graph, ``host_us_per_call``), judged
+against ``TARGET_HOST_US`` in the summary; ``host_path`` times a layer's call without its launches on
+any device. Without a GPU the
 PyTorch paths run at small sizes (``snnbench`` then means its PyTorch reference) and the JSON says so.
 
 This module must not import ``snnbench.config`` (pydantic is absent on the GPU machines).
