@@ -1,5 +1,5 @@
-"""Host helpers every kernel module shares: the backend rule, the interpreter flag, scalar checks and
-the finiteness cache of parameter tensors. No Triton code and nothing op-specific lives here."""
+"""Host helpers every kernel module shares: the backend rule, the interpreter flag, scalar checks, the
+finiteness cache of parameter tensors and the launch of an autotuned kernel with its remembered choice. No Triton code and nothing op-specific lives here."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ __all__ = [
     "known_finite",
     "remember_finite",
     "check_finite",
+    "TunedLaunch",
 ]
 
 BACKENDS = ("auto", "triton", "torch")
@@ -120,3 +121,32 @@ def check_finite(checks: list[tuple[str, torch.Tensor, torch.Tensor, bool]]) -> 
     for _, given, _, _ in pending:
         if given.is_cuda:
             remember_finite(given)
+
+
+class TunedLaunch:
+    """``kernel[grid](*args, **consts)`` for a ``triton.autotune`` kernel, minus the autotuner's per-call
+    Python (a dict of every argument, a key with the dtype name of each tensor: ~15 µs a launch on a
+    slow host). The first launch of a key runs the autotuner, which picks (or benchmarks) the config;
+    later ones launch the kernel with that config directly. The key is the autotuner's own: the values
+    of its ``key`` arguments and every tensor argument's dtype. A choice stands while the autotuner
+    keeps the same ``configs`` list (a test that swaps in one config is seen), and is not kept for a
+    config with a ``pre_hook`` (the autotuner runs that each launch).
+    """
+
+    def __init__(self, kernel) -> None:
+        self.kernel = kernel
+        self._key_at = [(kernel.arg_names.index(name), name) for name in kernel.keys]
+        self._chosen: dict[tuple, tuple[list, dict]] = {}
+
+    def __call__(self, grid, *args, **consts) -> None:
+        kernel = self.kernel
+        n = len(args)
+        key = (tuple([args[i] if i < n else consts[name] for i, name in self._key_at]),
+               tuple([a.dtype for a in args if isinstance(a, torch.Tensor)]))
+        chosen = self._chosen.get(key)
+        if chosen is not None and chosen[0] is kernel.configs:
+            kernel.fn.run(*args, grid=grid, warmup=False, **consts, **chosen[1])
+            return
+        kernel[grid](*args, **consts)
+        if kernel.best_config.pre_hook is None:
+            self._chosen[key] = (kernel.configs, kernel.best_config.all_kwargs())

@@ -37,36 +37,33 @@ kernels move are modelled by :func:`kernels.neuron_options.traffic_bytes`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import triton
 import triton.language as tl
 
-from .common import finite_scalar, interpreting, remember_finite, resolve_backend
-from .localzo import DISTRIBUTION_ID, DISTRIBUTIONS, localzo_abs_z, localzo_gain, localzo_gain_reference, philox4x32
+from .common import TunedLaunch, finite_scalar, interpreting, remember_finite, resolve_backend
+from .localzo import DISTRIBUTIONS, localzo_abs_z, localzo_gain, localzo_gain_reference, philox4x32
 from .neuron_options import (
-    OUTPUT_ID,
     OUTPUT_SCALED,
     OUTPUT_UINT8,
     RESET_HARD,
-    RESET_ID,
     RESET_SOFT,
     RESET_SUBTRACT,
     SAVE_ID,
+    NeuronCall,
     NeuronOptions,
+    neuron_call,
     prepare,
     traffic_bytes,
+    with_v_init,
 )
 from .neuron_reference import neuron_reference
-from .surrogates import (
-    DEFAULT_ALPHA,
-    LOCALZO,
-    SURROGATE_ID,
-    SURROGATES,
-    surrogate_grad,
-)
+from .surrogates import DEFAULT_ALPHA, LOCALZO, SURROGATES, surrogate_grad
 
 __all__ = [
     "SURROGATES",
@@ -75,6 +72,13 @@ __all__ = [
     "multistep_if",
     "multistep_lif",
     "multistep_neuron",
+    "run_neuron",
+    "lif_options",
+    "generic_options",
+    "host_only",
+    "NeuronOptions",
+    "NeuronCall",
+    "prepare",
     "neuron_reference",
     "neuron_forward",
     "neuron_backward",
@@ -332,21 +336,33 @@ def _neuron_backward_kernel(
 # Host functions: shapes in, launches, shapes out
 # --------------------------------------------------------------------------------------------------
 
-
-def _layout(x: torch.Tensor) -> tuple[int, int, int, int]:
-    """(T, N, C, INNER): neurons per step and how a flat neuron index maps to its channel."""
-    T = x.shape[0]
-    N = x[0].numel()
-    if x.dim() >= 3:
-        C = x.shape[2]
-        inner = math.prod(x.shape[3:])
-    else:
-        C, inner = 1, 1
-    return T, N, max(C, 1), max(inner, 1)
+_host_only = False  # True inside host_only(): every step of a call but the kernel launches
 
 
-def _out_dtype(opts: NeuronOptions, x: torch.Tensor) -> torch.dtype:
-    return torch.uint8 if opts.output == "uint8" else x.dtype
+@contextlib.contextmanager
+def host_only():
+    """Within it, neuron calls do everything but launch their kernels (their outputs stay unwritten):
+    the host side of a call (checks, allocation, autograd) timed alone, on any machine."""
+    global _host_only
+    before, _host_only = _host_only, True
+    try:
+        yield
+    finally:
+        _host_only = before
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(shape: torch.Size) -> tuple[int, int, int, int, bool]:
+    """(T, N, C, INNER, INDEX_64) of ``x``'s shape: the neurons of a step, how a flat neuron index maps
+    to its channel, and whether indices need 64 bits (~2**31 neurons a step). A layer sees the same
+    few shapes, so this is worked out once per shape."""
+    N = math.prod(shape[1:])
+    C = shape[2] if len(shape) >= 3 else 1
+    return shape[0], N, max(C, 1), max(math.prod(shape[3:]), 1), N + 4096 >= 2**31
+
+
+_launch_forward = TunedLaunch(_neuron_forward_kernel)
+_launch_backward = TunedLaunch(_neuron_backward_kernel)
 
 
 def _thresh_mode(thresh_t: Optional[torch.Tensor]) -> int:
@@ -360,63 +376,42 @@ def _new_buffer(shape, dtype: torch.dtype, device) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device=device)
 
 
-def _index_64(N: int) -> bool:
-    return N + 4096 >= 2**31
+def _grid(N: int):
+    return lambda meta: (triton.cdiv(N, meta["BLOCK"]),)
 
 
 def neuron_forward(
-    x: torch.Tensor,
-    opts: NeuronOptions,
-    thresh_t: Optional[torch.Tensor],
-    bias_t: Optional[torch.Tensor],
-    v_init_t: Optional[torch.Tensor],
-    save: bool,
-    force_index_64: bool = False,
+    x: torch.Tensor, opts: NeuronOptions, call: NeuronCall, save: bool, force_index_64: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Launch the forward scan. Returns (out[T, ...], v_final[...] fp32, saved u[T, N] or None)."""
-    T, N, C, inner = _layout(x)
-    xc = x.contiguous()
-    out = _new_buffer(x.shape, _out_dtype(opts, x), x.device)
+    T, N, C, inner, index_64 = _layout(x.shape)
+    out = _new_buffer(x.shape, torch.uint8 if opts.output_id == OUTPUT_UINT8.value else x.dtype, x.device)
     v_final = _new_buffer(x.shape[1:], torch.float32, x.device)
     saved = _new_buffer((T, N), opts.save_dtype, x.device) if save else None
-    if N == 0:
+    if N == 0 or _host_only:
         return out, v_final, saved
     v0 = None
-    if v_init_t is not None:
-        v0 = v_init_t.detach().to(torch.float32).expand(x.shape[1:]).contiguous()
-    if v0 is not None:
+    if call.v_init is not None:
+        v0 = call.v_init.detach().to(torch.float32).expand(x.shape[1:]).contiguous()
         v_init_mode = _V_INIT_TENSOR.value
     elif opts.v_init is None:
         v_init_mode = _V_INIT_HALF.value
     else:
         v_init_mode = _V_INIT_SCALAR.value
     dummy = v_final
-    grid = lambda meta: (triton.cdiv(N, meta["BLOCK"]),)  # noqa: E731
-    _neuron_forward_kernel[grid](
-        xc,
-        out,
-        saved if save else dummy,
-        v_final,
-        v0 if v0 is not None else dummy,
-        thresh_t if thresh_t is not None else dummy,
-        bias_t if bias_t is not None else dummy,
-        N,
-        T,
-        C,
-        inner,
-        opts.threshold,
-        opts.v_init if opts.v_init is not None else 0.0,
-        opts.beta,
-        opts.leak,
-        opts.gain,
-        opts.v_reset,
-        OUTPUT_MODE=OUTPUT_ID[opts.output],
-        SAVE_MODE=SAVE_ID[opts.save_dtype] if save else _SAVE_NONE.value,
-        THRESH_MODE=_thresh_mode(thresh_t),
+    _launch_forward(
+        _grid(N),
+        x.contiguous(), out, saved if save else dummy, v_final, v0 if v0 is not None else dummy,
+        call.thresh if call.thresh is not None else dummy, call.bias if call.bias is not None else dummy,
+        N, T, C, inner, opts.threshold, opts.v_init if opts.v_init is not None else 0.0,
+        opts.beta, opts.leak, opts.gain, opts.v_reset,
+        OUTPUT_MODE=opts.output_id,
+        SAVE_MODE=opts.save_id if save else _SAVE_NONE.value,
+        THRESH_MODE=_thresh_mode(call.thresh),
         V_INIT_MODE=v_init_mode,
-        RESET_MODE=RESET_ID[opts.reset],
-        HAS_BIAS=bias_t is not None,
-        INDEX_64=force_index_64 or _index_64(N),
+        RESET_MODE=opts.reset_id,
+        HAS_BIAS=call.bias is not None,
+        INDEX_64=force_index_64 or index_64,
     )
     return out, v_final, saved
 
@@ -426,94 +421,66 @@ def neuron_backward(
     grad_v_final: Optional[torch.Tensor],
     saved: torch.Tensor,
     opts: NeuronOptions,
-    thresh_t: Optional[torch.Tensor],
+    call: NeuronCall,
     x_shape: torch.Size,
     x_dtype: torch.dtype,
     want_grad_v_init: bool,
     force_index_64: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Launch the reverse scan. Returns (grad_x[x_shape], grad_v_init[N] fp32 or None)."""
-    T, N = saved.shape
-    C = x_shape[2] if len(x_shape) >= 3 else 1
-    inner = math.prod(x_shape[3:]) if len(x_shape) >= 3 else 1
-    if grad_out is None:
-        grad_out = torch.zeros(x_shape, dtype=x_dtype, device=saved.device)
-    grad_out = grad_out.contiguous()
+    """Launch the reverse scan (``call``: its θ and seed). Returns (grad_x[x_shape], grad_v_init[N]
+    fp32 or None)."""
+    T, N, C, inner, index_64 = _layout(x_shape)
     grad_x = _new_buffer(x_shape, x_dtype, saved.device)
     grad_v0 = _new_buffer(N, torch.float32, saved.device) if want_grad_v_init else None
-    if N == 0:
+    if N == 0 or _host_only:
         return grad_x, grad_v0
+    if grad_out is None:
+        grad_out = torch.zeros(x_shape, dtype=x_dtype, device=saved.device)
     gvf = grad_v_final.contiguous() if grad_v_final is not None else None
     dummy = saved
-    grid = lambda meta: (triton.cdiv(N, meta["BLOCK"]),)  # noqa: E731
-    _neuron_backward_kernel[grid](
-        grad_out,
-        saved,
-        gvf if gvf is not None else dummy,
-        grad_x,
-        grad_v0 if grad_v0 is not None else dummy,
-        thresh_t if thresh_t is not None else dummy,
-        N,
-        T,
-        max(C, 1),
-        max(inner, 1),
-        (T - 1) * N,
-        opts.threshold,
-        opts.beta,
-        opts.gain,
-        opts.v_reset,
-        opts.alpha,
-        opts.delta,
-        opts.seed,
-        OUTPUT_SCALED=opts.output == "scaled",
-        THRESH_MODE=_thresh_mode(thresh_t),
-        RESET_MODE=RESET_ID[opts.reset],
+    _launch_backward(
+        _grid(N),
+        grad_out.contiguous(), saved, gvf if gvf is not None else dummy, grad_x,
+        grad_v0 if grad_v0 is not None else dummy, call.thresh if call.thresh is not None else dummy,
+        N, T, C, inner, (T - 1) * N, opts.threshold, opts.beta, opts.gain, opts.v_reset, opts.alpha,
+        opts.delta, call.seed,
+        OUTPUT_SCALED=opts.output_id == OUTPUT_SCALED.value,
+        THRESH_MODE=_thresh_mode(call.thresh),
+        RESET_MODE=opts.reset_id,
         DETACH_RESET=opts.detach_reset,
-        SURROGATE=SURROGATE_ID[opts.surrogate],
-        DIST=DISTRIBUTION_ID[opts.distribution],
+        SURROGATE=opts.surrogate_id,
+        DIST=opts.distribution_id,
         Q=opts.q,
         HAS_GRAD_V_FINAL=gvf is not None,
         WRITE_GRAD_V_INIT=want_grad_v_init,
-        INDEX_64=force_index_64 or _index_64(N),
+        INDEX_64=force_index_64 or index_64,
     )
     return grad_x, grad_v0
 
 
 class MultiStepNeuronFunction(torch.autograd.Function):
-    """Fused forward/backward scans; differentiable w.r.t. ``x`` and a tensor ``v_init``."""
+    """Fused forward/backward scans; differentiable w.r.t. ``x`` and a tensor ``v_init``
+    (``call.v_init``, passed again as an argument so autograd sees it)."""
 
     @staticmethod
-    def forward(ctx, x, v_init_t, opts, thresh_t, bias_t, force_index_64=False):
-        out, v_final, saved = neuron_forward(x, opts, thresh_t, bias_t, v_init_t, True, force_index_64)
+    def forward(ctx, x, v_init_t, opts, call, force_index_64=False):
+        out, v_final, saved = neuron_forward(x, opts, call, True, force_index_64)
         ctx.save_for_backward(saved)
-        ctx.opts = opts
-        ctx.thresh_t = thresh_t
-        ctx.x_shape = x.shape
-        ctx.x_dtype = x.dtype
+        ctx.opts, ctx.call, ctx.force_index_64 = opts, call, force_index_64
+        ctx.x_shape, ctx.x_dtype = x.shape, x.dtype
         ctx.v_init_shape = None if v_init_t is None else v_init_t.shape
         ctx.v_init_dtype = None if v_init_t is None else v_init_t.dtype
-        ctx.force_index_64 = force_index_64
         ctx.set_materialize_grads(False)
         return out, v_final
 
     @staticmethod
     def backward(ctx, grad_out, grad_v_final):
         (saved,) = ctx.saved_tensors
-        want_v0 = ctx.needs_input_grad[1]
-        grad_x, grad_v0 = neuron_backward(
-            grad_out,
-            grad_v_final,
-            saved,
-            ctx.opts,
-            ctx.thresh_t,
-            ctx.x_shape,
-            ctx.x_dtype,
-            want_v0,
-            ctx.force_index_64,
-        )
+        grad_x, grad_v0 = neuron_backward(grad_out, grad_v_final, saved, ctx.opts, ctx.call, ctx.x_shape,
+                                          ctx.x_dtype, ctx.needs_input_grad[1], ctx.force_index_64)
         if grad_v0 is not None:
             grad_v0 = grad_v0.view(ctx.x_shape[1:]).sum_to_size(ctx.v_init_shape).to(ctx.v_init_dtype)
-        return grad_x, grad_v0, None, None, None, None
+        return grad_x, grad_v0, None, None, None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -521,36 +488,57 @@ class MultiStepNeuronFunction(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------------
 
 
-def multistep_neuron(
-    x: torch.Tensor,
-    *,
-    beta: float,
-    leak: float,
-    gain: float,
-    backend: str = "auto",
-    _force_index_64: bool = False,
-    **options,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The generic neuron ``h = β·v + leak + gain·x - b``; :func:`multistep_if` / ``_lif`` set β, leak, gain.
-
-    ``options``: the keywords of :func:`kernels.neuron_options.prepare` (threshold, v_init, bias,
-    reset, ..., ``default_v_init_half`` for the θ/2 start of IF), with the same defaults.
-    """
-    opts, thresh_t, bias_t, v_init_t = prepare(x, beta=beta, leak=leak, gain=gain, **options)
+def _launch(x: torch.Tensor, opts: NeuronOptions, call: NeuronCall, backend: str,
+            force_index_64: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     if resolve_backend(backend, x) == "torch":
-        return neuron_reference(x, opts, thresh_t, bias_t, v_init_t)
-    needs_grad = torch.is_grad_enabled() and (
-        x.requires_grad or (v_init_t is not None and v_init_t.requires_grad)
-    )
-    if not needs_grad:
-        out, v_final, _ = neuron_forward(x, opts, thresh_t, bias_t, v_init_t, False, _force_index_64)
+        return neuron_reference(x, opts, call)
+    if torch.is_grad_enabled() and (x.requires_grad or (call.v_init is not None and call.v_init.requires_grad)):
+        out, v_final = MultiStepNeuronFunction.apply(x, call.v_init, opts, call, force_index_64)
     else:
-        out, v_final = MultiStepNeuronFunction.apply(x, v_init_t, opts, thresh_t, bias_t, _force_index_64)
+        out, v_final, _ = neuron_forward(x, opts, call, False, force_index_64)
     if v_final.is_cuda:
         # Passed back as the next chunk's v_init, it is as finite as this call's x (data, unchecked):
         # checking it again would cost a sync per chunk.
         remember_finite(v_final)
     return out, v_final
+
+
+def run_neuron(
+    x: torch.Tensor,
+    opts: NeuronOptions,
+    threshold: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+    v_init: Union[None, float, torch.Tensor] = None,
+    *,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One call with options prepared once (:class:`NeuronOptions`, :func:`lif_options`): the hot path
+    of the modules, which checks only ``x`` and this call's tensors. A float ``v_init`` overrides the
+    options' for this call."""
+    opts, v_init = with_v_init(opts, v_init)
+    return _launch(x, opts, neuron_call(x, opts, threshold, bias, v_init), backend)
+
+
+def _multistep(x: torch.Tensor, build, *, threshold=1.0, bias=None, v_init=None, backend: str = "auto",
+               _force_index_64: bool = False, **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """A functional call: options built by ``build`` and checked for this call alone."""
+    opts, call = prepare(x, threshold, bias, v_init, build=build, **options)
+    return _launch(x, opts, call, backend, _force_index_64)
+
+
+def generic_options(*, v_reset: float = 0.0, v_init=None, **options) -> NeuronOptions:
+    """:class:`NeuronOptions` of :func:`multistep_neuron`, whose ``v_init`` defaults to ``v_reset``."""
+    return NeuronOptions(v_reset=v_reset, v_init=v_reset if v_init is None else v_init, **options)
+
+
+def multistep_neuron(x: torch.Tensor, *, beta: float, leak: float, gain: float,
+                     **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generic neuron ``h = β·v + leak + gain·x - b``; :func:`multistep_if` / ``_lif`` set β, leak, gain.
+
+    ``options``: the fields of :class:`kernels.neuron_options.NeuronOptions` (their defaults, but
+    ``v_init`` defaults to ``v_reset``), the tensors ``threshold``, ``bias``, ``v_init``, and ``backend``.
+    """
+    return _multistep(x, generic_options, beta=beta, leak=leak, gain=gain, **options)
 
 
 def multistep_if(x: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor]:
@@ -565,34 +553,21 @@ def multistep_if(x: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor
     generator when None). ``backend="auto"`` runs Triton on CUDA tensors and the PyTorch reference
     otherwise.
 
-    Keywords and their defaults (held once, by :func:`kernels.neuron_options.prepare`): ``threshold=1.0``
-    (a float, one value or ``[C]``), ``v_init=None`` (θ/2; a float or a tensor broadcasting to one
-    step), ``bias=None`` (``[T, C]``), ``reset="soft"``, ``v_reset=0.0``, ``output="spike"``,
-    ``surrogate="sigmoid"``, ``alpha=None`` (the surrogate's ``DEFAULT_ALPHA``), ``detach_reset=False``,
-    ``distribution="normal"``, ``delta=0.05``, ``q=1``, ``seed=None``, ``save_dtype="bf16"``,
-    ``backend="auto"``.
+    Keywords and their defaults (held once, as the fields of
+    :class:`kernels.neuron_options.NeuronOptions`): ``threshold=1.0`` (a float, one value or ``[C]``),
+    ``v_init=None`` (θ/2; a float or a tensor broadcasting to one step), ``bias=None`` (``[T, C]``),
+    ``reset="soft"``, ``v_reset=0.0``, ``output="spike"``, ``surrogate="sigmoid"``, ``alpha=None`` (the
+    surrogate's ``DEFAULT_ALPHA``), ``detach_reset=False``, ``distribution="normal"``, ``delta=0.05``,
+    ``q=1``, ``seed=None``, ``save_dtype="bf16"``, ``backend="auto"``.
     """
-    return multistep_neuron(x, beta=1.0, leak=0.0, gain=1.0, default_v_init_half=True, **options)
+    return _multistep(x, NeuronOptions, **options)
 
 
-def multistep_lif(
-    x: torch.Tensor,
-    *,
-    tau: Optional[float] = None,
-    beta: Optional[float] = None,
-    decay_input: bool = True,
-    reset: str = "hard",
-    v_reset: float = 0.0,
-    **options,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Leaky integrate-and-fire over ``x[T, ...]``; returns ``(spikes, v_final)``.
-
-    ``h = v + (x - (v - v_reset))/τ`` with ``decay_input`` (SpikingJelly's default), else
-    ``h = v - (v - v_reset)/τ + x``. ``beta`` gives the decay ``β = 1 - 1/τ`` directly (e.g.
-    ``exp(-dt/τ_mem)``); pass either ``tau`` (default 2) or ``beta``. The membrane leaks towards
-    ``v_reset``, which is also the hard-reset value and the default ``v_init``. Other options as in
-    :func:`multistep_if` (with their defaults); the default reset is hard, as in SpikingJelly's ``LIFNode``.
-    """
+def lif_options(
+    *, tau: Optional[float] = None, beta: Optional[float] = None, decay_input: bool = True, reset: str = "hard",
+    v_reset: float = 0.0, v_init: Optional[float] = None, **options,
+) -> NeuronOptions:
+    """The :class:`NeuronOptions` of a leaky integrate-and-fire neuron (:func:`multistep_lif`)."""
     if tau is not None and beta is not None:
         raise ValueError("tau: give tau or beta, not both")
     if beta is None:
@@ -604,7 +579,19 @@ def multistep_lif(
         beta = finite_scalar("beta", beta)
         if not 0.0 <= beta <= 1.0:
             raise ValueError(f"beta: must lie in [0, 1], got {beta}")
-    v_reset_value = finite_scalar("v_reset", v_reset)
     decay = 1.0 - beta
-    gain = decay if decay_input else 1.0
-    return multistep_neuron(x, beta=beta, leak=decay * v_reset_value, gain=gain, reset=reset, v_reset=v_reset, **options)
+    leak = decay * finite_scalar("v_reset", v_reset)
+    return generic_options(beta=beta, leak=leak, gain=decay if decay_input else 1.0, reset=reset, v_reset=v_reset,
+                           v_init=v_init, **options)
+
+
+def multistep_lif(x: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """Leaky integrate-and-fire over ``x[T, ...]``; returns ``(spikes, v_final)``.
+
+    ``h = v + (x - (v - v_reset))/τ`` with ``decay_input`` (SpikingJelly's default), else
+    ``h = v - (v - v_reset)/τ + x``. ``beta`` gives the decay ``β = 1 - 1/τ`` directly (e.g.
+    ``exp(-dt/τ_mem)``); pass either ``tau`` (default 2) or ``beta``. The membrane leaks towards
+    ``v_reset``, which is also the hard-reset value and the default ``v_init``. Other options as in
+    :func:`multistep_if` (with their defaults); the default reset is hard, as in SpikingJelly's ``LIFNode``.
+    """
+    return _multistep(x, lif_options, **options)

@@ -4,45 +4,56 @@ inside CUDA graphs: ``snnbench::neuron_forward`` and ``snnbench::neuron_backward
 registered as the forward's autograd formula.
 
 :func:`multistep_neuron_op` takes the arguments of :func:`kernels.neuron.multistep_neuron` and
-validates them the same way; under ``torch.compile`` the tensor-finiteness check (data-dependent) is
-left to eager calls. The ops run the Triton kernels (CUDA, or CPU under ``TRITON_INTERPRET=1``); the
+validates them the same way; :func:`run_neuron_op` takes options prepared once, as
+:func:`kernels.neuron.run_neuron` (the modules use it while compiling). Under ``torch.compile`` the
+tensor-finiteness check (data-dependent) is left to eager calls. The options travel as three packed
+arguments (floats, names, ints), packed once per options object; the call's seed is the last int. The ops run the Triton kernels (CUDA, or CPU under ``TRITON_INTERPRET=1``); the
 PyTorch reference stays :func:`kernels.neuron.multistep_neuron` with ``backend="torch"``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
 from .common import resolve_backend
-from .neuron import neuron_backward, neuron_forward
-from .neuron_options import SAVE_DTYPES, NeuronOptions, prepare
+from .neuron import generic_options, neuron_backward, neuron_forward
+from .neuron_options import SAVE_DTYPES, NeuronCall, NeuronOptions, neuron_call, prepare, with_v_init
 
 _SAVE_NAMES = {v: k for k, v in SAVE_DTYPES.items()}
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 _DTYPES = {v: k for k, v in _DTYPE_NAMES.items()}
 
 
+@functools.lru_cache(maxsize=256)
 def _pack(opts: NeuronOptions) -> tuple[list[float], str, list[int]]:
-    """NeuronOptions as op arguments: the floats, the choices joined by '|', and (q, seed, flags)."""
+    """NeuronOptions as op arguments: the floats, the choices joined by '|', and (q, flags); worked
+    out once per options object (a call appends its seed to the ints)."""
     floats = [opts.beta, opts.leak, opts.gain, opts.v_reset, opts.alpha, opts.delta, opts.threshold,
               math.nan if opts.v_init is None else opts.v_init]
     names = "|".join((opts.reset, opts.output, opts.surrogate, opts.distribution, _SAVE_NAMES[opts.save_dtype]))
-    ints = [opts.q, opts.seed, int(opts.detach_reset), int(opts.v_init is not None)]
+    ints = [opts.q, int(opts.detach_reset), int(opts.v_init is not None)]
     return floats, names, ints
 
 
-def _unpack(floats: list[float], names: str, ints: list[int]) -> NeuronOptions:
+@functools.lru_cache(maxsize=256)
+def _unpack_options(floats: tuple[float, ...], names: str, ints: tuple[int, ...]) -> NeuronOptions:
     beta, leak, gain, v_reset, alpha, delta, threshold, v_init = floats
     reset, output, surrogate, distribution, save = names.split("|")
-    q, seed, detach, has_v_init = ints
+    q, detach, has_v_init = ints
     return NeuronOptions(beta=beta, leak=leak, gain=gain, reset=reset, v_reset=v_reset,
-                            detach_reset=bool(detach), output=output, surrogate=surrogate, alpha=alpha,
-                            distribution=distribution, delta=delta, q=q, seed=seed,
-                            save_dtype=SAVE_DTYPES[save], threshold=threshold,
-                            v_init=v_init if has_v_init else None)
+                         detach_reset=bool(detach), output=output, surrogate=surrogate, alpha=alpha,
+                         distribution=distribution, delta=delta, q=q, save_dtype=SAVE_DTYPES[save],
+                         threshold=threshold, v_init=v_init if has_v_init else None)
+
+
+def _unpack(floats: list[float], names: str, ints: list[int], thresh: Optional[torch.Tensor] = None,
+            bias: Optional[torch.Tensor] = None, v_init: Optional[torch.Tensor] = None):
+    """(options, call) from the op arguments; the seed is the last int."""
+    return _unpack_options(tuple(floats), names, tuple(ints[:-1])), NeuronCall(thresh, bias, v_init, ints[-1])
 
 
 @torch.library.custom_op("snnbench::neuron_forward", mutates_args=())
@@ -50,7 +61,7 @@ def neuron_forward_op(x: torch.Tensor, thresh: Optional[torch.Tensor], bias: Opt
                       v_init: Optional[torch.Tensor], save: bool, floats: list[float], names: str,
                       ints: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out, v_final, saved u or an empty tensor when ``save`` is False)."""
-    out, v_final, saved = neuron_forward(x, _unpack(floats, names, ints), thresh, bias, v_init, save)
+    out, v_final, saved = neuron_forward(x, *_unpack(floats, names, ints, thresh, bias, v_init), save)
     return out, v_final, saved if saved is not None else x.new_empty(0)
 
 
@@ -69,8 +80,8 @@ def neuron_backward_op(grad_out: torch.Tensor, grad_v_final: Optional[torch.Tens
                        thresh: Optional[torch.Tensor], x_shape: list[int], x_dtype: str, want_grad_v_init: bool,
                        floats: list[float], names: str, ints: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_x, grad_v_init [N] fp32, or an empty tensor when not wanted)."""
-    grad_x, grad_v0 = neuron_backward(grad_out, grad_v_final, saved, _unpack(floats, names, ints), thresh,
-                                     torch.Size(x_shape), _DTYPES[x_dtype], want_grad_v_init)
+    grad_x, grad_v0 = neuron_backward(grad_out, grad_v_final, saved, *_unpack(floats, names, ints, thresh),
+                                      torch.Size(x_shape), _DTYPES[x_dtype], want_grad_v_init)
     return grad_x, grad_v0 if grad_v0 is not None else saved.new_empty(0, dtype=torch.float32)
 
 
@@ -106,13 +117,29 @@ def _backward(ctx, grad_out, grad_v_final, _grad_saved):
 torch.library.register_autograd("snnbench::neuron_forward", _backward, setup_context=_setup_context)
 
 
-def multistep_neuron_op(x: torch.Tensor, *, beta: float, leak: float, gain: float,
-                        **options) -> tuple[torch.Tensor, torch.Tensor]:
+def _launch_op(x: torch.Tensor, opts: NeuronOptions, call: NeuronCall) -> tuple[torch.Tensor, torch.Tensor]:
+    resolve_backend("triton", x)
+    save = torch.is_grad_enabled() and (x.requires_grad or (call.v_init is not None and call.v_init.requires_grad))
+    # Dynamo traces the packing itself (it would only warn about the cache wrapper).
+    floats, names, ints = (_pack.__wrapped__ if torch.compiler.is_compiling() else _pack)(opts)
+    out, v_final, _ = neuron_forward_op(x, call.thresh, call.bias, call.v_init, save, floats, names,
+                                        [*ints, call.seed])
+    return out, v_final
+
+
+def run_neuron_op(x: torch.Tensor, opts: NeuronOptions, threshold: Optional[torch.Tensor] = None,
+                  bias: Optional[torch.Tensor] = None,
+                  v_init: Union[None, float, torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`kernels.neuron.run_neuron` (options prepared once) through the custom ops."""
+    opts, v_init = with_v_init(opts, v_init)
+    return _launch_op(x, opts, neuron_call(x, opts, threshold, bias, v_init,
+                                           check_tensors=not torch.compiler.is_compiling()))
+
+
+def multistep_neuron_op(x: torch.Tensor, *, beta: float, leak: float, gain: float, threshold=1.0, bias=None,
+                        v_init=None, **options) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`kernels.neuron.multistep_neuron` through the custom ops (Triton kernels); ``options`` as
     there (no ``backend``)."""
-    opts, thresh_t, bias_t, v_init_t = prepare(x, beta=beta, leak=leak, gain=gain,
-                                               check_tensors=not torch.compiler.is_compiling(), **options)
-    resolve_backend("triton", x)
-    save = torch.is_grad_enabled() and (x.requires_grad or (v_init_t is not None and v_init_t.requires_grad))
-    out, v_final, _ = neuron_forward_op(x, thresh_t, bias_t, v_init_t, save, *_pack(opts))
-    return out, v_final
+    opts, call = prepare(x, threshold, bias, v_init, build=generic_options, beta=beta, leak=leak, gain=gain,
+                         check_tensors=not torch.compiler.is_compiling(), **options)
+    return _launch_op(x, opts, call)

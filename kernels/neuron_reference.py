@@ -7,12 +7,11 @@ kernels' z; autograd differentiates the rest.
 
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 
 from .localzo import localzo_gain_reference
-from .neuron_options import NeuronOptions
+from .neuron_options import NeuronCall, NeuronOptions
 from .surrogates import surrogate_grad_reference
 
 __all__ = ["neuron_reference"]
@@ -22,9 +21,9 @@ class _Heaviside(torch.autograd.Function):
     """s = H(u) forward; the chosen surrogate (or LocalZO with the kernel's z) backward."""
 
     @staticmethod
-    def forward(ctx, u, opts: NeuronOptions, t: int):
+    def forward(ctx, u, opts: NeuronOptions, seed: int, t: int):
         ctx.save_for_backward(u)
-        ctx.opts, ctx.t = opts, t
+        ctx.opts, ctx.seed, ctx.t = opts, seed, t
         return ((u > 0) if opts.reset == "subtract" else (u >= 0)).to(u.dtype)
 
     @staticmethod
@@ -33,10 +32,10 @@ class _Heaviside(torch.autograd.Function):
         opts = ctx.opts
         if opts.surrogate == "localzo":
             index = torch.arange(u.numel(), device=u.device).view(u.shape)
-            sg = localzo_gain_reference(u, opts.seed, ctx.t, index, opts.delta, opts.q, opts.distribution)
+            sg = localzo_gain_reference(u, ctx.seed, ctx.t, index, opts.delta, opts.q, opts.distribution)
         else:
             sg = surrogate_grad_reference(u, opts.surrogate, opts.alpha)
-        return grad * sg, None, None
+        return grad * sg, None, None, None
 
 
 def _per_channel_view(p: torch.Tensor, step_shape: torch.Size) -> torch.Tensor:
@@ -46,14 +45,9 @@ def _per_channel_view(p: torch.Tensor, step_shape: torch.Size) -> torch.Tensor:
     return p.reshape((-1,) + (1,) * (len(step_shape) - 2))
 
 
-def neuron_reference(
-    x: torch.Tensor,
-    opts: NeuronOptions,
-    thresh_t: Optional[torch.Tensor],
-    bias_t: Optional[torch.Tensor],
-    v_init_t: Optional[torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor]:
+def neuron_reference(x: torch.Tensor, opts: NeuronOptions, call: NeuronCall) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain PyTorch time loop with the kernels' semantics; autograd differentiates it."""
+    thresh_t, bias_t, v_init_t, seed = call
     step_shape = x.shape[1:]
     theta = opts.threshold if thresh_t is None else _per_channel_view(thresh_t, step_shape)
     if v_init_t is not None:
@@ -76,7 +70,7 @@ def neuron_reference(
         h = h + (x_t if opts.gain == 1.0 else opts.gain * x_t)
         if pending is not None:
             h = h - pending
-        s = _Heaviside.apply(h - theta, opts, t)
+        s = _Heaviside.apply(h - theta, opts, seed, t)
         s_reset = s.detach() if opts.detach_reset else s
         if opts.reset == "hard":
             v = h * (1.0 - s_reset) + opts.v_reset * s_reset

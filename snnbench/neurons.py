@@ -4,17 +4,34 @@
 output θ·s. It holds an optional per-step, per-channel bias ``bias[T, C]`` (FTBC / light calibration)
 that is subtracted from the membrane at step t. ``MultiStepLIF`` is the trainable leaky neuron of the
 direct-training track (surrogate or LocalZO backward). Both run the fused kernels of
-``snnbench.kernels.neuron`` on CUDA and its PyTorch reference elsewhere (``backend``).
+``snnbench.kernels.neuron`` on CUDA and its PyTorch reference elsewhere (``backend``), with options
+prepared once per module (a call checks only its input), and under ``torch.compile`` the kernels as
+the ``snnbench::neuron_forward`` custom op.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import dataclasses
+import inspect
+from types import MappingProxyType
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from snnbench.kernels.neuron import multistep_if, multistep_lif
+from snnbench.kernels.common import BACKENDS, choice, resolve_backend
+from snnbench.kernels.neuron import NeuronOptions, lif_options, run_neuron
+from snnbench.kernels.neuron_op import run_neuron_op
+
+# What a QCFS activation becomes after conversion: soft reset, v₀ = θ/2, output θ·s.
+_IF_OPTIONS = NeuronOptions(output="scaled")
+
+
+def _run(opts: NeuronOptions, x: torch.Tensor, backend: str, **tensors: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """One call of a module's prepared options; under torch.compile Triton runs as the custom op."""
+    if torch.compiler.is_compiling() and resolve_backend(backend, x) == "triton":
+        return run_neuron_op(x, opts, **tensors)
+    return run_neuron(x, opts, backend=backend, **tensors)
 
 
 class MultiStepIF(nn.Module):
@@ -24,7 +41,7 @@ class MultiStepIF(nn.Module):
         self, threshold: float | torch.Tensor, channels: Optional[int] = None, backend: str = "auto"
     ) -> None:
         super().__init__()
-        self.backend = backend  # "auto": Triton on CUDA tensors, the PyTorch reference elsewhere
+        self.backend = choice("backend", backend, BACKENDS)  # "auto": Triton on CUDA, the reference elsewhere
         thresh = torch.as_tensor(threshold, dtype=torch.float32).detach().clone().reshape(-1)
         self.register_buffer("thresh", thresh)
         self.channels = channels
@@ -62,15 +79,8 @@ class MultiStepIF(nn.Module):
         ``t_offset`` is the global index of ``x[0]``, so a simulation split into chunks of time
         applies the right rows of the per-step bias.
         """
-        out, v = multistep_if(
-            x,
-            threshold=self.thresh,
-            bias=self.bias_for(x.shape[0], t_offset),
-            v_init=v_init,
-            output="scaled",
-            backend=self.backend,
-        )
-        return out, v
+        return _run(_IF_OPTIONS, x, self.backend, threshold=self.thresh, bias=self.bias_for(x.shape[0], t_offset),
+                    v_init=v_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.simulate(x)[0]
@@ -79,50 +89,51 @@ class MultiStepIF(nn.Module):
         return f"thresh={self.thresh.tolist() if self.thresh.numel() <= 4 else list(self.thresh.shape)}"
 
 
+def _lif_defaults() -> dict[str, Any]:
+    """Every keyword of a LIF neuron with its default: :func:`lif_options`' own, then the fields of
+    :class:`NeuronOptions` it passes on (not the β, leak and gain it derives)."""
+    own = {n: p.default for n, p in inspect.signature(lif_options).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    passed = {f.name: f.default for f in dataclasses.fields(NeuronOptions) if f.init and f.name not in ("leak", "gain")}
+    return {**passed, **own}
+
+
 class MultiStepLIF(nn.Module):
     """Leaky integrate-and-fire layer over ``x[T, B, ...]``; ``forward`` returns the spikes.
 
-    The options are those of :func:`snnbench.kernels.multistep_lif` (τ or β, decay_input, threshold,
-    hard, soft or subtract reset, surrogate and its ``alpha``, LocalZO ``distribution``/``delta``/``q``,
-    ``save_dtype``). Each call starts from ``v_init`` (default ``v_reset``); :meth:`simulate` also
-    returns the final membrane (with the subtract reset, before the reset its last spike still owes,
-    so it does not resume a run across calls). A LocalZO layer draws a fresh seed per call unless ``seed`` is set.
+    The options are the keywords of :func:`snnbench.kernels.neuron.lif_options` (τ or β, decay_input,
+    threshold, hard, soft or subtract reset, surrogate and its ``alpha``, LocalZO
+    ``distribution``/``delta``/``q``/``seed``, ``save_dtype``, ``output``), checked and prepared once,
+    here or in :meth:`set_options`: a call only checks its input. Each call starts from ``v_init``
+    (default ``v_reset``); :meth:`simulate` also returns the final membrane (with the subtract reset,
+    before the reset its last spike still owes, so it does not resume a run across calls). A LocalZO
+    layer draws a fresh seed per call unless ``seed`` is set.
     """
 
-    def __init__(
-        self,
-        tau: Optional[float] = None,
-        *,
-        beta: Optional[float] = None,
-        decay_input: bool = True,
-        threshold: float = 1.0,
-        reset: str = "hard",
-        v_reset: float = 0.0,
-        surrogate: str = "sigmoid",
-        alpha: Optional[float] = None,
-        detach_reset: bool = False,
-        distribution: str = "normal",
-        delta: float = 0.05,
-        q: int = 1,
-        seed: Optional[int] = None,
-        save_dtype: str = "bf16",
-        output: str = "spike",
-        backend: str = "auto",
-    ) -> None:
+    def __init__(self, tau: Optional[float] = None, *, backend: str = "auto", **options: Any) -> None:
         super().__init__()
-        if tau is None and beta is None:
-            tau = 2.0
-        # Every constructor argument is an option of multistep_lif, passed on unchanged.
-        self.options = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
-        # Fail at construction, not at the first batch: run the checks on a one-neuron input.
-        with torch.no_grad():
-            multistep_lif(torch.zeros(1, 1), **{**self.options, "backend": "torch"})
+        self.backend = choice("backend", backend, BACKENDS)  # "auto": Triton on CUDA, the reference elsewhere
+        self._given: dict[str, Any] = {}
+        self.set_options(tau=tau, **options)
+
+    def set_options(self, **changes: Any) -> None:
+        """Change options; they are checked and prepared again now, not at the next call."""
+        given = {**self._given, **changes}
+        if given.get("tau") is None and given.get("beta") is None:
+            given["tau"] = 2.0
+        self._prepared = lif_options(**given)
+        self._given = given
+        self._options = {**_lif_defaults(), **given}
+
+    @property
+    def options(self) -> MappingProxyType:
+        """Every option's value, read-only: a change goes through :meth:`set_options`."""
+        return MappingProxyType(self._options)
 
     def simulate(
         self, x: torch.Tensor, v_init: Optional[torch.Tensor | float] = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Spikes for every step of ``x[T, B, ...]`` and the final membrane (fp32)."""
-        return multistep_lif(x, v_init=v_init, **self.options)
+        return _run(self._prepared, x, self.backend, v_init=v_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.simulate(x)[0]

@@ -438,3 +438,25 @@ def test_neuron_custom_op_under_torch_compile_and_cuda_graphs():
     xr = x.clone().requires_grad_(True)
     g_ref = torch.autograd.grad(nk.multistep_neuron(xr, backend="triton", **lif)[0].sum(), xr)[0]
     assert torch.equal(g, g_ref)
+
+
+def test_lif_training_step_makes_no_host_sync():
+    """A LIF layer's forward and backward sync nothing (LocalZO draws its seed on the host's
+    generator; the options were checked at construction), so layers queue work without waiting."""
+    from snnbench.neurons import MultiStepLIF
+
+    lif = MultiStepLIF(backend="triton", surrogate="localzo", delta=0.5)
+    x = torch.randn(8, 2, 4, size(64, 3), device=DEVICE, generator=_gen(11)) + 0.5
+
+    def step():
+        xr = x.clone().requires_grad_(True)
+        lif(xr).sum().backward()
+        return xr.grad
+
+    step()  # compiles / autotunes
+    with contextlib.ExitStack() as stack:
+        if ON_CARD:
+            torch.cuda.set_sync_debug_mode("error")
+            stack.callback(torch.cuda.set_sync_debug_mode, "default")
+        grad = step()
+    assert grad.shape == x.shape and bool(torch.isfinite(grad).all())

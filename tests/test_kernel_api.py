@@ -5,8 +5,12 @@ other than cpu/cuda get a clear error. On CUDA the tensor check runs once per pa
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from snnbench.kernels import common as kc
 from snnbench.kernels import ftbc as fk
@@ -96,3 +100,50 @@ def test_cpu_parameters_are_checked_every_call():
     thr[0] = NAN
     with pytest.raises(ValueError, match="^threshold: "):
         nk.multistep_if(x, threshold=thr, backend="torch")
+
+
+@triton.autotune(configs=[triton.Config({"BLOCK": 4})], key=["n"])
+@triton.jit
+def _write_block(out_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, offs * 0 + BLOCK, mask=offs < n)
+
+
+def test_tuned_launch_reuses_the_autotuner_choice_until_its_configs_change(monkeypatch):
+    """After a key's first launch the kernel runs with the chosen config without the autotuner; a new
+    configs list (as a test forcing one config sets) is asked again."""
+    tuned = []
+    real_run = _write_block.run
+    monkeypatch.setattr(_write_block, "run", lambda *a, **kw: (tuned.append(1), real_run(*a, **kw))[1])
+    launch = kc.TunedLaunch(_write_block)
+    grid = lambda meta: (triton.cdiv(10, meta["BLOCK"]),)  # noqa: E731
+    for _ in range(3):
+        out = torch.zeros(10, dtype=torch.int32)
+        launch(grid, out, 10)
+        assert bool((out == 4).all())
+    assert len(tuned) == 1
+    launch(grid, torch.zeros(12, dtype=torch.int32), 12)  # another key: the autotuner decides
+    assert len(tuned) == 2
+    monkeypatch.setattr(_write_block, "configs", [triton.Config({"BLOCK": 8})])
+    out = torch.zeros(10, dtype=torch.int32)
+    launch(grid, out, 10)
+    assert bool((out == 8).all()) and len(tuned) == 3
+
+
+def test_functional_options_are_built_once_per_distinct_keywords():
+    """multistep_lif called with the same keywords every step reuses its options; keywords that only
+    compare equal (1 vs 1.0 vs True, -0.0 vs 0.0) do not share them, and bad ones are still refused."""
+    from snnbench.kernels import neuron_options as no
+
+    x = torch.randn(2, 3)
+    no._built_by_key.cache_clear()
+    for _ in range(3):
+        nk.multistep_lif(x, tau=2.0, surrogate="atan", backend="torch")
+    assert no._built_by_key.cache_info().misses == 1
+    signs = [math.copysign(1.0, no._built(no.NeuronOptions, {"v_reset": v}).v_reset) for v in (0.0, -0.0)]
+    assert signs == [1.0, -1.0]
+    nk.multistep_lif(x, q=1, backend="torch")
+    with pytest.raises(ValueError, match="^q: "):
+        nk.multistep_lif(x, q=True, backend="torch")  # equal to 1 as a key, but not an integer count
+    with pytest.raises(ValueError, match="^surrogate: "):
+        nk.multistep_lif(x, surrogate=["atan"], backend="torch")  # unhashable: built (and refused) directly

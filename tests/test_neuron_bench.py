@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from snnbench.bench import timing
-from snnbench.bench.neuron import SWEEP_KEYS, default_sweep_file, load_sweep, plain_lif_loop, run_neuron_bench, summarize
+from snnbench.bench.neuron import (
+    SWEEP_KEYS,
+    _point_row,
+    default_sweep_file,
+    load_sweep,
+    plain_lif_loop,
+    run_neuron_bench,
+    summarize,
+)
 from snnbench.kernels import multistep_lif
 
 
@@ -37,6 +45,9 @@ def test_quick_cpu_run_writes_valid_json(tmp_path):
     skipped = [r for r in data["rows"] if not r["median_ms"]]
     assert all(r.get("note") for r in skipped)  # every missing time says why
     assert result["rows"] == data["rows"]
+    host = data["host_path"]
+    assert host["device"] == "cpu" and 0 < host["fwd"]["median_us"] < host["fwd_bwd"]["median_us"]
+    assert data["summary"]["host_path"]["fwd"]["target_us"] == 25.0
 
 
 def test_the_sweep_lives_in_the_shipped_sweep_file_only():
@@ -80,6 +91,24 @@ def test_summary_reports_the_design_targets():
     assert summary["fwd_bwd_target"]["met"] is False
     assert summary["fwd_bwd_target"]["speedup_vs_spikingjelly"] == pytest.approx(1.7 / 1.3)
     assert summary["inference_fwd"]["points_meeting_target"] == 1
+
+
+def test_host_overhead_per_call_is_judged_against_its_target_per_row():
+    """Eager minus graph replay, in µs per call, against 25 µs forward and 60 µs forward+backward."""
+    def row(impl, mode, eager_ms, graph_ms):
+        times = {"median_ms": eager_ms, "p20_ms": eager_ms, "p80_ms": eager_ms}
+        return _point_row(impl, mode, 8, 1024, "fp32", times, 1, "", None, graph_ms)
+
+    rows = [row("snnbench", "fwd", 0.030, 0.010), row("snnbench", "fwd_bwd", 0.100, 0.030),
+            row("snnbench_localzo", "fwd_bwd", 0.080, 0.030), row("copy", "fwd", 0.02, 0.001)]
+    assert rows[0]["host_us_per_call"] == pytest.approx(20.0)
+    host = summarize(rows)["host_overhead"]
+    assert host["target_us"] == {"fwd": 25.0, "fwd_bwd": 60.0}
+    assert [(r["impl"], r["mode"], r["met"]) for r in host["rows"]] == [
+        ("snnbench", "fwd", True), ("snnbench", "fwd_bwd", False), ("snnbench_localzo", "fwd_bwd", True)]
+    assert host["points_meeting_target"] == 2 and host["points"] == 3
+    path = {"fwd": {"median_us": 30.0}, "fwd_bwd": {"median_us": 50.0}}
+    assert {m: v["met"] for m, v in summarize(rows, path)["host_path"].items()} == {"fwd": False, "fwd_bwd": True}
 
 
 def test_timing_helpers_on_cpu():

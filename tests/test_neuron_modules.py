@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from snnbench.kernels import multistep_lif
+from snnbench.kernels import neuron as nk
+from snnbench.kernels.neuron_options import NeuronOptions
 from snnbench.conversion.ftbc_reference import step_by_step_simulate
 from snnbench.neurons import MultiStepIF, MultiStepLIF
 
@@ -64,3 +68,40 @@ def test_lif_module_rejects_bad_options_at_construction():
     with pytest.raises(ValueError, match="^tau"):
         MultiStepLIF(tau=0.2)
     assert "tau=2.0" in repr(MultiStepLIF())
+
+
+def test_modules_prepare_their_options_once(monkeypatch):
+    """The hot path builds no options: a call checks its input and launches with the module's own."""
+    built = []
+    real = NeuronOptions.__post_init__
+    monkeypatch.setattr(NeuronOptions, "__post_init__", lambda self: (built.append(1), real(self)))
+    lif = MultiStepLIF(tau=3.0, backend="triton", surrogate="localzo", delta=0.5)
+    layer = MultiStepIF(torch.tensor([0.9, 1.1]), channels=2, backend="triton")
+    layer.set_bias(0.1 * torch.ones(3, 2))
+    built.clear()
+    x = (torch.randn(3, 2, 2) + 0.5).requires_grad_()
+    for _ in range(2):
+        (lif(x).sum() + layer(x).sum()).backward()
+    assert built == []
+    lif.set_options(reset="soft")  # a change is checked and prepared again, once, at once
+    assert built == [1] and lif.options["reset"] == "soft" and lif.options["tau"] == 3.0
+    with pytest.raises(TypeError):
+        lif.options["reset"] = "hard"  # read-only: a silent edit would not reach the prepared options
+    with pytest.raises(ValueError, match="^q: "):
+        lif.set_options(q=0)
+    twin = copy.deepcopy(lif)  # modules are copied and pickled whole (checkpoints, EMA, workers)
+    assert twin.options == lif.options and torch.equal(twin(x.detach()), lif(x.detach()))
+
+
+def test_host_only_runs_a_call_without_its_launches(monkeypatch):
+    """host_only() times everything of a call but the kernels: outputs come back unwritten."""
+    real = nk._new_buffer
+    monkeypatch.setattr(nk, "_new_buffer", lambda shape, dtype, device: real(shape, dtype, device).fill_(7))
+    lif = MultiStepLIF(backend="triton")
+    x = (torch.randn(3, 2, 5) + 0.5).requires_grad_()
+    with nk.host_only():
+        spikes, v = lif.simulate(x)
+        (grad,) = torch.autograd.grad(spikes.sum(), x)
+    assert bool((spikes == 7).all() and (v == 7).all() and (grad == 7).all())
+    spikes, _ = lif.simulate(x)
+    assert bool(((spikes == 0) | (spikes == 1)).all())

@@ -55,6 +55,24 @@ def test_bench_if_reference_simulation(benchmark):
     assert bool(((out == 0) | ((out - 0.8).abs() < 1e-6)).all())
 
 
+def test_bench_lif_module_host_path(benchmark):
+    """Host time of one training call of a LIF layer (forward + backward), kernels not launched:
+    the checks, allocation and autograd every layer of a network pays per step."""
+    from snnbench.kernels.neuron import host_only
+    from snnbench.neurons import MultiStepLIF
+
+    layer = MultiStepLIF(tau=2.0, backend="triton")  # under the interpreter flag, on CPU tensors
+    x = torch.randn(4, 2, 64, requires_grad=True)
+    grad = torch.ones(4, 2, 64)
+
+    def step():
+        return torch.autograd.grad(layer(x), x, grad)[0]
+
+    with host_only():
+        out = benchmark.pedantic(step, rounds=15, iterations=100, warmup_rounds=1)
+    assert out.shape == x.shape
+
+
 def test_bench_store_append(benchmark, tmp_path):
     from snnbench.records.store import ResultStore, read_records
 

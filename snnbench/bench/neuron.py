@@ -6,7 +6,10 @@ kernels; inference saves nothing, training keeps u in ``save_dtype``), ``snnbenc
 with uint8 spikes), ``snnbench_localzo`` (LocalZO backward), ``torch_loop`` (a plain PyTorch time
 loop), ``torch_compile`` (that loop compiled) and ``spikingjelly`` (its multi-step LIF, when
 installed). Every row carries the bytes the snnbench kernels must move for that work, the effective
-GB/s and the fraction of the copy bandwidth, so rows compare at equal work. Without a GPU the
+GB/s and the fraction of the copy bandwidth, so rows compare at equal work. On CUDA, rows timed as a
+CUDA-graph replay too carry the host time per call (eager − graph, ``host_us_per_call``), judged
+against ``TARGET_HOST_US`` in the summary; ``host_path`` times a layer's call without its launches on
+any device. Without a GPU the
 PyTorch paths run at small sizes (``snnbench`` then means its PyTorch reference) and the JSON says so.
 
 This module must not import ``snnbench.config`` (pydantic is absent on the GPU machines).
@@ -14,7 +17,9 @@ This module must not import ``snnbench.config`` (pydantic is absent on the GPU m
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 import traceback
 from pathlib import Path
@@ -33,6 +38,9 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TARGET_POINT = {"T": 32, "N": 8388608, "dtype": "fp32"}
 TARGET_FWD_BWD_MS = 1.0  # docs/design.md §7, H200
 TARGET_FWD_FRACTION_OF_COPY = 0.9  # "inference forward within 10% of the copy time for its bytes"
+# Host time per call of the fused ops (eager minus CUDA-graph replay), by mode: a network's dozen
+# layers must not be host-bound at CIFAR batch sizes.
+TARGET_HOST_US = {"fwd": 25.0, "fwd_bwd": 60.0}
 
 
 def default_sweep_file() -> Path:
@@ -171,15 +179,11 @@ def _spikingjelly_version() -> Optional[str]:
 
 
 def _snnbench_step(model: dict[str, Any], backend: str, **extra: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    from snnbench.kernels.neuron import multistep_lif
+    """The layer a network runs: options prepared once by the module, each call checks only x."""
+    from snnbench.neurons import MultiStepLIF
 
     opts = {k: model[k] for k in ("tau", "decay_input", "threshold", "reset", "v_reset", "surrogate", "alpha")}
-    opts.update(extra)
-
-    def step(x: torch.Tensor) -> torch.Tensor:
-        return multistep_lif(x, backend=backend, **opts)[0]
-
-    return step
+    return MultiStepLIF(backend=backend, **{**opts, **extra})
 
 
 def _timed_call(step: Callable[[torch.Tensor], torch.Tensor], mode: str, x: torch.Tensor, grad: torch.Tensor):
@@ -258,6 +262,7 @@ def _point_row(impl: str, mode: str, T: int, N: int, dtype_name: str, times: Opt
         if times:
             # What the host adds per call: eager time minus the GPU time of a graph replay.
             row["host_overhead_ms"] = times["median_ms"] - gpu_ms
+            row["host_us_per_call"] = row["host_overhead_ms"] * 1e3
     if first_call_s is not None:
         row["first_call_s"] = round(first_call_s, 3)
     if note:
@@ -409,6 +414,37 @@ def _build_step(
     raise ValueError(f"impls: unknown implementation {impl!r}")
 
 
+@contextlib.contextmanager
+def _environ(**values: str):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def host_path_us(device: str, T: int = 4, N: int = 64, rep_ms: float = 300.0) -> dict[str, Any]:
+    """Host microseconds per call of a ``MultiStepLIF`` layer, forward and forward+backward, with
+    everything of a call but the kernel launches (:func:`snnbench.kernels.neuron.host_only`): the
+    checks, allocation and autograd of a call, measurable on a CPU too (timed on the host clock)."""
+    from snnbench.kernels.neuron import host_only
+    from snnbench.neurons import MultiStepLIF
+
+    x = torch.randn(T, N, device=device)
+    layer = MultiStepLIF(backend="triton")
+    calls = {mode: _timed_call(layer, mode, x, torch.ones_like(x)) for mode in TARGET_HOST_US}
+    # No kernel runs, but the backend rule still wants the interpreter's permission for CPU tensors.
+    with _environ(TRITON_INTERPRET="1") if device == "cpu" else contextlib.nullcontext(), host_only():
+        rows = {mode: measure(fn, "cpu", warmup_ms=rep_ms / 10, rep_ms=rep_ms) for mode, fn in calls.items()}
+    return {"T": T, "N": N, "device": device, "method": "kernels.neuron.host_only(), no launches",
+            **{mode: {k.replace("_ms", "_us"): v * 1e3 for k, v in t.items()} for mode, t in rows.items()}}
+
+
 # --------------------------------------------------------------------------------------------------
 # Correctness on the benchmark's own device
 # --------------------------------------------------------------------------------------------------
@@ -503,8 +539,9 @@ def _find(rows: list[dict], **match: Any) -> Optional[dict]:
     return None
 
 
-def summarize(rows: list[dict]) -> dict[str, Any]:
-    """The targets of docs/design.md §7, read off the rows (absent when the point was not measured)."""
+def summarize(rows: list[dict], host_path: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The targets of docs/design.md §7, read off the rows (absent when the point was not measured)
+    and, given, the host path's time per call (:func:`host_path_us`) against the host targets."""
     out: dict[str, Any] = {}
     ours = _find(rows, impl="snnbench", mode="fwd_bwd", **TARGET_POINT)
     if ours and ours.get("median_ms"):
@@ -537,6 +574,17 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
                 r["graph_frac_of_ceiling"] >= TARGET_FWD_FRACTION_OF_COPY for r in graphed
             )
             out["inference_fwd"]["points_graph"] = len(graphed)
+    host = [r for r in rows if r["impl"].startswith("snnbench") and r.get("host_us_per_call") is not None]
+    if host:
+        keys = ("impl", "T", "N", "dtype", "mode", "host_us_per_call")
+        checked = [{**{k: r[k] for k in keys}, "target_us": TARGET_HOST_US[r["mode"]],
+                    "met": r["host_us_per_call"] <= TARGET_HOST_US[r["mode"]]} for r in host]
+        out["host_overhead"] = {"target_us": dict(TARGET_HOST_US), "points_meeting_target": sum(c["met"] for c in checked),
+                                "points": len(checked), "rows": checked}
+    if host_path:
+        out["host_path"] = {mode: {"median_us": host_path[mode]["median_us"], "target_us": target,
+                                   "met": host_path[mode]["median_us"] <= target}
+                            for mode, target in TARGET_HOST_US.items()}
     return out
 
 
@@ -554,7 +602,7 @@ COLUMNS = [("impl", "impl", ""), ("dtype", "dtype", ""), ("T", "T", ""), ("N", "
            ("ms", "median_ms", ".4g"), ("p20", "p20_ms", ".4g"), ("p80", "p80_ms", ".4g"), ("GB/s", "gbps", ".0f"),
            ("%copy", "frac_of_ceiling", "%"), ("×loop", "speedup_vs_torch_loop", ".2f"),
            ("graph ms", "graph_ms", ".4g"), ("%copy(g)", "graph_frac_of_ceiling", "%"),
-           ("host ms", "host_overhead_ms", ".3g")]
+           ("host µs", "host_us_per_call", ".3g")]
 
 
 def _chosen_sweep(sweep: dict[str, Any], device: str, quick: bool,
@@ -618,6 +666,8 @@ def run_neuron_bench(
         result["correctness"] = check_against_reference(device)
         console.print(json.dumps(result["correctness"], indent=1))
         write_json(path, result)
+    result["host_path"] = host_path_us(device)
+    console.print(f"host path per call (no launches): {json.dumps(result['host_path'])}")
     budget = _CompileBudget(sweep["compile"]["budget_s"])
     compiled: dict[str, Callable] = {}
     started = time.perf_counter()
@@ -627,7 +677,7 @@ def run_neuron_bench(
             for T in sorted(sweep["timesteps"], reverse=True):
                 rows = _measure_point(T, N, dtype_name, sweep, device, timing, budget, compiled)
                 result["rows"].extend(rows)
-                result["summary"] = summarize(result["rows"])
+                result["summary"] = summarize(result["rows"], result["host_path"])
                 result["elapsed_s"] = round(time.perf_counter() - started, 1)
                 if device == "cuda":
                     result["autotune"] = _autotune_choices()
