@@ -171,14 +171,10 @@ def _sparse_input_grad_kernel(
     tl.store(out_ptr + pos, acc, mask=mask_p)
 
 @triton.jit
-def _rows_v_kernel(j_ptr, d_ptr, row_ptr, wt_ptr, v_ptr, N_prev, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr):
-    # One (t, b) row × one input block: the row's entries each add δ·Wᵀ[j, block], a contiguous
-    # slice of one row of Wᵀ (whole sectors, unlike a pair's single W[i, j]).
-    row = tl.program_id(0)
-    offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
-    mask_i = offs_i < N_prev
-    start = tl.load(row_ptr + row)
-    end = tl.load(row_ptr + row + 1)
+def _weighted_wt_rows(j_ptr, d_ptr, wt_ptr, start, end, offs_i, mask_i, N_prev,
+                      BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Σ δ·Wᵀ[j, block] over the entries start..end: each a contiguous slice of one row of Wᵀ
+    (whole sectors, unlike a pair's single W[i, j])."""
     acc = tl.zeros([BLOCK_K, BLOCK_I], dtype=tl.float32)
     for k0 in range(start, end, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
@@ -188,7 +184,20 @@ def _rows_v_kernel(j_ptr, d_ptr, row_ptr, wt_ptr, v_ptr, N_prev, BLOCK_I: tl.con
         w = tl.load(wt_ptr + j.to(tl.int64)[:, None] * N_prev + offs_i[None, :],
                     mask=mask_k[:, None] & mask_i[None, :], other=0.0)
         acc += w * d[:, None]
-    tl.store(v_ptr + row.to(tl.int64) * N_prev + offs_i, tl.sum(acc, axis=0), mask=mask_i)
+    return tl.sum(acc, axis=0)
+
+
+@triton.jit
+def _rows_v_kernel(j_ptr, d_ptr, row_ptr, wt_ptr, v_ptr, n_rows, N_prev,
+                   ROWS: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr):
+    # ROWS (t, b) rows × one input block of V[t, b, :] = Σ_{entries at (t, b)} δ·Wᵀ[j, :].
+    offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
+    mask_i = offs_i < N_prev
+    first = tl.program_id(0) * ROWS
+    for row in range(first, tl.minimum(first + ROWS, n_rows)):
+        v = _weighted_wt_rows(j_ptr, d_ptr, wt_ptr, tl.load(row_ptr + row), tl.load(row_ptr + row + 1),
+                              offs_i, mask_i, N_prev, BLOCK_I, BLOCK_K)
+        tl.store(v_ptr + tl.cast(row, tl.int64) * N_prev + offs_i, v, mask=mask_i)
 
 
 @triton.jit
@@ -215,18 +224,9 @@ def _fused_scan_kernel(j_ptr, d_ptr, bt_ptr, wt_ptr, g_ptr, T, B, N_prev, beta,
     acc = tl.zeros([BLOCK_I], dtype=tl.float32)
     for step in range(0, T):
         t = T - 1 - step
-        start = tl.load(bt_ptr + b * T + t)
-        end = tl.load(bt_ptr + b * T + t + 1)
-        v = tl.zeros([BLOCK_K, BLOCK_I], dtype=tl.float32)
-        for k0 in range(start, end, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            mask_k = ks < end
-            j = tl.load(j_ptr + ks, mask=mask_k, other=0)
-            d = tl.load(d_ptr + ks, mask=mask_k, other=0.0)
-            w = tl.load(wt_ptr + j.to(tl.int64)[:, None] * N_prev + offs_i[None, :],
-                        mask=mask_k[:, None] & mask_i[None, :], other=0.0)
-            v += w * d[:, None]
-        acc = tl.sum(v, axis=0) + beta * acc
+        v = _weighted_wt_rows(j_ptr, d_ptr, wt_ptr, tl.load(bt_ptr + b * T + t), tl.load(bt_ptr + b * T + t + 1),
+                              offs_i, mask_i, N_prev, BLOCK_I, BLOCK_K)
+        acc = v + beta * acc
         tl.store(g_ptr + (t.to(tl.int64) * B + b) * N_prev + offs_i, acc, mask=mask_i)
 
 # ---------------------------------------------------------------------------------------------
@@ -363,8 +363,11 @@ def _input_grad_by_rows(weight, active: ActiveSet, delta, prev: ActiveSet, beta:
             j_sorted, d_sorted, ptr, wt, g, T, B, N_prev, beta, BLOCK_I=64, BLOCK_K=16, num_warps=2
         )
     else:
-        _rows_v_kernel[(n_rows, triton.cdiv(N_prev, 256))](
-            j_sorted, d_sorted, ptr, wt, g, N_prev, BLOCK_I=256, BLOCK_K=16
+        # One row per program on a card (25 600 programs in the bench's layer); in the interpreter a
+        # launch per program costs milliseconds, so one program takes every row.
+        rows_per = n_rows if interpreting() else 1
+        _rows_v_kernel[(triton.cdiv(n_rows, rows_per), triton.cdiv(N_prev, 256))](
+            j_sorted, d_sorted, ptr, wt, g, n_rows, N_prev, ROWS=rows_per, BLOCK_I=256, BLOCK_K=16
         )
         BLOCK = 1024
         M = B * N_prev

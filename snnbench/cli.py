@@ -462,14 +462,25 @@ def bench_sparse(
     out: _BenchOut = None,
     quick: _BenchQuick = False,
     preset: Optional[str] = typer.Option(None, help="nmnist: the published N-MNIST-shaped layer 2 (700→200, T=300, B=256)"),
+    hidden: Optional[str] = typer.Option(None, help="hidden sizes, comma-separated (default 200,400,1000,4000)"),
+    design: Optional[str] = typer.Option(None, help="input-gradient designs to compare, comma-separated: pairs, rows, scan (default all)"),
+    inputs: Optional[str] = typer.Option(None, help="input kinds, comma-separated: bernoulli, latency, events (default all)"),
 ) -> None:
     """Sparse (SparseProp, LocalZO) vs dense BPTT backward of spiking MLP layers over hidden sizes.
 
-    Example: snnbench bench sparse --device cuda --out results/bench/h200
+    Example: snnbench bench sparse --device cuda --hidden 200,1000,4000 --design pairs,rows,scan --out results/bench/h200
     """
     from snnbench.bench.sparse import run_sparse_bench
 
-    _run_bench(run_sparse_bench, out, device=device, quick=quick, preset=preset)
+    def items(text: Optional[str]) -> Optional[list[str]]:
+        return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+    sizes = items(hidden)
+    if sizes and not all(v.isdigit() and int(v) > 0 for v in sizes):
+        _fail(f"--hidden {hidden}: expected positive integers separated by commas")
+    _run_bench(run_sparse_bench, out, device=device, quick=quick, preset=preset,
+               hidden=[int(v) for v in sizes] if sizes else None, designs=items(design),
+               inputs=items(inputs))
 
 
 @bench_app.command("ftbc")
