@@ -122,3 +122,25 @@ def test_input_kinds_look_like_the_data():
 
     bernoulli = input_spikes("bernoulli", 100, 8, 50, 0.02, gen)
     assert peak_to_mean(events) > 1.5 * peak_to_mean(bernoulli)  # bursty in time, unlike Bernoulli
+
+
+def test_committed_h200_file_compares_under_the_new_names(tmp_path):
+    """results/bench/h200/sparse.json (schema 1: bwd_bytes, bwd_gbps, ceiling_fraction) compares with a
+    file in the harness vocabulary: the same row's numbers meet under bytes, gbps, frac_of_ceiling."""
+    from snnbench.report.compare import compare_files
+    from tests.helpers import REPO
+
+    old_path = REPO / "results/bench/h200/sparse.json"
+    old = json.loads(old_path.read_text())
+    base = next(r for r in old["rows"] if (r["kind"], r["impl"], r["hidden"]) == ("layer", "dense_pytorch", 1000))
+    row = {"kind": "layer", "hidden": 1000, "impl": "dense_pytorch", "active_fraction": 1.0,
+           "median_ms": base["bwd_ms"], "p20_ms": base["bwd_ms"], "p80_ms": base["bwd_ms"], "bwd_ms": base["bwd_ms"],
+           "fwd_ms": base["fwd_ms"], "step_ms": base["step_ms"], "bytes": base["bwd_bytes"],
+           "gbps": base["bwd_gbps"] / 2, "frac_of_ceiling": base["ceiling_fraction"]}
+    new = {"benchmark": "sparse", "schema": 2, "environment": old["environment"], "rows": [row]}
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    result = compare_files(old_path, tmp_path / "new.json", [], [])
+    compared = {c.metric for c in result.changes if c.cell.startswith("hidden=1000, impl=dense_pytorch, kind=layer")
+                and c.base is not None and c.new is not None}
+    assert {"bwd_ms", "bytes", "gbps", "frac_of_ceiling"} <= compared
+    assert {c.metric for c in result.regressions} == {"gbps"}  # halved under its new name
