@@ -465,6 +465,7 @@ def bench_sparse(
     hidden: Optional[str] = typer.Option(None, help="hidden sizes, comma-separated (default 200,400,1000,4000)"),
     design: Optional[str] = typer.Option(None, help="input-gradient designs to compare, comma-separated: pairs, rows, scan (default all)"),
     inputs: Optional[str] = typer.Option(None, help="input kinds, comma-separated: bernoulli, latency, events (default all)"),
+    step: bool = typer.Option(True, help="also time the two-layer training step (--no-step: layer rows only)"),
 ) -> None:
     """Sparse (SparseProp, LocalZO) vs dense BPTT backward of spiking MLP layers over hidden sizes.
 
@@ -480,7 +481,7 @@ def bench_sparse(
         _fail(f"--hidden {hidden}: expected positive integers separated by commas")
     _run_bench(run_sparse_bench, out, device=device, quick=quick, preset=preset,
                hidden=[int(v) for v in sizes] if sizes else None, designs=items(design),
-               inputs=items(inputs))
+               inputs=items(inputs), step=step)
 
 
 @bench_app.command("ftbc")

@@ -80,12 +80,13 @@ def test_sparse_bench_cli_options(tmp_path):
 
     runner = CliRunner()
     args = ["bench", "sparse", "--device", "cpu", "--quick", "--hidden", "16", "--design", "rows",
-            "--inputs", "latency", "--out", str(tmp_path)]
+            "--inputs", "latency", "--no-step", "--out", str(tmp_path)]
     done = runner.invoke(app, args)
     assert done.exit_code == 0, done.output
     rows = json.loads((tmp_path / "sparse.json").read_text())["rows"]
     assert {r["hidden"] for r in rows} == {16} and json.loads((tmp_path / "sparse.json").read_text())["config"]["designs"] == ["rows"]
     assert {r.get("input") for r in rows if r["kind"] == "layer"} == {"latency"}
+    assert {r["kind"] for r in rows} == {"layer"}  # --no-step
     for bad, message in ((["--design", "tiles"], "design must be among pairs, rows, scan"),
                          (["--hidden", "10,x"], "expected positive integers"),
                          (["--inputs", "audio"], "input must be among")):

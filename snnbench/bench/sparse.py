@@ -508,7 +508,7 @@ def _stages(H: int, cfg: dict[str, Any], device: str, timing: dict[str, Any], co
 
 
 def _settings(device: str, quick: bool, preset: Optional[str], hidden: Optional[Sequence[int]],
-              designs: Optional[Sequence[str]], inputs: Optional[Sequence[str]]) -> dict[str, Any]:
+              designs: Optional[Sequence[str]], inputs: Optional[Sequence[str]], step: Optional[bool] = None) -> dict[str, Any]:
     """The sweep for this call, every option checked (a bad one is a ValueError: exit 2)."""
     if preset not in (None, "nmnist"):
         raise ValueError(f"preset must be 'nmnist' or none, got {preset!r}")
@@ -525,6 +525,8 @@ def _settings(device: str, quick: bool, preset: Optional[str], hidden: Optional[
             raise ValueError(f"{name} must be among {', '.join(allowed)}, got {', '.join(map(str, unknown))}")
     if inputs:
         cfg["inputs_kinds"] = list(inputs)
+    if step is not None:
+        cfg["step"] = bool(step)
     return cfg
 
 
@@ -537,13 +539,15 @@ def run_sparse_bench(
     preset: Optional[str] = None,
     designs: Optional[Sequence[str]] = None,
     inputs: Optional[Sequence[str]] = None,
+    step: Optional[bool] = None,
 ) -> dict[str, Any]:
     """Run the sweep; write ``out/sparse.json`` (``sparse_<preset>.json``) atomically after every
     stage (a cut-off run keeps its rows). ``designs``: the input-gradient designs to compare (all by
-    default); ``inputs``: the data-like input kinds (all by default)."""
+    default); ``inputs``: the data-like input kinds (all by default); ``step=False`` skips the
+    two-layer training-step rows."""
     console = console_or_print(console)
     device = resolve_device(device)
-    cfg = _settings(device, quick, preset, hidden, designs, inputs)
+    cfg = _settings(device, quick, preset, hidden, designs, inputs, step)
     timing = dict(cfg["timing"])
     note = ""
     if device == "cpu":
