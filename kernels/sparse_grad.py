@@ -202,15 +202,28 @@ def _rows_v_kernel(j_ptr, d_ptr, row_ptr, wt_ptr, v_ptr, n_rows, N_prev,
 
 @triton.jit
 def _reverse_scan_kernel(v_ptr, T, M, beta, BLOCK: tl.constexpr):
-    # In place over [T, M]: G_t = V_t + β·G_{t+1}. Every load is independent of the carry, so the
-    # loop streams like the input trace's forward scan.
+    # In place over [T, M]: G_t = V_t + β·G_{t+1}. M = B·N_prev is small (179 200 in the bench's
+    # layer), so one step's loads cannot fill the memory pipe: four steps are loaded before the carry
+    # runs through them (the loads never depend on it).
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
     acc = tl.zeros([BLOCK], dtype=tl.float32)
-    for step in range(0, T):
-        ptr = v_ptr + (T - 1 - step).to(tl.int64) * M + offs
-        acc = tl.load(ptr, mask=mask, other=0.0) + beta * acc
-        tl.store(ptr, acc, mask=mask)
+    for s0 in range(0, T, 4):
+        t0 = T - 1 - s0
+        p0 = v_ptr + t0.to(tl.int64) * M + offs
+        m1, m2, m3 = mask & (t0 >= 1), mask & (t0 >= 2), mask & (t0 >= 3)
+        v0 = tl.load(p0, mask=mask, other=0.0)
+        v1 = tl.load(p0 - M, mask=m1, other=0.0)
+        v2 = tl.load(p0 - 2 * M, mask=m2, other=0.0)
+        v3 = tl.load(p0 - 3 * M, mask=m3, other=0.0)
+        acc = v0 + beta * acc
+        tl.store(p0, acc, mask=mask)
+        acc = v1 + beta * acc
+        tl.store(p0 - M, acc, mask=m1)
+        acc = v2 + beta * acc
+        tl.store(p0 - 2 * M, acc, mask=m2)
+        acc = v3 + beta * acc
+        tl.store(p0 - 3 * M, acc, mask=m3)
 
 
 @triton.jit
@@ -369,9 +382,8 @@ def _input_grad_by_rows(weight, active: ActiveSet, delta, prev: ActiveSet, beta:
         _rows_v_kernel[(triton.cdiv(n_rows, rows_per), triton.cdiv(N_prev, 256))](
             j_sorted, d_sorted, ptr, wt, g, n_rows, N_prev, ROWS=rows_per, BLOCK_I=256, BLOCK_K=16
         )
-        BLOCK = 1024
         M = B * N_prev
-        _reverse_scan_kernel[(triton.cdiv(M, BLOCK),)](g, T, M, beta, BLOCK=BLOCK)
+        _reverse_scan_kernel[(triton.cdiv(M, 256),)](g, T, M, beta, BLOCK=256, num_warps=2)
     # prev's index τ·B·N + b·N + i plus shift·B·N is the flat position of (τ + shift, b, i) in G.
     src = prev.index.long() + shift * B * N_prev
     inside = src < T * B * N_prev

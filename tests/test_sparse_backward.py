@@ -244,12 +244,14 @@ def _random_set(shape, p, gen, crowd=None):
 
 # (T, B, N_prev, H, this layer's density, the previous layer's, a fully active (t, b) row or None):
 # odd sizes, T = 1, empty sets on either side, a (t, b) row and a batch element with more entries
-# than one block of every kernel (BLOCK_K = 16, BLOCK_Q = 64), an input block past 256 and 64.
+# than one block of every kernel (BLOCK_K = 16, BLOCK_Q = 64), an input block past 256 and 64,
+# T a multiple of the reverse scan's 4-step unroll and not.
 DESIGN_CASES = [
     (7, 3, 13, 9, 0.3, 0.4, None),
     (1, 2, 5, 4, 0.5, 0.5, None),
     (6, 2, 300, 90, 0.05, 0.02, (2, 1)),
-    (5, 2, 6, 3, 0.0, 0.3, None),
+    (8, 2, 6, 3, 0.0, 0.3, None),
+    (8, 3, 70, 5, 0.3, 0.3, None),
     (5, 2, 6, 3, 0.3, 0.0, None),
 ]
 
