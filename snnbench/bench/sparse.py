@@ -61,7 +61,7 @@ from snnbench.kernels.sparse_backward import (
 from snnbench.kernels.sparse_grad import pair_slots, valid_pairs
 from snnbench.training.snn_mlp import SNNConfig, SpikingMLP, TrainingMethod, dense_lif_bptt
 from snnbench.training.sparse_train import time_steps
-from snnbench.records.env import environment, triton_interpreted
+from snnbench.records.env import triton_interpreted
 
 FULL = {
     "timesteps": 100,
