@@ -42,6 +42,9 @@ Backward kernels:
 - input gradient: one program per block of the previous layer's entries (grouped by batch element)
   pairs them with this layer's entries of the same batch element (t ≥ τ) and sums
   W[i, j]·β^{t−τ}·δ. Work is (previous entries) × (this layer's entries per batch element).
+  Two other input-gradient designs (``design="rows"`` / ``"scan"``) gather one row of Wᵀ per entry
+  into a dense [T, B, N_prev] buffer and scan it backwards in time; docs/design.md compares the
+  bytes each design gathers and moves.
 
 With ``StackConfig.delay = 1`` (the official SparseProp recurrence ``u[t+1] = β·u[t] + W·x[t]``) each
 layer sees its input one step late; the input gradient then pairs entries with t ≥ τ + 1 and decay
@@ -91,6 +94,8 @@ from .sparse_common import (  # noqa: F401
     matched_b_th,
 )
 from .sparse_grad import (  # noqa: F401
+    INPUT_GRAD_DESIGNS,
+    backward_bytes,
     reference_sparse_input_grad,
     reference_sparse_weight_grad,
     sparse_input_grad,
@@ -126,6 +131,8 @@ class StackConfig:
     # 1: every hidden layer computes u[t] from its input at t − 1 (u[0] from zeros), the official
     # SparseProp recurrence ``u[t+1] = β·u[t] + W·x[t]``; 0: from its input at t.
     delay: int = 0
+    # How the Triton path computes each input gradient: one of sparse_grad.INPUT_GRAD_DESIGNS.
+    input_grad_design: str = "pairs"
 
 
 def delayed(x: torch.Tensor, steps: int = 1) -> torch.Tensor:
@@ -210,7 +217,8 @@ class SparseLIFStackFunction(torch.autograd.Function):
             grads[layer] = sparse_weight_grad(traces[layer], active, delta, cfg.backend)
             if layer > 0:
                 grad_s = sparse_input_grad(
-                    hidden_weights[layer], active, delta, actives[layer - 1], cfg.beta, cfg.backend, cfg.delay
+                    hidden_weights[layer], active, delta, actives[layer - 1], cfg.beta, cfg.backend, cfg.delay,
+                    cfg.input_grad_design,
                 )
         return (None, None, *grads)
 
@@ -235,6 +243,8 @@ def sparse_lif_stack(x: torch.Tensor, weights: Sequence[torch.Tensor], cfg: Stac
     check_beta(cfg.beta)
     if cfg.delay not in (0, 1):
         raise ValueError(f"delay must be 0 or 1, got {cfg.delay!r}")
+    if cfg.input_grad_design not in INPUT_GRAD_DESIGNS:
+        raise ValueError(f"input_grad_design must be one of {INPUT_GRAD_DESIGNS}, got {cfg.input_grad_design!r}")
     check_rule_and_seed(cfg.rule, layer_seed(cfg.seed, 0))
     # One host sync for the input and every weight (a non-finite weight would make every current so).
     finite = torch.stack([torch.isfinite(t).all() for t in (x, *weights)]).tolist()

@@ -13,11 +13,23 @@ from .common import interpreting, resolve_backend
 from .sparse_common import TRACE_DTYPES, ActiveSet, Backend, check_beta, check_same_device, check_tensor
 
 __all__ = [
+    "INPUT_GRAD_DESIGNS",
     "sparse_weight_grad",
     "sparse_input_grad",
     "reference_sparse_weight_grad",
     "reference_sparse_input_grad",
+    "backward_bytes",
+    "valid_pairs",
+    "pair_slots",
 ]
+
+# How the input gradient is computed (docs/design.md, "Sparse backward designs"):
+# - "pairs": blocks of the previous layer's entries (batch-grouped) paired with this layer's entries
+#   of the same batch element, one W[i, j]·β^(t−τ)·δ per pair;
+# - "rows": V[t, b, :] = Σ_{entries at (t, b)} δ·Wᵀ[j, :] with one program per (t, b) row, then a
+#   reverse-time scan G_t = V_t + β·G_{t+1} in place, read at the previous layer's entries;
+# - "scan": the same, fused: one program per (b, input block) walks t backwards, so V never exists.
+INPUT_GRAD_DESIGNS = ("pairs", "rows", "scan")
 
 # ---------------------------------------------------------------------------------------------
 # Triton kernels
@@ -158,6 +170,78 @@ def _sparse_input_grad_kernel(
         acc += tl.sum(tl.where(valid, w * decay * dq[None, :], 0.0), axis=1)
     tl.store(out_ptr + pos, acc, mask=mask_p)
 
+@triton.jit
+def _weighted_wt_rows(j_ptr, d_ptr, wt_ptr, start, end, offs_i, mask_i, N_prev,
+                      BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Σ δ·Wᵀ[j, block] over the entries start..end: each a contiguous slice of one row of Wᵀ
+    (whole sectors, unlike a pair's single W[i, j])."""
+    acc = tl.zeros([BLOCK_K, BLOCK_I], dtype=tl.float32)
+    for k0 in range(start, end, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        mask_k = ks < end
+        j = tl.load(j_ptr + ks, mask=mask_k, other=0)
+        d = tl.load(d_ptr + ks, mask=mask_k, other=0.0)
+        w = tl.load(wt_ptr + j.to(tl.int64)[:, None] * N_prev + offs_i[None, :],
+                    mask=mask_k[:, None] & mask_i[None, :], other=0.0)
+        acc += w * d[:, None]
+    return tl.sum(acc, axis=0)
+
+
+@triton.jit
+def _rows_v_kernel(j_ptr, d_ptr, row_ptr, wt_ptr, v_ptr, n_rows, N_prev,
+                   ROWS: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr):
+    # ROWS (t, b) rows × one input block of V[t, b, :] = Σ_{entries at (t, b)} δ·Wᵀ[j, :].
+    offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
+    mask_i = offs_i < N_prev
+    first = tl.program_id(0) * ROWS
+    for row in range(first, tl.minimum(first + ROWS, n_rows)):
+        v = _weighted_wt_rows(j_ptr, d_ptr, wt_ptr, tl.load(row_ptr + row), tl.load(row_ptr + row + 1),
+                              offs_i, mask_i, N_prev, BLOCK_I, BLOCK_K)
+        tl.store(v_ptr + tl.cast(row, tl.int64) * N_prev + offs_i, v, mask=mask_i)
+
+
+@triton.jit
+def _reverse_scan_kernel(v_ptr, T, M, beta, BLOCK: tl.constexpr):
+    # In place over [T, M]: G_t = V_t + β·G_{t+1}. M = B·N_prev is small (179 200 in the bench's
+    # layer), so one step's loads cannot fill the memory pipe: four steps are loaded before the carry
+    # runs through them (the loads never depend on it).
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for s0 in range(0, T, 4):
+        t0 = T - 1 - s0
+        p0 = v_ptr + t0.to(tl.int64) * M + offs
+        m1, m2, m3 = mask & (t0 >= 1), mask & (t0 >= 2), mask & (t0 >= 3)
+        v0 = tl.load(p0, mask=mask, other=0.0)
+        v1 = tl.load(p0 - M, mask=m1, other=0.0)
+        v2 = tl.load(p0 - 2 * M, mask=m2, other=0.0)
+        v3 = tl.load(p0 - 3 * M, mask=m3, other=0.0)
+        acc = v0 + beta * acc
+        tl.store(p0, acc, mask=mask)
+        acc = v1 + beta * acc
+        tl.store(p0 - M, acc, mask=m1)
+        acc = v2 + beta * acc
+        tl.store(p0 - 2 * M, acc, mask=m2)
+        acc = v3 + beta * acc
+        tl.store(p0 - 3 * M, acc, mask=m3)
+
+
+@triton.jit
+def _fused_scan_kernel(j_ptr, d_ptr, bt_ptr, wt_ptr, g_ptr, T, B, N_prev, beta,
+                       BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr):
+    # One (b, input block) walks t backwards: V_t from the entries at (b, t) (grouped in (b, t)
+    # order), G_t = V_t + β·G_{t+1} written straight to G[t, b, block]. A chain of T steps.
+    b = tl.program_id(0)
+    offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
+    mask_i = offs_i < N_prev
+    acc = tl.zeros([BLOCK_I], dtype=tl.float32)
+    for step in range(0, T):
+        t = T - 1 - step
+        v = _weighted_wt_rows(j_ptr, d_ptr, wt_ptr, tl.load(bt_ptr + b * T + t), tl.load(bt_ptr + b * T + t + 1),
+                              offs_i, mask_i, N_prev, BLOCK_I, BLOCK_K)
+        acc = v + beta * acc
+        tl.store(g_ptr + (t.to(tl.int64) * B + b) * N_prev + offs_i, acc, mask=mask_i)
+
 # ---------------------------------------------------------------------------------------------
 # Host functions
 
@@ -215,13 +299,18 @@ def sparse_input_grad(
     beta: float,
     backend: Backend = "auto",
     shift: int = 0,
+    design: str = "pairs",
 ) -> torch.Tensor:
     """∂L/∂x at the previous layer's active entries (one value per entry of ``prev``, its ``index`` order).
 
     ``weight[N_prev, H]`` maps the previous layer's spikes to this layer's currents; ``delta`` holds
     δ = g·∂L/∂s per entry of ``active`` (this layer). ``shift = 1``: the previous layer's spikes at τ
     enter this layer's current at τ + 1 (the official SparseProp recurrence's one-step synaptic delay).
+    ``design`` (Triton only, one of :data:`INPUT_GRAD_DESIGNS`): "rows" and "scan" hold one dense
+    fp32 [T, B, N_prev] buffer; "pairs" allocates nothing dense.
     """
+    if design not in INPUT_GRAD_DESIGNS:
+        raise ValueError(f"design must be one of {INPUT_GRAD_DESIGNS}, got {design!r}")
     check_tensor("weight", weight, 2, finite=False)
     _check_active("active", active)
     _check_active("prev", prev)
@@ -242,6 +331,8 @@ def sparse_input_grad(
     n_prev, n_cur = len(prev), len(active)
     if n_prev == 0 or n_cur == 0:
         return out
+    if design != "pairs":
+        return _input_grad_by_rows(weight, active, delta, prev, beta, shift, fused=design == "scan")
     device = weight.device
     q_t = torch.empty(n_cur, dtype=torch.int32, device=device)
     q_j = torch.empty_like(q_t)
@@ -259,6 +350,45 @@ def sparse_input_grad(
         BLOCK_P=BLOCK_P, BLOCK_Q=BLOCK_Q,
     )
     return out
+
+def _input_grad_by_rows(weight, active: ActiveSet, delta, prev: ActiveSet, beta: float, shift: int, fused: bool):
+    """The "rows" / "scan" designs: G[t, b, :] = Σ_{t' ≥ t} β^(t'−t) Σ_{entries at (t', b)} δ·Wᵀ[j, :],
+    then ∂L/∂x at a previous-layer entry (τ, b, i) is G[τ + shift, b, i] (0 past the last step)."""
+    T, B, H = active.shape
+    N_prev = weight.shape[0]
+    device = weight.device
+    wt = weight.t().contiguous()  # [H, N_prev]: an entry's weights are one contiguous row
+    if fused:  # group by (b, t); stable, so the order within a group (and the sum) is fixed
+        t, b, j = active.decode()
+        key, order = torch.sort((b * T + t).to(torch.int32), stable=True)
+        j_sorted = j[order].to(torch.int32)
+    else:  # index = (t·B + b)·H + j: sorting the (unique) index sorts by (t, b) row
+        index, order = torch.sort(active.index)
+        key = torch.div(index, H, rounding_mode="floor")
+        j_sorted = (index - key * H).to(torch.int32)
+    n_rows = T * B
+    d_sorted = delta[order].contiguous()
+    bounds = torch.arange(n_rows + 1, device=device, dtype=torch.int32)
+    ptr = torch.searchsorted(key, bounds).to(torch.int32)
+    g = torch.empty((T, B, N_prev), dtype=torch.float32, device=device)
+    if fused:  # narrow blocks: B·⌈N_prev/64⌉ programs, each a chain of T steps
+        _fused_scan_kernel[(B, triton.cdiv(N_prev, 64))](
+            j_sorted, d_sorted, ptr, wt, g, T, B, N_prev, beta, BLOCK_I=64, BLOCK_K=16, num_warps=2
+        )
+    else:
+        # One row per program on a card (25 600 programs in the bench's layer); in the interpreter a
+        # launch per program costs milliseconds, so one program takes every row.
+        rows_per = n_rows if interpreting() else 1
+        _rows_v_kernel[(triton.cdiv(n_rows, rows_per), triton.cdiv(N_prev, 256))](
+            j_sorted, d_sorted, ptr, wt, g, n_rows, N_prev, ROWS=rows_per, BLOCK_I=256, BLOCK_K=16
+        )
+        M = B * N_prev
+        _reverse_scan_kernel[(triton.cdiv(M, 256),)](g, T, M, beta, BLOCK=256, num_warps=2)
+    # prev's index τ·B·N + b·N + i plus shift·B·N is the flat position of (τ + shift, b, i) in G.
+    src = prev.index.long() + shift * B * N_prev
+    inside = src < T * B * N_prev
+    flat = g.view(-1)
+    return torch.where(inside, flat[src.clamp(max=T * B * N_prev - 1)], torch.zeros((), device=device))
 
 # ---------------------------------------------------------------------------------------------
 # PyTorch reference: the same math, the test oracle and the CPU path
@@ -311,3 +441,69 @@ def reference_sparse_input_grad(
         out.index_add_(0, owner, terms)
         p0 = p1
     return out
+
+# ---------------------------------------------------------------------------------------------
+# Byte model of each design (what `bench sparse` reports; docs/design.md, "Sparse backward designs")
+
+PAIR_BLOCK_P, PAIR_BLOCK_Q = 32, 64  # the "pairs" kernel's tile
+
+
+def valid_pairs(active: ActiveSet, prev: ActiveSet, shift: int = 0) -> int:
+    """(previous-layer entry, entry) pairs of one batch element with t ≥ τ + shift: the terms of ∂L/∂x,
+    and the W[i, j] loads of the "pairs" design."""
+    T, B, _ = active.shape
+    if len(active) == 0 or len(prev) == 0:
+        return 0
+    t, b, _ = active.decode()
+    key = torch.sort(b * T + t).values
+    tau, bp, _ = prev.decode()
+    upto = torch.searchsorted(key, (bp + 1) * T) - torch.searchsorted(key, bp * T + tau + shift)
+    return int(upto.clamp(min=0).sum())
+
+
+def pair_slots(active: ActiveSet, prev: ActiveSet) -> int:
+    """Pairs the "pairs" kernel evaluates: each block of PAIR_BLOCK_P previous entries against every
+    entry of the batch elements it spans, in tiles of PAIR_BLOCK_Q (masked ones included)."""
+    n = len(prev)
+    if n == 0 or len(active) == 0:
+        return 0
+    _, b, _ = prev.decode()
+    b = b[prev.by_batch.long()]
+    first = b[::PAIR_BLOCK_P]
+    last = b[torch.clamp(torch.arange(PAIR_BLOCK_P - 1, n + PAIR_BLOCK_P - 1, PAIR_BLOCK_P, device=b.device), max=n - 1)]
+    ptr = active.batch_ptr.long()
+    span = ptr[last + 1] - ptr[first]
+    tiles = torch.div(span + PAIR_BLOCK_Q - 1, PAIR_BLOCK_Q, rounding_mode="floor")
+    return int(tiles.sum()) * PAIR_BLOCK_P * PAIR_BLOCK_Q
+
+
+def backward_bytes(design: str, *, T: int, B: int, N_in: int, H: int, entries: int, prev_entries: int,
+                   trace_itemsize: int, pairs: int = 0) -> dict[str, int]:
+    """Bytes of one layer's sparse backward (weight gradient + input gradient at ``prev_entries``).
+
+    ``*_gathered_bytes``: what the kernels load through the cache hierarchy, one row slice per entry
+    (mostly L2 hits); ``*_moved_bytes``: the DRAM traffic at least (each tensor read or written once).
+    ``pairs``: :func:`valid_pairs` (the "pairs" design's W loads).
+    """
+    if design not in INPUT_GRAD_DESIGNS:
+        raise ValueError(f"design must be one of {INPUT_GRAD_DESIGNS}, got {design!r}")
+    A, P, rows = entries, prev_entries, T * B
+    # dW: one trace row slice per entry; at best the trace once, dW once, (index, g, ∂L/∂s) per entry.
+    dw_gathered = A * N_in * trace_itemsize
+    dw_moved = rows * N_in * trace_itemsize + 4 * N_in * H + 12 * A
+    if design == "pairs":
+        dx_gathered = 4 * pairs
+        # W once; (t, j, b, δ) packed, written and read back; per previous entry its position,
+        # index and result.
+        dx_moved = 4 * N_in * H + 32 * A + 12 * P
+    else:
+        dx_gathered = 4 * A * N_in  # one Wᵀ row slice per entry
+        # Wᵀ made (read + write); the sort's keys and order and the permuted (j, δ); the dense
+        # [T, B, N_in] buffer: rows writes V, scans it (read + write); scan writes G once; the
+        # gather at the previous entries.
+        dense = 4 * rows * N_in * (3 if design == "rows" else 1)
+        dx_moved = 8 * N_in * H + 24 * A + dense + 12 * P
+    return {"dw_gathered_bytes": dw_gathered, "dx_gathered_bytes": dx_gathered,
+            "gathered_bytes": dw_gathered + dx_gathered, "dw_moved_bytes": dw_moved,
+            "dx_moved_bytes": dx_moved, "moved_bytes": dw_moved + dx_moved}
+

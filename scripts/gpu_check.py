@@ -41,10 +41,14 @@ TREE_PATHS = ("kernels", "snnbench", "scripts", "suites", "tests", "pyproject.to
 BENCHES = ("neuron", "sparse", "ftbc", "convert")
 SUITES = ("conversion", "training")
 # Seconds each part may take on a card (shares of the whole budget; benches write as they go).
-# They add up to about the default budget; the neuron sweep took 128 s and the sparse one 42 s on an
-# H200, the rest are sized by their work (a bench cut off keeps the points it wrote).
+# They add up to about the default budget; the neuron sweep took 128 s on an H200 and the sparse one
+# 42 s before it timed the input gradient and three designs (90 s is an estimate); the rest are sized
+# by their work (a bench cut off keeps the points it wrote).
 PART_LIMITS = {"tests": 110, "track_conversion": 50, "track_training": 45,
-               "bench_neuron": 135, "bench_sparse": 50, "bench_ftbc": 35, "bench_convert": 75}
+               "bench_neuron": 135, "bench_sparse": 90, "bench_ftbc": 35, "bench_convert": 75}
+# bench sparse on a card: the sizes of the ≥ 100× targets, largest gap first (a cut-off run keeps
+# what it wrote), every input-gradient design side by side, Bernoulli input only to fit the budget.
+SPARSE_CARD_ARGS = ["--hidden", "1000,4000,200", "--inputs", "bernoulli", "--design", "pairs,rows,scan"]
 # The dry run shrinks every suite to this (CPU, seconds).
 DRY_SUITE = {
     "conversion": {"datasets": [{"name": "synthetic", "limit_train": 16, "limit_test": 8}],
@@ -183,7 +187,9 @@ def plan(work: Path, dry_run: bool) -> list[tuple[str, list[str], dict[str, str]
                                         "--results-dir", str(work / "runs"), "--cache-dir", str(work / "cache")], plain))
     device = ["--device", "cpu", "--quick"] if dry_run else ["--device", "cuda"]
     for bench in BENCHES:
-        parts.append((f"bench_{bench}", [py, "-m", "snnbench", "bench", bench, *device, "--out", str(work / "bench")], plain))
+        extra = (["--design", "pairs,rows,scan"] if dry_run else SPARSE_CARD_ARGS) if bench == "sparse" else []
+        parts.append((f"bench_{bench}", [py, "-m", "snnbench", "bench", bench, *device, *extra,
+                                         "--out", str(work / "bench")], plain))
     return parts
 
 

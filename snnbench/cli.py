@@ -484,10 +484,28 @@ def bench_neuron(sweep: _Sweep = None) -> dict:
     return {"sweep_path": sweep}
 
 
+def _items(text: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
 @_bench("sparse", "snnbench.bench.sparse:run_sparse_bench")
-def bench_sparse(preset: _Preset = None) -> dict:
+def bench_sparse(
+    preset: _Preset = None,
+    hidden: Annotated[Optional[str], typer.Option(
+        help="hidden sizes, comma-separated (default 200,400,1000,4000)")] = None,
+    design: Annotated[Optional[str], typer.Option(
+        help="input-gradient designs to compare, comma-separated: pairs, rows, scan (default all)")] = None,
+    inputs: Annotated[Optional[str], typer.Option(
+        help="input kinds, comma-separated: bernoulli, latency, events (default all)")] = None,
+    step: Annotated[bool, typer.Option(
+        help="also time the two-layer training step (--no-step: layer rows only)")] = True,
+) -> dict:
     """Sparse (SparseProp, LocalZO) vs dense BPTT backward of spiking MLP layers over hidden sizes."""
-    return {"preset": preset}
+    sizes = _items(hidden)
+    if sizes and not all(v.isdigit() and int(v) > 0 for v in sizes):
+        _fail(f"--hidden {hidden}: expected positive integers separated by commas")
+    return {"preset": preset, "hidden": [int(v) for v in sizes] if sizes else None, "designs": _items(design),
+            "inputs": _items(inputs), "step": step}
 
 
 @_bench("ftbc", "snnbench.bench.ftbc:run_ftbc_bench")

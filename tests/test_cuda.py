@@ -402,8 +402,11 @@ def test_sparse_record_and_grads_match_reference(rule):
     torch.testing.assert_close(dw, sb.reference_sparse_weight_grad(trace, active, delta), rtol=1e-4, atol=1e-4)
     # The previous layer's active set: this layer's own entries stand in (same T, B; H_prev = H).
     w2 = torch.randn(current.shape[2], current.shape[2], device=DEVICE, generator=_gen(3)) * 0.1
-    dx = sb.sparse_input_grad(w2, active, delta, active, BETA, backend="triton")
-    torch.testing.assert_close(dx, sb.reference_sparse_input_grad(w2, active, delta, active, BETA), rtol=1e-4, atol=1e-4)
+    for shift in (0, 1):
+        want = sb.reference_sparse_input_grad(w2, active, delta, active, BETA, shift)
+        for design in sg.INPUT_GRAD_DESIGNS:  # every input-gradient design bench sparse compares
+            dx = sb.sparse_input_grad(w2, active, delta, active, BETA, backend="triton", shift=shift, design=design)
+            torch.testing.assert_close(dx, want, rtol=1e-4, atol=1e-4, msg=lambda m: f"{design}, shift={shift}: {m}")
 
 
 @pytest.mark.parametrize("trace_dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])

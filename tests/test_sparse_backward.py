@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from snnbench.kernels import sparse_backward as sb
+from snnbench.kernels import sparse_grad as sg
 from tests.helpers import spike_with_given_g
 
 BETA = math.exp(-0.1)
@@ -227,6 +228,78 @@ def test_empty_active_sets_give_zero_gradients():
         _, some, _ = sb.lif_record_forward(current, BETA, sb.SpikeRule("sparseprop", b_th=0.5), backend=backend)
         out = sb.sparse_input_grad(w, some, torch.ones(len(some)), empty_prev, BETA, backend)
         assert out.shape == (0,)
+
+
+# ---------------------------------------------------------------------------------------------
+# The input-gradient designs: each equals the reference on fresh random active sets
+
+
+def _random_set(shape, p, gen, crowd=None):
+    """An active set of density ``p`` with random g; ``crowd=(t, b)`` makes that row fully active."""
+    g = torch.where(torch.rand(shape, generator=gen) < p, torch.rand(shape, generator=gen) + 0.1, torch.zeros(()))
+    if crowd is not None:
+        g[crowd] = torch.rand(shape[2], generator=gen) + 0.1
+    return sb.active_set_from_dense(g)
+
+
+# (T, B, N_prev, H, this layer's density, the previous layer's, a fully active (t, b) row or None):
+# odd sizes, T = 1, empty sets on either side, a (t, b) row and a batch element with more entries
+# than one block of every kernel (BLOCK_K = 16, BLOCK_Q = 64), an input block past 256 and 64,
+# T a multiple of the reverse scan's 4-step unroll and not.
+DESIGN_CASES = [
+    (7, 3, 13, 9, 0.3, 0.4, None),
+    (1, 2, 5, 4, 0.5, 0.5, None),
+    (6, 2, 300, 90, 0.05, 0.02, (2, 1)),
+    (8, 2, 6, 3, 0.0, 0.3, None),
+    (8, 3, 70, 5, 0.3, 0.3, None),
+    (5, 2, 6, 3, 0.3, 0.0, None),
+]
+
+
+@pytest.mark.parametrize("case", DESIGN_CASES, ids=lambda c: "x".join(map(str, c[:4])))
+def test_input_grad_designs_equal_the_reference(case):
+    import random
+
+    T, B, N, H, p, p_prev, crowd = case
+    seed = random.SystemRandom().randrange(2**31)  # fresh inputs every run; the seed is in the message
+    gen = torch.Generator().manual_seed(seed)
+    active = _random_set((T, B, H), p, gen, crowd)
+    prev = _random_set((T, B, N), p_prev, gen)
+    w = torch.randn(N, H, generator=gen)
+    delta = torch.randn(len(active), generator=gen)
+    for shift in (0, 1):
+        want = sb.reference_sparse_input_grad(w, active, delta, prev, BETA, shift)
+        for design in sg.INPUT_GRAD_DESIGNS:
+            got = sb.sparse_input_grad(w, active, delta, prev, BETA, "triton", shift, design=design)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5,
+                                       msg=lambda m: f"{design}, shift={shift}, seed={seed}: {m}")
+
+
+def test_pair_counts_and_the_byte_model():
+    gen = torch.Generator().manual_seed(5)
+    T, B, N, H = 6, 3, 11, 7
+    active, prev = _random_set((T, B, H), 0.3, gen), _random_set((T, B, N), 0.3, gen)
+    at, ab, _ = (v.tolist() for v in active.decode())
+    pt, pb, _ = (v.tolist() for v in prev.decode())
+    for shift in (0, 1):
+        brute = sum(1 for t2, b2 in zip(pt, pb) for t1, b1 in zip(at, ab) if b1 == b2 and t1 >= t2 + shift)
+        assert sg.valid_pairs(active, prev, shift) == brute > 0
+    # Every block of 32 previous entries here spans all of this layer's entries (3 batch elements).
+    assert sg.pair_slots(active, prev) == math.ceil(len(prev) / 32) * 32 * math.ceil(len(active) / 64) * 64
+    # The H = 1000 layer of `bench sparse` at 1 % active (the numbers docs/design.md quotes).
+    layer = dict(T=100, B=256, N_in=700, H=1000, entries=254_718, prev_entries=179_200)
+    pairs = 179_200 * 254_718 // 256 // 2
+    col = sg.backward_bytes("pairs", trace_itemsize=2, pairs=pairs, **layer)
+    rows = sg.backward_bytes("rows", trace_itemsize=2, **layer)
+    scan = sg.backward_bytes("scan", trace_itemsize=2, **layer)
+    assert col["dw_gathered_bytes"] == rows["dw_gathered_bytes"] == 254_718 * 700 * 2  # 357 MB
+    assert rows["dx_gathered_bytes"] == scan["dx_gathered_bytes"] == 254_718 * 700 * 4  # 713 MB
+    assert col["dx_gathered_bytes"] == 4 * pairs  # 357 MB
+    assert rows["dx_moved_bytes"] - scan["dx_moved_bytes"] == 2 * 4 * 25_600 * 700  # V written and read
+    with pytest.raises(ValueError, match="design"):
+        sg.backward_bytes("columns", trace_itemsize=2, **layer)
+    with pytest.raises(ValueError, match="design"):
+        sb.sparse_input_grad(torch.zeros(N, H), active, torch.zeros(len(active)), prev, BETA, design="tiles")
 
 
 @pytest.mark.parametrize("theta", [1.0, 0.7])

@@ -21,11 +21,16 @@ fused forward and reverse-time backward; what the ``surrogate`` training method 
 ``target_active`` of the entries are active; SparseProp gets the matched band B_th = δ·E|z|. A sweep of
 δ at one size gives other active fractions.
 
-Every row reports the median time (``triton.testing.do_bench`` on CUDA), the active fraction, the
-speed-up against ``dense_pytorch`` of the same kind and size, the DRAM bytes the snnbench kernels need
-for the row's backward (trace + entries + dW; the dense rows count the dense tensors they must read)
-and the fraction of the measured copy bandwidth. Sparse rows also carry the largest relative error of
-their dW against the dense masked gradient for the same active set.
+Every row is in the shared bench vocabulary (:mod:`snnbench.bench.harness`): ``median_ms``,
+``p20_ms``, ``p80_ms`` of the backward (also ``bwd_ms``), ``fwd_ms`` (with ``fwd_p20_ms`` /
+``fwd_p80_ms``), ``step_ms``, the speed-up against ``dense_pytorch`` of the same kind and size,
+``bytes`` (the DRAM bytes the row's backward must move at least), ``gbps`` and ``frac_of_ceiling``
+(of the copy bandwidth measured in the same process). Sparse layer rows carry their backward
+``design`` (the input gradient's algorithm, :data:`kernels.sparse_grad.INPUT_GRAD_DESIGNS`; the
+weight gradient is the same column-gathered kernel in all), the bytes the design gathers through the
+cache (``gathered_bytes``, split into ``dw_`` / ``dx_``; ``gathered_gbps``,
+``gathered_frac_of_ceiling``), and the largest relative error of dW and dx against the dense masked
+gradients for the same active set.
 
 This module must not import ``snnbench.config`` (pydantic is absent on the GPU machines).
 """
@@ -36,13 +41,16 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 
-from snnbench.bench.timing import copy_ceiling, gbps, json_out_path, median_ms, release_memory, resolve_device
+from snnbench.bench.harness import console_or_print, copy_ceiling, header, measure, render, with_bandwidth, write_json
+from snnbench.bench.timing import gbps, json_out_path, release_memory, resolve_device
 from snnbench.kernels.sparse_backward import (
+    INPUT_GRAD_DESIGNS,
     SpikeRule,
+    backward_bytes,
     input_trace,
     lif_record_forward,
     matched_b_th,
@@ -50,9 +58,10 @@ from snnbench.kernels.sparse_backward import (
     sparse_input_grad,
     sparse_weight_grad,
 )
+from snnbench.kernels.sparse_grad import pair_slots, valid_pairs
 from snnbench.training.snn_mlp import SNNConfig, SpikingMLP, TrainingMethod, dense_lif_bptt
 from snnbench.training.sparse_train import time_steps
-from snnbench.records.env import environment, triton_interpreted
+from snnbench.records.env import triton_interpreted
 
 FULL = {
     "timesteps": 100,
@@ -194,28 +203,30 @@ def _layer_rows(
     w.requires_grad_(True)
     gen = torch.Generator().manual_seed(H + 1)
     grad_s = torch.randn(T, B, H, generator=gen).to(device)
+    ceiling_gbps = cfg["ceiling_gbps"]
     rows: list[dict[str, Any]] = []
-    dense_bwd = None
-    dense_fwd = None
+    dense = None  # (fwd, bwd) medians of dense_pytorch: every speed-up's base
 
     dense_bytes = 4 * (2 * T * B * N + 2 * T * B * H + N * H)  # x, grad_s, the current's grad, dx, dW
     if with_dense:
         for impl, backend in _dense_impls(device):
-            fwd_ms, bwd_ms = _dense_layer(x, w, grad_s, backend, device, timing)
+            fwd, bwd = _dense_layer(x, w, grad_s, backend, device, timing)
             if impl == "dense_pytorch":
-                dense_fwd, dense_bwd = fwd_ms, bwd_ms
-            row = _row("layer", H, impl, 1.0, fwd_ms, bwd_ms, dense_bwd, dense_fwd, dense_bytes)
-            rows.append(dict(row, input=kind))
+                dense = (fwd["median_ms"], bwd["median_ms"])
+            rows.append(dict(_row("layer", H, impl, 1.0, fwd, bwd, dense, dense_bytes, ceiling_gbps), input=kind))
         w.grad = None
 
     traces = {dtype: input_trace(x, BETA, dtype=dtype) for dtype in (torch.float32, torch.float16)}
+    backend = _sparse_backend(device)
+    designs = list(cfg["designs"]) if backend == "triton" else ["pairs"]  # the reference has one
     sparse_impls = [
-        ("sparseprop", _sparseprop, torch.float32),
-        ("localzo", _localzo, torch.float32),
-        ("localzo_fp16", _localzo, torch.float16),  # the same entries, the trace gathered as fp16
+        ("sparseprop", _sparseprop, torch.float32, designs[:1]),
+        ("localzo", _localzo, torch.float32, designs),
+        ("localzo_fp16", _localzo, torch.float16, designs),  # the same entries, the trace gathered as fp16
     ]
+    flat_grad = grad_s.reshape(-1)
     for target, delta in deltas:
-        for name, make_rule, trace_dtype in sparse_impls:
+        for name, make_rule, trace_dtype, impl_designs in sparse_impls:
             rule = make_rule(delta)
             tr = traces[trace_dtype]
             _, prev, _ = lif_record_forward(current1, BETA, rule, seed=2)  # layer 1's active entries
@@ -226,33 +237,40 @@ def _layer_rows(
                 return lif_record_forward(cur, BETA, rule, seed=3)
 
             _, active, _ = forward()
-            flat_grad = grad_s.reshape(-1)
+            fwd = measure(forward, device, **timing)
+            counts = {"pair_count": valid_pairs(active, prev), "pair_slot_count": pair_slots(active, prev)}
+            for design in impl_designs:
 
-            def backward(active=active, tr=tr, prev=prev):
-                delta_q = active.g * flat_grad[active.index]
-                dw = sparse_weight_grad(tr, active, delta_q)
-                return dw, sparse_input_grad(w.detach(), active, delta_q, prev, BETA)
+                def backward(active=active, tr=tr, prev=prev, design=design):
+                    delta_q = active.g * flat_grad[active.index]
+                    dw = sparse_weight_grad(tr, active, delta_q, backend)
+                    return dw, sparse_input_grad(w.detach(), active, delta_q, prev, BETA, backend, design=design)
 
-            dw, dx = backward()
-            fwd_ms = median_ms(forward, device, **timing)
-            bwd_ms = median_ms(backward, device, **timing)
-            A = len(active)
-            # trace (a dense read at best; gathered per entry in fact), dW, (index, g, ∂L/∂s) per
-            # entry, W for the input gradient, (index, value) per previous-layer entry
-            sparse_bytes = tr.element_size() * T * B * N + 8 * N * H + 12 * A + 8 * len(prev)
-            row = _row("layer", H, name, active.fraction, fwd_ms, bwd_ms, dense_bwd, dense_fwd, sparse_bytes)
-            row.update(
-                input=kind, target_active=target, delta=delta, entries=A, prev_entries=len(prev),
-                prev_active_fraction=prev.fraction, trace_dtype=str(trace_dtype).replace("torch.", ""),
-                gathered_bytes=A * N * tr.element_size(),
-                gathered_gbps=gbps(A * N * tr.element_size(), bwd_ms),
-                max_rel_err=_dense_check(traces[torch.float32], active, grad_s, dw),
-                max_rel_err_dx=_dense_input_check(w.detach(), active, grad_s, prev, dx),
-            )
-            if name == "sparseprop":
-                row["b_th"] = rule.b_th
-            rows.append(row)
+                dw, dx = backward()
+                bwd = measure(backward, device, **timing)
+                model = backward_bytes(design, T=T, B=B, N_in=N, H=H, entries=len(active), prev_entries=len(prev),
+                                       trace_itemsize=tr.element_size(), pairs=counts["pair_count"])
+                row = _row("layer", H, name, active.fraction, fwd, bwd, dense, model["moved_bytes"], ceiling_gbps)
+                rate = gbps(model["gathered_bytes"], bwd["median_ms"])
+                row.update(
+                    input=kind, design=design if backend == "triton" else "reference", backend=backend,
+                    target_active=target, delta=delta, entries=len(active), prev_entries=len(prev),
+                    prev_active_fraction=prev.fraction, trace_dtype=str(trace_dtype).replace("torch.", ""),
+                    **counts, **model, gathered_gbps=rate,
+                    gathered_frac_of_ceiling=rate / ceiling_gbps if ceiling_gbps else None,
+                    max_rel_err=_dense_check(traces[torch.float32], active, grad_s, dw),
+                    max_rel_err_dx=_dense_input_check(w.detach(), active, grad_s, prev, dx),
+                )
+                if name == "sparseprop":
+                    row["b_th"] = rule.b_th
+                rows.append(row)
     return rows
+
+
+def _sparse_backend(device: str) -> str:
+    """The Triton kernels on CUDA; the PyTorch reference on a CPU (interpreted kernels would take
+    minutes even at the quick sizes)."""
+    return "triton" if device == "cuda" else "torch"
 
 
 def _dense_input_check(w, active, grad_s, prev, dx) -> float:
@@ -278,8 +296,8 @@ def _dense_impls(device: str) -> list[tuple[str, str]]:
     return impls
 
 
-def _dense_layer(x, w, grad_s, backend: str, device: str, timing: dict) -> tuple[float, float]:
-    """Median forward and backward time of Linear + LIF with dense BPTT on ``backend``."""
+def _dense_layer(x, w, grad_s, backend: str, device: str, timing: dict) -> tuple[dict, dict]:
+    """Forward and backward times (median, p20, p80) of Linear + LIF with dense BPTT on ``backend``."""
     T, B, N = x.shape
     H = w.shape[1]
 
@@ -291,9 +309,7 @@ def _dense_layer(x, w, grad_s, backend: str, device: str, timing: dict) -> tuple
 
     s = forward()
     s.backward(grad_s, retain_graph=True)
-    fwd = median_ms(forward, device, **timing)
-    bwd = median_ms(lambda: s.backward(grad_s, retain_graph=True), device, **timing)
-    return fwd, bwd
+    return measure(forward, device, **timing), measure(lambda: s.backward(grad_s, retain_graph=True), device, **timing)
 
 
 def _dense_check(tr, active, grad_s, dw) -> float:
@@ -305,21 +321,20 @@ def _dense_check(tr, active, grad_s, dw) -> float:
     return float((dw - ref).abs().max()) / scale
 
 
-def _row(kind, H, impl, fraction, fwd_ms, bwd_ms, dense_bwd, dense_fwd, n_bytes) -> dict[str, Any]:
+def _row(kind, H, impl, fraction, fwd: dict, bwd: dict, dense: Optional[tuple[float, float]],
+         n_bytes: float, ceiling_gbps: Optional[float]) -> dict[str, Any]:
+    """A row in the harness vocabulary: median_ms / p20_ms / p80_ms are the backward's (the time the
+    speed-ups are about), ``bwd_ms`` repeats the median and ``fwd_*`` time the forward."""
     row = {
-        "kind": kind,
-        "hidden": H,
-        "impl": impl,
-        "active_fraction": fraction,
-        "fwd_ms": fwd_ms,
-        "bwd_ms": bwd_ms,
-        "step_ms": fwd_ms + bwd_ms,
-        "bwd_bytes": n_bytes,
-        "bwd_gbps": gbps(n_bytes, bwd_ms),
+        "kind": kind, "hidden": H, "impl": impl, "active_fraction": fraction, **bwd,
+        "bwd_ms": bwd["median_ms"], "fwd_ms": fwd["median_ms"], "fwd_p20_ms": fwd["p20_ms"],
+        "fwd_p80_ms": fwd["p80_ms"], "step_ms": fwd["median_ms"] + bwd["median_ms"],
     }
-    if dense_bwd:
-        row["bwd_speedup"] = dense_bwd / bwd_ms
-        row["step_speedup"] = (dense_fwd + dense_bwd) / (fwd_ms + bwd_ms)
+    if n_bytes:
+        with_bandwidth(row, n_bytes, ceiling_gbps)
+    if dense:
+        row["bwd_speedup"] = dense[1] / row["bwd_ms"]
+        row["step_speedup"] = (dense[0] + dense[1]) / row["step_ms"]
     return row
 
 
@@ -346,7 +361,7 @@ def _step_rows(H: int, cfg: dict, device: str, timing: dict, delta: float, targe
         ("localzo", TrainingMethod("localzo", rule=_localzo(delta)), "auto"),
     ]
     rows: list[dict[str, Any]] = []
-    dense_fwd = dense_bwd = None
+    dense = None
     params = list(model.parameters())
     for impl, method, backend in methods:
 
@@ -356,17 +371,15 @@ def _step_rows(H: int, cfg: dict, device: str, timing: dict, delta: float, targe
 
         loss, out = forward()
         loss.backward(retain_graph=True)
-        fwd_ms = median_ms(lambda: forward(), device, **timing)
-        bwd_ms = median_ms(lambda: loss.backward(retain_graph=True), device, **timing)
+        fwd = measure(lambda: forward(), device, **timing)
+        bwd = measure(lambda: loss.backward(retain_graph=True), device, **timing)
         for p in params:
             p.grad = None
         fractions = out.active_fraction
         sections = time_steps(model, method, [(x, y)] * 2, torch.device(device), seed=5, backend=backend)
         if impl == "dense_pytorch":
-            dense_fwd, dense_bwd = fwd_ms, bwd_ms
-        row = _row("step", H, impl, sum(fractions) / len(fractions), fwd_ms, bwd_ms, dense_bwd, dense_fwd, 0)
-        row.pop("bwd_bytes")
-        row.pop("bwd_gbps")
+            dense = (fwd["median_ms"], bwd["median_ms"])
+        row = _row("step", H, impl, sum(fractions) / len(fractions), fwd, bwd, dense, 0, None)
         row["layers"] = sections.layers
         if method.sparse:
             row.update(target_active=target, delta=delta)
@@ -410,9 +423,12 @@ def check_against_reference(device: str, T: int = 40, B: int = 24, N: int = 90, 
         prev_cur = torch.randn(T, B, N, generator=gen).to(device)
         _, prev, _ = sb.lif_record_forward(prev_cur, BETA, _sparseprop(0.3), backend="triton")
         w_prev = torch.randn(N, H, generator=gen).to(device)
-        dx_t = sb.sparse_input_grad(w_prev, a_tri, delta, prev, BETA, "triton")
         dx_r = sb.reference_sparse_input_grad(w_prev, a_tri, delta, prev, BETA)
-        entry["dx_rel_err"] = float((dx_t - dx_r).abs().max() / dx_r.abs().max().clamp(min=1e-12)) if len(prev) else 0.0
+        for design in INPUT_GRAD_DESIGNS:
+            dx_t = sb.sparse_input_grad(w_prev, a_tri, delta, prev, BETA, "triton", design=design)
+            err = float((dx_t - dx_r).abs().max() / dx_r.abs().max().clamp(min=1e-12)) if len(prev) else 0.0
+            entry[f"dx_rel_err_{design}"] = err
+        entry["dx_rel_err"] = max(entry[f"dx_rel_err_{d}"] for d in INPUT_GRAD_DESIGNS)
         checks.append(entry)
     # The whole sparse stack against its dense twin (same forward kernel, dense masked backward).
     cfg = SNNConfig(inputs=N, outputs=5, hidden=(H, H + 3), pool="max")
@@ -443,8 +459,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for r in rows:
         if r["kind"] == "layer" and r["impl"] in ("sparseprop", "localzo", "localzo_fp16") and "bwd_speedup" in r:
-            key = f"layer2_H{r['hidden']}_{r.get('input', 'bernoulli')}_{r['impl']}_at_{r.get('target_active')}"
-            out[key] = {"bwd_speedup": round(r["bwd_speedup"], 2), "active_fraction": round(r["active_fraction"], 5)}
+            key = (f"layer2_H{r['hidden']}_{r.get('input', 'bernoulli')}_{r['impl']}_{r.get('design', 'pairs')}"
+                   f"_at_{r.get('target_active')}")
+            out[key] = {"bwd_speedup": round(r["bwd_speedup"], 2), "active_fraction": round(r["active_fraction"], 5),
+                        "gathered_frac_of_ceiling": r.get("gathered_frac_of_ceiling")}
         if r["kind"] == "step" and "bwd_speedup" in r and r["impl"] != "dense_pytorch":
             out[f"step_H{r['hidden']}_{r['impl']}"] = {
                 "bwd_speedup": round(r["bwd_speedup"], 2),
@@ -454,24 +472,14 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _render(rows: list[dict[str, Any]], console: Any, title: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("kind", "input", "H", "impl", "active %", "fwd ms", "bwd ms", "bwd ×", "step ×", "GB/s", "ceil %", "rel err"):
-        table.add_column(col, justify="right" if col not in ("kind", "input", "impl") else "left")
-    for r in rows:
-
-        def f(key, fmt="{:.3f}", scale=1.0):
-            v = r.get(key)
-            return fmt.format(v * scale) if isinstance(v, (int, float)) and not isinstance(v, bool) else "—"
-
-        table.add_row(
-            r["kind"], r.get("input", "bernoulli"), str(r["hidden"]), r["impl"], f("active_fraction", "{:.3f}", 100.0),
-            f("fwd_ms"), f("bwd_ms"), f("bwd_speedup", "{:.1f}"), f("step_speedup", "{:.2f}"),
-            f("bwd_gbps", "{:.0f}"), f("ceiling_fraction", "{:.1f}", 100.0), f("max_rel_err", "{:.1e}"),
-        )
-    console.print(table)
+COLUMNS = [
+    ("kind", "kind", ""), ("input", "input", ""), ("H", "hidden", ""), ("impl", "impl", ""),
+    ("design", "design", ""), ("trace", "trace_dtype", ""), ("active", "active_fraction", ".3%"),
+    ("fwd ms", "fwd_ms", ".3f"), ("bwd ms", "median_ms", ".3f"), ("p20", "p20_ms", ".3f"), ("p80", "p80_ms", ".3f"),
+    ("bwd ×", "bwd_speedup", ".1f"), ("step ×", "step_speedup", ".2f"), ("GB/s", "gbps", ".0f"),
+    ("of copy", "frac_of_ceiling", ".1%"), ("gathered GB/s", "gathered_gbps", ".0f"),
+    ("rel err dW", "max_rel_err", ".1e"), ("rel err dx", "max_rel_err_dx", ".1e"),
+]
 
 
 def _stages(H: int, cfg: dict[str, Any], device: str, timing: dict[str, Any], console: Any) -> list:
@@ -499,61 +507,63 @@ def _stages(H: int, cfg: dict[str, Any], device: str, timing: dict[str, Any], co
     return stages
 
 
-def run_sparse_bench(
-    device: str = "auto",
-    out: Optional[Path] = None,
-    quick: bool = False,
-    hidden: Optional[list[int]] = None,
-    console: Any = None,
-    preset: Optional[str] = None,
-) -> dict[str, Any]:
-    """Run the sweep; write ``out/sparse.json`` (``sparse_<preset>.json``) after every size (a cut-off
-    run keeps its rows)."""
-    if console is None:
-        from rich.console import Console
-
-        console = Console()
-    device = resolve_device(device)
+def _settings(device: str, quick: bool, preset: Optional[str], hidden: Optional[Sequence[int]],
+              designs: Optional[Sequence[str]], inputs: Optional[Sequence[str]], step: Optional[bool] = None) -> dict[str, Any]:
+    """The sweep for this call, every option checked (a bad one is a ValueError: exit 2)."""
     if preset not in (None, "nmnist"):
         raise ValueError(f"preset must be 'nmnist' or none, got {preset!r}")
     cfg = dict(NMNIST_PRESET if preset == "nmnist" else QUICK if (quick or device == "cpu") else FULL)
     if hidden:
-        cfg["hidden"] = list(hidden)
+        bad = [h for h in hidden if int(h) != h or h < 1]
+        if bad:
+            raise ValueError(f"hidden sizes must be positive integers, got {bad}")
+        cfg["hidden"] = [int(h) for h in hidden]
+    cfg["designs"] = list(designs or INPUT_GRAD_DESIGNS)
+    for name, chosen, allowed in (("design", cfg["designs"], INPUT_GRAD_DESIGNS), ("input", inputs or [], INPUT_KINDS)):
+        unknown = [c for c in chosen if c not in allowed]
+        if unknown:
+            raise ValueError(f"{name} must be among {', '.join(allowed)}, got {', '.join(map(str, unknown))}")
+    if inputs:
+        cfg["inputs_kinds"] = list(inputs)
+    if step is not None:
+        cfg["step"] = bool(step)
+    return cfg
+
+
+def run_sparse_bench(
+    device: str = "auto",
+    out: Optional[Path] = None,
+    quick: bool = False,
+    hidden: Optional[Sequence[int]] = None,
+    console: Any = None,
+    preset: Optional[str] = None,
+    designs: Optional[Sequence[str]] = None,
+    inputs: Optional[Sequence[str]] = None,
+    step: Optional[bool] = None,
+) -> dict[str, Any]:
+    """Run the sweep; write ``out/sparse.json`` (``sparse_<preset>.json``) atomically after every
+    stage (a cut-off run keeps its rows). ``designs``: the input-gradient designs to compare (all by
+    default); ``inputs``: the data-like input kinds (all by default); ``step=False`` skips the
+    two-layer training-step rows."""
+    console = console_or_print(console)
+    device = resolve_device(device)
+    cfg = _settings(device, quick, preset, hidden, designs, inputs, step)
     timing = dict(cfg["timing"])
     note = ""
     if device == "cpu":
         note = "no GPU: small sizes; the sparse rows time the PyTorch reference, not the Triton kernels"
-        console.print(f"[yellow]{note}[/yellow]")
+        console.print(note)
     ceiling = copy_ceiling(1 << (26 if device == "cuda" else 22), torch.float32, device, **timing)
-    result: dict[str, Any] = {
-        "benchmark": "sparse",
-        "device": device,
-        "environment": environment(device),
-        "note": note,
-        "config": {k: v for k, v in cfg.items() if k != "timing"} | {"beta": BETA, "theta": 1.0, "surrogate_width": SURROGATE_WIDTH},
-        "timing": {"method": "triton.testing.do_bench median" if device == "cuda" else "time.perf_counter median", **timing},
-        "ceiling": ceiling,
-        "bytes_note": "bwd_bytes: DRAM bytes the row's backward must move at least (sparse: trace + dW + "
-        "12 B per entry; dense: x, ∂L/∂s, ∂L/∂I, dW); ceiling_fraction = bwd_gbps / copy gbps. "
-        "gathered_bytes: trace bytes the weight gradient reads, one input row per active entry (mostly L2 "
-        "hits); gathered_gbps = gathered_bytes / bwd time",
-        "rows": [],
-    }
+    cfg["ceiling_gbps"] = ceiling["gbps"]
+    result = header("sparse", device, note=note, config={
+        k: v for k, v in cfg.items() if k not in ("timing", "ceiling_gbps")
+    } | {"beta": BETA, "theta": 1.0, "surrogate_width": SURROGATE_WIDTH}, ceiling=ceiling, bytes_note=BYTES_NOTE, rows=[])
+    result["timing"].update(timing)
     path = json_out_path(out, f"sparse_{preset}.json" if preset else "sparse.json")
     started = time.perf_counter()
     if device == "cuda":
         result["correctness"] = check_against_reference(device)
         console.print(json.dumps(result["correctness"], indent=1))
-
-    def save() -> None:
-        for r in result["rows"]:
-            if "bwd_gbps" in r:
-                r["ceiling_fraction"] = r["bwd_gbps"] / ceiling["gbps"]
-        result["summary"] = summarize(result["rows"])
-        result["elapsed_s"] = round(time.perf_counter() - started, 1)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=2, default=str))
 
     for H in cfg["hidden"]:
         for stage, fn in _stages(H, cfg, device, timing, console):
@@ -562,22 +572,21 @@ def run_sparse_bench(
             except torch.cuda.OutOfMemoryError as err:  # the dense baseline at the largest size
                 result.setdefault("skipped", []).append({"hidden": H, "stage": stage, "error": str(err)[:200]})
             release_memory(device)
-            save()
+            result["summary"] = summarize(result["rows"])
+            result["elapsed_s"] = round(time.perf_counter() - started, 1)
+            write_json(path, result)
     title = f"sparse backward on {result['environment']['hardware'].get('name', device)} ({device})"
-    _render(result["rows"], console, title)
+    render(result["rows"], COLUMNS, console, title)
     console.print(json.dumps(result["summary"], indent=2, default=str))
     if path is not None:
         console.print(f"wrote {path}")
     return result
 
 
-if __name__ == "__main__":  # python -m snnbench.bench.sparse [--device cuda] [--out DIR] [--quick]
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--hidden", type=int, nargs="*", default=None)
-    args = parser.parse_args()
-    run_sparse_bench(args.device, args.out, args.quick, args.hidden)
+BYTES_NOTE = (
+    "bytes: DRAM bytes the row's backward must move at least (each tensor once; sparse rows: the design's "
+    "model, kernels.sparse_grad.backward_bytes; dense rows: x, ∂L/∂s, ∂L/∂I, dx, dW); gbps = bytes / median "
+    "backward time; frac_of_ceiling = gbps / the copy's gbps measured in the same process. gathered_bytes: "
+    "what the kernels load through the cache, one trace row slice (dW) and one W row slice or W[i, j] per "
+    "pair (dx) per entry, mostly L2 hits; gathered_gbps = gathered_bytes / median backward time."
+)

@@ -21,7 +21,7 @@ FREE_TEXT = ("note", "*_note", "comment")
 # so that an old file compares with a new one.
 OLD_NAMES = {"ms": "median_ms", "frac_copy_bw": "frac_of_ceiling", "frac_of_copy": "frac_of_ceiling",
              "ceiling_fraction": "frac_of_ceiling", "graph_frac_copy_bw": "graph_frac_of_ceiling",
-             "copy_gbps": "ceiling_gbps"}
+             "copy_gbps": "ceiling_gbps", "bwd_bytes": "bytes", "bwd_gbps": "gbps"}  # the last two: bench sparse
 
 
 def current_names(row: dict[str, Any]) -> dict[str, Any]:
