@@ -98,3 +98,11 @@ def test_a_copy_without_git_checks_its_files_against_the_given_digest(tmp_path, 
     (repo / "kernels" / "extra.py").write_text("")  # an uncommitted file travelled with the copy
     with pytest.raises(SystemExit):
         gc.tree_state(False, root=repo)
+
+
+def test_part_limits_fit_the_default_budget():
+    """Each part gets its own share; shares over the 480 s default would starve the last bench."""
+    gpu_check = _module()
+    parts = set(gpu_check.PART_LIMITS)
+    assert parts == {"tests"} | {f"track_{s}" for s in gpu_check.SUITES} | {f"bench_{b}" for b in gpu_check.BENCHES}
+    assert sum(gpu_check.PART_LIMITS.values()) <= 480
