@@ -8,7 +8,7 @@ EXTRAS ?= test,ray,neuromorphic
 # Pin torch to the build this machine family ships on disk; pip would otherwise pull several GB.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint setup env leaderboard clean-demo
+.PHONY: demo test lint format setup env leaderboard clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,11 @@ demo: setup
 test: lint
 	$(BIN)/python -m pytest -q
 
-# ruff's lint rules and the layer contracts (pyproject's [tool.ruff] and [tool.importlinter]).
+# ruff's lint rules and format, and the layer contracts (pyproject's [tool.ruff] and [tool.importlinter]).
+# `make format` rewrites the tree the way `ruff format --check` wants it.
 lint: setup
 	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 	$(BIN)/lint-imports
 
 env: setup
@@ -42,6 +44,9 @@ env: setup
 
 leaderboard: setup
 	$(BIN)/snnbench leaderboard --out results/LEADERBOARD.md
+
+format: setup
+	$(BIN)/python -m ruff format .
 
 clean-demo:
 	rm -rf build/demo

@@ -141,8 +141,10 @@ class TunedLaunch:
     def __call__(self, grid, *args, **consts) -> None:
         kernel = self.kernel
         n = len(args)
-        key = (tuple([args[i] if i < n else consts[name] for i, name in self._key_at]),
-               tuple([a.dtype for a in args if isinstance(a, torch.Tensor)]))
+        key = (
+            tuple([args[i] if i < n else consts[name] for i, name in self._key_at]),
+            tuple([a.dtype for a in args if isinstance(a, torch.Tensor)]),
+        )
         chosen = self._chosen.get(key)
         if chosen is not None and chosen[0] is kernel.configs:
             kernel.fn.run(*args, grid=grid, warmup=False, **consts, **chosen[1])

@@ -48,7 +48,9 @@ _TILE, _TILE_FLOOR = 2048, 256
 _INTERP_TILE, _INTERP_TILE_FLOOR = 128, 16
 _WARPS_PER_SM = 32  # resident warps per SM a split aims for: half an H100/H200 SM's 64
 _INTERP_TARGET_WARPS = 4
-_ROW_RUN = 16  # contiguous elements (64 B of fp32, two sectors) a tile keeps per batch row when the channel block narrows
+_ROW_RUN = (
+    16  # contiguous elements (64 B of fp32, two sectors) a tile keeps per batch row when the channel block narrows
+)
 _MIN_BLOCK_N = 8
 
 
@@ -171,8 +173,13 @@ def ftbc_stats_plan(x: torch.Tensor, split: Optional[bool] = None) -> StatsPlan:
 
 
 def tiling(
-    channels: int, spatial: int, batch: int, target_warps: int, split: Optional[bool],
-    tile: int = _TILE, floor: int = _TILE_FLOOR,
+    channels: int,
+    spatial: int,
+    batch: int,
+    target_warps: int,
+    split: Optional[bool],
+    tile: int = _TILE,
+    floor: int = _TILE_FLOOR,
 ) -> StatsPlan:
     """:func:`ftbc_stats_plan` for a layer's sizes and the warps to keep busy (the size heuristic alone;
     on a card ``target_warps`` = 32 × its SM count)."""
@@ -243,7 +250,9 @@ def _prepare(x, a, thresh, bias, v_init, check_finite: bool) -> _Args:
         raise ValueError(f"thresh must have 1 or C={channels} elements, got {theta.numel()}")
     if bias is not None:
         if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (steps, channels):
-            raise ValueError(f"bias must have shape [T, C] = {(steps, channels)}, got {tuple(getattr(bias, 'shape', ()))}")
+            raise ValueError(
+                f"bias must have shape [T, C] = {(steps, channels)}, got {tuple(getattr(bias, 'shape', ()))}"
+            )
         if bias.device != x.device:
             raise ValueError(f"bias is on {bias.device} but x is on {x.device}")
         bias_t = bias.detach().to(torch.float32)

@@ -124,6 +124,7 @@ def _lif_record_kernel(
     if not WRITE:
         tl.store(count_ptr + bj, count, mask=mask)
 
+
 # ---------------------------------------------------------------------------------------------
 # Host functions
 
@@ -178,7 +179,9 @@ def _offsets(count_bj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     device = count_bj.device
     end = torch.tensor([total], dtype=torch.int32, device=device)
     col_ptr = torch.cat([off_col.view(H, B)[:, 0], end]) if B else torch.zeros(H + 1, dtype=torch.int32, device=device)
-    batch_ptr = torch.cat([off_batch.view(B, H)[:, 0], end]) if H else torch.zeros(B + 1, dtype=torch.int32, device=device)
+    batch_ptr = (
+        torch.cat([off_batch.view(B, H)[:, 0], end]) if H else torch.zeros(B + 1, dtype=torch.int32, device=device)
+    )
     return off_col, off_batch, col_ptr.to(torch.int32), batch_ptr.to(torch.int32), total
 
 
@@ -228,8 +231,19 @@ def lif_record_unchecked(
     dummy_i32 = count
     if current.numel():
         _lif_record_kernel[grid](
-            current, spikes, count, dummy_i32, dummy_i32, dummy_i32, spikes, dummy_i32, g_dense,
-            *scalars, WRITE=False, DENSE_G=dense_g, **common,
+            current,
+            spikes,
+            count,
+            dummy_i32,
+            dummy_i32,
+            dummy_i32,
+            spikes,
+            dummy_i32,
+            g_dense,
+            *scalars,
+            WRITE=False,
+            DENSE_G=dense_g,
+            **common,
         )
     else:
         count.zero_()
@@ -239,8 +253,19 @@ def lif_record_unchecked(
     by_batch = torch.empty(total, dtype=torch.int32, device=device)
     if total:
         _lif_record_kernel[grid](
-            current, spikes, count, off_col, off_batch, index, g, by_batch, g_dense,
-            *scalars, WRITE=True, DENSE_G=False, **common,
+            current,
+            spikes,
+            count,
+            off_col,
+            off_batch,
+            index,
+            g,
+            by_batch,
+            g_dense,
+            *scalars,
+            WRITE=True,
+            DENSE_G=False,
+            **common,
         )
     active = ActiveSet(index, g, col_ptr, by_batch, batch_ptr, (T, B, H))
     return spikes, active, (g_dense if dense_g else None)
@@ -260,12 +285,35 @@ def lif_forward(current: torch.Tensor, beta: float, theta: float = 1.0, backend:
         BLOCK_B, BLOCK_J = 16, 64
         grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(H, BLOCK_J))
         _lif_record_kernel[grid](
-            current, spikes, count, count, count, count, spikes, count, spikes,
-            T, B, H, beta, float(theta), 1.0, 1.0, 1.0, 0,
-            WRITE=False, DENSE_G=False, LOCALZO=False, DIST=DISTRIBUTION_ID["normal"], Q=1, SURR=SURROGATE_ID["fast_sigmoid"],
-            BLOCK_B=BLOCK_B, BLOCK_J=BLOCK_J,
+            current,
+            spikes,
+            count,
+            count,
+            count,
+            count,
+            spikes,
+            count,
+            spikes,
+            T,
+            B,
+            H,
+            beta,
+            float(theta),
+            1.0,
+            1.0,
+            1.0,
+            0,
+            WRITE=False,
+            DENSE_G=False,
+            LOCALZO=False,
+            DIST=DISTRIBUTION_ID["normal"],
+            Q=1,
+            SURR=SURROGATE_ID["fast_sigmoid"],
+            BLOCK_B=BLOCK_B,
+            BLOCK_J=BLOCK_J,
         )
     return spikes
+
 
 # ---------------------------------------------------------------------------------------------
 # PyTorch reference: the same math, the test oracle and the CPU path

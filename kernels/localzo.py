@@ -142,7 +142,9 @@ def _uniform_open_ref(r: torch.Tensor) -> torch.Tensor:
     return ((r >> 9).to(torch.float32) * 2.0 + 1.0) * 5.9604644775390625e-08
 
 
-def localzo_abs_z(seed: int, t: Union[int, torch.Tensor], index: torch.Tensor, q: int, distribution: str) -> torch.Tensor:
+def localzo_abs_z(
+    seed: int, t: Union[int, torch.Tensor], index: torch.Tensor, q: int, distribution: str
+) -> torch.Tensor:
     """|z_k| for neurons ``index`` (flat index within a step) at step ``t`` (one, or one per neuron):
     shape [q, *index.shape]."""
     index = index.to(torch.int64)
@@ -164,7 +166,13 @@ def localzo_abs_z(seed: int, t: Union[int, torch.Tensor], index: torch.Tensor, q
 
 
 def localzo_gain_reference(
-    u: torch.Tensor, seed: int, t: Union[int, torch.Tensor], index: torch.Tensor, delta: float, q: int, distribution: str
+    u: torch.Tensor,
+    seed: int,
+    t: Union[int, torch.Tensor],
+    index: torch.Tensor,
+    delta: float,
+    q: int,
+    distribution: str,
 ) -> torch.Tensor:
     """g(u) = (1/q) Σ_k |z_k|/(2δ)·1[|u| < δ|z_k|] with the kernel's z for (seed, t, index)."""
     flat_u = u.reshape(-1)

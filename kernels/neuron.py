@@ -401,10 +401,23 @@ def neuron_forward(
     dummy = v_final
     _launch_forward(
         _grid(N),
-        x.contiguous(), out, saved if save else dummy, v_final, v0 if v0 is not None else dummy,
-        call.thresh if call.thresh is not None else dummy, call.bias if call.bias is not None else dummy,
-        N, T, C, inner, opts.threshold, opts.v_init if opts.v_init is not None else 0.0,
-        opts.beta, opts.leak, opts.gain, opts.v_reset,
+        x.contiguous(),
+        out,
+        saved if save else dummy,
+        v_final,
+        v0 if v0 is not None else dummy,
+        call.thresh if call.thresh is not None else dummy,
+        call.bias if call.bias is not None else dummy,
+        N,
+        T,
+        C,
+        inner,
+        opts.threshold,
+        opts.v_init if opts.v_init is not None else 0.0,
+        opts.beta,
+        opts.leak,
+        opts.gain,
+        opts.v_reset,
         OUTPUT_MODE=opts.output_id,
         SAVE_MODE=opts.save_id if save else _SAVE_NONE.value,
         THRESH_MODE=_thresh_mode(call.thresh),
@@ -440,10 +453,24 @@ def neuron_backward(
     dummy = saved
     _launch_backward(
         _grid(N),
-        grad_out.contiguous(), saved, gvf if gvf is not None else dummy, grad_x,
-        grad_v0 if grad_v0 is not None else dummy, call.thresh if call.thresh is not None else dummy,
-        N, T, C, inner, (T - 1) * N, opts.threshold, opts.beta, opts.gain, opts.v_reset, opts.alpha,
-        opts.delta, call.seed,
+        grad_out.contiguous(),
+        saved,
+        gvf if gvf is not None else dummy,
+        grad_x,
+        grad_v0 if grad_v0 is not None else dummy,
+        call.thresh if call.thresh is not None else dummy,
+        N,
+        T,
+        C,
+        inner,
+        (T - 1) * N,
+        opts.threshold,
+        opts.beta,
+        opts.gain,
+        opts.v_reset,
+        opts.alpha,
+        opts.delta,
+        call.seed,
         OUTPUT_SCALED=opts.output_id == OUTPUT_SCALED.value,
         THRESH_MODE=_thresh_mode(call.thresh),
         RESET_MODE=opts.reset_id,
@@ -476,8 +503,17 @@ class MultiStepNeuronFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, grad_v_final):
         (saved,) = ctx.saved_tensors
-        grad_x, grad_v0 = neuron_backward(grad_out, grad_v_final, saved, ctx.opts, ctx.call, ctx.x_shape,
-                                          ctx.x_dtype, ctx.needs_input_grad[1], ctx.force_index_64)
+        grad_x, grad_v0 = neuron_backward(
+            grad_out,
+            grad_v_final,
+            saved,
+            ctx.opts,
+            ctx.call,
+            ctx.x_shape,
+            ctx.x_dtype,
+            ctx.needs_input_grad[1],
+            ctx.force_index_64,
+        )
         if grad_v0 is not None:
             grad_v0 = grad_v0.view(ctx.x_shape[1:]).sum_to_size(ctx.v_init_shape).to(ctx.v_init_dtype)
         return grad_x, grad_v0, None, None, None
@@ -488,8 +524,9 @@ class MultiStepNeuronFunction(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------------
 
 
-def _launch(x: torch.Tensor, opts: NeuronOptions, call: NeuronCall, backend: str,
-            force_index_64: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _launch(
+    x: torch.Tensor, opts: NeuronOptions, call: NeuronCall, backend: str, force_index_64: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     if resolve_backend(backend, x) == "torch":
         return neuron_reference(x, opts, call)
     if torch.is_grad_enabled() and (x.requires_grad or (call.v_init is not None and call.v_init.requires_grad)):
@@ -519,8 +556,17 @@ def run_neuron(
     return _launch(x, opts, neuron_call(x, opts, threshold, bias, v_init), backend)
 
 
-def _multistep(x: torch.Tensor, build, *, threshold=1.0, bias=None, v_init=None, backend: str = "auto",
-               _force_index_64: bool = False, **options) -> tuple[torch.Tensor, torch.Tensor]:
+def _multistep(
+    x: torch.Tensor,
+    build,
+    *,
+    threshold=1.0,
+    bias=None,
+    v_init=None,
+    backend: str = "auto",
+    _force_index_64: bool = False,
+    **options,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A functional call: options built by ``build`` and checked for this call alone."""
     opts, call = prepare(x, threshold, bias, v_init, build=build, **options)
     return _launch(x, opts, call, backend, _force_index_64)
@@ -531,8 +577,9 @@ def generic_options(*, v_reset: float = 0.0, v_init=None, **options) -> NeuronOp
     return NeuronOptions(v_reset=v_reset, v_init=v_reset if v_init is None else v_init, **options)
 
 
-def multistep_neuron(x: torch.Tensor, *, beta: float, leak: float, gain: float,
-                     **options) -> tuple[torch.Tensor, torch.Tensor]:
+def multistep_neuron(
+    x: torch.Tensor, *, beta: float, leak: float, gain: float, **options
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The generic neuron ``h = β·v + leak + gain·x - b``; :func:`multistep_if` / ``_lif`` set β, leak, gain.
 
     ``options``: the fields of :class:`kernels.neuron_options.NeuronOptions` (their defaults, but
@@ -564,8 +611,14 @@ def multistep_if(x: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor
 
 
 def lif_options(
-    *, tau: Optional[float] = None, beta: Optional[float] = None, decay_input: bool = True, reset: str = "hard",
-    v_reset: float = 0.0, v_init: Optional[float] = None, **options,
+    *,
+    tau: Optional[float] = None,
+    beta: Optional[float] = None,
+    decay_input: bool = True,
+    reset: str = "hard",
+    v_reset: float = 0.0,
+    v_init: Optional[float] = None,
+    **options,
 ) -> NeuronOptions:
     """The :class:`NeuronOptions` of a leaky integrate-and-fire neuron (:func:`multistep_lif`)."""
     if tau is not None and beta is not None:
@@ -581,8 +634,9 @@ def lif_options(
             raise ValueError(f"beta: must lie in [0, 1], got {beta}")
     decay = 1.0 - beta
     leak = decay * finite_scalar("v_reset", v_reset)
-    return generic_options(beta=beta, leak=leak, gain=decay if decay_input else 1.0, reset=reset, v_reset=v_reset,
-                           v_init=v_init, **options)
+    return generic_options(
+        beta=beta, leak=leak, gain=decay if decay_input else 1.0, reset=reset, v_reset=v_reset, v_init=v_init, **options
+    )
 
 
 def multistep_lif(x: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor]:

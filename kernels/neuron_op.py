@@ -32,8 +32,16 @@ _DTYPES = {v: k for k, v in _DTYPE_NAMES.items()}
 def _pack(opts: NeuronOptions) -> tuple[list[float], str, list[int]]:
     """NeuronOptions as op arguments: the floats, the choices joined by '|', and (q, flags); worked
     out once per options object (a call appends its seed to the ints)."""
-    floats = [opts.beta, opts.leak, opts.gain, opts.v_reset, opts.alpha, opts.delta, opts.threshold,
-              math.nan if opts.v_init is None else opts.v_init]
+    floats = [
+        opts.beta,
+        opts.leak,
+        opts.gain,
+        opts.v_reset,
+        opts.alpha,
+        opts.delta,
+        opts.threshold,
+        math.nan if opts.v_init is None else opts.v_init,
+    ]
     names = "|".join((opts.reset, opts.output, opts.surrogate, opts.distribution, _SAVE_NAMES[opts.save_dtype]))
     ints = [opts.q, int(opts.detach_reset), int(opts.v_init is not None)]
     return floats, names, ints
@@ -44,22 +52,48 @@ def _unpack_options(floats: tuple[float, ...], names: str, ints: tuple[int, ...]
     beta, leak, gain, v_reset, alpha, delta, threshold, v_init = floats
     reset, output, surrogate, distribution, save = names.split("|")
     q, detach, has_v_init = ints
-    return NeuronOptions(beta=beta, leak=leak, gain=gain, reset=reset, v_reset=v_reset,
-                         detach_reset=bool(detach), output=output, surrogate=surrogate, alpha=alpha,
-                         distribution=distribution, delta=delta, q=q, save_dtype=SAVE_DTYPES[save],
-                         threshold=threshold, v_init=v_init if has_v_init else None)
+    return NeuronOptions(
+        beta=beta,
+        leak=leak,
+        gain=gain,
+        reset=reset,
+        v_reset=v_reset,
+        detach_reset=bool(detach),
+        output=output,
+        surrogate=surrogate,
+        alpha=alpha,
+        distribution=distribution,
+        delta=delta,
+        q=q,
+        save_dtype=SAVE_DTYPES[save],
+        threshold=threshold,
+        v_init=v_init if has_v_init else None,
+    )
 
 
-def _unpack(floats: list[float], names: str, ints: list[int], thresh: Optional[torch.Tensor] = None,
-            bias: Optional[torch.Tensor] = None, v_init: Optional[torch.Tensor] = None):
+def _unpack(
+    floats: list[float],
+    names: str,
+    ints: list[int],
+    thresh: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+    v_init: Optional[torch.Tensor] = None,
+):
     """(options, call) from the op arguments; the seed is the last int."""
     return _unpack_options(tuple(floats), names, tuple(ints[:-1])), NeuronCall(thresh, bias, v_init, ints[-1])
 
 
 @torch.library.custom_op("snnbench::neuron_forward", mutates_args=())
-def neuron_forward_op(x: torch.Tensor, thresh: Optional[torch.Tensor], bias: Optional[torch.Tensor],
-                      v_init: Optional[torch.Tensor], save: bool, floats: list[float], names: str,
-                      ints: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def neuron_forward_op(
+    x: torch.Tensor,
+    thresh: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor],
+    v_init: Optional[torch.Tensor],
+    save: bool,
+    floats: list[float],
+    names: str,
+    ints: list[int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out, v_final, saved u or an empty tensor when ``save`` is False)."""
     out, v_final, saved = neuron_forward(x, *_unpack(floats, names, ints, thresh, bias, v_init), save)
     return out, v_final, saved if saved is not None else x.new_empty(0)
@@ -76,12 +110,28 @@ def _(x, thresh, bias, v_init, save, floats, names, ints):
 
 
 @torch.library.custom_op("snnbench::neuron_backward", mutates_args=())
-def neuron_backward_op(grad_out: torch.Tensor, grad_v_final: Optional[torch.Tensor], saved: torch.Tensor,
-                       thresh: Optional[torch.Tensor], x_shape: list[int], x_dtype: str, want_grad_v_init: bool,
-                       floats: list[float], names: str, ints: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def neuron_backward_op(
+    grad_out: torch.Tensor,
+    grad_v_final: Optional[torch.Tensor],
+    saved: torch.Tensor,
+    thresh: Optional[torch.Tensor],
+    x_shape: list[int],
+    x_dtype: str,
+    want_grad_v_init: bool,
+    floats: list[float],
+    names: str,
+    ints: list[int],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_x, grad_v_init [N] fp32, or an empty tensor when not wanted)."""
-    grad_x, grad_v0 = neuron_backward(grad_out, grad_v_final, saved, *_unpack(floats, names, ints, thresh),
-                                      torch.Size(x_shape), _DTYPES[x_dtype], want_grad_v_init)
+    grad_x, grad_v0 = neuron_backward(
+        grad_out,
+        grad_v_final,
+        saved,
+        *_unpack(floats, names, ints, thresh),
+        torch.Size(x_shape),
+        _DTYPES[x_dtype],
+        want_grad_v_init,
+    )
     return grad_x, grad_v0 if grad_v0 is not None else saved.new_empty(0, dtype=torch.float32)
 
 
@@ -106,8 +156,9 @@ def _backward(ctx, grad_out, grad_v_final, _grad_saved):
     want_v0 = ctx.v_init_shape is not None and ctx.needs_input_grad[3]
     if grad_out is None:
         grad_out = saved.new_zeros(ctx.x_shape, dtype=_DTYPES[ctx.x_dtype])
-    grad_x, grad_v0 = neuron_backward_op(grad_out.contiguous(), grad_v_final, saved, thresh, ctx.x_shape,
-                                         ctx.x_dtype, want_v0, *ctx.packed)
+    grad_x, grad_v0 = neuron_backward_op(
+        grad_out.contiguous(), grad_v_final, saved, thresh, ctx.x_shape, ctx.x_dtype, want_v0, *ctx.packed
+    )
     grad_v_init = None
     if want_v0:
         grad_v_init = grad_v0.view(ctx.x_shape[1:]).sum_to_size(ctx.v_init_shape).to(ctx.v_init_dtype)
@@ -122,24 +173,39 @@ def _launch_op(x: torch.Tensor, opts: NeuronOptions, call: NeuronCall) -> tuple[
     save = torch.is_grad_enabled() and (x.requires_grad or (call.v_init is not None and call.v_init.requires_grad))
     # Dynamo traces the packing itself (it would only warn about the cache wrapper).
     floats, names, ints = (_pack.__wrapped__ if torch.compiler.is_compiling() else _pack)(opts)
-    out, v_final, _ = neuron_forward_op(x, call.thresh, call.bias, call.v_init, save, floats, names,
-                                        [*ints, call.seed])
+    out, v_final, _ = neuron_forward_op(x, call.thresh, call.bias, call.v_init, save, floats, names, [*ints, call.seed])
     return out, v_final
 
 
-def run_neuron_op(x: torch.Tensor, opts: NeuronOptions, threshold: Optional[torch.Tensor] = None,
-                  bias: Optional[torch.Tensor] = None,
-                  v_init: Union[None, float, torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def run_neuron_op(
+    x: torch.Tensor,
+    opts: NeuronOptions,
+    threshold: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+    v_init: Union[None, float, torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`kernels.neuron.run_neuron` (options prepared once) through the custom ops."""
     opts, v_init = with_v_init(opts, v_init)
-    return _launch_op(x, opts, neuron_call(x, opts, threshold, bias, v_init,
-                                           check_tensors=not torch.compiler.is_compiling()))
+    return _launch_op(
+        x, opts, neuron_call(x, opts, threshold, bias, v_init, check_tensors=not torch.compiler.is_compiling())
+    )
 
 
-def multistep_neuron_op(x: torch.Tensor, *, beta: float, leak: float, gain: float, threshold=1.0, bias=None,
-                        v_init=None, **options) -> tuple[torch.Tensor, torch.Tensor]:
+def multistep_neuron_op(
+    x: torch.Tensor, *, beta: float, leak: float, gain: float, threshold=1.0, bias=None, v_init=None, **options
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`kernels.neuron.multistep_neuron` through the custom ops (Triton kernels); ``options`` as
     there (no ``backend``)."""
-    opts, call = prepare(x, threshold, bias, v_init, build=generic_options, beta=beta, leak=leak, gain=gain,
-                         check_tensors=not torch.compiler.is_compiling(), **options)
+    opts, call = prepare(
+        x,
+        threshold,
+        bias,
+        v_init,
+        build=generic_options,
+        beta=beta,
+        leak=leak,
+        gain=gain,
+        check_tensors=not torch.compiler.is_compiling(),
+        **options,
+    )
     return _launch_op(x, opts, call)

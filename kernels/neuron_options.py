@@ -102,8 +102,9 @@ class NeuronOptions:
             "surrogate": choice("surrogate", self.surrogate, SURROGATES),
             "distribution": choice("distribution", self.distribution, DISTRIBUTIONS),
             "v_reset": finite_scalar("v_reset", self.v_reset),
-            "alpha": finite_scalar("alpha", DEFAULT_ALPHA.get(self.surrogate, 1.0) if self.alpha is None else self.alpha,
-                                   positive=True),
+            "alpha": finite_scalar(
+                "alpha", DEFAULT_ALPHA.get(self.surrogate, 1.0) if self.alpha is None else self.alpha, positive=True
+            ),
             "delta": finite_scalar("delta", self.delta, positive=True),
         }
         q = self.q
@@ -118,7 +119,9 @@ class NeuronOptions:
         normal["save_dtype"] = _save_dtype(self.save_dtype)
         normal["threshold"] = finite_scalar("threshold", self.threshold, positive=True)
         normal["v_init"] = None if self.v_init is None else finite_scalar("v_init", self.v_init)
-        normal.update(beta=f32(self.beta), leak=f32(self.leak), gain=f32(self.gain), detach_reset=bool(self.detach_reset))
+        normal.update(
+            beta=f32(self.beta), leak=f32(self.leak), gain=f32(self.gain), detach_reset=bool(self.detach_reset)
+        )
         normal["output_id"] = OUTPUT_ID[self.output]
         normal["reset_id"] = RESET_ID[self.reset]
         normal["surrogate_id"] = SURROGATE_ID[self.surrogate]
@@ -177,9 +180,7 @@ def _check_param_tensor(name: str, t: torch.Tensor, x: torch.Tensor) -> None:
     if not t.is_floating_point():
         raise ValueError(f"{name}: expected a floating-point tensor, got {t.dtype}")
     if t.requires_grad and torch.is_grad_enabled():
-        raise ValueError(
-            f"{name}: requires grad, but the neuron treats it as a constant; pass {name}.detach()"
-        )
+        raise ValueError(f"{name}: requires grad, but the neuron treats it as a constant; pass {name}.detach()")
 
 
 def _fp32(t: torch.Tensor) -> torch.Tensor:
@@ -270,8 +271,10 @@ def _built(build, options: dict) -> NeuronOptions:
     (and refused there), and so is everything Dynamo traces (it would only warn about the cache)."""
     if torch.compiler.is_compiling():
         return build(**options)
-    key = tuple((name, type(value), value, math.copysign(1.0, value) if type(value) is float else None)
-                for name, value in sorted(options.items()))
+    key = tuple(
+        (name, type(value), value, math.copysign(1.0, value) if type(value) is float else None)
+        for name, value in sorted(options.items())
+    )
     try:
         hash(key)
     except TypeError:
@@ -299,10 +302,13 @@ def prepare(
 ) -> tuple[NeuronOptions, NeuronCall]:
     """The functional entry points' per-call preparation: the options ``build(**options)`` gives
     (threshold and v_init join them when they are numbers) and the call's :class:`NeuronCall`."""
-    tensors = {name: value for name, value in (("threshold", threshold), ("v_init", v_init))
-               if isinstance(value, torch.Tensor)}
-    scalars = {"threshold": 1.0 if "threshold" in tensors else threshold,
-               "v_init": None if "v_init" in tensors else v_init}
+    tensors = {
+        name: value for name, value in (("threshold", threshold), ("v_init", v_init)) if isinstance(value, torch.Tensor)
+    }
+    scalars = {
+        "threshold": 1.0 if "threshold" in tensors else threshold,
+        "v_init": None if "v_init" in tensors else v_init,
+    }
     opts = _built(build, {**scalars, **options})
     return opts, neuron_call(x, opts, bias=bias, check_tensors=check_tensors, **tensors)
 

@@ -92,6 +92,7 @@ def _compiled() -> Optional[dict]:
     _COMPILED.update(philox=_philox_loop, reach=_reach_loop)
     return _COMPILED
 
+
 def available() -> bool:
     return _compiled() is not None
 
@@ -113,7 +114,9 @@ def philox4x32_words(seed: int, counters: tuple, rounds: int = 10) -> Optional[t
     return tuple(torch.from_numpy(o.view(np.int64)).view(shape) for o in out)
 
 
-def reachable(u_minus_theta: torch.Tensor, seed: int, delta: float, q: int, distribution: str, band: float) -> Optional[torch.Tensor]:
+def reachable(
+    u_minus_theta: torch.Tensor, seed: int, delta: float, q: int, distribution: str, band: float
+) -> Optional[torch.Tensor]:
     """A superset of the LocalZO-active entries of a CPU layer ``u − θ[T, B, H]`` (bool, same shape):
     False only where |u − θ| ≥ ``band`` or every draw k of the stream (seed, t, b·H + j) has
     δ·|z_k| ≤ |u − θ|, so g = 0 there. None without numba (or off the CPU).
@@ -129,7 +132,14 @@ def reachable(u_minus_theta: torch.Tensor, seed: int, delta: float, q: int, dist
     if out.size:
         d = u_minus_theta.detach().abs().to(torch.float64).reshape(-1).numpy()
         loops["reach"](
-            np.uint64(seed & _M32), np.uint64((seed >> 32) & _M32), d, B * H, float(band),
-            float(delta), int(q), _DIST_ID[distribution], out,
+            np.uint64(seed & _M32),
+            np.uint64((seed >> 32) & _M32),
+            d,
+            B * H,
+            float(band),
+            float(delta),
+            int(q),
+            _DIST_ID[distribution],
+            out,
         )
     return torch.from_numpy(out).view(T, B, H)

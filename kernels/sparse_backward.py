@@ -217,7 +217,13 @@ class SparseLIFStackFunction(torch.autograd.Function):
             grads[layer] = sparse_weight_grad(traces[layer], active, delta, cfg.backend)
             if layer > 0:
                 grad_s = sparse_input_grad(
-                    hidden_weights[layer], active, delta, actives[layer - 1], cfg.beta, cfg.backend, cfg.delay,
+                    hidden_weights[layer],
+                    active,
+                    delta,
+                    actives[layer - 1],
+                    cfg.beta,
+                    cfg.backend,
+                    cfg.delay,
                     cfg.input_grad_design,
                 )
         return (None, None, *grads)

@@ -113,13 +113,12 @@ class ActiveSet:
         out[self.index.long()] = self.g if values is None else values
         return out.view(T, B, H)
 
+
 # ---------------------------------------------------------------------------------------------
 # Argument checks
 
 
-def check_tensor(
-    name: str, t: torch.Tensor, ndim: int, finite: bool = True, dtypes: tuple = (torch.float32,)
-) -> None:
+def check_tensor(name: str, t: torch.Tensor, ndim: int, finite: bool = True, dtypes: tuple = (torch.float32,)) -> None:
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() != ndim:

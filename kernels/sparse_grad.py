@@ -43,8 +43,15 @@ def _weight_grad_configs() -> list[triton.Config]:
     return [
         triton.Config({"BLOCK_I": bi, "BLOCK_K": bk}, num_warps=w, num_stages=st)
         for bi, bk, w, st in [
-            (256, 16, 4, 2), (128, 32, 4, 3), (512, 16, 8, 3), (256, 32, 8, 3), (256, 32, 4, 2),
-            (512, 32, 8, 2), (1024, 16, 8, 2), (1024, 8, 4, 3), (128, 64, 4, 3),
+            (256, 16, 4, 2),
+            (128, 32, 4, 3),
+            (512, 16, 8, 3),
+            (256, 32, 8, 3),
+            (256, 32, 4, 2),
+            (512, 32, 8, 2),
+            (1024, 16, 8, 2),
+            (1024, 8, 4, 3),
+            (128, 64, 4, 3),
         ]
     ]
 
@@ -170,9 +177,11 @@ def _sparse_input_grad_kernel(
         acc += tl.sum(tl.where(valid, w * decay * dq[None, :], 0.0), axis=1)
     tl.store(out_ptr + pos, acc, mask=mask_p)
 
+
 @triton.jit
-def _weighted_wt_rows(j_ptr, d_ptr, wt_ptr, start, end, offs_i, mask_i, N_prev,
-                      BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr):
+def _weighted_wt_rows(
+    j_ptr, d_ptr, wt_ptr, start, end, offs_i, mask_i, N_prev, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr
+):
     """Σ δ·Wᵀ[j, block] over the entries start..end: each a contiguous slice of one row of Wᵀ
     (whole sectors, unlike a pair's single W[i, j])."""
     acc = tl.zeros([BLOCK_K, BLOCK_I], dtype=tl.float32)
@@ -181,22 +190,45 @@ def _weighted_wt_rows(j_ptr, d_ptr, wt_ptr, start, end, offs_i, mask_i, N_prev,
         mask_k = ks < end
         j = tl.load(j_ptr + ks, mask=mask_k, other=0)
         d = tl.load(d_ptr + ks, mask=mask_k, other=0.0)
-        w = tl.load(wt_ptr + j.to(tl.int64)[:, None] * N_prev + offs_i[None, :],
-                    mask=mask_k[:, None] & mask_i[None, :], other=0.0)
+        w = tl.load(
+            wt_ptr + j.to(tl.int64)[:, None] * N_prev + offs_i[None, :],
+            mask=mask_k[:, None] & mask_i[None, :],
+            other=0.0,
+        )
         acc += w * d[:, None]
     return tl.sum(acc, axis=0)
 
 
 @triton.jit
-def _rows_v_kernel(j_ptr, d_ptr, row_ptr, wt_ptr, v_ptr, n_rows, N_prev,
-                   ROWS: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr):
+def _rows_v_kernel(
+    j_ptr,
+    d_ptr,
+    row_ptr,
+    wt_ptr,
+    v_ptr,
+    n_rows,
+    N_prev,
+    ROWS: tl.constexpr,
+    BLOCK_I: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     # ROWS (t, b) rows × one input block of V[t, b, :] = Σ_{entries at (t, b)} δ·Wᵀ[j, :].
     offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
     mask_i = offs_i < N_prev
     first = tl.program_id(0) * ROWS
     for row in range(first, tl.minimum(first + ROWS, n_rows)):
-        v = _weighted_wt_rows(j_ptr, d_ptr, wt_ptr, tl.load(row_ptr + row), tl.load(row_ptr + row + 1),
-                              offs_i, mask_i, N_prev, BLOCK_I, BLOCK_K)
+        v = _weighted_wt_rows(
+            j_ptr,
+            d_ptr,
+            wt_ptr,
+            tl.load(row_ptr + row),
+            tl.load(row_ptr + row + 1),
+            offs_i,
+            mask_i,
+            N_prev,
+            BLOCK_I,
+            BLOCK_K,
+        )
         tl.store(v_ptr + tl.cast(row, tl.int64) * N_prev + offs_i, v, mask=mask_i)
 
 
@@ -227,8 +259,9 @@ def _reverse_scan_kernel(v_ptr, T, M, beta, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _fused_scan_kernel(j_ptr, d_ptr, bt_ptr, wt_ptr, g_ptr, T, B, N_prev, beta,
-                       BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr):
+def _fused_scan_kernel(
+    j_ptr, d_ptr, bt_ptr, wt_ptr, g_ptr, T, B, N_prev, beta, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr
+):
     # One (b, input block) walks t backwards: V_t from the entries at (b, t) (grouped in (b, t)
     # order), G_t = V_t + β·G_{t+1} written straight to G[t, b, block]. A chain of T steps.
     b = tl.program_id(0)
@@ -237,10 +270,21 @@ def _fused_scan_kernel(j_ptr, d_ptr, bt_ptr, wt_ptr, g_ptr, T, B, N_prev, beta,
     acc = tl.zeros([BLOCK_I], dtype=tl.float32)
     for step in range(0, T):
         t = T - 1 - step
-        v = _weighted_wt_rows(j_ptr, d_ptr, wt_ptr, tl.load(bt_ptr + b * T + t), tl.load(bt_ptr + b * T + t + 1),
-                              offs_i, mask_i, N_prev, BLOCK_I, BLOCK_K)
+        v = _weighted_wt_rows(
+            j_ptr,
+            d_ptr,
+            wt_ptr,
+            tl.load(bt_ptr + b * T + t),
+            tl.load(bt_ptr + b * T + t + 1),
+            offs_i,
+            mask_i,
+            N_prev,
+            BLOCK_I,
+            BLOCK_K,
+        )
         acc = v + beta * acc
         tl.store(g_ptr + (t.to(tl.int64) * B + b) * N_prev + offs_i, acc, mask=mask_i)
+
 
 # ---------------------------------------------------------------------------------------------
 # Host functions
@@ -285,7 +329,13 @@ def sparse_weight_grad(
     trace = trace.contiguous()
     grid = lambda meta: (triton.cdiv(N_in, meta["BLOCK_I"]) * H,)  # noqa: E731
     _sparse_weight_grad_kernel[grid](
-        trace, active.index, delta.contiguous(), active.col_ptr, dwt, H, N_in,
+        trace,
+        active.index,
+        delta.contiguous(),
+        active.col_ptr,
+        dwt,
+        H,
+        N_in,
         _entries_bucket(len(active), H),
     )
     return dwt.t()
@@ -344,12 +394,26 @@ def sparse_input_grad(
     )
     BLOCK_P, BLOCK_Q = 32, 64
     _sparse_input_grad_kernel[(triton.cdiv(n_prev, BLOCK_P),)](
-        prev.index, prev.by_batch, n_prev, H_prev,
-        q_t, q_j, q_b, q_delta, active.batch_ptr,
-        weight.contiguous(), out, B, H, math.log2(beta), int(shift),
-        BLOCK_P=BLOCK_P, BLOCK_Q=BLOCK_Q,
+        prev.index,
+        prev.by_batch,
+        n_prev,
+        H_prev,
+        q_t,
+        q_j,
+        q_b,
+        q_delta,
+        active.batch_ptr,
+        weight.contiguous(),
+        out,
+        B,
+        H,
+        math.log2(beta),
+        int(shift),
+        BLOCK_P=BLOCK_P,
+        BLOCK_Q=BLOCK_Q,
     )
     return out
+
 
 def _input_grad_by_rows(weight, active: ActiveSet, delta, prev: ActiveSet, beta: float, shift: int, fused: bool):
     """The "rows" / "scan" designs: G[t, b, :] = Σ_{t' ≥ t} β^(t'−t) Σ_{entries at (t', b)} δ·Wᵀ[j, :],
@@ -389,6 +453,7 @@ def _input_grad_by_rows(weight, active: ActiveSet, delta, prev: ActiveSet, beta:
     inside = src < T * B * N_prev
     flat = g.view(-1)
     return torch.where(inside, flat[src.clamp(max=T * B * N_prev - 1)], torch.zeros((), device=device))
+
 
 # ---------------------------------------------------------------------------------------------
 # PyTorch reference: the same math, the test oracle and the CPU path
@@ -442,6 +507,7 @@ def reference_sparse_input_grad(
         p0 = p1
     return out
 
+
 # ---------------------------------------------------------------------------------------------
 # Byte model of each design (what `bench sparse` reports; docs/design.md, "Sparse backward designs")
 
@@ -470,15 +536,27 @@ def pair_slots(active: ActiveSet, prev: ActiveSet) -> int:
     _, b, _ = prev.decode()
     b = b[prev.by_batch.long()]
     first = b[::PAIR_BLOCK_P]
-    last = b[torch.clamp(torch.arange(PAIR_BLOCK_P - 1, n + PAIR_BLOCK_P - 1, PAIR_BLOCK_P, device=b.device), max=n - 1)]
+    last = b[
+        torch.clamp(torch.arange(PAIR_BLOCK_P - 1, n + PAIR_BLOCK_P - 1, PAIR_BLOCK_P, device=b.device), max=n - 1)
+    ]
     ptr = active.batch_ptr.long()
     span = ptr[last + 1] - ptr[first]
     tiles = torch.div(span + PAIR_BLOCK_Q - 1, PAIR_BLOCK_Q, rounding_mode="floor")
     return int(tiles.sum()) * PAIR_BLOCK_P * PAIR_BLOCK_Q
 
 
-def backward_bytes(design: str, *, T: int, B: int, N_in: int, H: int, entries: int, prev_entries: int,
-                   trace_itemsize: int, pairs: int = 0) -> dict[str, int]:
+def backward_bytes(
+    design: str,
+    *,
+    T: int,
+    B: int,
+    N_in: int,
+    H: int,
+    entries: int,
+    prev_entries: int,
+    trace_itemsize: int,
+    pairs: int = 0,
+) -> dict[str, int]:
     """Bytes of one layer's sparse backward (weight gradient + input gradient at ``prev_entries``).
 
     ``*_gathered_bytes``: what the kernels load through the cache hierarchy, one row slice per entry
@@ -503,7 +581,11 @@ def backward_bytes(design: str, *, T: int, B: int, N_in: int, H: int, entries: i
         # gather at the previous entries.
         dense = 4 * rows * N_in * (3 if design == "rows" else 1)
         dx_moved = 8 * N_in * H + 24 * A + dense + 12 * P
-    return {"dw_gathered_bytes": dw_gathered, "dx_gathered_bytes": dx_gathered,
-            "gathered_bytes": dw_gathered + dx_gathered, "dw_moved_bytes": dw_moved,
-            "dx_moved_bytes": dx_moved, "moved_bytes": dw_moved + dx_moved}
-
+    return {
+        "dw_gathered_bytes": dw_gathered,
+        "dx_gathered_bytes": dx_gathered,
+        "gathered_bytes": dw_gathered + dx_gathered,
+        "dw_moved_bytes": dw_moved,
+        "dx_moved_bytes": dx_moved,
+        "moved_bytes": dw_moved + dx_moved,
+    }

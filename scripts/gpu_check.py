@@ -44,21 +44,36 @@ SUITES = ("conversion", "training")
 # They add up to the default budget (480 s); the neuron sweep took 128 s on an H200 and the sparse one
 # 42 s before it timed the input gradient and three designs (90 s is an estimate); the rest are sized
 # by their work (a bench cut off keeps the points it wrote).
-PART_LIMITS = {"tests": 100, "track_conversion": 45, "track_training": 40,
-               "bench_neuron": 115, "bench_sparse": 80, "bench_ftbc": 50, "bench_convert": 50}
+PART_LIMITS = {
+    "tests": 100,
+    "track_conversion": 45,
+    "track_training": 40,
+    "bench_neuron": 115,
+    "bench_sparse": 80,
+    "bench_ftbc": 50,
+    "bench_convert": 50,
+}
 # bench sparse on a card: the sizes of the ≥ 100× targets, largest gap first (a cut-off run keeps
 # what it wrote), every input-gradient design side by side, Bernoulli input only to fit the budget.
 SPARSE_CARD_ARGS = ["--hidden", "1000,4000,200", "--inputs", "bernoulli", "--design", "pairs,rows,scan"]
 # The dry run shrinks every suite to this (CPU, seconds).
 DRY_SUITE = {
-    "conversion": {"datasets": [{"name": "synthetic", "limit_train": 16, "limit_test": 8}],
-                   "models": [{"name": "vgg16", "width": 2, "hidden": 16}], "timesteps": [1, 2],
-                   "methods": ["qcfs", {"name": "light", "batch_size": 8},
-                               {"name": "ftbc", "alpha": 0.4, "batches": 1, "batch_size": 8}],
-                   "training": {"epochs": 1, "batch_size": 8, "amp": False, "eval_batch_size": 8}},
-    "training": {"datasets": [{"name": "synthetic_spiking", "limit_train": 8, "limit_test": 8}],
-                 "models": [{"name": "snn_mlp", "hidden": 8}],
-                 "training": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8}},
+    "conversion": {
+        "datasets": [{"name": "synthetic", "limit_train": 16, "limit_test": 8}],
+        "models": [{"name": "vgg16", "width": 2, "hidden": 16}],
+        "timesteps": [1, 2],
+        "methods": [
+            "qcfs",
+            {"name": "light", "batch_size": 8},
+            {"name": "ftbc", "alpha": 0.4, "batches": 1, "batch_size": 8},
+        ],
+        "training": {"epochs": 1, "batch_size": 8, "amp": False, "eval_batch_size": 8},
+    },
+    "training": {
+        "datasets": [{"name": "synthetic_spiking", "limit_train": 8, "limit_test": 8}],
+        "models": [{"name": "snn_mlp", "hidden": 8}],
+        "training": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8},
+    },
 }
 # The kernel tests the dry run keeps (under the interpreter every case costs a second or more).
 DRY_TESTS = "philox or autotune"
@@ -127,16 +142,27 @@ def tree_state(allow_dirty: bool, root: Path = ROOT) -> dict[str, Any]:
         sha = os.environ.get("SNNBENCH_GIT_SHA")
         expected = os.environ.get("SNNBENCH_TREE_DIGEST")
         if not sha:
-            print("error: this copy has no .git: set SNNBENCH_GIT_SHA and SNNBENCH_TREE_DIGEST "
-                  "(python3 scripts/gpu_check.py --print-env in the checkout prints both)", file=sys.stderr)
+            print(
+                "error: this copy has no .git: set SNNBENCH_GIT_SHA and SNNBENCH_TREE_DIGEST "
+                "(python3 scripts/gpu_check.py --print-env in the checkout prints both)",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
         clean = expected == digest if expected else None
-        state = {"git_sha": sha, "source": "SNNBENCH_GIT_SHA", "files_digest": digest,
-                 "expected_digest": expected, "clean": clean}
+        state = {
+            "git_sha": sha,
+            "source": "SNNBENCH_GIT_SHA",
+            "files_digest": digest,
+            "expected_digest": expected,
+            "clean": clean,
+        }
     if state["clean"] is not True and not allow_dirty:
         why = "the files differ from the commit" if state["clean"] is False else "SNNBENCH_TREE_DIGEST is not set"
-        print(f"error: refusing to measure an uncommitted tree ({why}); commit first, or pass "
-              f"--allow-dirty to run anyway with the summary marked", file=sys.stderr)
+        print(
+            f"error: refusing to measure an uncommitted tree ({why}); commit first, or pass "
+            f"--allow-dirty to run anyway with the summary marked",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     return state
 
@@ -168,28 +194,67 @@ def plan(work: Path, dry_run: bool) -> list[tuple[str, list[str], dict[str, str]
     """(part, argv, extra environment) for every part, in the order they run."""
     py = sys.executable
     parts: list[tuple[str, list[str], dict[str, str]]] = []
-    tests = [py, "-m", "pytest", "-m", "cuda", "-q", "-rs", "-p", "no:cacheprovider",
-             f"--junitxml={work / 'pytest.xml'}"]
+    tests = [
+        py,
+        "-m",
+        "pytest",
+        "-m",
+        "cuda",
+        "-q",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={work / 'pytest.xml'}",
+    ]
     if dry_run:
-        parts.append(("tests", tests + ["tests/test_cuda.py", "-k", DRY_TESTS],
-                      {"SNNBENCH_CUDA_DRY_RUN": "1", "TRITON_INTERPRET": "1"}))
+        parts.append(
+            (
+                "tests",
+                tests + ["tests/test_cuda.py", "-k", DRY_TESTS],
+                {"SNNBENCH_CUDA_DRY_RUN": "1", "TRITON_INTERPRET": "1"},
+            )
+        )
     else:
         # Only the files with card tests: collecting the others would import optional extras
         # (ray, tonic) that a GPU machine may lack, and a collection error fails the run.
-        files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")
-                       if "pytest.mark.cuda" in p.read_text(errors="replace"))
+        files = sorted(
+            str(p.relative_to(ROOT))
+            for p in (ROOT / "tests").glob("test_*.py")
+            if "pytest.mark.cuda" in p.read_text(errors="replace")
+        )
         parts.append(("tests", tests + files, {"TRITON_INTERPRET": "0"}))
     # The CPU paths of the tracks and benches are PyTorch's; the interpreter would only slow them.
     plain = {"TRITON_INTERPRET": "0"}
     for name in SUITES:
         suite = _dry_suite(name, work) if dry_run else ROOT / "suites" / "gpu" / f"{name}.yaml"
-        parts.append((f"track_{name}", [py, "-m", "snnbench", "run", str(suite), "--force",
-                                        "--results-dir", str(work / "runs"), "--cache-dir", str(work / "cache")], plain))
+        parts.append(
+            (
+                f"track_{name}",
+                [
+                    py,
+                    "-m",
+                    "snnbench",
+                    "run",
+                    str(suite),
+                    "--force",
+                    "--results-dir",
+                    str(work / "runs"),
+                    "--cache-dir",
+                    str(work / "cache"),
+                ],
+                plain,
+            )
+        )
     device = ["--device", "cpu", "--quick"] if dry_run else ["--device", "cuda"]
     for bench in BENCHES:
         extra = (["--design", "pairs,rows,scan"] if dry_run else SPARSE_CARD_ARGS) if bench == "sparse" else []
-        parts.append((f"bench_{bench}", [py, "-m", "snnbench", "bench", bench, *device, *extra,
-                                         "--out", str(work / "bench")], plain))
+        parts.append(
+            (
+                f"bench_{bench}",
+                [py, "-m", "snnbench", "bench", bench, *device, *extra, "--out", str(work / "bench")],
+                plain,
+            )
+        )
     return parts
 
 
@@ -201,15 +266,29 @@ def run_part(name: str, argv: list[str], env_extra: dict[str, str], limit_s: flo
         log.write(" ".join(argv) + "\n")
         log.flush()
         try:
-            proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=max(limit_s, 1), start_new_session=True)
+            proc = subprocess.run(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=max(limit_s, 1),
+                start_new_session=True,
+            )
             rc: Optional[int] = proc.returncode
         except subprocess.TimeoutExpired:
             rc = None
     seconds = round(time.perf_counter() - started, 1)
     tail = log_path.read_text(errors="replace").splitlines()[-3:]
-    return {"part": name, "ok": rc == 0, "rc": rc, "timed_out": rc is None, "seconds": seconds,
-            "limit_s": round(limit_s, 1), "tail": tail}
+    return {
+        "part": name,
+        "ok": rc == 0,
+        "rc": rc,
+        "timed_out": rc is None,
+        "seconds": seconds,
+        "limit_s": round(limit_s, 1),
+        "tail": tail,
+    }
 
 
 def run_part_in_process(name: str, argv: list[str], env_extra: dict[str, str], logs: Path) -> dict[str, Any]:
@@ -245,14 +324,23 @@ def run_part_in_process(name: str, argv: list[str], env_extra: dict[str, str], l
                 os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     seconds = round(time.perf_counter() - started, 1)
     tail = log_path.read_text(errors="replace").splitlines()[-3:]
-    return {"part": name, "ok": rc == 0, "rc": rc, "timed_out": False, "seconds": seconds,
-            "limit_s": None, "tail": tail}
+    return {
+        "part": name,
+        "ok": rc == 0,
+        "rc": rc,
+        "timed_out": False,
+        "seconds": seconds,
+        "limit_s": None,
+        "tail": tail,
+    }
 
 
 def _environment(work: Path) -> dict[str, Any]:
     """Card and versions, asked of a part process (this one imports no torch)."""
-    code = ("import json, torch; from snnbench.records.env import environment; "
-            "print(json.dumps(environment('cuda' if torch.cuda.is_available() else 'cpu'), default=str))")
+    code = (
+        "import json, torch; from snnbench.records.env import environment; "
+        "print(json.dumps(environment('cuda' if torch.cuda.is_available() else 'cpu'), default=str))"
+    )
     try:
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -279,7 +367,9 @@ def _collect(out: Path, work: Path) -> list[str]:
             shutil.copyfile(src, out / f"{bench}.json")
     with tarfile.open(out / "gpu_check.tar.gz", "w:gz") as tar:
         # Trained models are large and can be retrained; records, logs and JSONs are what count.
-        tar.add(work, arcname="gpu_check", filter=lambda info: None if info.name.startswith("gpu_check/cache") else info)
+        tar.add(
+            work, arcname="gpu_check", filter=lambda info: None if info.name.startswith("gpu_check/cache") else info
+        )
     return sorted(p.name for p in out.iterdir() if p.is_file())
 
 
@@ -321,8 +411,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: --parts: unknown {sorted(unknown)}", file=sys.stderr)
         return 2
     results = []
-    summary: dict[str, Any] = {"benchmark": "gpu_check", "dry_run": args.dry_run, "tree": tree,
-                               "budget_s": args.budget_s, "parts": results}
+    summary: dict[str, Any] = {
+        "benchmark": "gpu_check",
+        "dry_run": args.dry_run,
+        "tree": tree,
+        "budget_s": args.budget_s,
+        "parts": results,
+    }
     for i, (name, cmd, env) in enumerate(parts):
         left = deadline - time.perf_counter()
         # A part gets its own limit, but never so much that the parts after it get nothing.
@@ -333,26 +428,39 @@ def main(argv: Optional[list[str]] = None) -> int:
         elif limit > 0:
             result = run_part(name, cmd, env, limit, logs)
         else:
-            result = {"part": name, "ok": False, "rc": None, "timed_out": True, "seconds": 0.0,
-                      "limit_s": 0.0, "tail": ["not started: the time budget was spent"]}
+            result = {
+                "part": name,
+                "ok": False,
+                "rc": None,
+                "timed_out": True,
+                "seconds": 0.0,
+                "limit_s": 0.0,
+                "tail": ["not started: the time budget was spent"],
+            }
         results.append(result)
         print(f"          {'ok' if result['ok'] else 'FAILED'} in {result['seconds']} s", flush=True)
     tests = next((r for r in results if r["part"] == "tests"), None)
     if tests is not None:
         tests["counts"] = _pytest_counts(work / "pytest.xml")
     env_info = _environment(work)
-    summary.update({
-        "ok": all(r["ok"] for r in results) and tree["clean"] is True,
-        "card": env_info.get("hardware"),
-        "versions": {k: env_info.get(k) for k in ("python", "torch", "triton", "torchvision", "numpy", "snnbench")},
-        "environment": env_info,
-        "elapsed_s": round(time.perf_counter() - started, 1),
-        # One row per part, so that the summary reads as a bench file (leaderboard, compare).
-        "rows": [{"part": r["part"], "passed": "yes" if r["ok"] else "no", "part_s": r["seconds"]} for r in results],
-    })
+    summary.update(
+        {
+            "ok": all(r["ok"] for r in results) and tree["clean"] is True,
+            "card": env_info.get("hardware"),
+            "versions": {k: env_info.get(k) for k in ("python", "torch", "triton", "torchvision", "numpy", "snnbench")},
+            "environment": env_info,
+            "elapsed_s": round(time.perf_counter() - started, 1),
+            # One row per part, so that the summary reads as a bench file (leaderboard, compare).
+            "rows": [
+                {"part": r["part"], "passed": "yes" if r["ok"] else "no", "part_s": r["seconds"]} for r in results
+            ],
+        }
+    )
     log = "\n".join(
-        f"{r['part']:18s} {'ok' if r['ok'] else 'FAILED':6s} {r['seconds']:7.1f} s  " + (r["tail"][-1] if r["tail"] else "")
-        for r in results)
+        f"{r['part']:18s} {'ok' if r['ok'] else 'FAILED':6s} {r['seconds']:7.1f} s  "
+        + (r["tail"][-1] if r["tail"] else "")
+        for r in results
+    )
     (out / "log.txt").write_text(log + "\n")
     _write_json(work / "summary.json", summary)
     summary["files"] = sorted(set(_collect(out, work)) | {"summary.json"})

@@ -28,8 +28,11 @@ data = list(batches(bundle.train, 32, 100, torch.device("cpu"), limit=10))
 surrogate = training_method("surrogate", {"surrogate": "fast_sigmoid", "width": 10})
 localzo = training_method("localzo", {"delta": 0.2})
 reachable = philox_cpu.reachable
-runs = {"dense surrogate": (surrogate, reachable), "localzo": (localzo, reachable),
-        "localzo without the bound": (localzo, lambda *args: None)}
+runs = {
+    "dense surrogate": (surrogate, reachable),
+    "localzo": (localzo, reachable),
+    "localzo without the bound": (localzo, lambda *args: None),
+}
 times: dict[str, list[float]] = {name: [] for name in runs}
 for rnd in range(5):
     for name, (method, bound) in runs.items():

@@ -95,14 +95,17 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
-                                 help="print the version and exit"),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="print the version and exit"
+    ),
 ) -> None:
     """Benchmark spiking neural networks: accuracy vs time steps, wall time, sparse-backward speed-up."""
 
 
-_SET_HELP = ("override a suite field, checked by the suite schema: KEY.PATH=VALUE with a YAML value "
-             "(training.epochs=1, seeds=[0,1], models.0.width=16); repeatable")
+_SET_HELP = (
+    "override a suite field, checked by the suite schema: KEY.PATH=VALUE with a YAML value "
+    "(training.epochs=1, seeds=[0,1], models.0.width=16); repeatable"
+)
 
 
 def _load_suite_or_exit(path: Path, overrides: List[str]):
@@ -119,8 +122,12 @@ def _load_suite_or_exit(path: Path, overrides: List[str]):
 def validate(
     suite: Path = typer.Argument(..., help="YAML suite file"),
     overrides: List[str] = typer.Option([], "--set", help=_SET_HELP),
-    deep: bool = typer.Option(False, "--deep", help="also run the run's preflight: load datasets, checkpoints "
-                              "and cached models, check the results and cache folders"),
+    deep: bool = typer.Option(
+        False,
+        "--deep",
+        help="also run the run's preflight: load datasets, checkpoints "
+        "and cached models, check the results and cache folders",
+    ),
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="with --deep: as for run"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="with --deep: as for run"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="with --deep: as for run"),
@@ -137,10 +144,13 @@ def validate(
         from snnbench.runner.preflight import preflight
         from snnbench.runner.sweep import resolve_cache_dir
 
-        preflight(parsed, cells, parsed.results_path(results_dir), data_root=data_root,
-                  cache_dir=resolve_cache_dir(cache_dir))
-    _say(f"{suite}: valid suite '{parsed.name}' ({parsed.track} track), {len(cells)} cells, "
-         f"T = {parsed.timesteps}, results → {parsed.results_path()}")
+        preflight(
+            parsed, cells, parsed.results_path(results_dir), data_root=data_root, cache_dir=resolve_cache_dir(cache_dir)
+        )
+    _say(
+        f"{suite}: valid suite '{parsed.name}' ({parsed.track} track), {len(cells)} cells, "
+        f"T = {parsed.timesteps}, results → {parsed.results_path()}"
+    )
     for cell in cells:
         _say(f"  {cell.key}")
 
@@ -150,13 +160,24 @@ def run(
     ctx: typer.Context,
     suite: Path = typer.Argument(..., help="YAML suite file"),
     force: bool = typer.Option(False, "--force", help="rerun cells that are already recorded"),
-    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="write <dir>/<suite>.jsonl instead of the suite's output"),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="dataset folder (else SNNBENCH_DATA, else ~/.cache/snnbench/data)"),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="trained-model cache (else SNNBENCH_CACHE, else ~/.cache/snnbench)"),
-    executor: Literal[EXECUTORS] = typer.Option("local", "--executor",
-                                               help="where the cells run: here, or on a Ray cluster"),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (with --executor ray); default: start a local Ray"),
-    compare_reference: bool = typer.Option(False, "--compare-reference", help="also time the official FTBC loop on the same batches"),
+    results_dir: Optional[Path] = typer.Option(
+        None, "--results-dir", help="write <dir>/<suite>.jsonl instead of the suite's output"
+    ),
+    data_root: Optional[Path] = typer.Option(
+        None, "--data-root", help="dataset folder (else SNNBENCH_DATA, else ~/.cache/snnbench/data)"
+    ),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", help="trained-model cache (else SNNBENCH_CACHE, else ~/.cache/snnbench)"
+    ),
+    executor: Literal[EXECUTORS] = typer.Option(
+        "local", "--executor", help="where the cells run: here, or on a Ray cluster"
+    ),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray cluster address (with --executor ray); default: start a local Ray"
+    ),
+    compare_reference: bool = typer.Option(
+        False, "--compare-reference", help="also time the official FTBC loop on the same batches"
+    ),
     overrides: List[str] = typer.Option([], "--set", help=_SET_HELP),
 ) -> None:
     """Run every cell of a suite that is not yet recorded and append one record per cell.
@@ -199,8 +220,10 @@ def _check_group_by(fields: List[str], records: list) -> None:
 
     unknown = [f for f in fields if f not in known and not present(f)]
     if unknown:
-        _fail(f"--group-by {', '.join(unknown)}: no record has such a field; expected dataset, model, method, "
-              "track, suite, none, or a dotted record path like config.model.params.width")
+        _fail(
+            f"--group-by {', '.join(unknown)}: no record has such a field; expected dataset, model, method, "
+            "track, suite, none, or a dotted record path like config.model.params.width"
+        )
 
 
 @app.command()
@@ -208,12 +231,14 @@ def table(
     results: List[Path] = typer.Argument(..., help="results .jsonl files (or folders of them)"),
     fmt: Literal[TABLE_FORMATS] = typer.Option("rich", "--format", help="output format"),
     group_by: List[str] = typer.Option(
-        ["dataset,model"], "--group-by",
+        ["dataset,model"],
+        "--group-by",
         help="fields that split the output into tables, comma-separated (dataset, model, method, track, "
-             "suite or a dotted record path like config.model.params.width); 'none' for one table",
+        "suite or a dotted record path like config.model.params.width); 'none' for one table",
     ),
-    published: bool = typer.Option(True, "--published/--no-published",
-                                   help="show published rows of the same datasets beside the measured ones"),
+    published: bool = typer.Option(
+        True, "--published/--no-published", help="show published rows of the same datasets beside the measured ones"
+    ),
 ) -> None:
     """Render results as a leaderboard: one row per (dataset, model, method), mean ± std over seeds.
 
@@ -237,8 +262,9 @@ def table(
     _refuse_if_nothing_usable(inputs, results)
     fields = [f.strip() for g in group_by for f in g.split(",") if f.strip()]
     _check_group_by(fields, inputs.records)
-    board = build_leaderboard(latest_by_key(inputs.records), sources, group_by=fields,
-                              include_published="matching" if published else "none")
+    board = build_leaderboard(
+        latest_by_key(inputs.records), sources, group_by=fields, include_published="matching" if published else "none"
+    )
     if board.empty:
         _warn("no records to show")
     if fmt == "rich":
@@ -284,7 +310,9 @@ def export(
 def plot(
     results: List[Path] = typer.Argument(..., help="results .jsonl and/or benchmark .json files (or folders)"),
     out: Path = typer.Option(Path("build/plots"), "--out", help="folder for the PNG and SVG files"),
-    published: bool = typer.Option(True, "--published/--no-published", help="draw published curves (dashed) where they match"),
+    published: bool = typer.Option(
+        True, "--published/--no-published", help="draw published curves (dashed) where they match"
+    ),
     all_published: bool = typer.Option(False, "--all-published", help="also draw figures for published-only datasets"),
 ) -> None:
     """Figures as PNG and SVG: accuracy vs T, backward speed-up vs hidden size and vs active
@@ -320,13 +348,20 @@ def compare(
     baseline: Path = typer.Argument(..., help="baseline results .jsonl or benchmark .json"),
     new: Path = typer.Argument(..., help="new results .jsonl or benchmark .json of the same kind"),
     tolerance: List[str] = typer.Option(
-        [], "--tolerance",
+        [],
+        "--tolerance",
         help="METRIC=PCT (relative, e.g. ms=10) or METRIC=Npt (absolute, e.g. 'snn_acc.*=0.5pt'); "
-             "METRIC is a glob over flattened metric names; repeatable. Defaults: *acc* 1 %, others 10 %",
+        "METRIC is a glob over flattened metric names; repeatable. Defaults: *acc* 1 %, others 10 %",
     ),
-    ignore: List[str] = typer.Option([], "--ignore", help="metric glob to leave out (e.g. '*_s' for CPU wall times); repeatable"),
-    allow_missing: bool = typer.Option(False, "--allow-missing", help="cells or metrics missing from NEW are not a failure"),
-    show_all: bool = typer.Option(False, "--all", help="list every compared metric, not only regressions and improvements"),
+    ignore: List[str] = typer.Option(
+        [], "--ignore", help="metric glob to leave out (e.g. '*_s' for CPU wall times); repeatable"
+    ),
+    allow_missing: bool = typer.Option(
+        False, "--allow-missing", help="cells or metrics missing from NEW are not a failure"
+    ),
+    show_all: bool = typer.Option(
+        False, "--all", help="list every compared metric, not only regressions and improvements"
+    ),
 ) -> None:
     """Compare two results or benchmark files cell by cell; exit 0 when nothing regressed beyond
     tolerance, 1 when something did (or a cell is missing), 2 on unusable input.
@@ -400,7 +435,12 @@ def env() -> None:
         ("triton", info["triton"] or "not installed"),
         ("torchvision", info["torchvision"]),
         ("snnbench", f"{info['snnbench']} ({info['git_sha'] or 'no git'})"),
-        ("device", f"cuda: {hw['name']} (sm {hw['capability']}, {hw['memory_gib']} GiB)" if hw["device"] == "cuda" else "cpu (no CUDA device)"),
+        (
+            "device",
+            f"cuda: {hw['name']} (sm {hw['capability']}, {hw['memory_gib']} GiB)"
+            if hw["device"] == "cuda"
+            else "cpu (no CUDA device)",
+        ),
         ("triton interpreter", "on (TRITON_INTERPRET=1)" if info["triton_interpreter"] else "off"),
         ("data root", os.environ.get("SNNBENCH_DATA", "~/.cache/snnbench/data (SNNBENCH_DATA unset)")),
     ]
@@ -430,9 +470,14 @@ def _bench_option(name: str, default, annotation) -> inspect.Parameter:
 
 # Every bench takes these the same way, before its own options.
 _BENCH_OPTIONS = (
-    _bench_option("device", "auto", Annotated[Literal[DEVICES], typer.Option(
-        help="where to time; auto: cuda when torch sees a GPU")]),
-    _bench_option("out", None, Annotated[Optional[Path], typer.Option(help="folder for the bench's JSON (<bench>.json)")]),
+    _bench_option(
+        "device",
+        "auto",
+        Annotated[Literal[DEVICES], typer.Option(help="where to time; auto: cuda when torch sees a GPU")],
+    ),
+    _bench_option(
+        "out", None, Annotated[Optional[Path], typer.Option(help="folder for the bench's JSON (<bench>.json)")]
+    ),
     _bench_option("quick", False, Annotated[bool, typer.Option(help="a CPU smoke run: small sizes, tiny models")]),
 )
 
@@ -458,10 +503,13 @@ def _bench(name: str, runner: str):
             except (ValueError, RuntimeError) as err:
                 _fail(str(err))
 
-        command.__signature__ = own.replace(parameters=[*_BENCH_OPTIONS, *own.parameters.values()],
-                                            return_annotation=None)
-        command.__doc__ = (f"{inspect.cleandoc(options_of.__doc__)}\n\n"
-                           f"Example: snnbench bench {name} --device cuda --out results/bench/h200")
+        command.__signature__ = own.replace(
+            parameters=[*_BENCH_OPTIONS, *own.parameters.values()], return_annotation=None
+        )
+        command.__doc__ = (
+            f"{inspect.cleandoc(options_of.__doc__)}\n\n"
+            f"Example: snnbench bench {name} --device cuda --out results/bench/h200"
+        )
         bench_app.command(name)(command)
         return options_of
 
@@ -469,13 +517,15 @@ def _bench(name: str, runner: str):
 
 
 # Each bench's own options.
-_Sweep = Annotated[Optional[Path], typer.Option(
-    help="sweep file (default: the shipped snnbench/sweeps/kernels.yaml, section 'neuron')")]
-_Preset = Annotated[Optional[str], typer.Option(
-    help="nmnist: the published N-MNIST-shaped layer 2 (700→200, T=300, B=256)")]
+_Sweep = Annotated[
+    Optional[Path],
+    typer.Option(help="sweep file (default: the shipped snnbench/sweeps/kernels.yaml, section 'neuron')"),
+]
+_Preset = Annotated[
+    Optional[str], typer.Option(help="nmnist: the published N-MNIST-shaped layer 2 (700→200, T=300, B=256)")
+]
 _Steps = Annotated[int, typer.Option(min=1, help="time steps T")]
-_Models = Annotated[List[str], typer.Option(
-    "--model", help="only this model (vgg16, resnet20, resnet34); repeatable")]
+_Models = Annotated[List[str], typer.Option("--model", help="only this model (vgg16, resnet20, resnet34); repeatable")]
 
 
 @_bench("neuron", "snnbench.bench.neuron:run_neuron_bench")
@@ -491,21 +541,31 @@ def _items(text: Optional[str]) -> Optional[list[str]]:
 @_bench("sparse", "snnbench.bench.sparse:run_sparse_bench")
 def bench_sparse(
     preset: _Preset = None,
-    hidden: Annotated[Optional[str], typer.Option(
-        help="hidden sizes, comma-separated (default 200,400,1000,4000)")] = None,
-    design: Annotated[Optional[str], typer.Option(
-        help="input-gradient designs to compare, comma-separated: pairs, rows, scan (default all)")] = None,
-    inputs: Annotated[Optional[str], typer.Option(
-        help="input kinds, comma-separated: bernoulli, latency, events (default all)")] = None,
-    step: Annotated[bool, typer.Option(
-        help="also time the two-layer training step (--no-step: layer rows only)")] = True,
+    hidden: Annotated[
+        Optional[str], typer.Option(help="hidden sizes, comma-separated (default 200,400,1000,4000)")
+    ] = None,
+    design: Annotated[
+        Optional[str],
+        typer.Option(help="input-gradient designs to compare, comma-separated: pairs, rows, scan (default all)"),
+    ] = None,
+    inputs: Annotated[
+        Optional[str], typer.Option(help="input kinds, comma-separated: bernoulli, latency, events (default all)")
+    ] = None,
+    step: Annotated[
+        bool, typer.Option(help="also time the two-layer training step (--no-step: layer rows only)")
+    ] = True,
 ) -> dict:
     """Sparse (SparseProp, LocalZO) vs dense BPTT backward of spiking MLP layers over hidden sizes."""
     sizes = _items(hidden)
     if sizes and not all(v.isdigit() and int(v) > 0 for v in sizes):
         _fail(f"--hidden {hidden}: expected positive integers separated by commas")
-    return {"preset": preset, "hidden": [int(v) for v in sizes] if sizes else None, "designs": _items(design),
-            "inputs": _items(inputs), "step": step}
+    return {
+        "preset": preset,
+        "hidden": [int(v) for v in sizes] if sizes else None,
+        "designs": _items(design),
+        "inputs": _items(inputs),
+        "step": step,
+    }
 
 
 @_bench("ftbc", "snnbench.bench.ftbc:run_ftbc_bench")

@@ -239,8 +239,21 @@ class ModelSpec(_Strict):
 
 
 # The datasets a suite may name; data/registry.py maps each to its loader (a test keeps the two equal).
-DATASET_NAMES = ("digits", "digits_spiking", "cifar10", "cifar100", "imagenet", "fmnist", "nmnist", "shd", "synthetic",
-                 "synthetic_spiking", "dvs_cifar10", "dvs_gesture", "imagenet100")
+DATASET_NAMES = (
+    "digits",
+    "digits_spiking",
+    "cifar10",
+    "cifar100",
+    "imagenet",
+    "fmnist",
+    "nmnist",
+    "shd",
+    "synthetic",
+    "synthetic_spiking",
+    "dvs_cifar10",
+    "dvs_gesture",
+    "imagenet100",
+)
 
 
 class DatasetSpec(_Strict):
@@ -331,9 +344,7 @@ class Suite(_Strict):
     def _unique_seeds(cls, value: list[int]) -> list[int]:
         bad = [v for v in value if not 0 <= v <= MAX_SEED]
         if bad:
-            raise ValueError(
-                f"seeds must lie in [0, 2**63 - 1] (what torch's generators accept), got {bad[:5]}"
-            )
+            raise ValueError(f"seeds must lie in [0, 2**63 - 1] (what torch's generators accept), got {bad[:5]}")
         if len(set(value)) != len(value):
             raise ValueError(f"seeds repeat ({value[:20]}); each seed is one cell, list it once")
         return value
@@ -447,7 +458,8 @@ class _SuiteLoader(_BaseLoader):  # type: ignore[misc, valid-type]
             self._expanded = getattr(self, "_expanded", 0) + _node_size(node, self.__dict__.setdefault("_sizes", {}))
             if self._expanded > MAX_ALIAS_NODES:
                 raise yaml.constructor.ConstructorError(
-                    None, None,
+                    None,
+                    None,
                     f"YAML aliases (*name) expand to more than {MAX_ALIAS_NODES} values (an alias bomb?); "
                     "the anchored value that crossed the limit starts here",
                     node.start_mark,
@@ -464,7 +476,8 @@ class _SuiteLoader(_BaseLoader):  # type: ignore[misc, valid-type]
                 if key in seen:
                     first = seen[key]
                     raise yaml.constructor.ConstructorError(
-                        f"key {key!r} first given at line {first.line + 1}", first,
+                        f"key {key!r} first given at line {first.line + 1}",
+                        first,
                         f"duplicate key {key!r} (YAML would silently keep only the last one)",
                         key_node.start_mark,
                     )

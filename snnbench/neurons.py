@@ -37,9 +37,7 @@ def _run(opts: NeuronOptions, x: torch.Tensor, backend: str, **tensors: Any) -> 
 class MultiStepIF(nn.Module):
     """Integrate-and-fire layer with soft reset, threshold ``thresh`` and a calibrated bias."""
 
-    def __init__(
-        self, threshold: float | torch.Tensor, channels: Optional[int] = None, backend: str = "auto"
-    ) -> None:
+    def __init__(self, threshold: float | torch.Tensor, channels: Optional[int] = None, backend: str = "auto") -> None:
         super().__init__()
         self.backend = choice("backend", backend, BACKENDS)  # "auto": Triton on CUDA, the reference elsewhere
         thresh = torch.as_tensor(threshold, dtype=torch.float32).detach().clone().reshape(-1)
@@ -79,8 +77,9 @@ class MultiStepIF(nn.Module):
         ``t_offset`` is the global index of ``x[0]``, so a simulation split into chunks of time
         applies the right rows of the per-step bias.
         """
-        return _run(_IF_OPTIONS, x, self.backend, threshold=self.thresh, bias=self.bias_for(x.shape[0], t_offset),
-                    v_init=v_init)
+        return _run(
+            _IF_OPTIONS, x, self.backend, threshold=self.thresh, bias=self.bias_for(x.shape[0], t_offset), v_init=v_init
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.simulate(x)[0]

@@ -28,8 +28,9 @@ def load_tensors(path: Union[str, Path], what: str, map_location: Any = "cpu") -
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's text is long advice about weights_only=False, which is exactly what not to do.
-        detail = next((ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln or "nsupported" in ln),
-                      "not a tensor file")
+        detail = next(
+            (ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln or "nsupported" in ln), "not a tensor file"
+        )
         raise UnusableFileError(
             f"{path}: {what} holds pickled Python objects other than tensors, numbers and containers; "
             f"refused without running them ({detail}). Delete the file if you did not put it there"

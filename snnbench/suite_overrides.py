@@ -62,7 +62,9 @@ def parse_override(text: str, path: Path) -> tuple[list[str], Any]:
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError as err:
-        raise SourceError(f"{path}: --set {text!r}: the value is not valid YAML: {getattr(err, 'problem', err)}") from None
+        raise SourceError(
+            f"{path}: --set {text!r}: the value is not valid YAML: {getattr(err, 'problem', err)}"
+        ) from None
     return [p.strip() for p in parts], parsed
 
 

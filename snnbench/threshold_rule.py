@@ -23,4 +23,6 @@ def parse_threshold(text: str) -> ThresholdRule:
     match = _PERCENTILE.match(value)
     if match and 0 < float(match.group(1)) <= 100:
         return ThresholdRule("percentile", float(match.group(1)))
-    raise ValueError(f"threshold must be 'max', 'mse' or 'percentile(p)' with 0 < p <= 100 (e.g. 'percentile(99.9)'), got {text!r}")
+    raise ValueError(
+        f"threshold must be 'max', 'mse' or 'percentile(p)' with 0 < p <= 100 (e.g. 'percentile(99.9)'), got {text!r}"
+    )

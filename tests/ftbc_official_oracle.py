@@ -119,11 +119,7 @@ def official_ftbc(
                 v = mem_forced - (mem_forced - thre >= 0).float() * thre
                 dims = [0, 2, 3] if err.dim() == 4 else [0]
                 module_snn.time_based_bias[t] = alpha * err.mean(dim=dims) + module_snn.time_based_bias[t]
-    return {
-        name: torch.stack(m.time_based_bias)
-        for name, m in snn.named_modules()
-        if isinstance(m, OfficialIF)
-    }
+    return {name: torch.stack(m.time_based_bias) for name, m in snn.named_modules() if isinstance(m, OfficialIF)}
 
 
 @torch.no_grad()

@@ -44,7 +44,6 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     )
 
 
-
 def run_python(code: str, timeout: float = 120) -> None:
     """Run ``code`` in a fresh interpreter (nothing this test process imported is loaded there)."""
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)

@@ -52,8 +52,15 @@ def test_resume_after_crash_gives_the_same_weights(tmp_path):
     ckpt = tmp_path / "ann.pt"
     torch.manual_seed(0)
     with pytest.raises(Crash):
-        train_ann(digits_cnn(width=4), ds, training, device=torch.device("cpu"), seed=1,
-                  checkpoint_path=ckpt, progress=CrashAfterEpochs(2))
+        train_ann(
+            digits_cnn(width=4),
+            ds,
+            training,
+            device=torch.device("cpu"),
+            seed=1,
+            checkpoint_path=ckpt,
+            progress=CrashAfterEpochs(2),
+        )
     assert not ckpt.exists() and ckpt.with_suffix(".state.pt").exists()
     torch.manual_seed(123)  # a different fresh init must not matter: the saved state is loaded
     resumed = train_ann(digits_cnn(width=4), ds, training, device=torch.device("cpu"), seed=1, checkpoint_path=ckpt)

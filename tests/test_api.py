@@ -33,8 +33,9 @@ def test_readme_notebook_example_runs(tmp_path, monkeypatch, capsys):
 
     from snnbench.cli import app
 
-    again = CliRunner().invoke(app, ["run", str(_yaml_of(namespace["suite"], tmp_path)),
-                                     "--results-dir", str(tmp_path / "build/notebook")])
+    again = CliRunner().invoke(
+        app, ["run", str(_yaml_of(namespace["suite"], tmp_path)), "--results-dir", str(tmp_path / "build/notebook")]
+    )
     assert again.exit_code == 0, again.output
     out = " ".join(again.output.split())
     assert "2 already in" in out and "0 to run" in out
@@ -50,8 +51,22 @@ def _yaml_of(suite, tmp_path):
 
 def test_long_form_has_one_row_per_record_metric_and_t(tmp_path):
     frame = snnbench.load_results(REPO / "results/runs/digits.jsonl")
-    expected_cols = {"suite", "dataset", "model", "method", "seed", "device", "metric", "T", "value", "unit",
-                     "git_sha", "finished_at", "model.width", "training.epochs"}
+    expected_cols = {
+        "suite",
+        "dataset",
+        "model",
+        "method",
+        "seed",
+        "device",
+        "metric",
+        "T",
+        "value",
+        "unit",
+        "git_sha",
+        "finished_at",
+        "model.width",
+        "training.epochs",
+    }
     assert expected_cols <= set(frame.columns)
     assert not frame.duplicated(["key", "metric", "T"]).any()
     per_t = frame[frame.metric == "snn_acc"]
@@ -62,8 +77,13 @@ def test_long_form_has_one_row_per_record_metric_and_t(tmp_path):
 
 
 def test_load_suite_applies_the_cli_model_checks(tmp_path):
-    bad = {"name": "bad", "datasets": ["digits"], "models": [{"name": "digits_cnn", "widht": 8}],
-           "timesteps": [1], "methods": ["qcfs"]}
+    bad = {
+        "name": "bad",
+        "datasets": ["digits"],
+        "models": [{"name": "digits_cnn", "widht": 8}],
+        "timesteps": [1],
+        "methods": ["qcfs"],
+    }
     with pytest.raises(snnbench.SuiteError, match=r"models\.0\.widht: not a parameter"):
         snnbench.load_suite(bad)
     with pytest.raises(snnbench.SuiteError, match="suite file not found"):

@@ -43,10 +43,16 @@ def test_write_json_is_atomic_and_header_is_complete(tmp_path):
 
 def test_render_lists_untimed_rows_by_reason():
     screen = io.StringIO()
-    rows = [{"impl": "a", "median_ms": 1.5, "frac_of_ceiling": 0.5},
-            {"impl": "b", "median_ms": None, "note": "skipped: not installed"}]
-    harness.render(rows, [("impl", "impl", ""), ("ms", "median_ms", ".3g"), ("%", "frac_of_ceiling", "%")],
-                   Console(file=screen, width=100), "t")
+    rows = [
+        {"impl": "a", "median_ms": 1.5, "frac_of_ceiling": 0.5},
+        {"impl": "b", "median_ms": None, "note": "skipped: not installed"},
+    ]
+    harness.render(
+        rows,
+        [("impl", "impl", ""), ("ms", "median_ms", ".3g"), ("%", "frac_of_ceiling", "%")],
+        Console(file=screen, width=100),
+        "t",
+    )
     text = screen.getvalue()
     assert "1.5" in text and "50%" in text and "1 rows not timed: skipped: not installed" in text
 
@@ -54,8 +60,11 @@ def test_render_lists_untimed_rows_by_reason():
 def test_old_bench_files_compare_with_new_ones(tmp_path):
     point = {"impl": "snnbench", "T": 4, "N": 1024, "dtype": "fp32", "mode": "fwd", "median_ms": 1.0}
     old = {"benchmark": "neuron", "rows": [{**point, "frac_copy_bw": 0.8, "copy_gbps": 100.0}]}
-    new = {"benchmark": "neuron", "schema": 2, "rows": [
-        {**point, "p20_ms": 0.9, "p80_ms": 1.1, "frac_of_ceiling": 0.4, "ceiling_gbps": 100.0}]}
+    new = {
+        "benchmark": "neuron",
+        "schema": 2,
+        "rows": [{**point, "p20_ms": 0.9, "p80_ms": 1.1, "frac_of_ceiling": 0.4, "ceiling_gbps": 100.0}],
+    }
     (tmp_path / "old.json").write_text(json.dumps(old))
     (tmp_path / "new.json").write_text(json.dumps(new))
     result = compare_files(tmp_path / "old.json", tmp_path / "new.json", [], [])

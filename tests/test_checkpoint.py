@@ -94,7 +94,9 @@ def test_keys_that_do_not_fit_are_listed(tmp_path):
 
 def test_shape_mismatch_is_listed():
     state = resnet20(4, 10, width=4).state_dict()
-    with pytest.raises(ValueError, match=r"shape mismatches \[conv1.0.weight: checkpoint \(4, 3, 3, 3\) vs model \(8, 3, 3, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"shape mismatches \[conv1.0.weight: checkpoint \(4, 3, 3, 3\) vs model \(8, 3, 3, 3\)"
+    ):
         load_state(resnet20(4, 10, width=8), state)
 
 

@@ -34,15 +34,18 @@ def long_functions(source: str, filename: str = "<source>") -> list[str]:
 def test_no_function_outside_triton_kernels_is_over_80_lines():
     files = [path for folder in FOLDERS for path in sorted((REPO / folder).rglob("*.py"))]
     assert len(files) > 50  # the folders are where this test thinks they are
-    found = [hit for path in files
-             for hit in long_functions(path.read_text(encoding="utf-8"), str(path.relative_to(REPO)))]
+    found = [
+        hit for path in files for hit in long_functions(path.read_text(encoding="utf-8"), str(path.relative_to(REPO)))
+    ]
     assert not found, "functions over 80 lines (split them):\n" + "\n".join(found)
 
 
 def test_the_check_names_a_long_function_and_spares_triton_kernels():
     body = "".join(f"    x{i} = {i}\n" for i in range(MAX_LINES))
-    source = (f"def long_host_function():\n{body}\n\n"
-              f"@triton.jit\ndef _long_kernel():\n{body}\n\n"
-              f"@triton.autotune(configs=[], key=[])\n@triton.jit\ndef _tuned_kernel():\n{body}\n\n"
-              f"def short():\n    return 1\n")
+    source = (
+        f"def long_host_function():\n{body}\n\n"
+        f"@triton.jit\ndef _long_kernel():\n{body}\n\n"
+        f"@triton.autotune(configs=[], key=[])\n@triton.jit\ndef _tuned_kernel():\n{body}\n\n"
+        f"def short():\n    return 1\n"
+    )
     assert long_functions(source, "m.py") == [f"m.py:1 long_host_function ({MAX_LINES + 1} lines)"]

@@ -17,11 +17,26 @@ runner = CliRunner()
 
 
 def record(key: str = "digits/digits_cnn/qcfs/seed=0/abc", **metrics) -> dict:
-    base = {"ann_acc": 98.0, "snn_acc": {"1": 50.0, "4": 97.0, "8": 98.0}, "calibrate_s": 1.0,
-            "snn_acc_curve": [50.0, 90.0, 95.0, 97.0], "test_samples": 450, "ann_source": "trained"}
+    base = {
+        "ann_acc": 98.0,
+        "snn_acc": {"1": 50.0, "4": 97.0, "8": 98.0},
+        "calibrate_s": 1.0,
+        "snn_acc_curve": [50.0, 90.0, 95.0, 97.0],
+        "test_samples": 450,
+        "ann_source": "trained",
+    }
     base.update(metrics)
-    return {"schema": 1, "key": key, "suite": "s", "track": "conversion", "dataset": "digits",
-            "model": "digits_cnn", "method": "qcfs", "seed": 0, "metrics": base}
+    return {
+        "schema": 1,
+        "key": key,
+        "suite": "s",
+        "track": "conversion",
+        "dataset": "digits",
+        "model": "digits_cnn",
+        "method": "qcfs",
+        "seed": 0,
+        "metrics": base,
+    }
 
 
 def write_jsonl(path: Path, records) -> Path:
@@ -38,9 +53,20 @@ def neuron_rows(scale: float = 1.0, speed: float = 1.0):
     rows = []
     for impl in ("triton", "torch"):
         for t in (4, 32):
-            rows.append({"impl": impl, "T": t, "N": 1048576, "dtype": "fp32", "mode": "fwd",
-                         "ms": 0.1 * t * scale, "bytes": 8 * t * 1048576, "gbps": 900.0 / scale,
-                         "frac_of_copy": 0.9 / scale, "speedup": 3.0 * speed})
+            rows.append(
+                {
+                    "impl": impl,
+                    "T": t,
+                    "N": 1048576,
+                    "dtype": "fp32",
+                    "mode": "fwd",
+                    "ms": 0.1 * t * scale,
+                    "bytes": 8 * t * 1048576,
+                    "gbps": 900.0 / scale,
+                    "frac_of_copy": 0.9 / scale,
+                    "speedup": 3.0 * speed,
+                }
+            )
     return rows
 
 
@@ -167,11 +193,14 @@ def test_corrupt_line_is_a_warning_not_a_crash(tmp_path):
     assert "b.jsonl:2: not valid JSON" in text and "b.jsonl:3" in text
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("ms=10", ("ms", Tolerance(10.0))),
-    ("snn_acc.*=0.5pt", ("snn_acc.*", Tolerance(0.5, absolute=True))),
-    ("*_s=50%", ("*_s", Tolerance(50.0))),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("ms=10", ("ms", Tolerance(10.0))),
+        ("snn_acc.*=0.5pt", ("snn_acc.*", Tolerance(0.5, absolute=True))),
+        ("*_s=50%", ("*_s", Tolerance(50.0))),
+    ],
+)
 def test_parse_tolerance(text, expected):
     assert parse_tolerance(text) == expected
 

@@ -15,8 +15,12 @@ SCRIPT = Path(sys.executable).with_name("snnbench")
 
 def _complete(*words: str) -> list[str]:
     """What bash would offer for the last of ``words`` (an empty last word: everything that fits)."""
-    env = dict(os.environ, _SNNBENCH_COMPLETE="complete_bash", COMP_WORDS=" ".join(["snnbench", *words]),
-               COMP_CWORD=str(len(words)))
+    env = dict(
+        os.environ,
+        _SNNBENCH_COMPLETE="complete_bash",
+        COMP_WORDS=" ".join(["snnbench", *words]),
+        COMP_CWORD=str(len(words)),
+    )
     result = subprocess.run([str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
@@ -45,8 +49,9 @@ def test_the_completion_script_is_shown_and_installed_for_bash(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "_SNNBENCH_COMPLETE=complete_bash" in result.stdout and "complete " in result.stdout
     env = dict(os.environ, HOME=str(tmp_path), SHELL="/bin/bash")
-    installed = subprocess.run([str(SCRIPT), "--install-completion", "bash"], env=env, capture_output=True, text=True,
-                               timeout=60)
+    installed = subprocess.run(
+        [str(SCRIPT), "--install-completion", "bash"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert installed.returncode == 0, installed.stderr
     script = tmp_path / ".bash_completions" / "snnbench.sh"
     assert "_SNNBENCH_COMPLETE=complete_bash" in script.read_text()

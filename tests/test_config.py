@@ -183,7 +183,11 @@ def test_validate_lists_cells(tmp_path):
 def test_model_typos_stop_the_run_with_exit_2(tmp_path, models, needle):
     path = tiny_digits_suite(tmp_path, models=models)
     for verb in ("validate", "run"):
-        result = run_cli(verb, str(path), "--results-dir", str(tmp_path / "out")) if verb == "run" else run_cli(verb, str(path))
+        result = (
+            run_cli(verb, str(path), "--results-dir", str(tmp_path / "out"))
+            if verb == "run"
+            else run_cli(verb, str(path))
+        )
         assert result.returncode == 2, result.stdout + result.stderr
         assert needle in " ".join(result.stderr.split())
         assert str(path) in result.stderr
@@ -215,7 +219,10 @@ _BOMB = "".join(
         ({"timesteps": [1_000_000_000]}, ["at most 4096"]),
         ({"seeds": [2**64 + 1]}, ["seeds", "2**63 - 1"]),
         ({"seeds": [-1]}, ["seeds", "2**63 - 1"]),
-        ({"seeds": list(range(40_000)), "models": ["digits_cnn"], "methods": ["qcfs", "light", "ftbc"]}, ["120000 cells", "at most 100000"]),
+        (
+            {"seeds": list(range(40_000)), "models": ["digits_cnn"], "methods": ["qcfs", "light", "ftbc"]},
+            ["120000 cells", "at most 100000"],
+        ),
         ({"methods": [{"name": "ftbc", "batches": True}]}, ["methods.0", "true/false are not numbers"]),
         (b"name: \xe9t\xe9\n", ["not UTF-8", "offset 6"]),
         (b"\x00\x01\x02binary", ["NUL bytes"]),
@@ -224,9 +231,22 @@ _BOMB = "".join(
         ({"models": [{"name": "digits_cnn", "width": 10**6}]}, ["models.0", "parameters; at most"]),
         ({"models": [{"name": "digits_cnn", "width": True}]}, ["models.0.width", "true/false"]),
     ],
-    ids=["alias-bomb", "duplicate-key", "bool-timestep", "huge-timestep", "huge-seed", "negative-seed",
-         "too-many-cells", "bool-param", "latin1", "binary", "too-big", "python-tag", "huge-model",
-         "bool-model-param"],
+    ids=[
+        "alias-bomb",
+        "duplicate-key",
+        "bool-timestep",
+        "huge-timestep",
+        "huge-seed",
+        "negative-seed",
+        "too-many-cells",
+        "bool-param",
+        "latin1",
+        "binary",
+        "too-big",
+        "python-tag",
+        "huge-model",
+        "bool-model-param",
+    ],
 )
 def test_strict_bounded_yaml_refusals_are_located_and_fast(tmp_path, content, needles):
     import time

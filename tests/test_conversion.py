@@ -47,8 +47,13 @@ def test_per_channel_threshold_and_bias_broadcast_over_channel_dim():
 
 def small_ann(levels: int = 4) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 6, 3, padding=1), QCFS(levels, 1.5), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 16, 12),
-        QCFS(levels, 1.0), nn.Linear(12, 10),
+        nn.Conv2d(1, 6, 3, padding=1),
+        QCFS(levels, 1.5),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(6 * 16, 12),
+        QCFS(levels, 1.0),
+        nn.Linear(12, 10),
     ).eval()
 
 

@@ -36,8 +36,14 @@ def test_quick_cpu_run_writes_every_row(tmp_path):
     saved = json.loads((tmp_path / "convert.json").read_text())
     assert saved["benchmark"] == "convert" and saved["schema"] == 2 and saved["rows"] == result["rows"]
     by = {(r["impl"], r["option"]): r for r in saved["rows"]}
-    assert set(by) == {("snnbench", "none"), ("official_loop", "none"), ("spikingjelly", "none"),
-                       ("snnbench", "bf16"), ("snnbench", "channels_last"), ("snnbench", "cuda_graph")}
+    assert set(by) == {
+        ("snnbench", "none"),
+        ("official_loop", "none"),
+        ("spikingjelly", "none"),
+        ("snnbench", "bf16"),
+        ("snnbench", "channels_last"),
+        ("snnbench", "cuda_graph"),
+    }
     ours, official = by[("snnbench", "none")], by[("official_loop", "none")]
     assert official["pred_agreement"] == 1.0 and official["max_abs_logit_diff"] < 1e-3
     assert ours["speedup_vs_official_loop"] == official["median_ms"] / ours["median_ms"]

@@ -96,12 +96,24 @@ NEURON_CASES = [
     ("if_hard_vinit", "if", {"reset": "hard", "v_reset": -0.2, "v_init": 0.1}),
     ("if_subtract", "if", {"reset": "subtract", "per_channel": True}),
     ("lif_hard_sigmoid", "lif", {}),
-    ("lif_soft_detach_atan", "lif", {"reset": "soft", "detach_reset": True, "surrogate": "atan", "v_init_tensor": True}),
+    (
+        "lif_soft_detach_atan",
+        "lif",
+        {"reset": "soft", "detach_reset": True, "surrogate": "atan", "v_init_tensor": True},
+    ),
     ("lif_beta_rect", "lif", {"beta": 0.9, "decay_input": False, "surrogate": "rectangle", "threshold_1": True}),
-    ("lif_subtract_fast_sigmoid", "lif", {"beta": 0.9, "decay_input": False, "reset": "subtract", "surrogate": "fast_sigmoid"}),
+    (
+        "lif_subtract_fast_sigmoid",
+        "lif",
+        {"beta": 0.9, "decay_input": False, "reset": "subtract", "surrogate": "fast_sigmoid"},
+    ),
     ("lif_localzo_normal_q5", "lif", {"surrogate": "localzo", "delta": 0.5, "q": 5, "seed": 7}),
     ("lif_localzo_laplace", "lif", {"surrogate": "localzo", "distribution": "laplace", "delta": 0.1, "seed": 9}),
-    ("lif_localzo_uniform_q2", "lif", {"surrogate": "localzo", "distribution": "uniform", "delta": 0.3, "q": 2, "seed": 3}),
+    (
+        "lif_localzo_uniform_q2",
+        "lif",
+        {"surrogate": "localzo", "distribution": "uniform", "delta": 0.3, "q": 2, "seed": 3},
+    ),
 ]
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 TOL = {torch.float32: 1e-5, torch.bfloat16: 2 * 2.0**-7, torch.float16: 2 * 2.0**-10}
@@ -143,8 +155,11 @@ HALF_CASES = ("if_scaled_channel_bias", "if_subtract", "lif_soft_detach_atan", "
 NEURON_GRID = [(c, dt) for c in NEURON_CASES for dt in DTYPES if dt == torch.float32 or c[0] in HALF_CASES]
 
 
-@pytest.mark.parametrize("case,neuron,options,dtype", [(*c, dt) for c, dt in NEURON_GRID],
-                         ids=[f"{c[0]}-{str(dt).replace('torch.', '')}" for c, dt in NEURON_GRID])
+@pytest.mark.parametrize(
+    "case,neuron,options,dtype",
+    [(*c, dt) for c, dt in NEURON_GRID],
+    ids=[f"{c[0]}-{str(dt).replace('torch.', '')}" for c, dt in NEURON_GRID],
+)
 def test_neuron_matches_reference(case, neuron, options, dtype):
     shape = (size(8, 3), size(32, 2), size(64, 3), size(16, 2), size(16, 3))  # [T, B, C, H, W]
     gen = _gen(len(case))
@@ -160,7 +175,7 @@ def test_neuron_matches_reference(case, neuron, options, dtype):
     torch.testing.assert_close(v_tr[agree], v_ref[agree], rtol=1e-5, atol=1e-5)
     for got, want in zip(g_tr, g_ref):
         scale = want.float().abs().max().item() + 1e-6
-        close = ((got.float() - want.float()).abs() <= TOL[dtype] * scale + 1e-6)
+        close = (got.float() - want.float()).abs() <= TOL[dtype] * scale + 1e-6
         assert close.float().mean().item() >= 1 - 10 * FLIP_FRACTION - 1e-9
 
 
@@ -268,7 +283,9 @@ def test_localzo_gradient_statistics(distribution):
     if distribution == "normal":
         expected = torch.exp(-0.5 * (u / delta) ** 2) / (delta * math.sqrt(2 * math.pi))
     elif distribution == "uniform":
-        expected = torch.where(a < math.sqrt(3) * delta, (3 - u**2 / delta**2) / (4 * math.sqrt(3) * delta), torch.zeros_like(u))
+        expected = torch.where(
+            a < math.sqrt(3) * delta, (3 - u**2 / delta**2) / (4 * math.sqrt(3) * delta), torch.zeros_like(u)
+        )
     else:
         expected = (a / delta + 1 / math.sqrt(2)) * torch.exp(-math.sqrt(2) * a / delta) / (2 * delta)
     for q, (mean, std) in stats.items():
@@ -327,7 +344,9 @@ def test_ftbc_stats_tilings_agree_and_repeat_bit_for_bit(shape, split):
     want = fk.ftbc_stats_reference(x, a, thresh)
     per_channel_n = math.prod(shape[1:]) / shape[2]
     err = (got - want).abs().max().item()
-    assert err <= 1e-4 * (want.abs().max().item() + 1.0) + (2.0 * per_channel_n * FLIP_FRACTION + 1e-3 if ON_CARD else 0)
+    assert err <= 1e-4 * (want.abs().max().item() + 1.0) + (
+        2.0 * per_channel_n * FLIP_FRACTION + 1e-3 if ON_CARD else 0
+    )
     assert torch.equal(fk.ftbc_stats_forward(x, a, thresh, backend="triton", split=split), got)
     if split is not None:
         assert fk.ftbc_stats_plan(x, split).split is split
@@ -436,8 +455,12 @@ def test_neuron_custom_op_under_torch_compile_and_cuda_graphs():
         got = fn(x)
     assert torch.equal(got, want)
     xg = x.clone().requires_grad_(True)
-    g = torch.autograd.grad(torch.compile(lambda t: no.multistep_neuron_op(t, **lif)[0].sum(), fullgraph=True,
-                                          backend=options["backend"])(xg), xg)[0]
+    g = torch.autograd.grad(
+        torch.compile(lambda t: no.multistep_neuron_op(t, **lif)[0].sum(), fullgraph=True, backend=options["backend"])(
+            xg
+        ),
+        xg,
+    )[0]
     xr = x.clone().requires_grad_(True)
     g_ref = torch.autograd.grad(nk.multistep_neuron(xr, backend="triton", **lif)[0].sum(), xr)[0]
     assert torch.equal(g, g_ref)

@@ -26,8 +26,10 @@ def _gesture_npy(path, events):
 def test_dvs_gesture_frames_by_time_bins(tmp_path):
     root = tmp_path / "DVSGesture"
     # Sample 3 (label 3): 4 events at 0, 1, 2, 3 ms on pixel (10, 20), polarity 1 then 0.
-    _gesture_npy(root / "ibmGestureTrain" / "user01_fluorescent" / "3.npy",
-                 [[10, 20, 1, 0], [10, 20, 1, 1], [10, 20, 0, 2], [10, 20, 0, 3]])
+    _gesture_npy(
+        root / "ibmGestureTrain" / "user01_fluorescent" / "3.npy",
+        [[10, 20, 1, 0], [10, 20, 1, 1], [10, 20, 0, 2], [10, 20, 0, 3]],
+    )
     _gesture_npy(root / "ibmGestureTrain" / "user01_fluorescent" / "10.npy", [[0, 0, 1, 0], [127, 127, 0, 5]])
     _gesture_npy(root / "ibmGestureTest" / "user24_led" / "0.npy", [[64, 64, 1, 0], [64, 64, 1, 9]])
     spec = DatasetSpec(name="dvs_gesture")
@@ -73,8 +75,9 @@ def test_dvs_cifar10_from_spikingjelly_frames_split_per_class(tmp_path):
 def test_per_class_split_and_tet_augmentation():
     assert split_per_class([0] * 10 + [1] * 10) == (list(range(9)) + list(range(10, 19)), [9, 19])
     frames = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
-    candidates = [torch.roll(f, (dy, dx), (-2, -1)) for f in (frames, frames.flip(-1))
-                  for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    candidates = [
+        torch.roll(f, (dy, dx), (-2, -1)) for f in (frames, frames.flip(-1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+    ]
     seen = set()
     for seed in range(40):
         out = flip_and_roll(frames, torch.Generator().manual_seed(seed), max_shift=1)
@@ -88,7 +91,9 @@ def _imagefolder(root, classes, per_class=1):
         for cls in classes:
             (root / split / cls).mkdir(parents=True)
             for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.JPEG")
+                Image.fromarray(rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8)).save(
+                    root / split / cls / f"{i}.JPEG"
+                )
 
 
 def test_imagenet100_reads_only_the_listed_classes(tmp_path):

@@ -103,11 +103,14 @@ def test_normalizations():
     assert torch.allclose(per_step[1].mean((0, 2, 3)), torch.zeros(2), atol=1e-5)
 
 
-@pytest.mark.parametrize("name,shape,params", [
-    ("spiking_cnn_small", (2, 3, 1, 8, 8), {"norm": "bn"}),
-    ("resnet19", (2, 2, 3, 32, 32), {"width": 0.125}),
-    ("vggsnn", (2, 1, 2, 16, 16), {"image_size": 16}),
-])
+@pytest.mark.parametrize(
+    "name,shape,params",
+    [
+        ("spiking_cnn_small", (2, 3, 1, 8, 8), {"norm": "bn"}),
+        ("resnet19", (2, 2, 3, 32, 32), {"width": 0.125}),
+        ("vggsnn", (2, 1, 2, 16, 16), {"image_size": 16}),
+    ],
+)
 def test_models_map_time_major_input_to_logits_per_step(name, shape, params):
     neuron = neuron_options("localzo", {"distribution": "normal", "delta": 0.5, "q": 5})
     model = build_spiking_model(name, num_classes=7, in_channels=shape[2], neuron=neuron, **params)
@@ -154,8 +157,18 @@ def test_training_resumes_from_its_epoch_state(tmp_path):
     def run(**kw):
         torch.manual_seed(0)
         model = build_spiking_model("spiking_cnn_small", num_classes=10, in_channels=1, neuron=neuron, channels=(4, 4))
-        return train_direct(model, bundle.train, bundle.test, training, Framework(), steps=2, events=False,
-                            device=torch.device("cpu"), seed=0, **kw)
+        return train_direct(
+            model,
+            bundle.train,
+            bundle.test,
+            training,
+            Framework(),
+            steps=2,
+            events=False,
+            device=torch.device("cpu"),
+            seed=0,
+            **kw,
+        )
 
     state = tmp_path / "cell.state.pt"
     with pytest.raises(RuntimeError, match="crash"):
@@ -177,8 +190,10 @@ def _direct_suite(tmp_path, **overrides):
         "datasets": [{"name": "digits", "limit_train": 128, "limit_test": 64}],
         "models": [{"name": "spiking_cnn_small", "channels": [4, 8], "loss": "tet"}],
         "timesteps": [2],
-        "methods": [{"name": "surrogate", "surrogate": "atan", "width": 2.0},
-                    {"name": "localzo", "delta": 0.15, "q": 1}],
+        "methods": [
+            {"name": "surrogate", "surrogate": "atan", "width": 2.0},
+            {"name": "localzo", "delta": 0.15, "q": 1},
+        ],
         "device": "cpu",
         "training": {"epochs": 1, "batch_size": 64, "lr": 0.01, "optimizer": "adam", "weight_decay": 0.0},
     }
@@ -214,10 +229,13 @@ def test_direct_suite_rejects_other_tracks_methods_and_unknown_model_keys(tmp_pa
         check_models(load_suite(path), path)
 
 
-@pytest.mark.parametrize("neuron", [
-    {"surrogate": "atan", "alpha": 2.0},
-    {"surrogate": "localzo", "distribution": "normal", "delta": 0.5, "q": 5, "seed": 7},
-])
+@pytest.mark.parametrize(
+    "neuron",
+    [
+        {"surrogate": "atan", "alpha": 2.0},
+        {"surrogate": "localzo", "distribution": "normal", "delta": 0.5, "q": 5, "seed": 7},
+    ],
+)
 def test_fused_kernels_inside_a_cnn_match_the_reference(neuron):
     # The CUDA path of the CNNs is the Triton neuron kernel on [T, B, C, H, W] activations; run it
     # under the interpreter against the PyTorch reference with the same weights and the same z.
@@ -225,8 +243,13 @@ def test_fused_kernels_inside_a_cnn_match_the_reference(neuron):
     results = []
     for backend in ("triton", "torch"):
         torch.manual_seed(0)
-        model = build_spiking_model("spiking_cnn_small", num_classes=3, in_channels=1, channels=(4, 4),
-                                    neuron={**neuron, "backend": backend, "save_dtype": "fp32"})
+        model = build_spiking_model(
+            "spiking_cnn_small",
+            num_classes=3,
+            in_channels=1,
+            channels=(4, 4),
+            neuron={**neuron, "backend": backend, "save_dtype": "fp32"},
+        )
         out = model(x)
         out.square().sum().backward()
         results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))

@@ -15,7 +15,6 @@ from snnbench.models.resnet import resnet18, resnet20
 from snnbench.models.vgg import vgg16
 
 
-
 MODELS = {
     "digits_cnn": (lambda: digits_cnn(levels=4, width=4), (1, 8, 8)),
     "vgg16": (lambda: vgg16(levels=4, num_classes=5, width=2, hidden=8), (3, 32, 32)),

@@ -60,5 +60,7 @@ def test_kernel_rows_report_every_tiling_with_its_bytes():
         assert r["bytes"] == r["floor_bytes"] + r["partial_bytes"] and r["floor_bytes"] > 0
         assert r["programs"] >= 1 and r["max_rel_diff_vs_reference"] < 1e-5
         assert (r["median_ms"] is not None) == (r["impl"] == "ftbc_stats_kernel")
-    assert all(r["split"] for r in rows if r["impl"] == "ftbc_stats_kernel_split" and "same tiling" not in r.get("note", ""))
+    assert all(
+        r["split"] for r in rows if r["impl"] == "ftbc_stats_kernel_split" and "same tiling" not in r.get("note", "")
+    )
     assert not any(r["split"] for r in rows if r["impl"] == "ftbc_stats_kernel_nosplit")

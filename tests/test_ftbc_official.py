@@ -88,8 +88,10 @@ def test_official_targets_with_L8_reproduce_the_script_quirk():
     snn = convert(ann)
     params = {"batches": 1, "batch_size": len(x), "target_levels": 8}
     # calibrate() draws one batch of the whole set in its seeded shuffle: give the oracle that batch.
-    calibrate("ftbc", CalibrationRequest(ann=ann, snn=snn, data=dataset, steps=4, params=params,
-                                         device=torch.device("cpu"), seed=0))
+    calibrate(
+        "ftbc",
+        CalibrationRequest(ann=ann, snn=snn, data=dataset, steps=4, params=params, device=torch.device("cpu"), seed=0),
+    )
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     expected = official_ftbc(ann, [x[order]], 4, 0.4, target_levels=8)
     for layer, bias in snapshot_biases(snn).items():

@@ -32,8 +32,14 @@ gc = _module()
 def test_dry_run_runs_every_part_and_writes_a_returnable_summary(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "SNNBENCH_GIT_SHA": "0" * 40, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out), "--dry-run", "--allow-dirty"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), "--dry-run", "--allow-dirty"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     summary = json.loads((out / "summary.json").read_text())
     failed = {p["part"]: p["tail"] for p in summary["parts"] if not p["ok"]}
     assert not failed, (failed, proc.stdout[-2000:], proc.stderr[-2000:])

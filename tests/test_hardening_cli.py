@@ -17,8 +17,11 @@ runner = CliRunner()
 def _suite(folder: Path, name: str = "odd") -> Path:
     path = folder / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)  # "[/x]" names a sub-folder "[" and file "x].yaml"
-    path.write_text(yaml.safe_dump({"name": "odd", "datasets": ["digits"], "models": ["digits_cnn"],
-                                    "methods": ["qcfs"], "timesteps": [1]}))
+    path.write_text(
+        yaml.safe_dump(
+            {"name": "odd", "datasets": ["digits"], "models": ["digits_cnn"], "methods": ["qcfs"], "timesteps": [1]}
+        )
+    )
     return path
 
 

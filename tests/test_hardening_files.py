@@ -68,8 +68,14 @@ def test_planted_pickles_are_refused_by_every_reader(tmp_path):
     resume = tmp_path / "cache" / "ann" / "y.state.pt"
     _plant_torch(resume, marker)
     with pytest.raises(UnusableFileError, match="training-resume state"):
-        train_ann(model, _tiny_train_set(), _training(), device=torch.device("cpu"), seed=0,
-                  checkpoint_path=resume.with_name("y.pt"))
+        train_ann(
+            model,
+            _tiny_train_set(),
+            _training(),
+            device=torch.device("cpu"),
+            seed=0,
+            checkpoint_path=resume.with_name("y.pt"),
+        )
 
     folder = tmp_path / "data" / "cifar-100-python"
     folder.mkdir(parents=True)

@@ -21,8 +21,17 @@ runner = CliRunner()
 
 def _run_args(suite, tmp_path) -> list[str]:
     """``snnbench run SUITE`` writing results and cache under ``tmp_path``."""
-    return [sys.executable, "-m", "snnbench", "run", str(suite), "--results-dir", str(tmp_path / "out"),
-            "--cache-dir", str(tmp_path / "cache")]
+    return [
+        sys.executable,
+        "-m",
+        "snnbench",
+        "run",
+        str(suite),
+        "--results-dir",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
 
 
 def test_sigint_prints_one_line_and_exits_130_with_records_intact(tmp_path):
@@ -30,7 +39,10 @@ def test_sigint_prints_one_line_and_exits_130_with_records_intact(tmp_path):
     results = tmp_path / "out" / "tiny.jsonl"
     proc = subprocess.Popen(
         _run_args(suite, tmp_path),
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") >= 1):
@@ -51,9 +63,20 @@ def _complete_suite(tmp_path: Path) -> tuple[Path, Path]:
     suite = tiny_digits_suite(tmp_path, seeds=[0, 1])
     results = tmp_path / "out" / "tiny.jsonl"
     results.parent.mkdir()
-    records = [{"schema": 1, "key": c.key, "suite": "tiny", "track": "conversion", "dataset": "digits",
-                "model": "digits_cnn", "method": "qcfs", "seed": c.seed, "metrics": {"ann_acc": 90.0}}
-               for c in expand(load_suite(suite))]
+    records = [
+        {
+            "schema": 1,
+            "key": c.key,
+            "suite": "tiny",
+            "track": "conversion",
+            "dataset": "digits",
+            "model": "digits_cnn",
+            "method": "qcfs",
+            "seed": c.seed,
+            "metrics": {"ann_acc": 90.0},
+        }
+        for c in expand(load_suite(suite))
+    ]
     results.write_text("".join(json.dumps(r) + "\n" for r in records))
     return suite, results
 
@@ -90,8 +113,10 @@ def test_three_concurrent_runs_split_the_cells_and_survive_a_sigkill(tmp_path):
     results = tmp_path / "out" / "tiny.jsonl"
     args = _run_args(suite, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(3)
+    ]
     claims = Path(str(results) + ".claims")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (claims.is_dir() and any(claims.iterdir())):

@@ -40,10 +40,17 @@ def test_checkpoint_problems_are_found_before_any_cell(tmp_path):
     torch.save(state, misfit)
     suite = tiny_digits_suite(tmp_path, models=[{"name": "digits_cnn", "width": 8, "checkpoint": str(misfit)}])
     out = tmp_path / "out"
-    for verb in (["validate", str(suite), "--deep", "--results-dir", str(out)],
-                 ["run", str(suite), "--results-dir", str(out)]):
-        _refused(verb, str(misfit), "missing keys [features.0.weight]", "unexpected keys [extra.w]",
-                 "classifier.3.weight: checkpoint (3, 3) vs model (10, 128)")
+    for verb in (
+        ["validate", str(suite), "--deep", "--results-dir", str(out)],
+        ["run", str(suite), "--results-dir", str(out)],
+    ):
+        _refused(
+            verb,
+            str(misfit),
+            "missing keys [features.0.weight]",
+            "unexpected keys [extra.w]",
+            "classifier.3.weight: checkpoint (3, 3) vs model (10, 128)",
+        )
     assert not (out / "tiny.jsonl").exists()
 
     missing = tiny_digits_suite(tmp_path, models=[{"name": "digits_cnn", "checkpoint": str(tmp_path / "gone.pt")}])
@@ -57,11 +64,15 @@ def test_folders_files_and_cluster_are_checked_first(tmp_path):
     (tmp_path / "res" / "tiny.jsonl").mkdir(parents=True)
     _refused(["run", str(suite), "--results-dir", str(tmp_path / "res")], "tiny.jsonl is a folder")
     _refused(["run", str(suite), "--results-dir", str(afile)], f"results folder {afile} is a file")
-    _refused(["run", str(suite), "--results-dir", str(tmp_path / "ok"), "--cache-dir", str(afile)],
-             f"cache folder (--cache-dir / SNNBENCH_CACHE) {afile} is a file")
+    _refused(
+        ["run", str(suite), "--results-dir", str(tmp_path / "ok"), "--cache-dir", str(afile)],
+        f"cache folder (--cache-dir / SNNBENCH_CACHE) {afile} is a file",
+    )
     pytest.importorskip("ray")
-    _refused(["run", str(suite), "--results-dir", str(tmp_path / "ok"), "--executor", "ray",
-              "--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray head reachable at 127.0.0.1:1")
+    _refused(
+        ["run", str(suite), "--results-dir", str(tmp_path / "ok"), "--executor", "ray", "--address", "127.0.0.1:1"],
+        "--address 127.0.0.1:1: no Ray head reachable at 127.0.0.1:1",
+    )
 
 
 def test_planted_cache_file_stops_the_run_before_training(tmp_path):
@@ -73,11 +84,17 @@ def test_planted_cache_file_stops_the_run_before_training(tmp_path):
     suite = tiny_digits_suite(tmp_path)
     cached = ann_cache_path(expand(load_suite(suite))[0], tmp_path / "cache")
     _plant_torch(cached.with_suffix(".state.pt"), marker)
-    _refused(["run", str(suite), "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "cache")],
-             str(cached.with_suffix(".state.pt")), "refused without running")
+    _refused(
+        ["run", str(suite), "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "cache")],
+        str(cached.with_suffix(".state.pt")),
+        "refused without running",
+    )
     torch.save(digits_cnn(width=3).state_dict(), cached)  # a cached ANN of another shape
-    _refused(["run", str(suite), "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "cache")],
-             str(cached), "does not fit the model")
+    _refused(
+        ["run", str(suite), "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "cache")],
+        str(cached),
+        "does not fit the model",
+    )
     assert not marker.exists() and not (tmp_path / "r" / "tiny.jsonl").exists()
 
 
@@ -95,8 +112,9 @@ def test_immutable_results_file_is_found_before_the_first_cell(tmp_path):
         if os.geteuid() == 0:
             pytest.skip("cannot make a file immutable or read-only for root here")
     try:
-        _refused(["run", str(suite), "--results-dir", str(out)], str(results), "cannot be appended to",
-                 "no cell was run")
+        _refused(
+            ["run", str(suite), "--results-dir", str(out)], str(results), "cannot be appended to", "no cell was run"
+        )
     finally:
         subprocess.run(["chattr", "-i", str(results)], capture_output=True)
     assert [json.loads(line) for line in results.read_text().splitlines()] == [earlier]

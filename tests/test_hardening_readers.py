@@ -13,9 +13,17 @@ runner = CliRunner()
 
 
 def _good(seed: int = 0) -> dict:
-    return {"schema": 1, "key": f"digits/digits_cnn/qcfs/seed={seed}/x", "suite": "s", "track": "conversion",
-            "dataset": "digits", "model": "digits_cnn", "method": "qcfs", "seed": seed,
-            "metrics": {"ann_acc": 98.0, "snn_acc": {"1": 50.0, "4": 97.0}}}
+    return {
+        "schema": 1,
+        "key": f"digits/digits_cnn/qcfs/seed={seed}/x",
+        "suite": "s",
+        "track": "conversion",
+        "dataset": "digits",
+        "model": "digits_cnn",
+        "method": "qcfs",
+        "seed": seed,
+        "metrics": {"ann_acc": 98.0, "snn_acc": {"1": 50.0, "4": 97.0}},
+    }
 
 
 BAD_LINES = [
@@ -37,8 +45,7 @@ def _flat(text: str) -> str:
 def test_every_skipped_record_is_warned_with_file_and_line(tmp_path):
     path = tmp_path / "mixed.jsonl"
     _write(path, [_good()] + [r for r, _ in BAD_LINES])
-    for args in (["table", str(path), "--no-published", "--format", "md"],
-                 ["compare", str(path), str(path)]):
+    for args in (["table", str(path), "--no-published", "--format", "md"], ["compare", str(path), str(path)]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         text = _flat(result.output)

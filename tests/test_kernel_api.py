@@ -51,11 +51,15 @@ def test_finite_tensor_parameters_pass_and_gradients_still_reach_v_init():
     assert torch.autograd.grad(s.sum(), v0)[0].shape == v0.shape
 
 
-@pytest.mark.parametrize("make", [
-    lambda: nk.multistep_if(torch.randn(2, 3, 4, device="meta")),
-    lambda: nk.multistep_lif(torch.randn(2, 3, device="meta"), backend="torch"),
-    lambda: fk.ftbc_stats_forward(torch.randn(2, 3, 4, device="meta"), torch.randn(3, 4, device="meta"), 1.0),
-], ids=["if", "lif", "ftbc"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nk.multistep_if(torch.randn(2, 3, 4, device="meta")),
+        lambda: nk.multistep_lif(torch.randn(2, 3, device="meta"), backend="torch"),
+        lambda: fk.ftbc_stats_forward(torch.randn(2, 3, 4, device="meta"), torch.randn(3, 4, device="meta"), 1.0),
+    ],
+    ids=["if", "lif", "ftbc"],
+)
 def test_meta_tensors_get_a_clear_error(make):
     with pytest.raises(ValueError, match="meta.*not supported|not supported.*meta"):
         make()

@@ -14,13 +14,17 @@ CPU = torch.device("cpu")
 
 def _spikes(n=24, T=20, N=12, classes=3):
     gen = torch.Generator().manual_seed(0)
-    return TensorDataset((torch.rand(n, T, N, generator=gen) < 0.3).float(), torch.randint(0, classes, (n,), generator=gen))
+    return TensorDataset(
+        (torch.rand(n, T, N, generator=gen) < 0.3).float(), torch.randint(0, classes, (n,), generator=gen)
+    )
 
 
 def test_sampler_times_every_layer_on_every_stride_th_step():
     data = _spikes()
-    model = SpikingMLP(SNNConfig(inputs=12, outputs=3, hidden=(10, 10), weight_multiplier=4.0),
-                       generator=torch.Generator().manual_seed(0))
+    model = SpikingMLP(
+        SNNConfig(inputs=12, outputs=3, hidden=(10, 10), weight_multiplier=4.0),
+        generator=torch.Generator().manual_seed(0),
+    )
     method = training_method("sparseprop", {"b_th": 0.3})
     sampler = LayerSampler(method, dense_baseline(method), CPU, stride=2, warmup=1)
     log = train(model, method, data, TrainSettings(epochs=2, batch_size=4, lr=1e-3), 20, CPU, sampler=sampler)
@@ -40,15 +44,19 @@ def test_sampler_times_every_layer_on_every_stride_th_step():
     assert not any(k.startswith("fused.") for k in sampler.sums)
 
 
-@pytest.mark.parametrize("name, params", [("localzo", {"delta": 0.3}), ("sparseprop", {"b_th": 0.3}), ("surrogate", {})])
+@pytest.mark.parametrize(
+    "name, params", [("localzo", {"delta": 0.3}), ("sparseprop", {"b_th": 0.3}), ("surrogate", {})]
+)
 def test_sampled_passes_leave_training_unchanged(name, params):
     # the sampler runs before the step and clears gradients: the trained weights are the same
     data = _spikes()
     method = training_method(name, params)
     weights = []
     for sampler in (None, LayerSampler(method, dense_baseline(method), CPU, stride=1, warmup=0)):
-        model = SpikingMLP(SNNConfig(inputs=12, outputs=3, hidden=(10, 10), weight_multiplier=4.0),
-                           generator=torch.Generator().manual_seed(0))
+        model = SpikingMLP(
+            SNNConfig(inputs=12, outputs=3, hidden=(10, 10), weight_multiplier=4.0),
+            generator=torch.Generator().manual_seed(0),
+        )
         train(model, method, data, TrainSettings(epochs=1, batch_size=4, lr=1e-3), 20, CPU, seed=3, sampler=sampler)
         weights.append([w.detach().clone() for w in model.weights])
     for a, b in zip(*weights):

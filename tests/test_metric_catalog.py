@@ -43,16 +43,26 @@ def test_names_columns_and_families_resolve():
 def test_adding_a_metric_is_one_entry(monkeypatch):
     """A scoped metric (hidden layer 2's forward+backward speed-up) added as one catalog entry gets
     its direction, unit, label, tolerance and leaderboard column everywhere."""
-    entry = Metric("layers.hidden2.step_speedup", "higher", "x", "hidden layer 2 speed-up (×)",
-                   column="l2_speedup", scope="hidden layer 2, forward+backward")
+    entry = Metric(
+        "layers.hidden2.step_speedup",
+        "higher",
+        "x",
+        "hidden layer 2 speed-up (×)",
+        column="l2_speedup",
+        scope="hidden layer 2, forward+backward",
+    )
     monkeypatch.setattr(metrics, "CATALOG", (entry, *CATALOG))
     metrics.lookup.cache_clear()
     try:
         assert metrics.direction("layers.hidden2.step_speedup") == "higher"
         assert metrics.unit("layers.hidden2.step_speedup") == "x"
         assert ("l2_speedup", entry.name, 1.0) in metrics.leaderboard_columns()
-        record = {"dataset": "d", "model": "m", "method": "x",
-                  "metrics": {"layers": {"hidden2": {"step_speedup": 3.0}}}}
+        record = {
+            "dataset": "d",
+            "model": "m",
+            "method": "x",
+            "metrics": {"layers": {"hidden2": {"step_speedup": 3.0}}},
+        }
         monkeypatch.setattr("snnbench.report.table.NAMED_COLUMNS", metrics.leaderboard_columns())
         assert record_row(record, ["dataset", "model", "method"])["l2_speedup"] == 3.0
     finally:

@@ -95,8 +95,15 @@ def test_pooled_spikes_count_as_multiply_accumulates():
 
 def test_converted_model_metrics_are_consistent():
     torch.manual_seed(0)
-    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), QCFS(4, 1.0), nn.AvgPool2d(2), nn.Flatten(),
-                        nn.Linear(4 * 2 * 2, 8), QCFS(4, 1.0), nn.Linear(8, 3))
+    ann = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        QCFS(4, 1.0),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 2 * 2, 8),
+        QCFS(4, 1.0),
+        nn.Linear(8, 3),
+    )
     snn = convert(ann)
     x = torch.rand(5, 1, 4, 4)
     m = neurobench_metrics(snn, x, steps=4)

@@ -83,9 +83,26 @@ def test_plain_loop_baseline_is_the_same_neuron():
 
 def test_summary_reports_the_design_targets():
     rows = [
-        {"impl": "snnbench", "mode": "fwd_bwd", "T": 32, "N": 8388608, "dtype": "fp32", "median_ms": 1.3, "copy_time_for_bytes_ms": 1.25, "bytes": 1},
+        {
+            "impl": "snnbench",
+            "mode": "fwd_bwd",
+            "T": 32,
+            "N": 8388608,
+            "dtype": "fp32",
+            "median_ms": 1.3,
+            "copy_time_for_bytes_ms": 1.25,
+            "bytes": 1,
+        },
         {"impl": "spikingjelly", "mode": "fwd_bwd", "T": 32, "N": 8388608, "dtype": "fp32", "median_ms": 1.7},
-        {"impl": "snnbench", "mode": "fwd", "T": 32, "N": 8388608, "dtype": "fp32", "median_ms": 0.5, "frac_of_ceiling": 0.95},
+        {
+            "impl": "snnbench",
+            "mode": "fwd",
+            "T": 32,
+            "N": 8388608,
+            "dtype": "fp32",
+            "median_ms": 0.5,
+            "frac_of_ceiling": 0.95,
+        },
     ]
     summary = summarize(rows)
     assert summary["fwd_bwd_target"]["met"] is False
@@ -95,17 +112,25 @@ def test_summary_reports_the_design_targets():
 
 def test_host_overhead_per_call_is_judged_against_its_target_per_row():
     """Eager minus graph replay, in µs per call, against 25 µs forward and 60 µs forward+backward."""
+
     def row(impl, mode, eager_ms, graph_ms):
         times = {"median_ms": eager_ms, "p20_ms": eager_ms, "p80_ms": eager_ms}
         return _point_row(impl, mode, 8, 1024, "fp32", times, 1, "", None, graph_ms)
 
-    rows = [row("snnbench", "fwd", 0.030, 0.010), row("snnbench", "fwd_bwd", 0.100, 0.030),
-            row("snnbench_localzo", "fwd_bwd", 0.080, 0.030), row("copy", "fwd", 0.02, 0.001)]
+    rows = [
+        row("snnbench", "fwd", 0.030, 0.010),
+        row("snnbench", "fwd_bwd", 0.100, 0.030),
+        row("snnbench_localzo", "fwd_bwd", 0.080, 0.030),
+        row("copy", "fwd", 0.02, 0.001),
+    ]
     assert rows[0]["host_us_per_call"] == pytest.approx(20.0)
     host = summarize(rows)["host_overhead"]
     assert host["target_us"] == {"fwd": 25.0, "fwd_bwd": 60.0}
     assert [(r["impl"], r["mode"], r["met"]) for r in host["rows"]] == [
-        ("snnbench", "fwd", True), ("snnbench", "fwd_bwd", False), ("snnbench_localzo", "fwd_bwd", True)]
+        ("snnbench", "fwd", True),
+        ("snnbench", "fwd_bwd", False),
+        ("snnbench_localzo", "fwd_bwd", True),
+    ]
     assert host["points_meeting_target"] == 2 and host["points"] == 3
     path = {"fwd": {"median_us": 30.0}, "fwd_bwd": {"median_us": 50.0}}
     assert {m: v["met"] for m, v in summarize(rows, path)["host_path"].items()} == {"fwd": False, "fwd_bwd": True}

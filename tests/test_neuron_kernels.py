@@ -41,7 +41,11 @@ def _run(fn, x, v_init=None, grad_seed=None, **kw):
     results = {}
     for backend in ("triton", "torch"):
         xb = x.detach().clone().requires_grad_(grad_seed is not None)
-        vb = v_init.detach().clone().requires_grad_(grad_seed is not None) if isinstance(v_init, torch.Tensor) else v_init
+        vb = (
+            v_init.detach().clone().requires_grad_(grad_seed is not None)
+            if isinstance(v_init, torch.Tensor)
+            else v_init
+        )
         spikes, v_final = fn(xb, v_init=vb, backend=backend, **kw)
         grads = (None, None)
         if grad_seed is not None:
@@ -75,7 +79,12 @@ FORWARD_CASES = [
     ("if", {"output": "uint8", "per_channel": True}, (3, 2, 4, 5), torch.float16),
     ("lif", {}, (4, 3, 5, 2, 2), torch.float32),
     ("lif", {"decay_input": False, "reset": "soft", "tau": 3.0}, (1, 300), torch.float32),
-    ("lif", {"beta": 0.9, "decay_input": False, "v_reset": 0.1, "threshold_tensor_1": True}, (3, 2, 3, 11), torch.bfloat16),
+    (
+        "lif",
+        {"beta": 0.9, "decay_input": False, "v_reset": 0.1, "threshold_tensor_1": True},
+        (3, 2, 3, 11),
+        torch.bfloat16,
+    ),
     ("lif", {"v_init_tensor": True, "bias": True, "output": "scaled"}, (4, 2, 3, 5), torch.float16),
     ("lif", {"output": "uint8", "reset": "soft"}, (6, 5, 131), torch.bfloat16),
     ("lif", {"beta": 0.9, "decay_input": False, "reset": "subtract", "v_init": 0.0}, (7, 3, 40), torch.float32),
@@ -251,7 +260,9 @@ def test_int64_indexing_path_matches():
     outs = []
     for force in (False, True):
         for surrogate in ("sigmoid", "localzo"):
-            s, v = nk.multistep_neuron(x, surrogate=surrogate, seed=5, delta=0.5, backend="triton", _force_index_64=force, **kw)
+            s, v = nk.multistep_neuron(
+                x, surrogate=surrogate, seed=5, delta=0.5, backend="triton", _force_index_64=force, **kw
+            )
             outs.append((s, v, torch.autograd.grad(s.sum() + v.sum(), x)[0]))
     for a, b in zip(outs[:2], outs[2:]):
         assert all(torch.equal(p, q) for p, q in zip(a, b))
@@ -352,7 +363,15 @@ def test_localzo_gradients_match_reference(distribution, q):
     gen = torch.Generator().manual_seed(q)
     x = torch.randn(3, 4, 2, 17, generator=gen) * 0.5 + 0.8
     (s_tr, _, gx_tr, _), (s_ref, _, gx_ref, _) = _run(
-        multistep_lif, x, grad_seed=6, surrogate="localzo", distribution=distribution, q=q, delta=0.3, seed=99, save_dtype="fp32"
+        multistep_lif,
+        x,
+        grad_seed=6,
+        surrogate="localzo",
+        distribution=distribution,
+        q=q,
+        delta=0.3,
+        seed=99,
+        save_dtype="fp32",
     )
     assert torch.equal(s_tr, s_ref)
     assert (gx_ref != 0).float().mean() > 0.05, "the test should exercise active neurons"
@@ -390,7 +409,9 @@ def test_localzo_mean_is_the_closed_form_surrogate(distribution):
     samples = []
     for seed in (3, 4, 5):
         xb = x.clone().requires_grad_()
-        s, _ = multistep_if(xb, v_init=0.0, surrogate="localzo", distribution=distribution, delta=delta, seed=seed, backend="triton")
+        s, _ = multistep_if(
+            xb, v_init=0.0, surrogate="localzo", distribution=distribution, delta=delta, seed=seed, backend="triton"
+        )
         samples.append(torch.autograd.grad(s.sum(), xb)[0][0])
     g = torch.cat(samples)  # [3·replicas, 13]
     mean, stderr = g.mean(0), g.std(0) / math.sqrt(g.shape[0])
@@ -449,7 +470,13 @@ def test_invalid_arguments_name_the_argument(name, bad, backend):
 
 
 @pytest.mark.parametrize(
-    "name,kw", [("tau", dict(tau=0.5)), ("tau", dict(tau=2.0, beta=0.5)), ("beta", dict(beta=1.5)), ("tau", dict(tau=float("inf")))]
+    "name,kw",
+    [
+        ("tau", dict(tau=0.5)),
+        ("tau", dict(tau=2.0, beta=0.5)),
+        ("beta", dict(beta=1.5)),
+        ("tau", dict(tau=float("inf"))),
+    ],
 )
 def test_invalid_lif_constants(name, kw):
     with pytest.raises(ValueError, match=f"^{name}"):

@@ -14,9 +14,22 @@ LIF = {"beta": 0.5, "leak": 0.0, "gain": 0.5, "reset": "hard", "save_dtype": "fp
 
 def _args(x, save, v_init=None, thresh=None, **kw):
     opts, call = nk.prepare(
-        x, 1.0 if thresh is None else thresh, None, v_init, build=nk.generic_options, reset=kw.get("reset", "soft"),
-        output=kw.get("output", "spike"), surrogate=kw.get("surrogate", "sigmoid"), delta=0.3, q=2, seed=5,
-        save_dtype="fp32", beta=0.5, leak=0.0, gain=0.5)
+        x,
+        1.0 if thresh is None else thresh,
+        None,
+        v_init,
+        build=nk.generic_options,
+        reset=kw.get("reset", "soft"),
+        output=kw.get("output", "spike"),
+        surrogate=kw.get("surrogate", "sigmoid"),
+        delta=0.3,
+        q=2,
+        seed=5,
+        save_dtype="fp32",
+        beta=0.5,
+        leak=0.0,
+        gain=0.5,
+    )
     floats, names, ints = no._pack(opts)
     return (x, call.thresh, call.bias, call.v_init, save, floats, names, [*ints, call.seed])
 
@@ -37,7 +50,9 @@ def test_opcheck_backward():
     x = torch.randn(3, 2, 7) + 0.5
     _, _, saved = no.neuron_forward_op(*_args(x, True))
     packed = _args(x, True)[5:]
-    torch.library.opcheck(no.neuron_backward_op, (torch.randn(3, 2, 7), None, saved, None, [3, 2, 7], "fp32", False, *packed))
+    torch.library.opcheck(
+        no.neuron_backward_op, (torch.randn(3, 2, 7), None, saved, None, [3, 2, 7], "fp32", False, *packed)
+    )
 
 
 def test_op_path_equals_the_plain_path_with_gradients():
@@ -67,8 +82,9 @@ def test_module_compiles_to_one_graph_through_the_op_forward_and_backward(surrog
 
     from snnbench.neurons import MultiStepLIF
 
-    layer = MultiStepLIF(tau=3.0, reset="soft", surrogate=surrogate, delta=0.5, q=2, seed=3, save_dtype="fp32",
-                         backend="triton")
+    layer = MultiStepLIF(
+        tau=3.0, reset="soft", surrogate=surrogate, delta=0.5, q=2, seed=3, save_dtype="fp32", backend="triton"
+    )
     counter = CompileCounterWithBackend("aot_eager")
     compiled = torch.compile(lambda t: layer(t) * 2.0, backend=counter, fullgraph=True)
     x = torch.randn(4, 2, 3, 5) + 0.5

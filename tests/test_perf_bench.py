@@ -23,10 +23,18 @@ def _records(n_seeds: int = 3):
     from snnbench.report.published import load_published
 
     base = {
-        "schema": 1, "suite": "bench", "track": "conversion", "dataset": "digits", "model": "digits_cnn",
+        "schema": 1,
+        "suite": "bench",
+        "track": "conversion",
+        "dataset": "digits",
+        "model": "digits_cnn",
         "config": {"training": {"epochs": 5}, "method": {"params": {}}},
-        "metrics": {"ann_acc": 98.0, "snn_acc": {str(t): 90.0 + t / 10 for t in (1, 2, 4, 8, 16, 32)},
-                    "calibrate_s": 0.1, "train_s": 3.0},
+        "metrics": {
+            "ann_acc": 98.0,
+            "snn_acc": {str(t): 90.0 + t / 10 for t in (1, 2, 4, 8, 16, 32)},
+            "calibrate_s": 0.1,
+            "train_s": 3.0,
+        },
     }
     records = []
     for method in ("qcfs", "light", "ftbc"):

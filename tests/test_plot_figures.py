@@ -45,9 +45,15 @@ def test_accuracy_t_axis_reads_1_2_4_and_cpu_gpu_never_share_a_figure():
 
 def test_one_x_value_is_points_not_a_line_and_labels_are_human():
     records = [train_record("localzo", 200, 40.0, 0.01), train_record("sparseprop", 200, 30.0, 0.012)]
-    bench = BenchFile(path=Path("h200/sparse.json"), rows=[
-        {"kind": "layer", "impl": impl, "hidden": h, "active_fraction": 0.01, "bwd_speedup": s}
-        for impl, s in (("dense_fused", 5.0), ("localzo", 40.0)) for h in (200, 1000)], env=GPU_ENV)
+    bench = BenchFile(
+        path=Path("h200/sparse.json"),
+        rows=[
+            {"kind": "layer", "impl": impl, "hidden": h, "active_fraction": 0.01, "bwd_speedup": s}
+            for impl, s in (("dense_fused", 5.0), ("localzo", 40.0))
+            for h in (200, 1000)
+        ],
+        env=GPU_ENV,
+    )
     figures, _ = build_figures(records, [bench])
     figs = _by_name(figures)
     ax = figs["bwd_speedup_vs_hidden_shd_snn_mlp"].axes[0]
@@ -62,8 +68,10 @@ def test_one_x_value_is_points_not_a_line_and_labels_are_human():
 
 
 def test_single_time_step_bandwidth_is_bars_and_empty_figures_are_not_made():
-    rows = [{"impl": "ftbc_stats_kernel", "layer": name, "T": 32, "ms": 0.1, "frac_of_copy": f}
-            for name, f in (("layer1.2", 0.7), ("classifier.5", 0.1))]
+    rows = [
+        {"impl": "ftbc_stats_kernel", "layer": name, "T": 32, "ms": 0.1, "frac_of_copy": f}
+        for name, f in (("layer1.2", 0.7), ("classifier.5", 0.1))
+    ]
     bench = BenchFile(path=Path("h200/ftbc.json"), rows=rows, env=GPU_ENV)
     empty = dict(conv_record("qcfs", 0, ()), env=GPU_ENV)
     figures, skipped = build_figures([empty], [bench])

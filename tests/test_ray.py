@@ -33,8 +33,16 @@ def test_ray_executor_gives_the_same_records_as_local(tmp_path):
     local = run_cli("run", str(suite), "--results-dir", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "c1"))
     assert local.returncode == 0, local.stderr + local.stdout
     # A separate cache: the Ray workers train their own ANNs instead of loading the local ones.
-    remote = run_cli("run", str(suite), "--results-dir", str(tmp_path / "ray"), "--cache-dir", str(tmp_path / "c2"),
-                     "--executor", "ray")
+    remote = run_cli(
+        "run",
+        str(suite),
+        "--results-dir",
+        str(tmp_path / "ray"),
+        "--cache-dir",
+        str(tmp_path / "c2"),
+        "--executor",
+        "ray",
+    )
     assert remote.returncode == 0, remote.stderr + remote.stdout
     a, b = _by_key(tmp_path / "local" / "tiny.jsonl"), _by_key(tmp_path / "ray" / "tiny.jsonl")
     assert sorted(a) == sorted(b) and len(a) == 2
@@ -72,8 +80,7 @@ def test_failed_tasks_are_reported_and_retried_once(tmp_path):
 
     messages: list[str] = []
     ctx = RunContext(device=torch.device("cpu"), cache_dir=tmp_path / "cache")
-    executor = RayExecutor(ctx, runner=flaky, report=messages.append, cpus_per_cell=1,
-                           init_kwargs={"num_cpus": 2})
+    executor = RayExecutor(ctx, runner=flaky, report=messages.append, cpus_per_cell=1, init_kwargs={"num_cpus": 2})
     outcomes = {o.cell.seed: o for o in executor.run(cells)}
     assert not ray.is_initialized()  # a Ray it started is shut down again
 

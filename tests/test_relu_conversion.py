@@ -48,9 +48,7 @@ TORCHVISION_FAST = ["resnet18"]
 TORCHVISION_SLOW = ["resnet34", "resnet50", "vgg11_bn", "vgg16_bn"]
 
 
-@pytest.mark.parametrize(
-    "arch", TORCHVISION_FAST + [pytest.param(a, marks=pytest.mark.slow) for a in TORCHVISION_SLOW]
-)
+@pytest.mark.parametrize("arch", TORCHVISION_FAST + [pytest.param(a, marks=pytest.mark.slow) for a in TORCHVISION_SLOW])
 def test_torchvision_model_converts_and_tracks_the_ann(arch):
     torch.manual_seed(0)
     model = torchvision.models.get_model(arch, num_classes=10)
@@ -69,11 +67,14 @@ def test_reused_relu_module_becomes_one_if_layer_per_call():
     assert len(names) == len(set(names)) == 17  # stem + 2 per basic block
 
 
-@pytest.mark.parametrize("name,kwargs,shape", [
-    ("digits_cnn", {"width": 4}, (1, 8, 8)),
-    ("resnet20", {"width": 4}, (3, 8, 8)),
-    ("vgg16", {"width": 2, "hidden": 16}, (3, 32, 32)),
-])
+@pytest.mark.parametrize(
+    "name,kwargs,shape",
+    [
+        ("digits_cnn", {"width": 4}, (1, 8, 8)),
+        ("resnet20", {"width": 4}, (3, 8, 8)),
+        ("vgg16", {"width": 2, "hidden": 16}, (3, 32, 32)),
+    ],
+)
 def test_registry_model_with_relu_activation_tracks_the_ann(name, kwargs, shape):
     torch.manual_seed(1)
     model = build_model(name, levels=4, num_classes=5, in_channels=shape[0], activation="relu", **kwargs)
@@ -83,7 +84,9 @@ def test_registry_model_with_relu_activation_tracks_the_ann(name, kwargs, shape)
 
 def test_threshold_rules():
     torch.manual_seed(2)
-    model = _trained_like(build_model("digits_cnn", levels=4, num_classes=10, in_channels=1, activation="relu", width=4))
+    model = _trained_like(
+        build_model("digits_cnn", levels=4, num_classes=10, in_channels=1, activation="relu", width=4)
+    )
     x = torch.rand(16, 1, 8, 8)
     found = {}
     for text in ("max", "percentile(99)", "mse"):
@@ -162,11 +165,16 @@ def test_suite_runs_a_relu_registry_model_and_a_torchvision_model(tmp_path):
 
     torch.save(torchvision.models.resnet18(num_classes=100).state_dict(), tmp_path / "r18.pth")
     relu = tiny_digits_suite(
-        tmp_path, "relu", methods=["none", "ftbc"],
+        tmp_path,
+        "relu",
+        methods=["none", "ftbc"],
         models=[{"name": "digits_cnn", "width": 8, "activation": "relu", "threshold": "percentile(99.9)"}],
     )
     tv = tiny_digits_suite(
-        tmp_path, "tv", methods=["none"], timesteps=[2],
+        tmp_path,
+        "tv",
+        methods=["none"],
+        timesteps=[2],
         datasets=[{"name": "synthetic", "limit_train": 8, "limit_test": 4}],
         models=[{"name": "torchvision:resnet18", "weights": str(tmp_path / "r18.pth"), "threshold_batches": 1}],
     )
@@ -176,6 +184,8 @@ def test_suite_runs_a_relu_registry_model_and_a_torchvision_model(tmp_path):
     records = [json.loads(line) for name in ("relu", "tv") for line in open(tmp_path / f"{name}.jsonl")]
     assert [r["metrics"]["threshold_rule"] for r in records] == ["percentile(99.9)"] * 2 + ["max"]
     assert records[2]["metrics"]["ann_source"].startswith("weights:")
-    bad = tiny_digits_suite(tmp_path, "bad", models=[{"name": "digits_cnn", "activation": "relu", "threshold": "median"}])
+    bad = tiny_digits_suite(
+        tmp_path, "bad", models=[{"name": "digits_cnn", "activation": "relu", "threshold": "median"}]
+    )
     refused = run_cli("run", str(bad), "--results-dir", str(tmp_path))
     assert refused.returncode == 2 and "threshold must be" in refused.stderr and "Traceback" not in refused.stderr

@@ -32,25 +32,65 @@ def test_committed_leaderboard_is_up_to_date():
 def _fixture_tree(root: Path) -> None:
     runs = root / "results" / "runs"
     runs.mkdir(parents=True)
-    rec = {"schema": 1, "key": "digits/digits_cnn/qcfs/seed=0/x", "suite": "digits", "track": "conversion",
-           "dataset": "digits", "model": "digits_cnn", "method": "qcfs", "seed": 0,
-           "metrics": {"ann_acc": 99.0, "snn_acc": {"4": 98.5}}, "finished_at": "2026-01-01T00:00:00+00:00",
-           "env": {"time": "2026-01-01T00:00:00+00:00"}}
+    rec = {
+        "schema": 1,
+        "key": "digits/digits_cnn/qcfs/seed=0/x",
+        "suite": "digits",
+        "track": "conversion",
+        "dataset": "digits",
+        "model": "digits_cnn",
+        "method": "qcfs",
+        "seed": 0,
+        "metrics": {"ann_acc": 99.0, "snn_acc": {"4": 98.5}},
+        "finished_at": "2026-01-01T00:00:00+00:00",
+        "env": {"time": "2026-01-01T00:00:00+00:00"},
+    }
     (runs / "digits.jsonl").write_text(json.dumps(rec) + "\n" + "{torn\n")
     bench = root / "results" / "bench" / "h200"
     bench.mkdir(parents=True)
-    (bench / "neuron.json").write_text(json.dumps({
-        "bench": "neuron",
-        "env": {"torch": "2.11", "triton": "3.6", "git_sha": "0123456789abcdef", "hardware": {"device": "cuda", "name": "NVIDIA H200"}},
-        "rows": [{"impl": "triton", "T": 32, "dtype": "fp32", "mode": "fwd", "ms": 0.55, "bytes": 2147483648, "frac_of_copy": 0.93},
-                 {"impl": "copy", "T": 32, "dtype": "fp32", "mode": "copy", "ms": 0.509, "bytes": 2147483648, "frac_of_copy": 1.0}],
-    }))
+    (bench / "neuron.json").write_text(
+        json.dumps(
+            {
+                "bench": "neuron",
+                "env": {
+                    "torch": "2.11",
+                    "triton": "3.6",
+                    "git_sha": "0123456789abcdef",
+                    "hardware": {"device": "cuda", "name": "NVIDIA H200"},
+                },
+                "rows": [
+                    {
+                        "impl": "triton",
+                        "T": 32,
+                        "dtype": "fp32",
+                        "mode": "fwd",
+                        "ms": 0.55,
+                        "bytes": 2147483648,
+                        "frac_of_copy": 0.93,
+                    },
+                    {
+                        "impl": "copy",
+                        "T": 32,
+                        "dtype": "fp32",
+                        "mode": "copy",
+                        "ms": 0.509,
+                        "bytes": 2147483648,
+                        "frac_of_copy": 1.0,
+                    },
+                ],
+            }
+        )
+    )
 
 
 def test_page_has_measured_bench_and_published_parts(tmp_path):
     _fixture_tree(tmp_path)
-    page = build_page(runs_dir=tmp_path / "results/runs", bench_dir=tmp_path / "results/bench",
-                      published_dir=REPO / "snnbench/published", root=tmp_path)
+    page = build_page(
+        runs_dir=tmp_path / "results/runs",
+        bench_dir=tmp_path / "results/bench",
+        published_dir=REPO / "snnbench/published",
+        root=tmp_path,
+    )
     text = page.text
     assert "### digits · digits_cnn" in text and "| qcfs | measured | 1 | 99.00 | 98.50 |" in text
     assert "### NVIDIA H200 — neuron" in text and "`results/bench/h200/neuron.json`" in text

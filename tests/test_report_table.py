@@ -31,28 +31,61 @@ PUBLISHED_MD = Path(os.environ.get("SNNBENCH_PUBLISHED_REFERENCE", "/nonexistent
 
 
 def conversion(method="qcfs", seed=0, ann=98.0, accs=(50.0, 90.0, 97.0), epochs=5, dataset="digits", **extra):
-    metrics = {"ann_acc": ann, "snn_acc": {str(t): a for t, a in zip((1, 2, 4), accs)},
-               "calibrate_s": 0.5, "train_s": 3.0, "ann_source": "trained", **extra}
-    return {"schema": 1, "key": f"{dataset}/digits_cnn/{method}/seed={seed}/e{epochs}", "suite": "s",
-            "track": "conversion", "dataset": dataset, "model": "digits_cnn", "method": method, "seed": seed,
-            "config": {"training": {"epochs": epochs}, "method": {"name": method, "params": {}},
-                       "seed": seed, "timesteps": [1, 2, 4]},
-            "metrics": metrics, "env": {"hardware": {"device": "cpu", "name": "x86_64"}}}
+    metrics = {
+        "ann_acc": ann,
+        "snn_acc": {str(t): a for t, a in zip((1, 2, 4), accs)},
+        "calibrate_s": 0.5,
+        "train_s": 3.0,
+        "ann_source": "trained",
+        **extra,
+    }
+    return {
+        "schema": 1,
+        "key": f"{dataset}/digits_cnn/{method}/seed={seed}/e{epochs}",
+        "suite": "s",
+        "track": "conversion",
+        "dataset": dataset,
+        "model": "digits_cnn",
+        "method": method,
+        "seed": seed,
+        "config": {
+            "training": {"epochs": epochs},
+            "method": {"name": method, "params": {}},
+            "seed": seed,
+            "timesteps": [1, 2, 4],
+        },
+        "metrics": metrics,
+        "env": {"hardware": {"device": "cpu", "name": "x86_64"}},
+    }
 
 
 def training(method, seed=0, acc=80.0, speed=10.0, active=0.01, hidden=200):
-    return {"schema": 1, "key": f"fmnist/snn_mlp/{method}/seed={seed}/h{hidden}", "suite": "t", "track": "training",
-            "dataset": "fmnist", "model": "snn_mlp", "method": method, "seed": seed,
-            "config": {"model": {"name": "snn_mlp", "params": {"hidden": hidden}}, "seed": seed},
-            "metrics": {"test_acc": acc, "bwd_speedup": speed, "step_speedup": speed / 4,
-                        "active_fraction": active, "hidden": hidden, "peak_mem_bytes": 2**20 * 3}}
+    return {
+        "schema": 1,
+        "key": f"fmnist/snn_mlp/{method}/seed={seed}/h{hidden}",
+        "suite": "t",
+        "track": "training",
+        "dataset": "fmnist",
+        "model": "snn_mlp",
+        "method": method,
+        "seed": seed,
+        "config": {"model": {"name": "snn_mlp", "params": {"hidden": hidden}}, "seed": seed},
+        "metrics": {
+            "test_acc": acc,
+            "bwd_speedup": speed,
+            "step_speedup": speed / 4,
+            "active_fraction": active,
+            "hidden": hidden,
+            "peak_mem_bytes": 2**20 * 3,
+        },
+    }
 
 
 def test_mean_and_sample_std_over_seeds():
     board = leaderboard([conversion(seed=0, ann=97.0), conversion(seed=1, ann=99.0)])
     row = board.iloc[0]
     assert row["ANN"] == pytest.approx(98.0)
-    assert row["ANN_std"] == pytest.approx(2 ** 0.5)  # sample std of {97, 99}
+    assert row["ANN_std"] == pytest.approx(2**0.5)  # sample std of {97, 99}
     assert row["seeds"] == 2
     assert list(board.attrs["metrics"][:4]) == ["ANN", "T=1", "T=2", "T=4"]
 
@@ -66,7 +99,11 @@ def test_different_settings_are_separate_rows_labelled_by_what_differs():
 def test_best_per_column_is_marked_in_markdown():
     records = [conversion("qcfs", accs=(50.0, 90.0, 97.0)), conversion("ftbc", accs=(80.0, 95.0, 96.0))]
     text = render_markdown(build_leaderboard(records))
-    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| q") or line.startswith("| f")}
+    lines = {
+        line.split("|")[1].strip(): line
+        for line in text.splitlines()
+        if line.startswith("| q") or line.startswith("| f")
+    }
     assert "**80.00**" in lines["ftbc"] and "**95.00**" in lines["ftbc"] and "**97.00**" in lines["qcfs"]
     assert "**50.00**" not in lines["qcfs"]
     # Equal values are both best; a time column is best when lowest.
@@ -135,8 +172,14 @@ def test_table_cli_formats_and_bad_lines(tmp_path):
 
 def test_published_files_load_and_carry_sources():
     sources = load_published()
-    assert {s.id for s in sources} >= {"ftbc-eccv2024", "qcfs-cifar", "snn-calibration", "sparseprop", "localzo",
-                                       "spikingjelly-kernels"}
+    assert {s.id for s in sources} >= {
+        "ftbc-eccv2024",
+        "qcfs-cifar",
+        "snn-calibration",
+        "sparseprop",
+        "localzo",
+        "spikingjelly-kernels",
+    }
     for s in sources:
         assert s.source and s.url, s.path
     rows = published_records(sources)
@@ -172,7 +215,8 @@ def test_every_published_number_is_transcribed():
     have |= set(_numbers([s.bench_rows for s in sources]))
     words = " ".join(" ".join(s.claims + s.setup + s.notes) for s in sources)
     missing = sorted(
-        x for x in wanted
+        x
+        for x in wanted
         if not any(abs(x - h) < 1e-9 or abs(x / 100 - h) < 1e-12 for h in have) and str(x) not in words
     )
     assert not missing, f"numbers of {PUBLISHED_MD.name} missing from snnbench/published: {missing}"

@@ -27,7 +27,10 @@ runner = CliRunner()
 
 def _suite(tmp_path: Path, seeds=(0, 1, 2, 3), name="robust") -> Path:
     return tiny_digits_suite(
-        tmp_path, name=name, seeds=list(seeds), timesteps=[1, 2],
+        tmp_path,
+        name=name,
+        seeds=list(seeds),
+        timesteps=[1, 2],
         datasets=[{"name": "digits", "limit_train": 192, "limit_test": 64}],
         models=[{"name": "digits_cnn", "width": 4}],
     )
@@ -54,8 +57,9 @@ def _lines(path: Path) -> list[dict]:
 
 
 def _popen(args: list[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "snnbench", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "snnbench", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs
+    )
 
 
 def test_sigkill_at_random_moments_then_rerun_records_each_cell_once(tmp_path):
@@ -118,8 +122,15 @@ def test_two_concurrent_runs_record_each_cell_once(tmp_path):
 
 
 def test_corrupt_and_truncated_lines_are_warnings_in_table_and_compare(tmp_path):
-    good = {"schema": 1, "key": "digits/digits_cnn/qcfs/seed=0/x", "dataset": "digits", "model": "digits_cnn",
-            "method": "qcfs", "seed": 0, "metrics": {"ann_acc": 99.0, "snn_acc": {"4": 98.0}}}
+    good = {
+        "schema": 1,
+        "key": "digits/digits_cnn/qcfs/seed=0/x",
+        "dataset": "digits",
+        "model": "digits_cnn",
+        "method": "qcfs",
+        "seed": 0,
+        "metrics": {"ann_acc": 99.0, "snn_acc": {"4": 98.0}},
+    }
     path = tmp_path / "torn.jsonl"
     # Line 2 is garbage, line 3 a record cut off by a crash (no newline at the end).
     path.write_bytes((json.dumps(good) + "\n" + "\x00\x00garbage\n" + json.dumps(good)[:40]).encode())
@@ -138,8 +149,17 @@ def test_results_folder_that_cannot_exist_is_a_clear_error(tmp_path):
     cannot be created by anyone, root included."""
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file, not a folder\n")
-    result = runner.invoke(app, ["run", str(_suite(tmp_path, seeds=(0,))), "--results-dir", str(blocker / "results"),
-                                 "--cache-dir", str(tmp_path / "cache")])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(_suite(tmp_path, seeds=(0,))),
+            "--results-dir",
+            str(blocker / "results"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "cannot create results folder" in " ".join(result.output.split())
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -151,6 +171,7 @@ def _limit_file_size(limit: int):
         # EFBIG instead of the default SIGXFSZ kill, as a full disk gives ENOSPC instead of a kill.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 

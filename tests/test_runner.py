@@ -22,7 +22,15 @@ def test_cell_keys_are_stable_and_settings_sensitive(tmp_path):
     assert [c.key for c in a] == [c.key for c in b]
     changed = expand(load_suite(tiny_digits_suite(tmp_path, name="a", training={"epochs": 2})))
     assert a[0].key != changed[0].key
-    moved = expand(load_suite(tiny_digits_suite(tmp_path, name="a", datasets=[{"name": "digits", "limit_train": 256, "limit_test": 128, "root": "/elsewhere"}])))
+    moved = expand(
+        load_suite(
+            tiny_digits_suite(
+                tmp_path,
+                name="a",
+                datasets=[{"name": "digits", "limit_train": 256, "limit_test": 128, "root": "/elsewhere"}],
+            )
+        )
+    )
     assert a[0].key == moved[0].key  # where data lives does not change the result
     on_gpu = expand(load_suite(tiny_digits_suite(tmp_path, name="a", device="cuda")))
     on_cpu = expand(load_suite(tiny_digits_suite(tmp_path, name="a", device="cpu")))
@@ -62,7 +70,9 @@ def test_truncated_line_cell_is_redone(tmp_path):
     path.write_text(text[: len(text) // 2])  # a crash mid-write
     plan = plan_sweep(suite, out)
     assert len(plan.todo) == 1 and plan.problems
-    result = run_cli("run", str(tmp_path / "tiny.yaml"), "--results-dir", str(out), "--cache-dir", str(tmp_path / "cache"))
+    result = run_cli(
+        "run", str(tmp_path / "tiny.yaml"), "--results-dir", str(out), "--cache-dir", str(tmp_path / "cache")
+    )
     assert result.returncode == 0, result.stderr
     assert "truncated" in result.stdout
     assert len(read_records(path, warn=False).records) == 1
@@ -100,7 +110,9 @@ def test_a_sweep_reads_its_dataset_once(tmp_path, monkeypatch, augment, root):
     calls = []
     original = digits.load_digits_split
     monkeypatch.setattr(digits, "load_digits_split", lambda: calls.append(1) or original())
-    dataset = {"name": "digits", "limit_train": 200, "limit_test": 64} | ({"root": str(tmp_path / "data")} if root else {})
+    dataset = {"name": "digits", "limit_train": 200, "limit_test": 64} | (
+        {"root": str(tmp_path / "data")} if root else {}
+    )
     training = {"epochs": 1, "batch_size": 64, "lr": 0.05, "augment": augment}
     suite = load_suite(tiny_digits_suite(tmp_path, name="once", seeds=[0, 1], datasets=[dataset], training=training))
     summary = run_suite(suite, results_dir=tmp_path / "out", cache_dir=tmp_path / "cache")

@@ -14,11 +14,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _measured(method):
-    metrics = {"test_acc": 80.0, "bwd_speedup": 5.0, "step_speedup": 1.2, "active_fraction": 0.01,
-               "layer2_bwd_speedup_vs_torch_loop": 30.0, "layer2_fwdbwd_speedup_vs_torch_loop": 2.0,
-               "layer2_fwdbwd_speedup_vs_fused": 1.1, "layer2_active_fraction": 0.008}
-    return {"key": f"nmnist/snn_mlp/{method}/seed=0/x", "dataset": "nmnist", "model": "snn_mlp",
-            "method": method, "seed": 0, "config": {}, "metrics": metrics}
+    metrics = {
+        "test_acc": 80.0,
+        "bwd_speedup": 5.0,
+        "step_speedup": 1.2,
+        "active_fraction": 0.01,
+        "layer2_bwd_speedup_vs_torch_loop": 30.0,
+        "layer2_fwdbwd_speedup_vs_torch_loop": 2.0,
+        "layer2_fwdbwd_speedup_vs_fused": 1.1,
+        "layer2_active_fraction": 0.008,
+    }
+    return {
+        "key": f"nmnist/snn_mlp/{method}/seed=0/x",
+        "dataset": "nmnist",
+        "model": "snn_mlp",
+        "method": method,
+        "seed": 0,
+        "config": {},
+        "metrics": metrics,
+    }
 
 
 def test_published_sparseprop_numbers_only_in_the_layer2_columns():

@@ -148,9 +148,19 @@ def test_sparse_localzo_draws_the_fused_neuron_kernels_z(backend, rule):
     dw = sb.sparse_weight_grad(sb.input_trace(x, BETA, backend), active, delta, backend)
     wr = w.clone().requires_grad_(True)
     spikes, _ = multistep_lif(
-        (x.reshape(T * B, N) @ wr).view(T, B, H), beta=BETA, decay_input=False, reset="subtract",
-        detach_reset=True, v_init=0.0, surrogate="localzo", delta=rule.delta, q=rule.q,
-        distribution=rule.distribution, seed=21, save_dtype="fp32", backend=backend,
+        (x.reshape(T * B, N) @ wr).view(T, B, H),
+        beta=BETA,
+        decay_input=False,
+        reset="subtract",
+        detach_reset=True,
+        v_init=0.0,
+        surrogate="localzo",
+        delta=rule.delta,
+        q=rule.q,
+        distribution=rule.distribution,
+        seed=21,
+        save_dtype="fp32",
+        backend=backend,
     )
     (spikes * grad_s).sum().backward()
     assert len(active) > 0
@@ -163,7 +173,9 @@ def _expected_mean_g(c: torch.Tensor, delta: float, dist: str) -> torch.Tensor:
     if dist == "normal":
         return torch.exp(-0.5 * (c / delta) ** 2) / (delta * math.sqrt(2 * math.pi))
     if dist == "uniform":
-        return torch.where(a < math.sqrt(3) * delta, (3 - (c / delta) ** 2) / (4 * math.sqrt(3) * delta), torch.zeros_like(c))
+        return torch.where(
+            a < math.sqrt(3) * delta, (3 - (c / delta) ** 2) / (4 * math.sqrt(3) * delta), torch.zeros_like(c)
+        )
     return (a / delta + 1 / math.sqrt(2)) * torch.exp(-math.sqrt(2) * a / delta) / (2 * delta)
 
 
@@ -196,7 +208,9 @@ def test_sparse_grads_equal_dense_masked_grads(backend, rule):
     current = (x.reshape(T * B, N) @ w).view(T, B, H)
     _, active, g = sb.lif_record_forward(current, BETA, rule, seed=3, backend=backend, dense_g=True)
     # The previous layer's active set: any set of entries over x's shape will do for the math.
-    _, prev, _ = sb.lif_record_forward(torch.randn(T, B, N, generator=gen) + 1.0, BETA, sb.SpikeRule("sparseprop", b_th=0.6), backend="torch")
+    _, prev, _ = sb.lif_record_forward(
+        torch.randn(T, B, N, generator=gen) + 1.0, BETA, sb.SpikeRule("sparseprop", b_th=0.6), backend="torch"
+    )
     assert len(active) > 5 and len(prev) > 5
 
     delta = active.g * grad_s.reshape(-1)[active.index.long()]
@@ -217,14 +231,18 @@ def test_empty_active_sets_give_zero_gradients():
     current = (x.reshape(T * B, N) @ w).view(T, B, H)
     for backend in BACKENDS:
         _, none, _ = sb.lif_record_forward(current, BETA, sb.SpikeRule("sparseprop", b_th=1e-12), backend=backend)
-        _, prev, _ = sb.lif_record_forward(torch.randn(T, B, N, generator=gen) + 1, BETA, sb.SpikeRule("sparseprop", b_th=0.6), backend=backend)
+        _, prev, _ = sb.lif_record_forward(
+            torch.randn(T, B, N, generator=gen) + 1, BETA, sb.SpikeRule("sparseprop", b_th=0.6), backend=backend
+        )
         assert len(none) == 0 and none.col_ptr.shape == (H + 1,) and int(none.col_ptr.max()) == 0
         delta = torch.zeros(0)
         dw = sb.sparse_weight_grad(sb.input_trace(x, BETA, backend), none, delta, backend)
         assert dw.shape == (N, H) and torch.count_nonzero(dw) == 0
         dx = sb.sparse_input_grad(w, none, delta, prev, BETA, backend)
         assert dx.shape == (len(prev),) and torch.count_nonzero(dx) == 0
-        _, empty_prev, _ = sb.lif_record_forward(torch.zeros(T, B, N), BETA, sb.SpikeRule("sparseprop", b_th=1e-12), backend=backend)
+        _, empty_prev, _ = sb.lif_record_forward(
+            torch.zeros(T, B, N), BETA, sb.SpikeRule("sparseprop", b_th=1e-12), backend=backend
+        )
         _, some, _ = sb.lif_record_forward(current, BETA, sb.SpikeRule("sparseprop", b_th=0.5), backend=backend)
         out = sb.sparse_input_grad(w, some, torch.ones(len(some)), empty_prev, BETA, backend)
         assert out.shape == (0,)
@@ -271,8 +289,9 @@ def test_input_grad_designs_equal_the_reference(case):
         want = sb.reference_sparse_input_grad(w, active, delta, prev, BETA, shift)
         for design in sg.INPUT_GRAD_DESIGNS:
             got = sb.sparse_input_grad(w, active, delta, prev, BETA, "triton", shift, design=design)
-            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5,
-                                       msg=lambda m: f"{design}, shift={shift}, seed={seed}: {m}")
+            torch.testing.assert_close(
+                got, want, rtol=1e-5, atol=1e-5, msg=lambda m: f"{design}, shift={shift}, seed={seed}: {m}"
+            )
 
 
 def test_pair_counts_and_the_byte_model():
@@ -315,7 +334,9 @@ def test_fully_active_layer_equals_dense_fast_sigmoid_bptt(backend, theta):
     _, active, _ = sb.lif_record_forward(current, BETA, rule, backend=backend)
     assert len(active) == T * B * H
     # Every input entry is "active" in the previous layer, so dx is the whole dense input gradient.
-    _, prev, _ = sb.lif_record_forward(torch.zeros(T, B, N), BETA, sb.SpikeRule("sparseprop", b_th=1e9), backend=backend)
+    _, prev, _ = sb.lif_record_forward(
+        torch.zeros(T, B, N), BETA, sb.SpikeRule("sparseprop", b_th=1e9), backend=backend
+    )
     assert len(prev) == T * B * N
     delta = active.g * grad_s.reshape(-1)[active.index.long()]
     dw = sb.sparse_weight_grad(sb.input_trace(x, BETA, backend), active, delta, backend)

@@ -48,12 +48,20 @@ def test_every_design_gets_its_row_and_byte_model(monkeypatch):
     from snnbench.bench import sparse
 
     monkeypatch.setattr(sparse, "_sparse_backend", lambda device: "triton")
-    cfg = dict(sparse.QUICK, timesteps=6, batch=4, inputs=10, designs=["pairs", "rows", "scan"], ceiling_gbps=10.0,
-               timing={"warmup_ms": 1, "rep_ms": 1})
+    cfg = dict(
+        sparse.QUICK,
+        timesteps=6,
+        batch=4,
+        inputs=10,
+        designs=["pairs", "rows", "scan"],
+        ceiling_gbps=10.0,
+        timing={"warmup_ms": 1, "rep_ms": 1},
+    )
     rows = sparse._layer_rows(8, cfg, "cpu", cfg["timing"], [(0.05, 0.3)], False)
     layer = {(r["impl"], r["design"]): r for r in rows}
-    assert set(layer) == {("sparseprop", "pairs")} | {(i, d) for i in ("localzo", "localzo_fp16")
-                                                      for d in ("pairs", "rows", "scan")}
+    assert set(layer) == {("sparseprop", "pairs")} | {
+        (i, d) for i in ("localzo", "localzo_fp16") for d in ("pairs", "rows", "scan")
+    }
     for (impl, design), r in layer.items():
         assert r["backend"] == "triton" and r["entries"] > 0 and r["prev_entries"] > 0
         assert r["gathered_bytes"] == r["dw_gathered_bytes"] + r["dx_gathered_bytes"]
@@ -79,17 +87,35 @@ def test_sparse_bench_cli_options(tmp_path):
     from snnbench.cli import app
 
     runner = CliRunner()
-    args = ["bench", "sparse", "--device", "cpu", "--quick", "--hidden", "16", "--design", "rows",
-            "--inputs", "latency", "--no-step", "--out", str(tmp_path)]
+    args = [
+        "bench",
+        "sparse",
+        "--device",
+        "cpu",
+        "--quick",
+        "--hidden",
+        "16",
+        "--design",
+        "rows",
+        "--inputs",
+        "latency",
+        "--no-step",
+        "--out",
+        str(tmp_path),
+    ]
     done = runner.invoke(app, args)
     assert done.exit_code == 0, done.output
     rows = json.loads((tmp_path / "sparse.json").read_text())["rows"]
-    assert {r["hidden"] for r in rows} == {16} and json.loads((tmp_path / "sparse.json").read_text())["config"]["designs"] == ["rows"]
+    assert {r["hidden"] for r in rows} == {16} and json.loads((tmp_path / "sparse.json").read_text())["config"][
+        "designs"
+    ] == ["rows"]
     assert {r.get("input") for r in rows if r["kind"] == "layer"} == {"latency"}
     assert {r["kind"] for r in rows} == {"layer"}  # --no-step
-    for bad, message in ((["--design", "tiles"], "design must be among pairs, rows, scan"),
-                         (["--hidden", "10,x"], "expected positive integers"),
-                         (["--inputs", "audio"], "input must be among")):
+    for bad, message in (
+        (["--design", "tiles"], "design must be among pairs, rows, scan"),
+        (["--hidden", "10,x"], "expected positive integers"),
+        (["--inputs", "audio"], "input must be among"),
+    ):
         done = runner.invoke(app, ["bench", "sparse", "--device", "cpu", "--quick", *bad])
         assert done.exit_code == 2 and message in done.output, done.output
 
@@ -117,6 +143,7 @@ def test_input_kinds_look_like_the_data():
     assert float(latency.sum(0).max()) == 1.0 and 0.5 < float(latency.sum(0).mean()) < 0.85  # ≤ 1 spike per input
     events = input_spikes("events", 100, 8, 50, 0.02, gen)
     assert 0.01 < float(events.mean()) < 0.03 and set(events.unique().tolist()) <= {0.0, 1.0}
+
     def peak_to_mean(x):  # of each sample's spikes per step, averaged over samples
         per_step = x.sum(2)
         return float((per_step.amax(0) / per_step.mean(0).clamp(min=1e-9)).mean())
@@ -134,14 +161,28 @@ def test_committed_h200_file_compares_under_the_new_names(tmp_path):
     old_path = REPO / "results/bench/h200/sparse.json"
     old = json.loads(old_path.read_text())
     base = next(r for r in old["rows"] if (r["kind"], r["impl"], r["hidden"]) == ("layer", "dense_pytorch", 1000))
-    row = {"kind": "layer", "hidden": 1000, "impl": "dense_pytorch", "active_fraction": 1.0,
-           "median_ms": base["bwd_ms"], "p20_ms": base["bwd_ms"], "p80_ms": base["bwd_ms"], "bwd_ms": base["bwd_ms"],
-           "fwd_ms": base["fwd_ms"], "step_ms": base["step_ms"], "bytes": base["bwd_bytes"],
-           "gbps": base["bwd_gbps"] / 2, "frac_of_ceiling": base["ceiling_fraction"]}
+    row = {
+        "kind": "layer",
+        "hidden": 1000,
+        "impl": "dense_pytorch",
+        "active_fraction": 1.0,
+        "median_ms": base["bwd_ms"],
+        "p20_ms": base["bwd_ms"],
+        "p80_ms": base["bwd_ms"],
+        "bwd_ms": base["bwd_ms"],
+        "fwd_ms": base["fwd_ms"],
+        "step_ms": base["step_ms"],
+        "bytes": base["bwd_bytes"],
+        "gbps": base["bwd_gbps"] / 2,
+        "frac_of_ceiling": base["ceiling_fraction"],
+    }
     new = {"benchmark": "sparse", "schema": 2, "environment": old["environment"], "rows": [row]}
     (tmp_path / "new.json").write_text(json.dumps(new))
     result = compare_files(old_path, tmp_path / "new.json", [], [])
-    compared = {c.metric for c in result.changes if c.cell.startswith("hidden=1000, impl=dense_pytorch, kind=layer")
-                and c.base is not None and c.new is not None}
+    compared = {
+        c.metric
+        for c in result.changes
+        if c.cell.startswith("hidden=1000, impl=dense_pytorch, kind=layer") and c.base is not None and c.new is not None
+    }
     assert {"bwd_ms", "bytes", "gbps", "frac_of_ceiling"} <= compared
     assert {c.metric for c in result.regressions} == {"gbps"}  # halved under its new name

@@ -63,11 +63,17 @@ def _autograd_oracle(model, x, y, gs):
 
 
 @pytest.mark.parametrize("backend", ["triton", "torch"])
-@pytest.mark.parametrize("rule", [sb.SpikeRule("localzo", delta=0.4, q=1), sb.SpikeRule("sparseprop", b_th=0.4, width=6.0)], ids=["localzo", "sparseprop"])
+@pytest.mark.parametrize(
+    "rule",
+    [sb.SpikeRule("localzo", delta=0.4, q=1), sb.SpikeRule("sparseprop", b_th=0.4, width=6.0)],
+    ids=["localzo", "sparseprop"],
+)
 def test_sparse_stack_equals_its_dense_twin(backend, rule):
     model = _net()
     x, y = _batch()
-    sparse, out = _grads(model, TrainingMethod("localzo" if rule.rule == "localzo" else "sparseprop", rule=rule), x, y, backend)
+    sparse, out = _grads(
+        model, TrainingMethod("localzo" if rule.rule == "localzo" else "sparseprop", rule=rule), x, y, backend
+    )
     twin, twin_out = _grads(model, TrainingMethod("localzo_dense", rule=rule), x, y, backend)
     assert all(0 < f < 1 for f in out.active_fraction)
     assert out.active_fraction == pytest.approx(twin_out.active_fraction)
@@ -99,7 +105,9 @@ def test_surrogate_method_matches_fully_active_sparseprop(backend):
     model = _net(seed=2)
     x, y = _batch(seed=2)
     dense, _ = _grads(model, TrainingMethod("surrogate", surrogate="fast_sigmoid", width=5.0), x, y, backend)
-    full, out = _grads(model, TrainingMethod("sparseprop", rule=sb.SpikeRule("sparseprop", b_th=1e9, width=5.0)), x, y, "torch")
+    full, out = _grads(
+        model, TrainingMethod("sparseprop", rule=sb.SpikeRule("sparseprop", b_th=1e9, width=5.0)), x, y, "torch"
+    )
     assert out.active_fraction == [1.0, 1.0]
     for a, b in zip(full, dense):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
@@ -163,7 +171,11 @@ def test_backward_sections_cover_the_same_work_for_every_method(monkeypatch):
     x, y = _batch()
     rule = sb.SpikeRule("localzo", delta=0.4, q=1)
     marks = {}
-    for method in (TrainingMethod("surrogate", width=5.0), TrainingMethod("localzo", rule=rule), TrainingMethod("localzo_dense", rule=rule)):
+    for method in (
+        TrainingMethod("surrogate", width=5.0),
+        TrainingMethod("localzo", rule=rule),
+        TrainingMethod("localzo_dense", rule=rule),
+    ):
         log.clear()
         timing = sparse_train.time_steps(model, method, [(x, y)], torch.device("cpu"), backend="torch")
         # Backward sections open by marks only (no nested context managers), in the same order.
@@ -266,7 +278,9 @@ def _cell(method, **training):
         method=MethodSpec.model_validate(method),
         seed=0,
         timesteps=(40,),
-        training=TrainingSpec(**{"epochs": 1, "batch_size": 32, "lr": 0.005, "optimizer": "adam", "weight_decay": 0.0, **training}),
+        training=TrainingSpec(
+            **{"epochs": 1, "batch_size": 32, "lr": 0.005, "optimizer": "adam", "weight_decay": 0.0, **training}
+        ),
         device="cpu",
     )
 

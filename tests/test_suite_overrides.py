@@ -20,8 +20,17 @@ def _validate(*args):
 
 def test_set_overrides_fields_lists_and_list_entries(tmp_path):
     suite = tiny_digits_suite(tmp_path)
-    code, out = _validate(str(suite), "--set", "training.epochs=3", "--set", "seeds=[0, 1]",
-                          "--set", "methods.0.name=light", "--set", "models.0.width=16")
+    code, out = _validate(
+        str(suite),
+        "--set",
+        "training.epochs=3",
+        "--set",
+        "seeds=[0, 1]",
+        "--set",
+        "methods.0.name=light",
+        "--set",
+        "models.0.width=16",
+    )
     assert code == 0, out
     assert "2 cells" in out and "digits/digits_cnn/light/seed=1/" in out
     parsed = load_suite(suite, ["training.epochs=3", "models.0.width=16"])

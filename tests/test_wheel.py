@@ -26,38 +26,74 @@ def test_wheel_in_a_fresh_venv_shows_published_rows(tmp_path):
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, source / name)
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(wheels), str(source)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     (wheel,) = wheels.glob("snnbench-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                               check=True, capture_output=True, text=True).stdout.strip())
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True, timeout=120)
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     # Dependencies (torch, pandas ...) from this interpreter's environment, listed after the wheel's
     # own folder; a .pth line adds the folder without running its editable-install hooks.
     (site / "zz_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     results = tmp_path / "elsewhere" / "one.jsonl"
     results.parent.mkdir()
-    record = {"schema": 1, "key": "cifar100/vgg16/qcfs/seed=0/x", "dataset": "cifar100", "model": "vgg16", "method": "qcfs",
-              "seed": 0, "metrics": {"ann_acc": 70.0, "snn_acc": {"4": 50.0}}}
+    record = {
+        "schema": 1,
+        "key": "cifar100/vgg16/qcfs/seed=0/x",
+        "dataset": "cifar100",
+        "model": "vgg16",
+        "method": "qcfs",
+        "seed": 0,
+        "metrics": {"ann_acc": 70.0, "snn_acc": {"4": 50.0}},
+    }
     results.write_text(json.dumps(record) + "\n")
     env = {"PATH": "/usr/bin:/bin", "TRITON_INTERPRET": "1"}
 
     def installed(*args: str) -> subprocess.CompletedProcess:
         """The installed package's interpreter, outside the source tree, with a bare environment."""
-        result = subprocess.run([str(python), *args], cwd=results.parent, env=env, capture_output=True, text=True,
-                                timeout=120)
+        result = subprocess.run(
+            [str(python), *args], cwd=results.parent, env=env, capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0, result.stderr
         return result
 
     where = installed("-c", "import snnbench; print(snnbench.__file__, snnbench.__version__)")
     assert str(site) in where.stdout and "0+unknown" not in where.stdout
-    shipped = installed("-c", "from snnbench.bench.neuron import default_sweep_file, load_sweep; "
-                        "from snnbench.records.env import git_sha; print(default_sweep_file()); "
-                        "print(sorted(load_sweep())); print(git_sha())")
+    shipped = installed(
+        "-c",
+        "from snnbench.bench.neuron import default_sweep_file, load_sweep; "
+        "from snnbench.records.env import git_sha; print(default_sweep_file()); "
+        "print(sorted(load_sweep())); print(git_sha())",
+    )
     sweep_file, keys, sha = shipped.stdout.strip().splitlines()
     assert sweep_file.startswith(str(site)) and "'timesteps'" in keys
     assert sha == "None"

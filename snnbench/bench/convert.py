@@ -207,8 +207,9 @@ def spikingjelly_loop(ann: nn.Module) -> tuple[Callable[[torch.Tensor, int], tor
 # The snnbench path and its options
 
 
-def snnbench_loop(snn: nn.Module, chunk: Optional[int], option: Optional[str], device: str,
-                  x: torch.Tensor, steps: int) -> Callable[[], torch.Tensor]:
+def snnbench_loop(
+    snn: nn.Module, chunk: Optional[int], option: Optional[str], device: str, x: torch.Tensor, steps: int
+) -> Callable[[], torch.Tensor]:
     """A callable that evaluates ``x`` over ``steps`` with one option applied (built once)."""
     from snnbench.conversion.convert import simulate
 
@@ -216,9 +217,11 @@ def snnbench_loop(snn: nn.Module, chunk: Optional[int], option: Optional[str], d
         snn = copy.deepcopy(snn).to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     if option == "bf16":
+
         def run() -> torch.Tensor:
             with torch.autocast(device_type=device, dtype=torch.bfloat16):
                 return simulate(snn, x, steps, chunk)
+
         return run
     if option == "cuda_graph":
         if device != "cuda":
@@ -244,15 +247,19 @@ def snnbench_loop(snn: nn.Module, chunk: Optional[int], option: Optional[str], d
 
 def _agreement(logits: torch.Tensor, base: torch.Tensor) -> dict[str, float]:
     pred, want = logits.float().sum(0).argmax(-1), base.float().sum(0).argmax(-1)
-    return {"pred_agreement": float((pred == want).float().mean()),
-            "max_abs_logit_diff": float((logits.float() - base.float()).abs().max())}
+    return {
+        "pred_agreement": float((pred == want).float().mean()),
+        "max_abs_logit_diff": float((logits.float() - base.float()).abs().max()),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
 # The bench
 
 
-def _case_rows(case, device: str, timing: dict[str, float], peak: Optional[float], console: Any) -> list[dict[str, Any]]:
+def _case_rows(
+    case, device: str, timing: dict[str, float], peak: Optional[float], console: Any
+) -> list[dict[str, Any]]:
     name, params, shape, classes, batch, steps_list, chunk = case
     ann, snn, x = build(name, params, shape, classes, batch, device)
     flops_per_step = dense_flops(ann, x)
@@ -278,8 +285,14 @@ def _case_rows(case, device: str, timing: dict[str, float], peak: Optional[float
             except Exception as err:  # noqa: BLE001 - an option that cannot run here is reported, not fatal
                 impls.append(("snnbench", option, None, f"skipped: {type(err).__name__}: {err}"[:200]))
         for impl, option, fn, note in impls:
-            row: dict[str, Any] = {"model": name, "image": list(shape), "batch": batch, "T": steps, "impl": impl,
-                                   "option": option or "none"}
+            row: dict[str, Any] = {
+                "model": name,
+                "image": list(shape),
+                "batch": batch,
+                "T": steps,
+                "impl": impl,
+                "option": option or "none",
+            }
             if fn is None:
                 rows.append({**row, "median_ms": None, "note": note})
                 continue
@@ -302,9 +315,14 @@ def _case_rows(case, device: str, timing: dict[str, float], peak: Optional[float
             rows.append(row)
             release_memory(device)
         _speedups(rows, name, steps)
-        console.print(f"{name} T={steps}: " + ", ".join(
-            f"{r['impl']}{'+' + r['option'] if r['option'] != 'none' else ''} {r['median_ms']:.3g} ms"
-            for r in rows if r["T"] == steps and r["model"] == name and r.get("median_ms")))
+        console.print(
+            f"{name} T={steps}: "
+            + ", ".join(
+                f"{r['impl']}{'+' + r['option'] if r['option'] != 'none' else ''} {r['median_ms']:.3g} ms"
+                for r in rows
+                if r["T"] == steps and r["model"] == name and r.get("median_ms")
+            )
+        )
     del ann, snn, x, peers
     release_memory(device)
     return rows
@@ -326,12 +344,22 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ours = point.get(("snnbench", "none"))
     if ours is None:
         return {}
-    best = min((r for r in point.values() if r["impl"] == "snnbench" and r.get("pred_agreement", 0) >= 0.99),
-               key=lambda r: r["median_ms"])
-    out: dict[str, Any] = {"point": {"model": "vgg16", "T": 32, "batch": ours["batch"]},
-                           "snnbench_ms": ours["median_ms"], "best_option": best["option"], "best_ms": best["median_ms"],
-                           "frac_of_peak": ours.get("frac_of_peak"), "targets": TARGETS}
-    for peer, target in (("official_loop", TARGETS["speedup_vs_official"]), ("spikingjelly", TARGETS["speedup_vs_spikingjelly"])):
+    best = min(
+        (r for r in point.values() if r["impl"] == "snnbench" and r.get("pred_agreement", 0) >= 0.99),
+        key=lambda r: r["median_ms"],
+    )
+    out: dict[str, Any] = {
+        "point": {"model": "vgg16", "T": 32, "batch": ours["batch"]},
+        "snnbench_ms": ours["median_ms"],
+        "best_option": best["option"],
+        "best_ms": best["median_ms"],
+        "frac_of_peak": ours.get("frac_of_peak"),
+        "targets": TARGETS,
+    }
+    for peer, target in (
+        ("official_loop", TARGETS["speedup_vs_official"]),
+        ("spikingjelly", TARGETS["speedup_vs_spikingjelly"]),
+    ):
         if (peer, "none") in point:
             speedup = point[(peer, "none")]["median_ms"] / ours["median_ms"]
             out[f"speedup_vs_{peer}"] = speedup
@@ -339,15 +367,30 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-COLUMNS = [("model", "model", ""), ("T", "T", ""), ("impl", "impl", ""), ("option", "option", ""),
-           ("ms", "median_ms", ".4g"), ("p20", "p20_ms", ".4g"), ("p80", "p80_ms", ".4g"),
-           ("img/s", "images_per_s", ",.0f"), ("TFLOP/s", "tflops", ".3g"), ("%peak", "frac_of_peak", "%"),
-           ("×official", "speedup_vs_official_loop", ".2f"), ("×SJ", "speedup_vs_spikingjelly", ".2f"),
-           ("agree", "pred_agreement", ".3f")]
+COLUMNS = [
+    ("model", "model", ""),
+    ("T", "T", ""),
+    ("impl", "impl", ""),
+    ("option", "option", ""),
+    ("ms", "median_ms", ".4g"),
+    ("p20", "p20_ms", ".4g"),
+    ("p80", "p80_ms", ".4g"),
+    ("img/s", "images_per_s", ",.0f"),
+    ("TFLOP/s", "tflops", ".3g"),
+    ("%peak", "frac_of_peak", "%"),
+    ("×official", "speedup_vs_official_loop", ".2f"),
+    ("×SJ", "speedup_vs_spikingjelly", ".2f"),
+    ("agree", "pred_agreement", ".3f"),
+]
 
 
-def run_convert_bench(device: str = "auto", out: Optional[Path] = None, quick: bool = False,
-                      models: Optional[list[str]] = None, console: Any = None) -> dict[str, Any]:
+def run_convert_bench(
+    device: str = "auto",
+    out: Optional[Path] = None,
+    quick: bool = False,
+    models: Optional[list[str]] = None,
+    console: Any = None,
+) -> dict[str, Any]:
     """Run every case; write ``out/convert.json`` after each model (a cut-off run keeps its rows)."""
     console = console_or_print(console)
     device = resolve_device(device)
@@ -357,12 +400,32 @@ def run_convert_bench(device: str = "auto", out: Optional[Path] = None, quick: b
         if unknown:
             raise ValueError(f"models: unknown {unknown}; expected some of {[c[0] for c in cases]}")
         cases = [c for c in cases if c[0] in models]
-    timing = {"warmup_ms": 1, "rep_ms": 5} if quick else ({"warmup_ms": 5, "rep_ms": 50} if device == "cpu"
-                                                           else {"warmup_ms": 25, "rep_ms": 150})
-    note = "" if cases is FULL else "reduced sizes (quick or no GPU): narrow models, a few images; not the issue's setting"
-    result = header("convert", device, note=note, rows=[], cases=[
-        {"model": c[0], "params": c[1], "image": list(c[2]), "classes": c[3], "batch": c[4], "T": c[5], "chunk": c[6]}
-        for c in cases])
+    timing = (
+        {"warmup_ms": 1, "rep_ms": 5}
+        if quick
+        else ({"warmup_ms": 5, "rep_ms": 50} if device == "cpu" else {"warmup_ms": 25, "rep_ms": 150})
+    )
+    note = (
+        "" if cases is FULL else "reduced sizes (quick or no GPU): narrow models, a few images; not the issue's setting"
+    )
+    result = header(
+        "convert",
+        device,
+        note=note,
+        rows=[],
+        cases=[
+            {
+                "model": c[0],
+                "params": c[1],
+                "image": list(c[2]),
+                "classes": c[3],
+                "batch": c[4],
+                "T": c[5],
+                "chunk": c[6],
+            }
+            for c in cases
+        ],
+    )
     result["timing"].update(timing)
     card = result["environment"]["hardware"].get("name", "")
     peak = peak_flops(card) if device == "cuda" else None

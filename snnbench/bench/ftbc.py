@@ -72,8 +72,9 @@ def _graph_ms(fn: Callable[[], Any], device: str) -> Optional[float]:
         return None
 
 
-def _kernel_rows(ann, snn, x: torch.Tensor, steps: int, device: str, timing: dict[str, float],
-                 backend: str) -> list[dict[str, Any]]:
+def _kernel_rows(
+    ann, snn, x: torch.Tensor, steps: int, device: str, timing: dict[str, float], backend: str
+) -> list[dict[str, Any]]:
     """The statistics kernel alone on every layer's real inputs (captured in one SNN forward): the tiling
     the size heuristic picks (eager time, what calibration calls see, and GPU time), and with the Triton
     ``backend`` the forced split and no-split tilings beside it (GPU time), so that one run on a card
@@ -106,8 +107,15 @@ def _kernel_rows(ann, snn, x: torch.Tensor, steps: int, device: str, timing: dic
             if triton_path:
                 plan = ftbc_stats_plan(currents, split)
                 tiled = ftbc_stats_bytes(currents, a, plan)
-                row.update(split=plan.split, block_c=plan.block_c, block_n=plan.block_n, programs=plan.programs,
-                           slots=plan.slots, floor_bytes=n_bytes, partial_bytes=tiled - n_bytes)
+                row.update(
+                    split=plan.split,
+                    block_c=plan.block_c,
+                    block_n=plan.block_n,
+                    programs=plan.programs,
+                    slots=plan.slots,
+                    floor_bytes=n_bytes,
+                    partial_bytes=tiled - n_bytes,
+                )
                 n_bytes = tiled
             if split is None:
                 row.update(measure(run, device, **timing))
@@ -143,14 +151,24 @@ def _render(result: dict[str, Any], console: Any) -> None:
         {"measure": "fast layer-major FTBC", "value": f"{result['fast_s']:.3f} s"},
         {"measure": "official per-layer loop", "value": f"{result['reference_s']:.3f} s"},
         {"measure": "speed-up", "value": f"{result['speedup']:.1f}× (target ≥ {TARGET_SPEEDUP:g}×)"},
-        {"measure": "max |Δbias| fast vs official", "value": f"{result['max_abs_bias_diff']:.2e} (max |bias| {result['max_abs_bias']:.3g})"},
+        {
+            "measure": "max |Δbias| fast vs official",
+            "value": f"{result['max_abs_bias_diff']:.2e} (max |bias| {result['max_abs_bias']:.3g})",
+        },
         {"measure": "one evaluation pass (T steps, 1 batch)", "value": f"{result['eval_pass_s']:.3f} s"},
         {"measure": "fast calibration / evaluation passes", "value": f"{result['fast_cost_in_eval_passes']:.1f}"},
-        {"measure": "kernel: bytes, GB/s, fraction of copy", "value": f"{k['bytes'] / 1e9:.2f} GB, {k['gbps']:.0f} GB/s, {k['frac_of_ceiling']:.2f}"},
+        {
+            "measure": "kernel: bytes, GB/s, fraction of copy",
+            "value": f"{k['bytes'] / 1e9:.2f} GB, {k['gbps']:.0f} GB/s, {k['frac_of_ceiling']:.2f}",
+        },
     ]
     if k.get("graph_ms"):
-        rows.append({"measure": "kernel GPU time alone (graph): ms, fraction of copy",
-                     "value": f"{k['graph_ms']:.2f} ms, {k['graph_frac_of_ceiling']:.2f}"})
+        rows.append(
+            {
+                "measure": "kernel GPU time alone (graph): ms, fraction of copy",
+                "value": f"{k['graph_ms']:.2f} ms, {k['graph_frac_of_ceiling']:.2f}",
+            }
+        )
     title = f"FTBC calibration, VGG-16 CIFAR-100 shapes, T={result['config']['T']} on {result['environment']['hardware'].get('name', result['device'])}"
     render(rows, [("measure", "measure", ""), ("value", "value", "")], console, title, timed_key="value")
 
@@ -175,7 +193,8 @@ def run_ftbc_bench(
 
     ann, snn, batches = _build(sizes, device)
     fast_times, fast_biases, reference_times, reference_biases = _time_calibrations(
-        ann, snn, batches, steps, alpha, sizes, device)
+        ann, snn, batches, steps, alpha, sizes, device
+    )
 
     restore_biases(snn, fast_biases)
     eval_pass = lambda: simulate(snn, batches[0], steps)  # noqa: E731
@@ -196,49 +215,57 @@ def run_ftbc_bench(
         "if_layers": len(layer_pairs(ann, snn)),
         **{k: sizes[k] for k in ("width", "hidden", "batch_size", "batches")},
     }
-    result: dict[str, Any] = header("ftbc", device, **{
-        "note": note,
-        "config": config,
-        "fast_s": fast_s,
-        "fast_s_runs": fast_times,
-        "reference_s": reference_s,
-        "reference_s_runs": reference_times,
-        "speedup": reference_s / fast_s,
-        "target_speedup": TARGET_SPEEDUP,
-        "meets_target": (reference_s / fast_s) >= TARGET_SPEEDUP,
-        "official_loop_h200_s": OFFICIAL_LOOP_H200_S,
-        "max_abs_bias_diff": max_bias_difference(fast_biases, reference_biases),
-        "mean_abs_bias_diff": _mean_difference(fast_biases, reference_biases),
-        "max_abs_bias": max(float(b.abs().max()) for b in fast_biases.values() if b.numel()),
-        "eval_pass_s": eval_s,
-        "ann_forward_ms": ann_times["median_ms"],
-        "fast_cost_in_eval_passes": fast_s / eval_s,
-        "reference_cost_in_eval_passes": reference_s / eval_s,
-        "complete": False,  # until the kernel rows are in: a run cut off there keeps the calibration times
-        "bytes_note": "kernel bytes = x[T,B,C,...] and a[B,C,...] read once (floor_bytes) + the second stage's "
-                      "partial sums [T, slots, C] written and read and [T, C] written (partial_bytes); "
-                      "copy bytes = read + write",
-        "rows": [
-            {"impl": "ftbc_fast", "T": steps, "calibrate_s": fast_s, "speedup": reference_s / fast_s},
-            {"impl": "ftbc_reference", "T": steps, "calibrate_s": reference_s},
-            {"impl": "eval_pass", "T": steps, "s": eval_s},
-            {"impl": "ann_forward", **ann_times},
-        ],
-    })
+    result: dict[str, Any] = header(
+        "ftbc",
+        device,
+        **{
+            "note": note,
+            "config": config,
+            "fast_s": fast_s,
+            "fast_s_runs": fast_times,
+            "reference_s": reference_s,
+            "reference_s_runs": reference_times,
+            "speedup": reference_s / fast_s,
+            "target_speedup": TARGET_SPEEDUP,
+            "meets_target": (reference_s / fast_s) >= TARGET_SPEEDUP,
+            "official_loop_h200_s": OFFICIAL_LOOP_H200_S,
+            "max_abs_bias_diff": max_bias_difference(fast_biases, reference_biases),
+            "mean_abs_bias_diff": _mean_difference(fast_biases, reference_biases),
+            "max_abs_bias": max(float(b.abs().max()) for b in fast_biases.values() if b.numel()),
+            "eval_pass_s": eval_s,
+            "ann_forward_ms": ann_times["median_ms"],
+            "fast_cost_in_eval_passes": fast_s / eval_s,
+            "reference_cost_in_eval_passes": reference_s / eval_s,
+            "complete": False,  # until the kernel rows are in: a run cut off there keeps the calibration times
+            "bytes_note": "kernel bytes = x[T,B,C,...] and a[B,C,...] read once (floor_bytes) + the second stage's "
+            "partial sums [T, slots, C] written and read and [T, C] written (partial_bytes); "
+            "copy bytes = read + write",
+            "rows": [
+                {"impl": "ftbc_fast", "T": steps, "calibrate_s": fast_s, "speedup": reference_s / fast_s},
+                {"impl": "ftbc_reference", "T": steps, "calibrate_s": reference_s},
+                {"impl": "eval_pass", "T": steps, "s": eval_s},
+                {"impl": "ann_forward", **ann_times},
+            ],
+        },
+    )
     result["timing"].update(timing)
     write_json(json_out_path(out, "ftbc.json"), result)
 
     kernel_rows, copy = _kernel_rows_with_ceiling(ann, snn, batches[0], steps, device, timing)
-    result.update({
-        "kernel_max_rel_diff_vs_reference": max(r["max_rel_diff_vs_reference"] for r in kernel_rows),
-        "kernel_tiling_note": "ftbc_stats_kernel: the tiling of the size heuristic (calibration's); _split / "
-                              "_nosplit: forced, GPU time only; bytes include the partial sums of the tiling",
-        "kernel": _kernel_total(kernel_rows, copy, config["batches"], fast_s),
-        "copy": copy,
-        "complete": True,
-    })
-    result["rows"] += [{"impl": "copy", **{k: copy[k] for k in ("median_ms", "p20_ms", "p80_ms", "bytes", "gbps")}},
-                       *kernel_rows]
+    result.update(
+        {
+            "kernel_max_rel_diff_vs_reference": max(r["max_rel_diff_vs_reference"] for r in kernel_rows),
+            "kernel_tiling_note": "ftbc_stats_kernel: the tiling of the size heuristic (calibration's); _split / "
+            "_nosplit: forced, GPU time only; bytes include the partial sums of the tiling",
+            "kernel": _kernel_total(kernel_rows, copy, config["batches"], fast_s),
+            "copy": copy,
+            "complete": True,
+        }
+    )
+    result["rows"] += [
+        {"impl": "copy", **{k: copy[k] for k in ("median_ms", "p20_ms", "p80_ms", "bytes", "gbps")}},
+        *kernel_rows,
+    ]
     _write_and_render(result, out, console)
     return result
 
@@ -314,8 +341,11 @@ def _kernel_total(kernel_rows: list[dict[str, Any]], copy: dict[str, Any], batch
     }
     if all(r.get("graph_ms") for r in auto):
         graph = sum(r["graph_ms"] for r in auto)
-        total.update(graph_ms=graph, graph_gbps=gbps(kernel_bytes, graph),
-                     graph_frac_of_ceiling=gbps(kernel_bytes, graph) / copy["gbps"])
+        total.update(
+            graph_ms=graph,
+            graph_gbps=gbps(kernel_bytes, graph),
+            graph_frac_of_ceiling=gbps(kernel_bytes, graph) / copy["gbps"],
+        )
     return total
 
 

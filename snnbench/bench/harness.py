@@ -32,16 +32,35 @@ from snnbench.records.env import environment
 SCHEMA = 2  # rows in the vocabulary above; 1 = the older per-bench names
 QUANTILES = (0.5, 0.2, 0.8)
 
-__all__ = ["SCHEMA", "header", "measure", "with_bandwidth", "with_flops", "write_json", "render",
-           "resolve_device", "synchronize", "json_out_path", "console_or_print", "copy_ceiling"]
+__all__ = [
+    "SCHEMA",
+    "header",
+    "measure",
+    "with_bandwidth",
+    "with_flops",
+    "write_json",
+    "render",
+    "resolve_device",
+    "synchronize",
+    "json_out_path",
+    "console_or_print",
+    "copy_ceiling",
+]
 
 
 def header(benchmark: str, device: str, **extra: Any) -> dict[str, Any]:
     """The fields every bench JSON starts with."""
-    method = ("triton.testing.do_bench quantiles" if device == "cuda"
-              else "torch.utils.benchmark blocked_autorange quantiles")
-    return {"benchmark": benchmark, "schema": SCHEMA, "device": device, "environment": environment(device),
-            "timing": {"method": method, "quantiles": list(QUANTILES)}, **extra}
+    method = (
+        "triton.testing.do_bench quantiles" if device == "cuda" else "torch.utils.benchmark blocked_autorange quantiles"
+    )
+    return {
+        "benchmark": benchmark,
+        "schema": SCHEMA,
+        "device": device,
+        "environment": environment(device),
+        "timing": {"method": method, "quantiles": list(QUANTILES)},
+        **extra,
+    }
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
@@ -66,12 +85,16 @@ def measure(fn: Callable[[], Any], device: str, *, warmup_ms: float = 25.0, rep_
     timer.timeit(1)  # a first call outside the blocks, as do_bench's warm-up
     runs = timer.blocked_autorange(min_run_time=max(rep_ms, 1.0) / 1e3)
     times = sorted(t * 1e3 for t in runs.times)
-    return {"median_ms": float(statistics.median(times)), "p20_ms": _quantile(times, 0.2),
-            "p80_ms": _quantile(times, 0.8)}
+    return {
+        "median_ms": float(statistics.median(times)),
+        "p20_ms": _quantile(times, 0.2),
+        "p80_ms": _quantile(times, 0.8),
+    }
 
 
-def with_bandwidth(row: dict[str, Any], n_bytes: float, ceiling_gbps: Optional[float], *,
-                   ms_key: str = "median_ms", prefix: str = "") -> dict[str, Any]:
+def with_bandwidth(
+    row: dict[str, Any], n_bytes: float, ceiling_gbps: Optional[float], *, ms_key: str = "median_ms", prefix: str = ""
+) -> dict[str, Any]:
     """Add ``bytes``, ``{prefix}gbps`` and ``{prefix}frac_of_ceiling`` (from ``row[ms_key]``) to ``row``."""
     ms = row.get(ms_key)
     row["bytes"] = int(n_bytes)
@@ -139,8 +162,13 @@ def console_or_print(console: Any) -> Any:
         return _PlainConsole()
 
 
-def render(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]], console: Any, title: str,
-           timed_key: str = "median_ms") -> None:
+def render(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[tuple[str, str, str]],
+    console: Any,
+    title: str,
+    timed_key: str = "median_ms",
+) -> None:
     """One table of ``rows``: ``columns`` are (header, row key, format: '' | '%' | ',' | a format
     spec). Rows without ``timed_key`` are listed once by reason below the table."""
     timed = [r for r in rows if r.get(timed_key)]

@@ -32,8 +32,22 @@ from snnbench.bench.timing import gbps, json_out_path, release_memory, resolve_d
 
 # The sweep lives in snnbench/sweeps/kernels.yaml only (package data, so a wheel has it too); these are
 # the keys it must define.
-SWEEP_KEYS = ("model", "input", "timesteps", "sizes", "dtypes", "modes", "impls", "graph_impls", "save_dtype",
-              "localzo", "compile", "timing", "cpu", "quick")
+SWEEP_KEYS = (
+    "model",
+    "input",
+    "timesteps",
+    "sizes",
+    "dtypes",
+    "modes",
+    "impls",
+    "graph_impls",
+    "save_dtype",
+    "localzo",
+    "compile",
+    "timing",
+    "cpu",
+    "quick",
+)
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TARGET_POINT = {"T": 32, "N": 8388608, "dtype": "fp32"}
 TARGET_FWD_BWD_MS = 1.0  # docs/design.md §7, H200
@@ -56,8 +70,9 @@ def load_sweep(path: Optional[Path] = None) -> dict[str, Any]:
 
     path = Path(path) if path is not None else default_sweep_file()
     if not path.exists():
-        raise ValueError(f"{path}: the neuron sweep file is missing (it ships as snnbench/sweeps/kernels.yaml; "
-                         "pass --sweep PATH)")
+        raise ValueError(
+            f"{path}: the neuron sweep file is missing (it ships as snnbench/sweeps/kernels.yaml; pass --sweep PATH)"
+        )
     data = yaml.safe_load(path.read_text()) or {}
     section = data.get("neuron") if isinstance(data, dict) else None
     if not isinstance(section, dict):
@@ -252,11 +267,28 @@ def _point_ceiling(x: torch.Tensor, sweep: dict[str, Any], device: str, timing: 
     return ceiling
 
 
-def _point_row(impl: str, mode: str, T: int, N: int, dtype_name: str, times: Optional[dict[str, float]],
-               nbytes: int, note: str, first_call_s: Optional[float], gpu_ms: Optional[float]) -> dict[str, Any]:
+def _point_row(
+    impl: str,
+    mode: str,
+    T: int,
+    N: int,
+    dtype_name: str,
+    times: Optional[dict[str, float]],
+    nbytes: int,
+    note: str,
+    first_call_s: Optional[float],
+    gpu_ms: Optional[float],
+) -> dict[str, Any]:
     """One row of the sweep; a skipped or failed implementation has no times and says why in ``note``."""
-    row = {"impl": impl, "T": T, "N": N, "dtype": dtype_name, "mode": mode,
-           **(times or {"median_ms": None, "p20_ms": None, "p80_ms": None}), "bytes": nbytes}
+    row = {
+        "impl": impl,
+        "T": T,
+        "N": N,
+        "dtype": dtype_name,
+        "mode": mode,
+        **(times or {"median_ms": None, "p20_ms": None, "p80_ms": None}),
+        "bytes": nbytes,
+    }
     if gpu_ms is not None:
         row["graph_ms"] = gpu_ms
         if times:
@@ -288,13 +320,37 @@ def _measure_point(
     ceiling = _point_ceiling(x, sweep, device, timing)
     rows: list[dict[str, Any]] = []
 
-    def add(impl: str, mode: str, times: Optional[dict[str, float]], note: str = "",
-            first_call_s: Optional[float] = None, gpu_ms: Optional[float] = None) -> None:
-        rows.append(_point_row(impl, mode, T, N, dtype_name, times, _row_bytes(impl, T, N, dtype, mode, save_dtype),
-                               note, first_call_s, gpu_ms))
+    def add(
+        impl: str,
+        mode: str,
+        times: Optional[dict[str, float]],
+        note: str = "",
+        first_call_s: Optional[float] = None,
+        gpu_ms: Optional[float] = None,
+    ) -> None:
+        rows.append(
+            _point_row(
+                impl,
+                mode,
+                T,
+                N,
+                dtype_name,
+                times,
+                _row_bytes(impl, T, N, dtype, mode, save_dtype),
+                note,
+                first_call_s,
+                gpu_ms,
+            )
+        )
 
     # The ceiling row always exists: every other row's fractions are taken against it.
-    add("copy", "fwd", {k: ceiling[k] for k in ("median_ms", "p20_ms", "p80_ms")}, "device-to-device copy of x (read + write)", gpu_ms=ceiling.get("graph_ms"))
+    add(
+        "copy",
+        "fwd",
+        {k: ceiling[k] for k in ("median_ms", "p20_ms", "p80_ms")},
+        "device-to-device copy of x (read + write)",
+        gpu_ms=ceiling.get("graph_ms"),
+    )
     for impl in sweep["impls"]:
         if impl == "copy":
             continue
@@ -304,7 +360,9 @@ def _measure_point(
             if impl == "snnbench_localzo" and mode != "fwd_bwd":
                 continue  # its forward is the snnbench forward
             try:
-                step, note = _build_step(impl, mode, model, sweep, backend, device, T, N, dtype_name, compile_budget, compiled)
+                step, note = _build_step(
+                    impl, mode, model, sweep, backend, device, T, N, dtype_name, compile_budget, compiled
+                )
             except ImportError as err:
                 add(impl, mode, None, f"skipped: {err}")
                 continue
@@ -323,7 +381,12 @@ def _measure_point(
                 gpu = _try_graph_ms(fn) if device == "cuda" and impl in sweep["graph_impls"] else None
                 add(impl, mode, times, note, first, gpu)
             except Exception as err:  # noqa: BLE001 - one failing peer must not lose the sweep
-                add(impl, mode, None, f"error: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}")
+                add(
+                    impl,
+                    mode,
+                    None,
+                    f"error: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}",
+                )
                 traceback.print_exc()
             finally:
                 del fn
@@ -441,8 +504,13 @@ def host_path_us(device: str, T: int = 4, N: int = 64, rep_ms: float = 300.0) ->
     # No kernel runs, but the backend rule still wants the interpreter's permission for CPU tensors.
     with _environ(TRITON_INTERPRET="1") if device == "cpu" else contextlib.nullcontext(), host_only():
         rows = {mode: measure(fn, "cpu", warmup_ms=rep_ms / 10, rep_ms=rep_ms) for mode, fn in calls.items()}
-    return {"T": T, "N": N, "device": device, "method": "kernels.neuron.host_only(), no launches",
-            **{mode: {k.replace("_ms", "_us"): v * 1e3 for k, v in t.items()} for mode, t in rows.items()}}
+    return {
+        "T": T,
+        "N": N,
+        "device": device,
+        "method": "kernels.neuron.host_only(), no launches",
+        **{mode: {k.replace("_ms", "_us"): v * 1e3 for k, v in t.items()} for mode, t in rows.items()},
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -454,9 +522,27 @@ _CHECKS: list[tuple[str, str, dict[str, Any], str, bool]] = [
     ("if_scaled_bias_per_channel", "if", {"output": "scaled", "bias": True, "per_channel": True}, "fp32", False),
     ("lif_hard_sigmoid", "lif", {"save_dtype": "fp32"}, "fp32", True),
     ("lif_hard_sigmoid_save_bf16", "lif", {"save_dtype": "bf16"}, "fp32", True),
-    ("lif_soft_detach_atan_bf16_io", "lif", {"reset": "soft", "detach_reset": True, "surrogate": "atan", "v_init": True}, "bf16", True),
-    ("lif_localzo_normal_q5", "lif", {"surrogate": "localzo", "delta": 0.5, "q": 5, "seed": 7, "save_dtype": "fp32"}, "fp32", True),
-    ("lif_localzo_laplace_q1", "lif", {"surrogate": "localzo", "distribution": "laplace", "delta": 0.05, "seed": 9, "save_dtype": "fp32"}, "fp32", True),
+    (
+        "lif_soft_detach_atan_bf16_io",
+        "lif",
+        {"reset": "soft", "detach_reset": True, "surrogate": "atan", "v_init": True},
+        "bf16",
+        True,
+    ),
+    (
+        "lif_localzo_normal_q5",
+        "lif",
+        {"surrogate": "localzo", "delta": 0.5, "q": 5, "seed": 7, "save_dtype": "fp32"},
+        "fp32",
+        True,
+    ),
+    (
+        "lif_localzo_laplace_q1",
+        "lif",
+        {"surrogate": "localzo", "distribution": "laplace", "delta": 0.05, "seed": 9, "save_dtype": "fp32"},
+        "fp32",
+        True,
+    ),
     ("if_uint8_fp16", "if", {"output": "uint8"}, "fp16", False),
 ]
 
@@ -492,7 +578,9 @@ def check_against_reference(device: str, T: int = 8, shape: tuple[int, ...] = (1
                 spikes, v_final = fn(xb, v_init=vb, backend=backend, **kw)
                 outs[backend] = (spikes.detach(), v_final.detach())
                 if with_grad:
-                    g = torch.randn(spikes.shape, device=device, generator=torch.Generator(device=device).manual_seed(1)).to(spikes.dtype)
+                    g = torch.randn(
+                        spikes.shape, device=device, generator=torch.Generator(device=device).manual_seed(1)
+                    ).to(spikes.dtype)
                     wrt = [xb] + ([vb] if vb is not None else [])
                     grads[backend] = torch.autograd.grad((spikes * g).sum() + v_final.sum(), wrt)
             (s_tr, v_tr), (s_ref, v_ref) = outs["triton"], outs["torch"]
@@ -506,7 +594,9 @@ def check_against_reference(device: str, T: int = 8, shape: tuple[int, ...] = (1
                 g_tr, g_ref = grads["triton"][0].float(), grads["torch"][0].float()
                 scale = g_ref.abs().max().item() or 1.0
                 row["grad_x_max_abs_diff_rel"] = (g_tr - g_ref).abs().max().item() / scale
-                row["grad_x_close_frac"] = torch.isclose(g_tr, g_ref, rtol=1e-2, atol=1e-3 * scale).float().mean().item()
+                row["grad_x_close_frac"] = (
+                    torch.isclose(g_tr, g_ref, rtol=1e-2, atol=1e-3 * scale).float().mean().item()
+                )
                 if len(grads["triton"]) > 1:
                     row["grad_v_init_max_abs_diff"] = (grads["triton"][1] - grads["torch"][1]).abs().max().item()
             results.append(row)
@@ -517,10 +607,14 @@ def check_against_reference(device: str, T: int = 8, shape: tuple[int, ...] = (1
     try:
         x = torch.randn((T,) + shape, device=device, generator=gen).requires_grad_(True)
         a = multistep_neuron(x, beta=0.5, leak=0.0, gain=0.5, reset="hard", save_dtype="fp32", backend="triton")
-        b = multistep_neuron(x, beta=0.5, leak=0.0, gain=0.5, reset="hard", save_dtype="fp32", backend="triton", _force_index_64=True)
+        b = multistep_neuron(
+            x, beta=0.5, leak=0.0, gain=0.5, reset="hard", save_dtype="fp32", backend="triton", _force_index_64=True
+        )
         ga = torch.autograd.grad(a[0].sum(), x)[0]
         gb = torch.autograd.grad(b[0].sum(), x)[0]
-        results.append({"check": "index64_equals_index32", "equal": bool(torch.equal(a[0], b[0]) and torch.equal(ga, gb))})
+        results.append(
+            {"check": "index64_equals_index32", "equal": bool(torch.equal(a[0], b[0]) and torch.equal(ga, gb))}
+        )
     except Exception as err:  # noqa: BLE001
         results.append({"check": "index64_equals_index32", "error": f"{type(err).__name__}: {err}"[:300]})
     release_memory(device)
@@ -558,7 +652,11 @@ def summarize(rows: list[dict], host_path: Optional[dict[str, Any]] = None) -> d
         if sj and sj.get("median_ms"):
             out["fwd_bwd_target"]["spikingjelly_ms"] = sj["median_ms"]
             out["fwd_bwd_target"]["speedup_vs_spikingjelly"] = sj["median_ms"] / ours["median_ms"]
-    fwd = [r for r in rows if r["impl"] in ("snnbench", "snnbench_uint8") and r["mode"] == "fwd" and r.get("frac_of_ceiling")]
+    fwd = [
+        r
+        for r in rows
+        if r["impl"] in ("snnbench", "snnbench_uint8") and r["mode"] == "fwd" and r.get("frac_of_ceiling")
+    ]
     if fwd:
         worst = min(fwd, key=lambda r: r["frac_of_ceiling"])
         keys = ("impl", "T", "N", "dtype", "median_ms", "frac_of_ceiling", "graph_ms", "graph_frac_of_ceiling")
@@ -577,14 +675,29 @@ def summarize(rows: list[dict], host_path: Optional[dict[str, Any]] = None) -> d
     host = [r for r in rows if r["impl"].startswith("snnbench") and r.get("host_us_per_call") is not None]
     if host:
         keys = ("impl", "T", "N", "dtype", "mode", "host_us_per_call")
-        checked = [{**{k: r[k] for k in keys}, "target_us": TARGET_HOST_US[r["mode"]],
-                    "met": r["host_us_per_call"] <= TARGET_HOST_US[r["mode"]]} for r in host]
-        out["host_overhead"] = {"target_us": dict(TARGET_HOST_US), "points_meeting_target": sum(c["met"] for c in checked),
-                                "points": len(checked), "rows": checked}
+        checked = [
+            {
+                **{k: r[k] for k in keys},
+                "target_us": TARGET_HOST_US[r["mode"]],
+                "met": r["host_us_per_call"] <= TARGET_HOST_US[r["mode"]],
+            }
+            for r in host
+        ]
+        out["host_overhead"] = {
+            "target_us": dict(TARGET_HOST_US),
+            "points_meeting_target": sum(c["met"] for c in checked),
+            "points": len(checked),
+            "rows": checked,
+        }
     if host_path:
-        out["host_path"] = {mode: {"median_us": host_path[mode]["median_us"], "target_us": target,
-                                   "met": host_path[mode]["median_us"] <= target}
-                            for mode, target in TARGET_HOST_US.items()}
+        out["host_path"] = {
+            mode: {
+                "median_us": host_path[mode]["median_us"],
+                "target_us": target,
+                "met": host_path[mode]["median_us"] <= target,
+            }
+            for mode, target in TARGET_HOST_US.items()
+        }
     return out
 
 
@@ -598,15 +711,27 @@ def _autotune_choices() -> dict[str, dict[str, str]]:
     return choices
 
 
-COLUMNS = [("impl", "impl", ""), ("dtype", "dtype", ""), ("T", "T", ""), ("N", "N", ","), ("mode", "mode", ""),
-           ("ms", "median_ms", ".4g"), ("p20", "p20_ms", ".4g"), ("p80", "p80_ms", ".4g"), ("GB/s", "gbps", ".0f"),
-           ("%copy", "frac_of_ceiling", "%"), ("×loop", "speedup_vs_torch_loop", ".2f"),
-           ("graph ms", "graph_ms", ".4g"), ("%copy(g)", "graph_frac_of_ceiling", "%"),
-           ("host µs", "host_us_per_call", ".3g")]
+COLUMNS = [
+    ("impl", "impl", ""),
+    ("dtype", "dtype", ""),
+    ("T", "T", ""),
+    ("N", "N", ","),
+    ("mode", "mode", ""),
+    ("ms", "median_ms", ".4g"),
+    ("p20", "p20_ms", ".4g"),
+    ("p80", "p80_ms", ".4g"),
+    ("GB/s", "gbps", ".0f"),
+    ("%copy", "frac_of_ceiling", "%"),
+    ("×loop", "speedup_vs_torch_loop", ".2f"),
+    ("graph ms", "graph_ms", ".4g"),
+    ("%copy(g)", "graph_frac_of_ceiling", "%"),
+    ("host µs", "host_us_per_call", ".3g"),
+]
 
 
-def _chosen_sweep(sweep: dict[str, Any], device: str, quick: bool,
-                  overrides: dict[str, Optional[list]]) -> tuple[dict[str, Any], dict[str, float]]:
+def _chosen_sweep(
+    sweep: dict[str, Any], device: str, quick: bool, overrides: dict[str, Optional[list]]
+) -> tuple[dict[str, Any], dict[str, float]]:
     """(sweep, timing) for this run: the quick or CPU sizes where they apply, then the caller's lists."""
     timing = dict(sweep["timing"])
     tier = "quick" if quick else "cpu" if device == "cpu" else None
@@ -639,8 +764,12 @@ def run_neuron_bench(
 
         console = Console()
     device = resolve_device(device)
-    sweep, timing = _chosen_sweep(load_sweep(sweep_path), device, quick,
-                                  {"timesteps": timesteps, "sizes": sizes, "dtypes": dtypes, "impls": impls})
+    sweep, timing = _chosen_sweep(
+        load_sweep(sweep_path),
+        device,
+        quick,
+        {"timesteps": timesteps, "sizes": sizes, "dtypes": dtypes, "impls": impls},
+    )
     note = ""
     if device == "cpu":
         note = (
@@ -655,7 +784,9 @@ def run_neuron_bench(
         spikingjelly=_spikingjelly_version(),
         note=note,
         model=sweep["model"],
-        sweep={k: sweep[k] for k in ("timesteps", "sizes", "dtypes", "modes", "impls", "save_dtype", "localzo", "input")},
+        sweep={
+            k: sweep[k] for k in ("timesteps", "sizes", "dtypes", "modes", "impls", "save_dtype", "localzo", "input")
+        },
         bytes_note="bytes = DRAM traffic the snnbench kernels need for the row's work (same for every impl); "
         "copy rows count read + write of x; frac_of_ceiling = gbps over the better copy bandwidth",
         rows=[],

@@ -175,7 +175,9 @@ def input_spikes(kind: str, T: int, B: int, N: int, rate: float, gen: torch.Gene
     raise ValueError(f"input kind must be one of {INPUT_KINDS}, got {kind!r}")
 
 
-def layer_inputs(kind: str, H: int, cfg: dict, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def layer_inputs(
+    kind: str, H: int, cfg: dict, device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A hidden layer 2 and what feeds it: data-like trains through a first LIF layer (N → N).
 
     Returns (layer-1 current, layer-1 spikes = this layer's input, this layer's weight [N, H],
@@ -193,7 +195,12 @@ def layer_inputs(kind: str, H: int, cfg: dict, device: str) -> tuple[torch.Tenso
 
 
 def _layer_rows(
-    H: int, cfg: dict, device: str, timing: dict, deltas: list[tuple[float, float]], with_dense: bool,
+    H: int,
+    cfg: dict,
+    device: str,
+    timing: dict,
+    deltas: list[tuple[float, float]],
+    with_dense: bool,
     kind: str = "bernoulli",
 ) -> list[dict[str, Any]]:
     """Hidden layer 2 alone (the scope of the published SparseProp speed-ups): forward, and backward
@@ -248,15 +255,32 @@ def _layer_rows(
 
                 dw, dx = backward()
                 bwd = measure(backward, device, **timing)
-                model = backward_bytes(design, T=T, B=B, N_in=N, H=H, entries=len(active), prev_entries=len(prev),
-                                       trace_itemsize=tr.element_size(), pairs=counts["pair_count"])
+                model = backward_bytes(
+                    design,
+                    T=T,
+                    B=B,
+                    N_in=N,
+                    H=H,
+                    entries=len(active),
+                    prev_entries=len(prev),
+                    trace_itemsize=tr.element_size(),
+                    pairs=counts["pair_count"],
+                )
                 row = _row("layer", H, name, active.fraction, fwd, bwd, dense, model["moved_bytes"], ceiling_gbps)
                 rate = gbps(model["gathered_bytes"], bwd["median_ms"])
                 row.update(
-                    input=kind, design=design if backend == "triton" else "reference", backend=backend,
-                    target_active=target, delta=delta, entries=len(active), prev_entries=len(prev),
-                    prev_active_fraction=prev.fraction, trace_dtype=str(trace_dtype).replace("torch.", ""),
-                    **counts, **model, gathered_gbps=rate,
+                    input=kind,
+                    design=design if backend == "triton" else "reference",
+                    backend=backend,
+                    target_active=target,
+                    delta=delta,
+                    entries=len(active),
+                    prev_entries=len(prev),
+                    prev_active_fraction=prev.fraction,
+                    trace_dtype=str(trace_dtype).replace("torch.", ""),
+                    **counts,
+                    **model,
+                    gathered_gbps=rate,
                     gathered_frac_of_ceiling=rate / ceiling_gbps if ceiling_gbps else None,
                     max_rel_err=_dense_check(traces[torch.float32], active, grad_s, dw),
                     max_rel_err_dx=_dense_input_check(w.detach(), active, grad_s, prev, dx),
@@ -321,14 +345,30 @@ def _dense_check(tr, active, grad_s, dw) -> float:
     return float((dw - ref).abs().max()) / scale
 
 
-def _row(kind, H, impl, fraction, fwd: dict, bwd: dict, dense: Optional[tuple[float, float]],
-         n_bytes: float, ceiling_gbps: Optional[float]) -> dict[str, Any]:
+def _row(
+    kind,
+    H,
+    impl,
+    fraction,
+    fwd: dict,
+    bwd: dict,
+    dense: Optional[tuple[float, float]],
+    n_bytes: float,
+    ceiling_gbps: Optional[float],
+) -> dict[str, Any]:
     """A row in the harness vocabulary: median_ms / p20_ms / p80_ms are the backward's (the time the
     speed-ups are about), ``bwd_ms`` repeats the median and ``fwd_*`` time the forward."""
     row = {
-        "kind": kind, "hidden": H, "impl": impl, "active_fraction": fraction, **bwd,
-        "bwd_ms": bwd["median_ms"], "fwd_ms": fwd["median_ms"], "fwd_p20_ms": fwd["p20_ms"],
-        "fwd_p80_ms": fwd["p80_ms"], "step_ms": fwd["median_ms"] + bwd["median_ms"],
+        "kind": kind,
+        "hidden": H,
+        "impl": impl,
+        "active_fraction": fraction,
+        **bwd,
+        "bwd_ms": bwd["median_ms"],
+        "fwd_ms": fwd["median_ms"],
+        "fwd_p20_ms": fwd["p20_ms"],
+        "fwd_p80_ms": fwd["p80_ms"],
+        "step_ms": fwd["median_ms"] + bwd["median_ms"],
     }
     if n_bytes:
         with_bandwidth(row, n_bytes, ceiling_gbps)
@@ -351,7 +391,9 @@ def _step_rows(H: int, cfg: dict, device: str, timing: dict, delta: float, targe
     model = SpikingMLP(net_cfg).to(device)
     with torch.no_grad():
         model.weights[0].copy_(_weights(N, H, cfg["input_rate"], gen, device))
-        s1 = dense_lif_bptt((x.reshape(T * B, N) @ model.weights[0]).view(T, B, H), BETA, "fast_sigmoid", 1.0, backend="torch")
+        s1 = dense_lif_bptt(
+            (x.reshape(T * B, N) @ model.weights[0]).view(T, B, H), BETA, "fast_sigmoid", 1.0, backend="torch"
+        )
         rate1 = float(s1.mean())
         model.weights[1].copy_(_weights(H, H, max(rate1, 1e-3), gen, device))
         model.weights[2].copy_(_weights(H, C, max(rate1, 1e-3), gen, device))
@@ -413,7 +455,9 @@ def check_against_reference(device: str, T: int = 40, B: int = 24, N: int = 90, 
         entry["index_equal"] = bool(torch.equal(a_tri.index, a_ref.index))
         entry["entries_reference"] = len(a_ref)
         a_dense = sb.active_set_from_dense(g_dense)
-        entry["record_matches_dense_g"] = bool(torch.equal(a_dense.index, a_tri.index) and torch.equal(a_dense.by_batch, a_tri.by_batch))
+        entry["record_matches_dense_g"] = bool(
+            torch.equal(a_dense.index, a_tri.index) and torch.equal(a_dense.by_batch, a_tri.by_batch)
+        )
         delta = torch.randn(len(a_tri), generator=gen).to(device)
         tr = sb.input_trace(x, BETA, "triton")
         entry["trace_err"] = float((tr - sb.reference_input_trace(x, BETA)).abs().max())
@@ -445,7 +489,10 @@ def check_against_reference(device: str, T: int = 40, B: int = 24, N: int = 90, 
         model.loss(out, y).backward()
         grads[name] = [p.grad.clone() for p in model.weights]
         fractions = out.active_fraction
-    errs = [float((a - b).abs().max() / b.abs().max().clamp(min=1e-12)) for a, b in zip(grads["localzo"], grads["localzo_dense"])]
+    errs = [
+        float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+        for a, b in zip(grads["localzo"], grads["localzo_dense"])
+    ]
     checks.append({"check": "stack localzo vs localzo_dense", "grad_rel_err": errs, "active_fraction": fractions})
     return checks
 
@@ -459,10 +506,15 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for r in rows:
         if r["kind"] == "layer" and r["impl"] in ("sparseprop", "localzo", "localzo_fp16") and "bwd_speedup" in r:
-            key = (f"layer2_H{r['hidden']}_{r.get('input', 'bernoulli')}_{r['impl']}_{r.get('design', 'pairs')}"
-                   f"_at_{r.get('target_active')}")
-            out[key] = {"bwd_speedup": round(r["bwd_speedup"], 2), "active_fraction": round(r["active_fraction"], 5),
-                        "gathered_frac_of_ceiling": r.get("gathered_frac_of_ceiling")}
+            key = (
+                f"layer2_H{r['hidden']}_{r.get('input', 'bernoulli')}_{r['impl']}_{r.get('design', 'pairs')}"
+                f"_at_{r.get('target_active')}"
+            )
+            out[key] = {
+                "bwd_speedup": round(r["bwd_speedup"], 2),
+                "active_fraction": round(r["active_fraction"], 5),
+                "gathered_frac_of_ceiling": r.get("gathered_frac_of_ceiling"),
+            }
         if r["kind"] == "step" and "bwd_speedup" in r and r["impl"] != "dense_pytorch":
             out[f"step_H{r['hidden']}_{r['impl']}"] = {
                 "bwd_speedup": round(r["bwd_speedup"], 2),
@@ -473,12 +525,24 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 COLUMNS = [
-    ("kind", "kind", ""), ("input", "input", ""), ("H", "hidden", ""), ("impl", "impl", ""),
-    ("design", "design", ""), ("trace", "trace_dtype", ""), ("active", "active_fraction", ".3%"),
-    ("fwd ms", "fwd_ms", ".3f"), ("bwd ms", "median_ms", ".3f"), ("p20", "p20_ms", ".3f"), ("p80", "p80_ms", ".3f"),
-    ("bwd ×", "bwd_speedup", ".1f"), ("step ×", "step_speedup", ".2f"), ("GB/s", "gbps", ".0f"),
-    ("of copy", "frac_of_ceiling", ".1%"), ("gathered GB/s", "gathered_gbps", ".0f"),
-    ("rel err dW", "max_rel_err", ".1e"), ("rel err dx", "max_rel_err_dx", ".1e"),
+    ("kind", "kind", ""),
+    ("input", "input", ""),
+    ("H", "hidden", ""),
+    ("impl", "impl", ""),
+    ("design", "design", ""),
+    ("trace", "trace_dtype", ""),
+    ("active", "active_fraction", ".3%"),
+    ("fwd ms", "fwd_ms", ".3f"),
+    ("bwd ms", "median_ms", ".3f"),
+    ("p20", "p20_ms", ".3f"),
+    ("p80", "p80_ms", ".3f"),
+    ("bwd ×", "bwd_speedup", ".1f"),
+    ("step ×", "step_speedup", ".2f"),
+    ("GB/s", "gbps", ".0f"),
+    ("of copy", "frac_of_ceiling", ".1%"),
+    ("gathered GB/s", "gathered_gbps", ".0f"),
+    ("rel err dW", "max_rel_err", ".1e"),
+    ("rel err dx", "max_rel_err_dx", ".1e"),
 ]
 
 
@@ -507,8 +571,15 @@ def _stages(H: int, cfg: dict[str, Any], device: str, timing: dict[str, Any], co
     return stages
 
 
-def _settings(device: str, quick: bool, preset: Optional[str], hidden: Optional[Sequence[int]],
-              designs: Optional[Sequence[str]], inputs: Optional[Sequence[str]], step: Optional[bool] = None) -> dict[str, Any]:
+def _settings(
+    device: str,
+    quick: bool,
+    preset: Optional[str],
+    hidden: Optional[Sequence[int]],
+    designs: Optional[Sequence[str]],
+    inputs: Optional[Sequence[str]],
+    step: Optional[bool] = None,
+) -> dict[str, Any]:
     """The sweep for this call, every option checked (a bad one is a ValueError: exit 2)."""
     if preset not in (None, "nmnist"):
         raise ValueError(f"preset must be 'nmnist' or none, got {preset!r}")
@@ -555,9 +626,16 @@ def run_sparse_bench(
         console.print(note)
     ceiling = copy_ceiling(1 << (26 if device == "cuda" else 22), torch.float32, device, **timing)
     cfg["ceiling_gbps"] = ceiling["gbps"]
-    result = header("sparse", device, note=note, config={
-        k: v for k, v in cfg.items() if k not in ("timing", "ceiling_gbps")
-    } | {"beta": BETA, "theta": 1.0, "surrogate_width": SURROGATE_WIDTH}, ceiling=ceiling, bytes_note=BYTES_NOTE, rows=[])
+    result = header(
+        "sparse",
+        device,
+        note=note,
+        config={k: v for k, v in cfg.items() if k not in ("timing", "ceiling_gbps")}
+        | {"beta": BETA, "theta": 1.0, "surrogate_width": SURROGATE_WIDTH},
+        ceiling=ceiling,
+        bytes_note=BYTES_NOTE,
+        rows=[],
+    )
     result["timing"].update(timing)
     path = json_out_path(out, f"sparse_{preset}.json" if preset else "sparse.json")
     started = time.perf_counter()

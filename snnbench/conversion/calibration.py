@@ -33,8 +33,12 @@ METHODS = ("qcfs", "none", "light", "ftbc", "ftbc_iter")
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "light": {"batch_size": 128},
     "ftbc": {
-        "alpha": 0.4, "batches": 3, "batch_size": 200, "implementation": "fast",
-        "calibration_augment": True, "target_levels": None,
+        "alpha": 0.4,
+        "batches": 3,
+        "batch_size": 200,
+        "implementation": "fast",
+        "calibration_augment": True,
+        "target_levels": None,
     },
 }
 _DEFAULTS["ftbc_iter"] = {**_DEFAULTS["ftbc"], "passes": 5}
@@ -138,8 +142,16 @@ def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) 
     ann = target_ann(request.ann, params["target_levels"])
     chunk = time_chunk(ann, batches[0], request.steps, request.device)
     implementations = {
-        name: lambda name=name: ftbc_calibrate(ann, request.snn, batches, request.steps, params["alpha"],
-                                               implementation=name, chunk=chunk if name == "fast" else None, **options)
+        name: lambda name=name: ftbc_calibrate(
+            ann,
+            request.snn,
+            batches,
+            request.steps,
+            params["alpha"],
+            implementation=name,
+            chunk=chunk if name == "fast" else None,
+            **options,
+        )
         for name in IMPLEMENTATIONS
     }
     chosen = params["implementation"]

@@ -69,9 +69,7 @@ class SpikingMaxPool(nn.Module):
             total = total + self.carry
         self.carry = total[-1]
         # Padding with -inf never wins; the tie-break is max_pool2d's (first maximum in the window).
-        _, index = F.max_pool2d(
-            total.flatten(0, 1), self.kernel_size, self.stride, self.padding, return_indices=True
-        )
+        _, index = F.max_pool2d(total.flatten(0, 1), self.kernel_size, self.stride, self.padding, return_indices=True)
         picked = seq.flatten(0, 1).flatten(2).gather(2, index.flatten(2))
         return picked.reshape(index.shape)
 
@@ -95,8 +93,10 @@ def _channels_hint(model: nn.Module, qcfs_name: str) -> Optional[int]:
         if name == qcfs_name:
             return last
         if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d)):
-            last = getattr(module, "out_channels", None) or getattr(module, "out_features", None) or getattr(
-                module, "num_features", None
+            last = (
+                getattr(module, "out_channels", None)
+                or getattr(module, "out_features", None)
+                or getattr(module, "num_features", None)
             )
     return last
 

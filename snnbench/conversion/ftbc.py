@@ -147,4 +147,6 @@ def _require_finite(acts: dict[str, torch.Tensor], pairs: list[LayerPair], first
     bad = [what for (what, _), ok in zip(tensors, flags) if not ok]
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise ValueError(f"FTBC: NaN or infinity in {bad[0]}{more}; check the calibration images and the model's weights")
+        raise ValueError(
+            f"FTBC: NaN or infinity in {bad[0]}{more}; check the calibration images and the model's weights"
+        )

@@ -93,8 +93,9 @@ def _correct_layer(
     layer.neuron.set_bias(bias)
 
 
-def reference_batch(ann: nn.Module, snn: nn.Module, pairs: list[LayerPair], x: torch.Tensor, steps: int,
-                    alpha: float, own_bias: bool) -> None:
+def reference_batch(
+    ann: nn.Module, snn: nn.Module, pairs: list[LayerPair], x: torch.Tensor, steps: int, alpha: float, own_bias: bool
+) -> None:
     """One calibration batch the official way: for each IF layer in order, whole ANN and SNN forwards
     (the SNN's neurons inside :func:`official_if_neurons`) and that layer's bias correction."""
     for pair in pairs:

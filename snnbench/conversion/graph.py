@@ -97,8 +97,11 @@ def check_ops(gm: fx.GraphModule) -> None:
             ok = True
         if not ok:
             op = _describe(node, modules)
-            hint = _ALTERNATIVES.get(op, "supported: conv, linear, BatchNorm, ReLU, average / adaptive-average "
-                                         "pooling, max pooling (nn.MaxPool2d), residual add, flatten, dropout")
+            hint = _ALTERNATIVES.get(
+                op,
+                "supported: conv, linear, BatchNorm, ReLU, average / adaptive-average "
+                "pooling, max pooling (nn.MaxPool2d), residual add, flatten, dropout",
+            )
             where = f" at {node.target!r}" if node.op == "call_module" else f" (node {node.name!r})"
             raise UnsupportedOpError(f"cannot convert op {op}{where} to an SNN; {hint}")
 

@@ -25,7 +25,9 @@ def layer_pairs(ann: nn.Module, snn: nn.Module) -> list[LayerPair]:
     for name, layer in spiking_layers(snn):
         qcfs = ann_modules.get(name)
         if not isinstance(qcfs, THRESHOLD_ACTIVATIONS):
-            raise ValueError(f"IF layer {name!r} has no activation counterpart in the ANN; was the SNN converted from it?")
+            raise ValueError(
+                f"IF layer {name!r} has no activation counterpart in the ANN; was the SNN converted from it?"
+            )
         pairs.append(LayerPair(name, qcfs, layer))
     if not pairs:
         raise ValueError("the SNN has no IF layers to calibrate")
@@ -79,9 +81,7 @@ def before_each_layer(pairs: list[LayerPair], fn: Callable[[LayerPair, torch.Ten
     ``fn`` may change the layer's bias: the layer then runs with it, so a method that calibrates in
     ``fn`` feeds the next layers with the calibrated output in the same forward pass.
     """
-    handles = [
-        p.spiking.register_forward_pre_hook(lambda _m, inputs, pair=p: fn(pair, inputs[0])) for p in pairs
-    ]
+    handles = [p.spiking.register_forward_pre_hook(lambda _m, inputs, pair=p: fn(pair, inputs[0])) for p in pairs]
     try:
         yield
     finally:

@@ -48,7 +48,9 @@ def build_ann(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.
     params = {k: v for k, v in cell.model.params.items() if k not in CONVERSION_PARAMETERS}
     if is_torchvision(cell.model.name):
         return build_torchvision(
-            cell.model.name, num_classes=bundle.num_classes, weights=params.get("weights"),
+            cell.model.name,
+            num_classes=bundle.num_classes,
+            weights=params.get("weights"),
             download=cell.dataset.download,
         ).to(device)
     # A model entry may set its own QCFS levels (ImageNet: VGG-16 L=16 beside ResNet-34 L=8).

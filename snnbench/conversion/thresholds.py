@@ -71,7 +71,9 @@ def _statistic(a: torch.Tensor, rule, steps: int, generator: torch.Generator) ->
 
 
 @torch.no_grad()
-def relu_thresholds(model: nn.Module, batches: list[torch.Tensor], rule, steps: int, momentum: float = 0.9) -> dict[str, float]:
+def relu_thresholds(
+    model: nn.Module, batches: list[torch.Tensor], rule, steps: int, momentum: float = 0.9
+) -> dict[str, float]:
     """Set the threshold of every :class:`ClipReLU` of ``model`` from its ReLU outputs on ``batches``.
 
     All layers are measured in one forward per batch of the unclipped network, as SNN Calibration

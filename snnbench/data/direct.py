@@ -36,8 +36,9 @@ def direct_cifar_transforms(name: str, augment: bool) -> tuple[Callable, Callabl
     evaluate = T.Compose([T.ToTensor(), normalize])
     if not augment:
         return evaluate, evaluate
-    train = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                       Cutout(info["cutout"]), normalize])
+    train = T.Compose(
+        [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), Cutout(info["cutout"]), normalize]
+    )
     return train, evaluate
 
 
@@ -83,10 +84,14 @@ def imagenet100_bundle(spec, data_root: Optional[Path] = None, augment: bool = F
             if keep is not None:
                 missing = [c for c in classes if not (Path(directory) / c).is_dir()]
                 if missing:
-                    raise DatasetMissingError("imagenet100", [Path(directory)],
-                                              f"the class list names folders that are not there: {missing[:5]}")
+                    raise DatasetMissingError(
+                        "imagenet100",
+                        [Path(directory)],
+                        f"the class list names folders that are not there: {missing[:5]}",
+                    )
                 index = {c: i for i, c in enumerate(classes)}
             return classes, index
 
-    return imagefolder_bundle("imagenet100", folder, Subset100, spec, augment,
-                              {"root": str(folder), "class_list": keep is not None})
+    return imagefolder_bundle(
+        "imagenet100", folder, Subset100, spec, augment, {"root": str(folder), "class_list": keep is not None}
+    )

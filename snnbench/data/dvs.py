@@ -49,8 +49,9 @@ def resize_frames(frames: torch.Tensor, size: int = FRAME_SIZE) -> torch.Tensor:
     return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def flip_and_roll(frames: torch.Tensor, generator: Optional[torch.Generator] = None,
-                  max_shift: int = ROLL_PX) -> torch.Tensor:
+def flip_and_roll(
+    frames: torch.Tensor, generator: Optional[torch.Generator] = None, max_shift: int = ROLL_PX
+) -> torch.Tensor:
     """TET's DVS-CIFAR10 training augmentation: horizontal flip (p = 0.5), roll by up to ±max_shift px.
 
     Draws from torch's RNG, which DataLoader seeds per worker and epoch (a module-level
@@ -95,8 +96,16 @@ def _has_files(folder: Path, pattern: str) -> bool:
 
 
 def _bundle(name: str, train: Dataset, test: Dataset, spec, classes: int, steps: int, info: dict) -> DataBundle:
-    return limited_bundle(name, train, test, spec, num_classes=classes,
-                          input_shape=(SENSOR[2], FRAME_SIZE, FRAME_SIZE), steps=steps, info=info)
+    return limited_bundle(
+        name,
+        train,
+        test,
+        spec,
+        num_classes=classes,
+        input_shape=(SENSOR[2], FRAME_SIZE, FRAME_SIZE),
+        steps=steps,
+        info=info,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,8 +120,9 @@ def _tonic_events(root: Path) -> Path:
     return root / "CIFAR10DVS"
 
 
-def dvs_cifar10_bundle(spec, data_root: Optional[Path] = None, augment: bool = False,
-                       steps: int = DVS_CIFAR10_STEPS) -> DataBundle:
+def dvs_cifar10_bundle(
+    spec, data_root: Optional[Path] = None, augment: bool = False, steps: int = DVS_CIFAR10_STEPS
+) -> DataBundle:
     root = resolve_data_root(data_root or spec.root)
     frames_dir, events_dir = _spikingjelly_frames(root, steps), _tonic_events(root)
     hint = (
@@ -131,8 +141,16 @@ def dvs_cifar10_bundle(spec, data_root: Optional[Path] = None, augment: bool = F
         source = "spikingjelly frames"
     else:
         searched = [frames_dir, events_dir]
-        tonic, CIFAR10DVS = tonic_reader("dvs_cifar10", "DVS-CIFAR10", "CIFAR10DVS", [events_dir],
-                                         lambda f: _has_files(f, "*/*.aedat4"), spec, hint, searched=searched)
+        tonic, CIFAR10DVS = tonic_reader(
+            "dvs_cifar10",
+            "DVS-CIFAR10",
+            "CIFAR10DVS",
+            [events_dir],
+            lambda f: _has_files(f, "*/*.aedat4"),
+            spec,
+            hint,
+            searched=searched,
+        )
         events = open_tonic(lambda: CIFAR10DVS(str(root)), "dvs_cifar10", searched, hint)
         order = sorted(range(len(events.data)), key=lambda i: (events.targets[i], events.data[i]))
         files, labels = order, [int(events.targets[i]) for i in order]
@@ -158,12 +176,15 @@ def _has_npy(folder: Path) -> bool:
     return _has_files(folder, "*/*.npy")
 
 
-def dvs_gesture_bundle(spec, data_root: Optional[Path] = None, augment: bool = False,
-                       steps: int = DVS_GESTURE_STEPS) -> DataBundle:
+def dvs_gesture_bundle(
+    spec, data_root: Optional[Path] = None, augment: bool = False, steps: int = DVS_GESTURE_STEPS
+) -> DataBundle:
     root = resolve_data_root(data_root or spec.root)
     folders = [_gesture_folder(root, True), _gesture_folder(root, False)]
-    hint = download_hint(f"unpack tonic's ibmGestureTrain.tar.gz and ibmGestureTest.tar.gz (user*/<label>.npy) "
-                         f"into {root / 'DVSGesture'}")
+    hint = download_hint(
+        f"unpack tonic's ibmGestureTrain.tar.gz and ibmGestureTest.tar.gz (user*/<label>.npy) "
+        f"into {root / 'DVSGesture'}"
+    )
     tonic, DVSGesture = tonic_reader("dvs_gesture", "DVS128 Gesture", "DVSGesture", folders, _has_npy, spec, hint)
 
     to_frame = tonic.transforms.ToFrame(sensor_size=SENSOR, n_time_bins=steps)

@@ -101,8 +101,13 @@ def _data_folder(ds) -> Path:
     return Path(ds.location_on_system) / ds.folder_name
 
 
-def local_tonic_class(base, present: Callable[[Path], bool], may_download: bool, missing: Callable[[], Exception],
-                      where: Callable[[Dataset], Path] = _data_folder):
+def local_tonic_class(
+    base,
+    present: Callable[[Path], bool],
+    may_download: bool,
+    missing: Callable[[], Exception],
+    where: Callable[[Dataset], Path] = _data_folder,
+):
     """``base`` (a tonic dataset class) that trusts the unpacked files ``present`` finds at ``where``
     (its data folder unless told otherwise) and downloads only when ``may_download`` (else raises
     ``missing()``). Tonic insists on its archives and file counts before it reads anything; the presence
@@ -126,8 +131,18 @@ def download_hint(unpack: str) -> str:
     return f"set `download: true` for the dataset in the suite (tonic fetches it), or {unpack}"
 
 
-def tonic_reader(name: str, what: str, cls_name: str, checked: list[Path], present: Callable[[Path], bool], spec,
-                 hint: str, *, searched: Optional[list[Path]] = None, where: Callable[[Dataset], Path] = _data_folder):
+def tonic_reader(
+    name: str,
+    what: str,
+    cls_name: str,
+    checked: list[Path],
+    present: Callable[[Path], bool],
+    spec,
+    hint: str,
+    *,
+    searched: Optional[list[Path]] = None,
+    where: Callable[[Dataset], Path] = _data_folder,
+):
     """``(tonic, class)``: tonic's dataset class ``cls_name`` made local (:func:`local_tonic_class`) once
     every path of ``checked`` passes ``present`` or the suite lets tonic download; otherwise the
     missing-data error of ``name`` naming ``searched`` (default ``checked``) and ``hint``."""
@@ -177,8 +192,9 @@ def _has_bins(folder: Path) -> bool:
 def nmnist_bundle(spec, data_root: Optional[Path] = None, augment: bool = False):
     root = resolve_data_root(data_root or spec.root)
     folders = [_nmnist_folder(root, True), _nmnist_folder(root, False)]
-    hint = download_hint(f"unpack the N-MNIST Train/ and Test/ folders (digit sub-folders of .bin files) into "
-                         f"{root / 'NMNIST'}")
+    hint = download_hint(
+        f"unpack the N-MNIST Train/ and Test/ folders (digit sub-folders of .bin files) into {root / 'NMNIST'}"
+    )
     _, NMNIST = tonic_reader("nmnist", "N-MNIST", "NMNIST", folders, _has_bins, spec, hint)
 
     def load(train: bool) -> Dataset:
@@ -187,8 +203,16 @@ def nmnist_bundle(spec, data_root: Optional[Path] = None, augment: bool = False)
         return BinnedEvents(ds, channels, NMNIST_STEPS, NMNIST_DT_US, NMNIST_SIDE * NMNIST_SIDE, *_binning(spec, train))
 
     info = {"source": "tonic", "root": str(root), "dt_ms": 1.0, "polarity": "folded", **_binning_info(spec)}
-    return sequence_bundle("nmnist", load(True), load(False), spec, num_classes=10,
-                           inputs=NMNIST_SIDE * NMNIST_SIDE, steps=NMNIST_STEPS, info=info)
+    return sequence_bundle(
+        "nmnist",
+        load(True),
+        load(False),
+        spec,
+        num_classes=10,
+        inputs=NMNIST_SIDE * NMNIST_SIDE,
+        steps=NMNIST_STEPS,
+        info=info,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,13 +228,22 @@ def shd_bundle(spec, data_root: Optional[Path] = None, augment: bool = False):
     files = [_shd_file(root, True), _shd_file(root, False)]
     hint = download_hint(f"put shd_train.h5 and shd_test.h5 (unzipped, from zenkelab.org) in {root / 'SHD'}")
     # tonic also wants the .zip it downloaded; the unpacked .h5 is all it reads.
-    _, SHD = tonic_reader("shd", "SHD", "SHD", files, Path.is_file, spec, hint,
-                          where=lambda ds: Path(ds.location_on_system, ds.data_filename))
+    _, SHD = tonic_reader(
+        "shd",
+        "SHD",
+        "SHD",
+        files,
+        Path.is_file,
+        spec,
+        hint,
+        where=lambda ds: Path(ds.location_on_system, ds.data_filename),
+    )
 
     def load(train: bool) -> Dataset:
         ds = open_tonic(lambda: SHD(str(root), train=train), "shd", files, hint)
         return BinnedEvents(ds, lambda ev: ev["x"], SHD_STEPS, SHD_DT_US, SHD_CHANNELS, *_binning(spec, train))
 
     info = {"source": "tonic", "root": str(root), "dt_ms": 2.0, **_binning_info(spec)}
-    return sequence_bundle("shd", load(True), load(False), spec, num_classes=20, inputs=SHD_CHANNELS,
-                           steps=SHD_STEPS, info=info)
+    return sequence_bundle(
+        "shd", load(True), load(False), spec, num_classes=20, inputs=SHD_CHANNELS, steps=SHD_STEPS, info=info
+    )

@@ -57,8 +57,17 @@ def limit(ds: Dataset, n: Optional[int]) -> Dataset:
     return Subset(ds, range(n))
 
 
-def limited_bundle(name: str, train: Dataset, test: Dataset, spec, *, num_classes: int,
-                   input_shape: tuple[int, ...], steps: int, info: dict[str, Any]) -> DataBundle:
+def limited_bundle(
+    name: str,
+    train: Dataset,
+    test: Dataset,
+    spec,
+    *,
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    steps: int,
+    info: dict[str, Any],
+) -> DataBundle:
     """A bundle of ``steps``-step data with the suite's limits; the (limited) train split calibrates."""
     train = limit(train, spec.limit_train)
     return DataBundle(
@@ -73,11 +82,13 @@ def limited_bundle(name: str, train: Dataset, test: Dataset, spec, *, num_classe
     )
 
 
-def sequence_bundle(name: str, train: Dataset, test: Dataset, spec, *, num_classes: int, inputs: int,
-                    steps: int, info: dict[str, Any]) -> DataBundle:
+def sequence_bundle(
+    name: str, train: Dataset, test: Dataset, spec, *, num_classes: int, inputs: int, steps: int, info: dict[str, Any]
+) -> DataBundle:
     """A bundle of spike-train data ``[T, inputs]`` (training track), with the suite's limits."""
-    return limited_bundle(name, train, test, spec, num_classes=num_classes, input_shape=(inputs,), steps=steps,
-                          info=info)
+    return limited_bundle(
+        name, train, test, spec, num_classes=num_classes, input_shape=(inputs,), steps=steps, info=info
+    )
 
 
 def load_dataset(spec, data_root: Optional[Path] = None, augment: bool = False) -> DataBundle:

@@ -25,7 +25,9 @@ LATENCY_STEPS = 100
 NEVER = np.iinfo(np.int16).max
 
 
-def latency_times(x: np.ndarray, tau: float = TAU_EFF_STEPS, thr: float = THRESHOLD, steps: int = LATENCY_STEPS) -> np.ndarray:
+def latency_times(
+    x: np.ndarray, tau: float = TAU_EFF_STEPS, thr: float = THRESHOLD, steps: int = LATENCY_STEPS
+) -> np.ndarray:
     """Spike step of every pixel (int16); ``NEVER`` for pixels below ``thr`` or firing at/after ``steps``."""
     x = np.asarray(x, dtype=np.float64)
     if x.size and (x.min() < 0 or x.max() > 1):
@@ -62,8 +64,9 @@ def _bundle(name: str, train: Dataset, test: Dataset, spec, num_classes: int, in
     from snnbench.data.registry import sequence_bundle
 
     latency = {"encoding": "latency", "tau_eff_ms": 20.0, "threshold": THRESHOLD, "dt_ms": 1.0, **info}
-    return sequence_bundle(name, train, test, spec, num_classes=num_classes, inputs=inputs,
-                           steps=LATENCY_STEPS, info=latency)
+    return sequence_bundle(
+        name, train, test, spec, num_classes=num_classes, inputs=inputs, steps=LATENCY_STEPS, info=latency
+    )
 
 
 def digits_spiking_bundle(spec, data_root: Optional[Path] = None, augment: bool = False):
@@ -113,7 +116,9 @@ def fmnist_bundle(spec, data_root: Optional[Path] = None, augment: bool = False)
         try:
             torchvision.datasets.FashionMNIST(str(root), train=True, download=True)
         except Exception as err:  # network errors come in many types
-            raise DatasetMissingError("fmnist", root / "FashionMNIST" / "raw", f"{hint} (download failed: {err})") from err
+            raise DatasetMissingError(
+                "fmnist", root / "FashionMNIST" / "raw", f"{hint} (download failed: {err})"
+            ) from err
 
     def encode(train: bool) -> LatencySpikeDataset:
         ds = torchvision.datasets.FashionMNIST(str(root), train=train, download=False)
@@ -154,6 +159,13 @@ def synthetic_spiking_bundle(spec, data_root: Optional[Path] = None, augment: bo
 
     s = SYNTHETIC_SPIKING
     make = lambda n, offset: SyntheticSpikeDataset(n, offset, s["inputs"], s["classes"], s["steps"])  # noqa: E731
-    return sequence_bundle("synthetic_spiking", make(spec.limit_train or s["train"], 0),
-                           make(spec.limit_test or s["test"], 10**6), spec, num_classes=s["classes"],
-                           inputs=s["inputs"], steps=s["steps"], info={"source": "synthetic", "shapes": "shd"})
+    return sequence_bundle(
+        "synthetic_spiking",
+        make(spec.limit_train or s["train"], 0),
+        make(spec.limit_test or s["test"], 10**6),
+        spec,
+        num_classes=s["classes"],
+        inputs=s["inputs"],
+        steps=s["steps"],
+        info={"source": "synthetic", "shapes": "shd"},
+    )

@@ -183,8 +183,9 @@ class CIFARBatches(Dataset):
         return Image.fromarray(self.data[index]), self.targets[index]
 
 
-def _cifar_bundle(name: str, spec, data_root: Optional[Path], augment: bool,
-                  transforms: Optional[tuple[Callable, Callable]] = None) -> DataBundle:
+def _cifar_bundle(
+    name: str, spec, data_root: Optional[Path], augment: bool, transforms: Optional[tuple[Callable, Callable]] = None
+) -> DataBundle:
     """``transforms`` (train, eval) replaces the QCFS ones (the direct-training track has its own)."""
     info = _CIFAR[name]
     root = resolve_data_root(data_root or getattr(spec, "root", None))
@@ -247,10 +248,15 @@ def _image_folder(split: Path, folder_class):
     except DatasetMissingError:
         raise  # a class list naming absent folders says so itself
     except (FileNotFoundError, OSError) as err:
-        empty = sorted(
-            str(d) for d in split.iterdir()
-            if d.is_dir() and not any(f.suffix.lower() in IMG_EXTENSIONS for f in d.rglob("*") if f.is_file())
-        ) if split.is_dir() else []
+        empty = (
+            sorted(
+                str(d)
+                for d in split.iterdir()
+                if d.is_dir() and not any(f.suffix.lower() in IMG_EXTENSIONS for f in d.rglob("*") if f.is_file())
+            )
+            if split.is_dir()
+            else []
+        )
         if empty:
             shown = ", ".join(empty[:5]) + (f" (+{len(empty) - 5} more)" if len(empty) > 5 else "")
             raise UnusableFileError(

@@ -70,9 +70,7 @@ def translate_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) ->
         mapped[name] = value
     # Old BatchNorm checkpoints lack the step counter; it has no effect on eval-mode outputs. Official
     # QCFS checkpoints lack the levels snnbench stores (``_extra_state``); load_checkpoint warns.
-    missing = [
-        k for k in target if k not in mapped and not k.endswith(("num_batches_tracked", "_extra_state"))
-    ]
+    missing = [k for k in target if k not in mapped and not k.endswith(("num_batches_tracked", "_extra_state"))]
     mismatched = []
     for name, value in mapped.items():
         want = target[name]

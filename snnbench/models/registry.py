@@ -103,10 +103,12 @@ def spiking_model_parameters(name: str) -> set[str]:
     return set(inspect.signature(_spiking_factory(name)).parameters) - _SPIKING_BUILDER_ARGS
 
 
-def build_spiking_model(name: str, *, num_classes: int, in_channels: int, neuron: dict[str, Any],
-                        **params: Any) -> nn.Module:
+def build_spiking_model(
+    name: str, *, num_classes: int, in_channels: int, neuron: dict[str, Any], **params: Any
+) -> nn.Module:
     unknown = sorted(set(params) - spiking_model_parameters(name))
     if unknown:
-        raise ValueError(f"model {name!r} takes no parameter(s) {unknown}; it accepts "
-                         f"{sorted(spiking_model_parameters(name))}")
+        raise ValueError(
+            f"model {name!r} takes no parameter(s) {unknown}; it accepts {sorted(spiking_model_parameters(name))}"
+        )
     return _spiking_factory(name)(num_classes=num_classes, in_channels=in_channels, neuron=neuron, **params)

@@ -102,14 +102,20 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avg_pool(x), 1))
 
 
-def resnet20(levels: int = 4, num_classes: int = 10, in_channels: int = 3, width: int = 16, stem: str = "cifar") -> ResNet:
+def resnet20(
+    levels: int = 4, num_classes: int = 10, in_channels: int = 3, width: int = 16, stem: str = "cifar"
+) -> ResNet:
     """ResNet-20 for CIFAR: three stages of 3 blocks, widths ``width``, 2×, 4× (16 or 64 in papers)."""
     return ResNet((3, 3, 3), levels, num_classes, in_channels, width, stem)
 
 
-def resnet18(levels: int = 4, num_classes: int = 10, in_channels: int = 3, width: int = 64, stem: str = "cifar") -> ResNet:
+def resnet18(
+    levels: int = 4, num_classes: int = 10, in_channels: int = 3, width: int = 64, stem: str = "cifar"
+) -> ResNet:
     return ResNet((2, 2, 2, 2), levels, num_classes, in_channels, width, stem)
 
 
-def resnet34(levels: int = 4, num_classes: int = 10, in_channels: int = 3, width: int = 64, stem: str = "cifar") -> ResNet:
+def resnet34(
+    levels: int = 4, num_classes: int = 10, in_channels: int = 3, width: int = 64, stem: str = "cifar"
+) -> ResNet:
     return ResNet((3, 4, 6, 3), levels, num_classes, in_channels, width, stem)

@@ -230,18 +230,44 @@ def lif_layers(model: nn.Module) -> dict[str, MultiStepLIF]:
     return {name: m for name, m in model.named_modules() if isinstance(m, MultiStepLIF)}
 
 
-def spiking_cnn_small(num_classes: int, in_channels: int = 1, *, neuron=None, image_size: int = 8,
-                      channels: tuple[int, int] = (16, 32), norm: str = "tdbn", tdbn_alpha: float = 1.0) -> nn.Module:
-    return SmallSpikingCNN(num_classes, in_channels, image_size, tuple(channels), neuron=neuron, norm=norm,
-                           tdbn_alpha=tdbn_alpha)
+def spiking_cnn_small(
+    num_classes: int,
+    in_channels: int = 1,
+    *,
+    neuron=None,
+    image_size: int = 8,
+    channels: tuple[int, int] = (16, 32),
+    norm: str = "tdbn",
+    tdbn_alpha: float = 1.0,
+) -> nn.Module:
+    return SmallSpikingCNN(
+        num_classes, in_channels, image_size, tuple(channels), neuron=neuron, norm=norm, tdbn_alpha=tdbn_alpha
+    )
 
 
-def vggsnn(num_classes: int, in_channels: int = 2, *, neuron=None, image_size: int = 48, norm: str = "tdbn",
-           tdbn_alpha: float = 1.0) -> nn.Module:
+def vggsnn(
+    num_classes: int,
+    in_channels: int = 2,
+    *,
+    neuron=None,
+    image_size: int = 48,
+    norm: str = "tdbn",
+    tdbn_alpha: float = 1.0,
+) -> nn.Module:
     return VGGSNN(num_classes, in_channels, image_size, neuron=neuron, norm=norm, tdbn_alpha=tdbn_alpha)
 
 
-def resnet19(num_classes: int, in_channels: int = 3, *, neuron=None, stem: int = 64, width: float = 1.0,
-             blocks: tuple[int, int, int] = (3, 3, 2), norm: str = "tdbn", tdbn_alpha: float = 1.0) -> nn.Module:
-    return ResNet19(num_classes, in_channels, stem, width, tuple(blocks), neuron=neuron, norm=norm,
-                    tdbn_alpha=tdbn_alpha)
+def resnet19(
+    num_classes: int,
+    in_channels: int = 3,
+    *,
+    neuron=None,
+    stem: int = 64,
+    width: float = 1.0,
+    blocks: tuple[int, int, int] = (3, 3, 2),
+    norm: str = "tdbn",
+    tdbn_alpha: float = 1.0,
+) -> nn.Module:
+    return ResNet19(
+        num_classes, in_channels, stem, width, tuple(blocks), neuron=neuron, norm=norm, tdbn_alpha=tdbn_alpha
+    )

@@ -22,7 +22,7 @@ def is_torchvision(name: str) -> bool:
 
 
 def architecture(name: str) -> str:
-    arch = name[len(PREFIX):]
+    arch = name[len(PREFIX) :]
     import torchvision
 
     available = torchvision.models.list_models(module=torchvision.models)

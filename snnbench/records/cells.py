@@ -46,10 +46,7 @@ class Cell:
         # Where the data lives does not change the result; the device does (every timing), so a
         # CPU record never makes a GPU run skip its cell.
         cfg["dataset"] = {k: v for k, v in cfg["dataset"].items() if k not in ("root", "download")}
-        return (
-            f"{self.dataset.name}/{self.model.name}/{self.method.name}/seed={self.seed}"
-            f"/{config_hash(cfg)}"
-        )
+        return f"{self.dataset.name}/{self.model.name}/{self.method.name}/seed={self.seed}/{config_hash(cfg)}"
 
 
 def expand(suite: Suite) -> list[Cell]:

@@ -30,9 +30,7 @@ def git_sha() -> Optional[str]:
     if not (root / ".git").exists():
         return os.environ.get("SNNBENCH_GIT_SHA") or None
     try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:

@@ -19,9 +19,16 @@ FREE_TEXT = ("note", "*_note", "comment")
 
 # Field names of bench files written before the shared harness (schema 1) and their current names,
 # so that an old file compares with a new one.
-OLD_NAMES = {"ms": "median_ms", "frac_copy_bw": "frac_of_ceiling", "frac_of_copy": "frac_of_ceiling",
-             "ceiling_fraction": "frac_of_ceiling", "graph_frac_copy_bw": "graph_frac_of_ceiling",
-             "copy_gbps": "ceiling_gbps", "bwd_bytes": "bytes", "bwd_gbps": "gbps"}  # the last two: bench sparse
+OLD_NAMES = {
+    "ms": "median_ms",
+    "frac_copy_bw": "frac_of_ceiling",
+    "frac_of_copy": "frac_of_ceiling",
+    "ceiling_fraction": "frac_of_ceiling",
+    "graph_frac_copy_bw": "graph_frac_of_ceiling",
+    "copy_gbps": "ceiling_gbps",
+    "bwd_bytes": "bytes",
+    "bwd_gbps": "gbps",
+}  # the last two: bench sparse
 
 
 def current_names(row: dict[str, Any]) -> dict[str, Any]:
@@ -40,8 +47,10 @@ def is_measurement(name: str, value: Any) -> bool:
 def row_key(row: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     """The identifying fields of a row, sorted by name (hashable)."""
     return tuple(
-        (k, row[k]) for k in sorted(row)
-        if not is_measurement(k, row[k]) and not isinstance(row[k], (dict, list))
+        (k, row[k])
+        for k in sorted(row)
+        if not is_measurement(k, row[k])
+        and not isinstance(row[k], (dict, list))
         and not any(fnmatchcase(k, p) for p in FREE_TEXT)
     )
 

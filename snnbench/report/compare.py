@@ -109,8 +109,19 @@ class Comparison:
         import pandas as pd
 
         return pd.DataFrame(
-            [{"cell": c.cell, "metric": c.metric, "base": c.base, "new": c.new, "change_pct": c.change_pct,
-              "direction": c.direction, "tolerance": str(c.tolerance), "status": c.status} for c in self.changes],
+            [
+                {
+                    "cell": c.cell,
+                    "metric": c.metric,
+                    "base": c.base,
+                    "new": c.new,
+                    "change_pct": c.change_pct,
+                    "direction": c.direction,
+                    "tolerance": str(c.tolerance),
+                    "status": c.status,
+                }
+                for c in self.changes
+            ],
             columns=["cell", "metric", "base", "new", "change_pct", "direction", "tolerance", "status"],
         )
 
@@ -191,13 +202,9 @@ def compare_cells(
     ignore: Sequence[str] = (),
 ) -> Comparison:
     if base.kind != new.kind:
-        raise UnusableInput(
-            f"different kinds of file: {base.path} is a {base.kind} file, {new.path} a {new.kind} file"
-        )
+        raise UnusableInput(f"different kinds of file: {base.path} is a {base.kind} file, {new.path} a {new.kind} file")
     if base.kind == "results" and base.schema and new.schema and base.schema != new.schema:
-        raise UnusableInput(
-            f"different record schemas: {base.path} has {base.schema}, {new.path} has {new.schema}"
-        )
+        raise UnusableInput(f"different record schemas: {base.path} has {base.schema}, {new.path} has {new.schema}")
     if base.kind == "bench":
         (bs, bb), (ns, nb) = base.schema, new.schema
         if bs is not None and ns is not None and bs != ns:
@@ -213,7 +220,9 @@ def compare_cells(
         )
     warnings = []
     if base.card and new.card and base.card != new.card:
-        warnings.append(f"different hardware: baseline ran on {base.card}, new on {new.card}; timings are not comparable")
+        warnings.append(
+            f"different hardware: baseline ran on {base.card}, new on {new.card}; timings are not comparable"
+        )
     changes = []
     for cell in common:
         b, n = base.cells[cell], new.cells[cell]
@@ -246,8 +255,15 @@ def compare_files(
 
 
 _STATUS_ORDER = {"regressed": 0, "missing": 1, "improved": 2, "within": 3, "info": 4, "added": 5, "same": 6}
-_STATUS_STYLE = {"regressed": "bold red", "missing": "red", "improved": "green", "within": "", "info": "dim",
-                 "added": "cyan", "same": "dim"}
+_STATUS_STYLE = {
+    "regressed": "bold red",
+    "missing": "red",
+    "improved": "green",
+    "within": "",
+    "info": "dim",
+    "added": "cyan",
+    "same": "dim",
+}
 
 
 def _num(value: Optional[float]) -> str:
@@ -269,20 +285,34 @@ def render_comparison(cmp: Comparison, show_all: bool = False):
     from rich.text import Text
 
     shown_status = set(_STATUS_ORDER) if show_all else {"regressed", "missing", "improved"}
-    rows = sorted((c for c in cmp.changes if c.status in shown_status),
-                  key=lambda c: (_STATUS_ORDER[c.status], c.cell, c.metric))
+    rows = sorted(
+        (c for c in cmp.changes if c.status in shown_status), key=lambda c: (_STATUS_ORDER[c.status], c.cell, c.metric)
+    )
     parts: list[Any] = []
     for w in cmp.warnings:
         parts.append(Text(f"warning: {w}", style="yellow"))
     if rows:
         table = Table(title=Text(f"{cmp.base.path} → {cmp.new.path}"))  # paths verbatim, never markup
-        for col, justify in (("cell", "left"), ("metric", "left"), ("baseline", "right"), ("new", "right"),
-                             ("change", "right"), ("better", "left"), ("tolerance", "right"), ("status", "left")):
+        for col, justify in (
+            ("cell", "left"),
+            ("metric", "left"),
+            ("baseline", "right"),
+            ("new", "right"),
+            ("change", "right"),
+            ("better", "left"),
+            ("tolerance", "right"),
+            ("status", "left"),
+        ):
             table.add_column(col, justify=justify)
         for c in rows:
             table.add_row(
-                Text(c.cell), Text(c.metric), _num(c.base), _num(c.new), _pct(c.change_pct),
-                c.direction or "–", str(c.tolerance) if c.direction else "–",
+                Text(c.cell),
+                Text(c.metric),
+                _num(c.base),
+                _num(c.new),
+                _pct(c.change_pct),
+                c.direction or "–",
+                str(c.tolerance) if c.direction else "–",
                 Text(c.status.upper() if c.status == "regressed" else c.status, style=_STATUS_STYLE[c.status]),
             )
         parts.append(table)

@@ -85,8 +85,6 @@ def flat_names(frame: pd.DataFrame) -> list[str]:
     return [m if pd.isna(t) else f"{m}.{int(t)}" for m, t in zip(frame["metric"], frame["T"])]
 
 
-
-
 def mean_std(frame: pd.DataFrame, by: Sequence[str], columns: Iterable[str], **more: Any) -> pd.DataFrame:
     """Mean ± std over seeds, the one place it is computed: per group of ``by`` (in order of first
     appearance; a missing key is a group of its own), columns ``<c>`` (mean, missing values skipped) and

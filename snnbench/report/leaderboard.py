@@ -68,10 +68,16 @@ def rows_markdown(rows: Sequence[dict[str, Any]], headline: Optional[Sequence[st
 
 def summary_markdown(bench: BenchFile) -> str:
     """The file's own ``summary`` (or its top-level numbers) as a key / value list."""
-    source = bench.meta.get("summary") if isinstance(bench.meta.get("summary"), dict) else {
-        k: v for k, v in bench.meta.items() if not isinstance(v, (dict, list, str))
-    }
-    items = [(k, v) for k, v in leaves(source, keep=lambda v: isinstance(v, (int, float, bool)) or v is None, sort=False) if k]
+    source = (
+        bench.meta.get("summary")
+        if isinstance(bench.meta.get("summary"), dict)
+        else {k: v for k, v in bench.meta.items() if not isinstance(v, (dict, list, str))}
+    )
+    items = [
+        (k, v)
+        for k, v in leaves(source, keep=lambda v: isinstance(v, (int, float, bool)) or v is None, sort=False)
+        if k
+    ]
     if not items:
         return ""
     return "\n".join(f"- `{k}`: {_fmt(v)}" for k, v in items) + "\n"
@@ -94,8 +100,10 @@ def bench_section(bench_files: Sequence[BenchFile], root: Path) -> str:
     out = []
     for bench in bench_files:
         out.append(f"### {bench.card} — {bench.name}\n")
-        out.append(f"`{_rel(bench.path, root)}` ({_env_line(bench)}); {len(bench.rows)} rows, headline "
-                   "columns below, every field in the file.\n")
+        out.append(
+            f"`{_rel(bench.path, root)}` ({_env_line(bench)}); {len(bench.rows)} rows, headline "
+            "columns below, every field in the file.\n"
+        )
         summary = summary_markdown(bench)
         if summary:
             out.append("Summary:\n\n" + summary)
@@ -151,7 +159,9 @@ def build_page(
         "## Accuracy, speed and sparsity\n",
         render_markdown(board, heading_level=3, with_sources=False),
         "## Benchmarks\n",
-        bench_section(bench_files, root) if bench_files else "_No benchmark files yet (`snnbench bench ... --out results/bench/<gpu>`)._\n",
+        bench_section(bench_files, root)
+        if bench_files
+        else "_No benchmark files yet (`snnbench bench ... --out results/bench/<gpu>`)._\n",
     ]
     pub_bench = [s for s in sources if s.bench_rows]
     if pub_bench:
@@ -167,10 +177,13 @@ def build_page(
             parts.append(f"{s.source}:\n")
             parts.append("\n".join(f"- {line}" for line in s.claims + s.setup) + "\n")
     parts.append("## Sources\n")
-    parts.append("\n".join(
-        f"{i}. [{i}] {s.source}" + (f" — {s.url}" if s.url else "") + f" (`{_rel(s.path, root)}`)"
-        for i, s in enumerate(_cited_order(board, sources), start=1)
-    ) + "\n")
+    parts.append(
+        "\n".join(
+            f"{i}. [{i}] {s.source}" + (f" — {s.url}" if s.url else "") + f" (`{_rel(s.path, root)}`)"
+            for i, s in enumerate(_cited_order(board, sources), start=1)
+        )
+        + "\n"
+    )
     text = "\n".join(p.rstrip("\n") + "\n" for p in parts)
     return LeaderboardPage(text, problems)
 
@@ -180,4 +193,3 @@ def _cited_order(board, sources: Sequence[PublishedSource]) -> list[PublishedSou
     by_id = {s.id: s for s in sources}
     cited = [by_id[cid] for cid, _, _ in board.citations if cid in by_id]
     return cited + [s for s in sources if s not in cited]
-

@@ -62,7 +62,7 @@ class Metric:
         if name == self.name or (self.column is not None and fnmatchcase(name, self.column)):
             return True
         if self.per_t and name.startswith(self.name + "."):
-            return name[len(self.name) + 1:].isdigit()
+            return name[len(self.name) + 1 :].isdigit()
         return any(ch in self.name for ch in "*?[") and fnmatchcase(name, self.name)
 
 
@@ -80,54 +80,156 @@ def _setting(name: str, label: str = "") -> Metric:
 
 CATALOG: tuple[Metric, ...] = (
     # --- accuracy ----------------------------------------------------------------------------------
-    _acc("ann_acc", "ANN accuracy (%)", column="ANN", scope="the trained ANN, test set",
-         neurobench="ClassificationAccuracy"),
-    _acc("snn_acc", "SNN accuracy at T (%)", column="T=*", per_t=True, scope="converted SNN after T steps, test set",
-         neurobench="ClassificationAccuracy"),
-    _acc("test_acc", "test accuracy (%)", column="test_acc", scope="trained SNN, test set",
-         neurobench="ClassificationAccuracy"),
+    _acc(
+        "ann_acc",
+        "ANN accuracy (%)",
+        column="ANN",
+        scope="the trained ANN, test set",
+        neurobench="ClassificationAccuracy",
+    ),
+    _acc(
+        "snn_acc",
+        "SNN accuracy at T (%)",
+        column="T=*",
+        per_t=True,
+        scope="converted SNN after T steps, test set",
+        neurobench="ClassificationAccuracy",
+    ),
+    _acc(
+        "test_acc",
+        "test accuracy (%)",
+        column="test_acc",
+        scope="trained SNN, test set",
+        neurobench="ClassificationAccuracy",
+    ),
     # --- speed-ups and memory (leaderboard column order) -----------------------------------------
-    Metric("bwd_speedup", "higher", "x", "backward speed-up vs dense BPTT (×)", column="bwd_speedup",
-           scope="whole network, backward", headline=13),
-    Metric("step_speedup", "higher", "x", "training-step speed-up (×)", column="step_speedup",
-           scope="whole network, forward+backward+optimizer", headline=14),
-    _info("active_fraction", "1", "fraction of neurons active in backward", column="active_fraction",
-          scope="hidden layers, backward", headline=16),
+    Metric(
+        "bwd_speedup",
+        "higher",
+        "x",
+        "backward speed-up vs dense BPTT (×)",
+        column="bwd_speedup",
+        scope="whole network, backward",
+        headline=13,
+    ),
+    Metric(
+        "step_speedup",
+        "higher",
+        "x",
+        "training-step speed-up (×)",
+        column="step_speedup",
+        scope="whole network, forward+backward+optimizer",
+        headline=14,
+    ),
+    _info(
+        "active_fraction",
+        "1",
+        "fraction of neurons active in backward",
+        column="active_fraction",
+        scope="hidden layers, backward",
+        headline=16,
+    ),
     # Hidden layer 2 alone vs the dense PyTorch loop (and the fused Triton BPTT): the scope of the
     # published SparseProp / LocalZO speed-ups, which sit only in these columns.
-    Metric("layer2_bwd_speedup_vs_torch_loop", "higher", "x", "layer-2 backward speed-up vs PyTorch loop (×)",
-           column="L2_bwd_x_loop", scope="hidden layer 2, backward with input gradient, vs PyTorch loop"),
-    Metric("layer2_fwdbwd_speedup_vs_torch_loop", "higher", "x", "layer-2 fwd+bwd speed-up vs PyTorch loop (×)",
-           column="L2_fb_x_loop", scope="hidden layer 2, forward+backward, vs PyTorch loop"),
-    Metric("layer2_fwdbwd_speedup_vs_fused", "higher", "x", "layer-2 fwd+bwd speed-up vs fused BPTT (×)",
-           column="L2_fb_x_fused", scope="hidden layer 2, forward+backward, vs fused Triton BPTT"),
-    _info("layer2_active_fraction", "1", "layer-2 fraction of neurons active in backward", column="L2_active",
-          scope="hidden layer 2, backward"),
-    Metric("layer2_bwd_mem_saved_pct", "higher", "%", "layer-2 backward memory saved (%)",
-           column="L2_bwd_mem_saved_pct", scope="hidden layer 2, backward"),
+    Metric(
+        "layer2_bwd_speedup_vs_torch_loop",
+        "higher",
+        "x",
+        "layer-2 backward speed-up vs PyTorch loop (×)",
+        column="L2_bwd_x_loop",
+        scope="hidden layer 2, backward with input gradient, vs PyTorch loop",
+    ),
+    Metric(
+        "layer2_fwdbwd_speedup_vs_torch_loop",
+        "higher",
+        "x",
+        "layer-2 fwd+bwd speed-up vs PyTorch loop (×)",
+        column="L2_fb_x_loop",
+        scope="hidden layer 2, forward+backward, vs PyTorch loop",
+    ),
+    Metric(
+        "layer2_fwdbwd_speedup_vs_fused",
+        "higher",
+        "x",
+        "layer-2 fwd+bwd speed-up vs fused BPTT (×)",
+        column="L2_fb_x_fused",
+        scope="hidden layer 2, forward+backward, vs fused Triton BPTT",
+    ),
+    _info(
+        "layer2_active_fraction",
+        "1",
+        "layer-2 fraction of neurons active in backward",
+        column="L2_active",
+        scope="hidden layer 2, backward",
+    ),
+    Metric(
+        "layer2_bwd_mem_saved_pct",
+        "higher",
+        "%",
+        "layer-2 backward memory saved (%)",
+        column="L2_bwd_mem_saved_pct",
+        scope="hidden layer 2, backward",
+    ),
     Metric("bwd_mem_saved_pct", "higher", "%", "backward memory saved (%)", scope="whole network, backward"),
-    Metric("calibration_speedup", "higher", "x", "calibration speed-up vs official loop (×)",
-           column="calibration_speedup", scope="FTBC calibration"),
+    Metric(
+        "calibration_speedup",
+        "higher",
+        "x",
+        "calibration speed-up vs official loop (×)",
+        column="calibration_speedup",
+        scope="FTBC calibration",
+    ),
     # --- times ---------------------------------------------------------------------------------------
     Metric("calibrate_s", "lower", "s", "calibration time (s)", column="calibrate_s", headline=6),
     Metric("train_s", "lower", "s", "training time (s)", column="train_s"),
     Metric("fwd_ms", "lower", "ms", "forward (ms)", column="fwd_ms", scope="whole network, forward", headline=3),
     Metric("bwd_ms", "lower", "ms", "backward (ms)", column="bwd_ms", scope="whole network, backward", headline=4),
-    Metric("step_ms", "lower", "ms", "training step (ms)", column="step_ms",
-           scope="whole network, forward+backward+optimizer", headline=5),
+    Metric(
+        "step_ms",
+        "lower",
+        "ms",
+        "training step (ms)",
+        column="step_ms",
+        scope="whole network, forward+backward+optimizer",
+        headline=5,
+    ),
     Metric("peak_mem_bytes", "lower", "B", "peak memory (MiB)", column="peak_mem_MiB", scale=1.0 / 2**20),
     # --- NeuroBench workload and static metrics (descriptive: they describe the model) --------------
-    _info("neurobench.activation_sparsity", "1", "activation sparsity", column="act_sparsity",
-          neurobench="ActivationSparsity"),
-    _info("neurobench.synaptic_operations.Effective_ACs", "", "effective ACs per sample", column="eff_ACs",
-          neurobench="SynapticOperations"),
-    _info("neurobench.synaptic_operations.Effective_MACs", "", "effective MACs per sample", column="eff_MACs",
-          neurobench="SynapticOperations"),
-    _info("input_grad_zeros_pct", "%", "input-gradient zeros (%)", column="input_grad_zeros_pct",
-          scope="exact zeros of the input gradient: the first hidden layer's (spiking MLP), every LIF "
-                "input's, averaged over the run (direct track, the LocalZO paper's measure)"),
-    _info("neurobench.synaptic_operations.Dense", "", "dense synaptic operations per sample",
-          neurobench="SynapticOperations"),
+    _info(
+        "neurobench.activation_sparsity",
+        "1",
+        "activation sparsity",
+        column="act_sparsity",
+        neurobench="ActivationSparsity",
+    ),
+    _info(
+        "neurobench.synaptic_operations.Effective_ACs",
+        "",
+        "effective ACs per sample",
+        column="eff_ACs",
+        neurobench="SynapticOperations",
+    ),
+    _info(
+        "neurobench.synaptic_operations.Effective_MACs",
+        "",
+        "effective MACs per sample",
+        column="eff_MACs",
+        neurobench="SynapticOperations",
+    ),
+    _info(
+        "input_grad_zeros_pct",
+        "%",
+        "input-gradient zeros (%)",
+        column="input_grad_zeros_pct",
+        scope="exact zeros of the input gradient: the first hidden layer's (spiking MLP), every LIF "
+        "input's, averaged over the run (direct track, the LocalZO paper's measure)",
+    ),
+    _info(
+        "neurobench.synaptic_operations.Dense",
+        "",
+        "dense synaptic operations per sample",
+        neurobench="SynapticOperations",
+    ),
     _info("neurobench.footprint", "B", "memory footprint (bytes)", neurobench="Footprint"),
     _info("neurobench.connection_sparsity", "1", "connection sparsity", neurobench="ConnectionSparsity"),
     _info("neurobench.parameter_count", "", "parameters", neurobench="ParameterCount"),
@@ -148,8 +250,12 @@ CATALOG: tuple[Metric, ...] = (
     Metric("speedup", "higher", "x", "speed-up (×)", headline=12),
     Metric("speedup_vs_torch_loop", "higher", "x", "speed-up vs PyTorch loop (×)", headline=15),
     _info("final_loss", "", "final training loss"),
-    _info("input_grad_zeros_pct_layers.*", "%", "LIF-input gradient zeros per layer (%)",
-          scope="one LIF layer's input, backward, averaged over the run"),
+    _info(
+        "input_grad_zeros_pct_layers.*",
+        "%",
+        "LIF-input gradient zeros per layer (%)",
+        scope="one LIF layer's input, backward, averaged over the run",
+    ),
     _setting("lif_layers", "LIF layers"),
     _setting("layer_timing.*", "layer-timing sampling"),
     _setting("threshold_batches", "threshold batches"),
@@ -235,8 +341,13 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def leaves(value: dict[str, Any], prefix: str = "", keep: Callable[[Any], bool] = lambda v: not isinstance(v, list),
-           *, sort: bool = True) -> Iterator[tuple[str, Any]]:
+def leaves(
+    value: dict[str, Any],
+    prefix: str = "",
+    keep: Callable[[Any], bool] = lambda v: not isinstance(v, list),
+    *,
+    sort: bool = True,
+) -> Iterator[tuple[str, Any]]:
     """``("a.b.c", leaf)`` for every leaf of nested dicts that ``keep`` accepts (by default all but lists),
     keys in sorted order unless ``sort=False`` (then in the dict's own order). The one flattener of report/."""
     for key in sorted(value, key=str) if sort else value:

@@ -60,7 +60,8 @@ def _slug(*parts: str) -> str:
 
 def _has_data(fig) -> bool:
     return any(len(line.get_xdata()) for ax in fig.axes for line in ax.lines if not _is_reference(line)) or any(
-        ax.patches for ax in fig.axes)
+        ax.patches for ax in fig.axes
+    )
 
 
 def _is_reference(line) -> bool:
@@ -174,8 +175,13 @@ def _draw_accuracy(ax, mine: Sequence[dict[str, Any]], theirs: Sequence[dict[str
         ts, means, stds = _mean_std(per_t)
         line = _series(ax, ts, means, label=f"{name} (n={len(group)})")
         if len(ts) > 1 and any(stds):
-            ax.fill_between(ts, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
-                            color=line.get_color(), alpha=0.2)
+            ax.fill_between(
+                ts,
+                [m - s for m, s in zip(means, stds)],
+                [m + s for m, s in zip(means, stds)],
+                color=line.get_color(),
+                alpha=0.2,
+            )
         drawn |= set(ts)
     anns = [r["metrics"]["ann_acc"] for r in mine if is_number(r["metrics"].get("ann_acc"))]
     if anns:
@@ -245,7 +251,9 @@ SPEEDUP_FIELDS = ("bwd_speedup", "speedup", "backward_speedup")
 
 def _is_dense(row: dict[str, Any]) -> bool:
     speedup = row.get("bwd_speedup", row.get("speedup"))
-    return str(row.get("impl", "")).startswith("dense_pytorch") or (row.get("active_fraction") == 1.0 and speedup == 1.0)
+    return str(row.get("impl", "")).startswith("dense_pytorch") or (
+        row.get("active_fraction") == 1.0 and speedup == 1.0
+    )
 
 
 def _at_main_setpoint(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -261,8 +269,11 @@ def _at_main_setpoint(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _setpoint_note(rows: Sequence[dict[str, Any]]) -> str:
     kept = _at_main_setpoint(rows)
-    notes = [f"{n.replace('_', ' ')} = {next(r[n] for r in kept if n in r)}" for n in SET_POINT_FIELDS
-             if any(n in r for r in kept)]
+    notes = [
+        f"{n.replace('_', ' ')} = {next(r[n] for r in kept if n in r)}"
+        for n in SET_POINT_FIELDS
+        if any(n in r for r in kept)
+    ]
     return f", {', '.join(notes)}" if notes else ""
 
 
@@ -279,8 +290,11 @@ def _bench_series(
     for row in rows:
         if not (is_number(row.get(x)) and is_number(row.get(y))):
             continue
-        ids = [(k, v) for k, v in sorted(row.items())
-               if k not in skip and not is_measurement(k, v) and not isinstance(v, (dict, list))]
+        ids = [
+            (k, v)
+            for k, v in sorted(row.items())
+            if k not in skip and not is_measurement(k, v) and not isinstance(v, (dict, list))
+        ]
         series[_ids_label(ids) or label(y)].append((float(row[x]), float(row[y])))
     return {k: sorted(v) for k, v in series.items()}
 
@@ -299,19 +313,31 @@ def _log_log(ax, xlabel: str, ylabel: str) -> None:
 
 
 def _published_hidden_points(ax, pub: Sequence[dict[str, Any]], dataset: Any) -> None:
-    here = [(float(h.group(1)), r) for r in pub if r["dataset"] == dataset
-            for h in [re.search(r"hidden=(\d+)", r.get("variant") or "")] if h]
+    here = [
+        (float(h.group(1)), r)
+        for r in pub
+        if r["dataset"] == dataset
+        for h in [re.search(r"hidden=(\d+)", r.get("variant") or "")]
+        if h
+    ]
     if not here:
         return
-    ax.plot([h for h, _ in here], [r["metrics"]["bwd_speedup"] for _, r in here], linestyle="none", marker="x",
-            color="black", label=f"{here[0][1]['method']} — published")
+    ax.plot(
+        [h for h, _ in here],
+        [r["metrics"]["bwd_speedup"] for _, r in here],
+        linestyle="none",
+        marker="x",
+        color="black",
+        label=f"{here[0][1]['method']} — published",
+    )
     for h, r in here:
         note = ", ".join(p for p in (r.get("variant") or "").split(", ") if not p.startswith("hidden="))
         ax.annotate(note, (h, r["metrics"]["bwd_speedup"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
 
 
-def build_speedup_vs_hidden_records(training: Sequence[dict[str, Any]], pub: Sequence[dict[str, Any]],
-                                    skipped: list[str]) -> list[Figure]:
+def build_speedup_vs_hidden_records(
+    training: Sequence[dict[str, Any]], pub: Sequence[dict[str, Any]], skipped: list[str]
+) -> list[Figure]:
     plt = _plt()
     figures: list[Figure] = []
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
@@ -363,7 +389,9 @@ def build_speedup_vs_hidden_bench(bench: BenchFile, skipped: list[str]) -> list[
         ax.set_title(f"per {_human(kind)}" if kind else "", fontsize=10)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel(label(field_name))
-    fig.suptitle(f"Backward speed-up vs hidden size — {bench.name} benchmark{_setpoint_note(bench.rows)} ({bench.card})")
+    fig.suptitle(
+        f"Backward speed-up vs hidden size — {bench.name} benchmark{_setpoint_note(bench.rows)} ({bench.card})"
+    )
     fig.tight_layout()
     figures: list[Figure] = []
     stem = _slug("bwd_speedup_vs_hidden", bench.name, bench.card)
@@ -390,31 +418,49 @@ def _active_fraction_points(training, sparse_files) -> dict[str, dict[str, list[
         hidden = max(counts, key=lambda h: (len(counts[h]), str(h)))
         chosen = [r for r in rows if r.get("hidden") == hidden]
         where = f", hidden {hidden}" if hidden is not None else ""
-        series = _bench_series(chosen, "active_fraction", _speedup_field(b.rows), exclude=("hidden",) + SET_POINT_FIELDS)
+        series = _bench_series(
+            chosen, "active_fraction", _speedup_field(b.rows), exclude=("hidden",) + SET_POINT_FIELDS
+        )
         for name, pts in series.items():
             points[b.card][f"{b.name} benchmark{where}: {name}"].extend(pts)
     return points
 
 
 def _published_active_points(ax, pub: Sequence[dict[str, Any]]) -> None:
-    pts = sorted((r["metrics"]["active_fraction"], r["metrics"]["bwd_speedup"], r["dataset"], r.get("variant") or "")
-                 for r in pub if is_number(r["metrics"].get("active_fraction")))
+    pts = sorted(
+        (r["metrics"]["active_fraction"], r["metrics"]["bwd_speedup"], r["dataset"], r.get("variant") or "")
+        for r in pub
+        if is_number(r["metrics"].get("active_fraction"))
+    )
     if not pts:
         return
     # Points from different datasets and settings: markers with labels, not one curve.
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle="none", marker="x", color="black",
-            label="SparseProp — published")
+    ax.plot(
+        [p[0] for p in pts],
+        [p[1] for p in pts],
+        linestyle="none",
+        marker="x",
+        color="black",
+        label="SparseProp — published",
+    )
     for af, speed, dataset, variant in pts:
         hidden = re.search(r"hidden=(\d+)", variant)
-        ax.annotate(f"{dataset}{' h' + hidden.group(1) if hidden else ''}", (af, speed), fontsize=6,
-                    xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            f"{dataset}{' h' + hidden.group(1) if hidden else ''}",
+            (af, speed),
+            fontsize=6,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
 
 
 def build_speedup_vs_active(training, sparse_files, pub, skipped: list[str]) -> list[Figure]:
     by_card = _active_fraction_points(training, sparse_files)
     if not by_card:
-        skipped.append("speed-up vs active fraction: no records or benchmark rows with both "
-                       "active_fraction and a backward speed-up")
+        skipped.append(
+            "speed-up vs active fraction: no records or benchmark rows with both "
+            "active_fraction and a backward speed-up"
+        )
         return []
     plt = _plt()
     figures: list[Figure] = []
@@ -443,15 +489,23 @@ FRACTION_FIELDS = ("frac_of_ceiling", "frac_of_copy", "frac_copy_bw")
 
 def _bandwidth_rows(bench: BenchFile) -> tuple[Optional[str], list[dict[str, Any]]]:
     frac = next((f for f in FRACTION_FIELDS if any(is_number(r.get(f)) for r in bench.rows)), None)
-    rows = [r for r in bench.rows if frac and is_number(r.get(frac)) and is_number(r.get("T")) and r.get("impl") != "copy"]
+    rows = [
+        r for r in bench.rows if frac and is_number(r.get(frac)) and is_number(r.get("T")) and r.get("impl") != "copy"
+    ]
     return frac, rows
 
 
 def _bandwidth_bars(bench: BenchFile, frac: str, rows: Sequence[dict[str, Any]]):
     """One time step only: a bar per measured row (e.g. per layer), not a one-point line."""
     plt = _plt()
-    ids = [[(k, v) for k, v in sorted(r.items()) if k not in ("T", *FREE_TEXT) and not is_measurement(k, v)
-            and not isinstance(v, (dict, list))] for r in rows]
+    ids = [
+        [
+            (k, v)
+            for k, v in sorted(r.items())
+            if k not in ("T", *FREE_TEXT) and not is_measurement(k, v) and not isinstance(v, (dict, list))
+        ]
+        for r in rows
+    ]
     # What every bar shares (the kernel) goes to the title; the bars are labelled by what differs.
     shared = set.intersection(*(set(i) for i in ids)) if len(ids) > 1 else set()
     labels = [_ids_label([kv for kv in i if kv not in shared]) for i in ids]
@@ -487,12 +541,24 @@ def _bandwidth_lines(bench: BenchFile, frac: str, rows: Sequence[dict[str, Any]]
             ax = axes[i][j]
             for impl in impls:
                 for dtype in dtypes:
-                    pts = sorted((float(r["T"]), float(r[frac])) for r in rows
-                                 if str(r.get("impl")) == impl and (dtype is None or str(r.get("dtype")) == dtype)
-                                 and (mode is None or str(r.get("mode")) == mode) and (n is None or r.get("N") == n))
+                    pts = sorted(
+                        (float(r["T"]), float(r[frac]))
+                        for r in rows
+                        if str(r.get("impl")) == impl
+                        and (dtype is None or str(r.get("dtype")) == dtype)
+                        and (mode is None or str(r.get("mode")) == mode)
+                        and (n is None or r.get("N") == n)
+                    )
                     if pts:
-                        _series(ax, [p[0] for p in pts], [p[1] for p in pts], markersize=3, color=color[impl],
-                                linestyle=style[dtype], label=_human(impl) + (f", {dtype}" if dtype else ""))
+                        _series(
+                            ax,
+                            [p[0] for p in pts],
+                            [p[1] for p in pts],
+                            markersize=3,
+                            color=color[impl],
+                            linestyle=style[dtype],
+                            label=_human(impl) + (f", {dtype}" if dtype else ""),
+                        )
             _reference_line(ax, 1.0, color="black", linewidth=1)
             _value_ticks(ax, {float(r["T"]) for r in rows}, log_base=2)
             ax.set_xlabel("time steps T")
@@ -519,8 +585,10 @@ def build_bandwidth(bench: Sequence[BenchFile], skipped: list[str]) -> list[Figu
         fig = _bandwidth_bars(b, frac, rows) if one_t else _bandwidth_lines(b, frac, rows)
         _keep(figures, fig, _slug("bandwidth_vs_copy", b.name, b.card), skipped, f"bandwidth of {b.name}")
     if not figures:
-        skipped.append("bandwidth vs copy ceiling: no benchmark rows with T and a fraction of the copy "
-                       "bandwidth (frac_of_copy) — run `snnbench bench neuron --out DIR`")
+        skipped.append(
+            "bandwidth vs copy ceiling: no benchmark rows with T and a fraction of the copy "
+            "bandwidth (frac_of_copy) — run `snnbench bench neuron --out DIR`"
+        )
     return figures
 
 
@@ -540,8 +608,10 @@ def build_figures(
     for b in sparse_files:
         hidden += build_speedup_vs_hidden_bench(b, skipped)
     if not hidden:
-        skipped.append("speed-up vs hidden size: no training records with hidden and bwd_speedup, "
-                       "and no benchmark rows with hidden and a speed-up")
+        skipped.append(
+            "speed-up vs hidden size: no training records with hidden and bwd_speedup, "
+            "and no benchmark rows with hidden and a speed-up"
+        )
     figures += hidden
     figures += build_speedup_vs_active(training, sparse_files, pub, skipped)
     figures += build_bandwidth(bench, skipped)

@@ -43,6 +43,7 @@ class PublishedSource:
 
 _SCOPED = ("speedup", "active_fraction", "mem_saved")  # metric names that need a scope
 
+
 def default_published_dir() -> Path:
     """The published rows shipped inside the package (``snnbench/published``), so a wheel install
     shows them from any folder."""

@@ -36,8 +36,16 @@ _ACCURACY_COLUMNS = {"ANN", "test_acc"}
 
 # Config entries that never make two runs different settings of the same row.
 _CONFIG_IGNORED = {
-    "seed", "suite", "track", "device", "timesteps",
-    "dataset.name", "dataset.root", "dataset.download", "model.name", "method.name",
+    "seed",
+    "suite",
+    "track",
+    "device",
+    "timesteps",
+    "dataset.name",
+    "dataset.root",
+    "dataset.download",
+    "model.name",
+    "method.name",
 }
 
 
@@ -185,9 +193,7 @@ class Section:
     best: dict[str, set[int]] = field(default_factory=dict)  # column -> positions in frame
 
     def has_variants(self) -> bool:
-        return any(v for v in self.frame["variant"]) or any(
-            _display_variant(r) for _, r in self.frame.iterrows()
-        )
+        return any(v for v in self.frame["variant"]) or any(_display_variant(r) for _, r in self.frame.iterrows())
 
 
 @dataclass
@@ -266,9 +272,7 @@ def build_sections(board: pd.DataFrame, group_by: Sequence[str]) -> list[Section
     if board.empty:
         return []
     group_by = [g for g in group_by if g in board.columns]
-    metrics = board.attrs.get("metrics") or metric_columns(
-        c for c in board.columns if not c.endswith("_std")
-    )
+    metrics = board.attrs.get("metrics") or metric_columns(c for c in board.columns if not c.endswith("_std"))
     if not group_by:
         parts = [((), board)]
     else:
@@ -411,8 +415,10 @@ def _styled(text: str, best: bool, published: bool, bold: str, italic: str) -> s
 def pipe_table(header: list[str], rows: list[list[str]], left: int) -> list[str]:
     """The lines of a markdown pipe table of already-escaped texts; the first ``left`` columns are
     left-aligned, the rest right-aligned (numbers)."""
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i < left else "---:" for i in range(len(header))) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i < left else "---:" for i in range(len(header))) + "|",
+    ]
     return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
 
 
@@ -488,12 +494,14 @@ def render_html(board: Any) -> str:
         for pos, cells in enumerate(rows):
             published = _is_published(section, pos)
             cls = ' class="published"' if published else ""
-            tds = [f"<td>{_styled(html.escape(t), best, published, '<strong>{}</strong>', '<em>{}</em>')}</td>"
-                   for t, best in cells]
+            tds = [
+                f"<td>{_styled(html.escape(t), best, published, '<strong>{}</strong>', '<em>{}</em>')}</td>"
+                for t, best in cells
+            ]
             out.append(f"<tr{cls}>" + "".join(tds) + "</tr>")
         out.append("</tbody></table>")
     if lb.citations:
-        out.append("<ol class=\"snnbench-sources\">")
+        out.append('<ol class="snnbench-sources">')
         for _, source, url in lb.citations:
             link = f' — <a href="{html.escape(url.split()[0])}">{html.escape(url)}</a>' if url else ""
             out.append(f"<li>{html.escape(source)}{link}</li>")
@@ -502,8 +510,16 @@ def render_html(board: Any) -> str:
 
 
 _LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
 }
 
 

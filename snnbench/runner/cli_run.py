@@ -36,10 +36,16 @@ def run_with_progress(
     def announce(plan: SweepPlan) -> None:
         nonlocal cells_task
         for problem in plan.problems:
-            console.print(Text.assemble(("warning:", "yellow"), f" {problem}; that cell will be run again"), highlight=False)
+            console.print(
+                Text.assemble(("warning:", "yellow"), f" {problem}; that cell will be run again"), highlight=False
+            )
         console.print(
-            Text.assemble("suite ", (suite.name, "bold"), f": {len(plan.todo) + len(plan.skipped)} cells, "
-                          f"{len(plan.skipped)} already in {plan.path}, {len(plan.todo)} to run"),
+            Text.assemble(
+                "suite ",
+                (suite.name, "bold"),
+                f": {len(plan.todo) + len(plan.skipped)} cells, "
+                f"{len(plan.skipped)} already in {plan.path}, {len(plan.todo)} to run",
+            ),
             highlight=False,
         )
         cells_task = progress.add_task("cells", total=len(plan.todo))
@@ -47,18 +53,23 @@ def run_with_progress(
     def report(outcome: Outcome) -> None:
         progress.advance(cells_task)
         if outcome.error:
-            progress.console.print(Text.assemble(("cell failed", "red"), f" {outcome.cell.key}: {outcome.error}"),
-                                   highlight=False)
+            progress.console.print(
+                Text.assemble(("cell failed", "red"), f" {outcome.cell.key}: {outcome.error}"), highlight=False
+            )
         else:
-            progress.console.print(Text.assemble(("done", "green"), f" {outcome.cell.key} ({outcome.wall_s:.1f} s)"),
-                                   highlight=False)
+            progress.console.print(
+                Text.assemble(("done", "green"), f" {outcome.cell.key} ({outcome.wall_s:.1f} s)"), highlight=False
+            )
 
     planned: list[SweepPlan] = []
     try:
         with progress:
             summary = run_suite(
-                suite, progress=RichProgressReporter(progress), on_outcome=report,
-                on_plan=lambda plan: (planned.append(plan), announce(plan)), **options,
+                suite,
+                progress=RichProgressReporter(progress),
+                on_outcome=report,
+                on_plan=lambda plan: (planned.append(plan), announce(plan)),
+                **options,
             )
     except KeyboardInterrupt:
         if not planned:

@@ -39,6 +39,8 @@ class LocalExecutor:
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # one broken cell must not stop the others
-                yield Outcome(cell, None, time.perf_counter() - t0, f"{type(err).__name__}: {err}", traceback.format_exc())
+                yield Outcome(
+                    cell, None, time.perf_counter() - t0, f"{type(err).__name__}: {err}", traceback.format_exc()
+                )
                 continue
             yield Outcome(cell, metrics, time.perf_counter() - t0)

@@ -40,8 +40,12 @@ def _run_cell_task(
     try:
         metrics = runner(cell, worker_ctx)
     except Exception as err:  # reported to the driver, which decides about the retry
-        return {"metrics": None, "wall_s": time.perf_counter() - t0,
-                "error": f"{type(err).__name__}: {err}", "detail": traceback.format_exc()}
+        return {
+            "metrics": None,
+            "wall_s": time.perf_counter() - t0,
+            "error": f"{type(err).__name__}: {err}",
+            "detail": traceback.format_exc(),
+        }
     return {"metrics": metrics, "wall_s": time.perf_counter() - t0, "error": None, "detail": None}
 
 
@@ -162,14 +166,19 @@ class RayExecutor:
                 try:
                     result = ray.get(ref)
                 except Exception as err:  # the worker died or Ray lost the task
-                    result = {"metrics": None, "wall_s": time.perf_counter() - started,
-                              "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
-                              "detail": str(err)}
+                    result = {
+                        "metrics": None,
+                        "wall_s": time.perf_counter() - started,
+                        "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                        "detail": str(err),
+                    }
                 if result["metrics"] is None and attempt <= self.retries:
                     self.report(f"cell {cell.key} failed (attempt {attempt}): {result['error']}; retrying")
                     submit(cell, attempt + 1)
                     continue
-                yield Outcome(cell, result["metrics"], result["wall_s"], result["error"], result["detail"], attempts=attempt)
+                yield Outcome(
+                    cell, result["metrics"], result["wall_s"], result["error"], result["detail"], attempts=attempt
+                )
         finally:
             for ref in pending:
                 try:

@@ -78,7 +78,9 @@ def check_models(suite: Suite, path: Path) -> None:
                 from snnbench.training.snn_mlp import MODEL_PARAMETERS
 
                 if model.name not in SUPPORTED_MODELS:
-                    raise ValueError(f"unknown training-track model {model.name!r}; expected one of {list(SUPPORTED_MODELS)}")
+                    raise ValueError(
+                        f"unknown training-track model {model.name!r}; expected one of {list(SUPPORTED_MODELS)}"
+                    )
                 accepted = set(MODEL_PARAMETERS)
         except ValueError as err:
             problems.append(f"  models.{i}.name: {err}")
@@ -90,15 +92,21 @@ def check_models(suite: Suite, path: Path) -> None:
             )
         for key, value in model.params.items():
             if isinstance(value, bool) and key not in unknown:
-                problems.append(f"  models.{i}.{key}: expected a number or a name, got {value!r} (true/false are not numbers)")
+                problems.append(
+                    f"  models.{i}.{key}: expected a number or a name, got {value!r} (true/false are not numbers)"
+                )
         if not unknown and not problems and suite.track == "conversion":
             problems += _model_size_problems(i, model, suite)
         if model.checkpoint and not Path(model.checkpoint).expanduser().is_file():
             where = "is a folder" if Path(model.checkpoint).expanduser().is_dir() else "not found"
-            problems.append(f"  models.{i}.checkpoint: {model.checkpoint} {where} (relative paths start "
-                            f"from the current folder, {Path.cwd()}); expected a saved state dict (.pt)")
+            problems.append(
+                f"  models.{i}.checkpoint: {model.checkpoint} {where} (relative paths start "
+                f"from the current folder, {Path.cwd()}); expected a saved state dict (.pt)"
+            )
     if problems:
-        raise SuiteError(f"{path}: invalid suite ({len(problems)} problem{'s' if len(problems) > 1 else ''})\n" + "\n".join(problems))
+        raise SuiteError(
+            f"{path}: invalid suite ({len(problems)} problem{'s' if len(problems) > 1 else ''})\n" + "\n".join(problems)
+        )
 
 
 MAX_MODEL_PARAMETERS = 2_000_000_000  # 8 GB of fp32 weights; the largest published model has 0.14 G
@@ -126,8 +134,10 @@ def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
         return []
     count = sum(p.numel() for p in net.parameters())
     if count > MAX_MODEL_PARAMETERS:
-        return [f"  models.{i}: model {model.name!r} with {model.params} has {count:.3g} parameters; at most "
-                f"{MAX_MODEL_PARAMETERS:.0e} are allowed (its weights alone would not fit in memory)"]
+        return [
+            f"  models.{i}: model {model.name!r} with {model.params} has {count:.3g} parameters; at most "
+            f"{MAX_MODEL_PARAMETERS:.0e} are allowed (its weights alone would not fit in memory)"
+        ]
     return []
 
 
@@ -154,7 +164,9 @@ def resolve_cache_dir(cache_dir: Optional[Path] = None) -> Path:
     return Path(cache_dir or os.environ.get("SNNBENCH_CACHE") or default_cache_dir())
 
 
-def default_context(suite: Suite, *, data_root=None, cache_dir=None, progress=None, compare_reference=False) -> RunContext:
+def default_context(
+    suite: Suite, *, data_root=None, cache_dir=None, progress=None, compare_reference=False
+) -> RunContext:
     return RunContext(
         device=resolve_device(suite.device),
         cache_dir=resolve_cache_dir(cache_dir),
@@ -195,7 +207,9 @@ def execute(
         for outcome in executor.run(cells):
             if outcome.metrics is not None:
                 # Without --force a cell that a concurrent run recorded meanwhile is not recorded twice.
-                store.append(make_record(outcome.cell, outcome.metrics, outcome.wall_s, env), unless_recorded=not plan.force)
+                store.append(
+                    make_record(outcome.cell, outcome.metrics, outcome.wall_s, env), unless_recorded=not plan.force
+                )
                 summary.ran.append(outcome)
             else:
                 summary.failed.append(outcome)
@@ -208,8 +222,9 @@ def execute(
     return summary
 
 
-def _claimed(todo: list[Cell], store: ResultStore, claims: CellClaims, summary: SweepSummary,
-             poll_s: float) -> Iterator[Cell]:
+def _claimed(
+    todo: list[Cell], store: ResultStore, claims: CellClaims, summary: SweepSummary, poll_s: float
+) -> Iterator[Cell]:
     """The cells of ``todo`` this process gets to compute, each claimed just before it runs.
 
     A cell another live process is computing is passed over and asked for again later: recorded
@@ -262,8 +277,16 @@ def run_suite(
     plan = plan_sweep(suite, results_dir, force)
     if on_plan is not None:
         on_plan(plan)
-    preflight(suite, plan.todo, plan.path, data_root=data_root, cache_dir=resolve_cache_dir(cache_dir),
-              executor=executor, address=address)
-    ctx = default_context(suite, data_root=data_root, cache_dir=cache_dir, progress=progress,
-                          compare_reference=compare_reference)
+    preflight(
+        suite,
+        plan.todo,
+        plan.path,
+        data_root=data_root,
+        cache_dir=resolve_cache_dir(cache_dir),
+        executor=executor,
+        address=address,
+    )
+    ctx = default_context(
+        suite, data_root=data_root, cache_dir=cache_dir, progress=progress, compare_reference=compare_reference
+    )
     return execute(plan, make_executor(executor, suite, ctx, address), on_outcome=on_outcome)

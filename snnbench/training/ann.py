@@ -44,8 +44,9 @@ def make_optimizer(model: nn.Module, training) -> torch.optim.Optimizer:
         {"params": decay, "weight_decay": training.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return optimizer_by_name(groups, training.optimizer, training.lr, momentum=training.momentum,
-                             nesterov=training.momentum > 0)
+    return optimizer_by_name(
+        groups, training.optimizer, training.lr, momentum=training.momentum, nesterov=training.momentum > 0
+    )
 
 
 def make_scheduler(optimizer, training, steps_per_epoch: int):
@@ -75,8 +76,9 @@ def load_cached_ann(model: nn.Module, path: Path, device: Any = "cpu") -> nn.Mod
         model.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError, AttributeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnusableFileError(f"{path}: the cached trained ANN does not fit the model ({first}); "
-                                "delete it to retrain") from None
+        raise UnusableFileError(
+            f"{path}: the cached trained ANN does not fit the model ({first}); delete it to retrain"
+        ) from None
     return model
 
 
@@ -136,8 +138,16 @@ def train_ann(
     if checkpoint_path is not None:
         checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
     with lock:
-        return _train_or_load(model, train_set, training, device=device, seed=seed,
-                              checkpoint_path=checkpoint_path, progress=progress, num_workers=num_workers)
+        return _train_or_load(
+            model,
+            train_set,
+            training,
+            device=device,
+            seed=seed,
+            checkpoint_path=checkpoint_path,
+            progress=progress,
+            num_workers=num_workers,
+        )
 
 
 def _train_or_load(
@@ -158,8 +168,9 @@ def _train_or_load(
         load_cached_ann(model, checkpoint_path, device)
         return TrainResult(model.eval(), 0.0, cached=True, epochs_run=0)
 
-    loader = seeded_train_loader(train_set, training.batch_size, seed, device, num_workers=num_workers,
-                                 persistent_workers=True)
+    loader = seeded_train_loader(
+        train_set, training.batch_size, seed, device, num_workers=num_workers, persistent_workers=True
+    )
     generator = loader.generator  # its state travels in the resume checkpoint
     optimizer = make_optimizer(model, training)
     scheduler = make_scheduler(optimizer, training, len(loader))

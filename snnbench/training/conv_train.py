@@ -41,8 +41,7 @@ from snnbench.models.registry import build_spiking_model, spiking_model_paramete
 from snnbench.models.spiking_cnn import lif_layers
 from snnbench.records.device import synchronize
 from snnbench.safe_io import load_tensors
-from snnbench.training.ann import (_atomic_save, make_optimizer, make_scheduler, restore_training_state,
-                                   training_state)
+from snnbench.training.ann import _atomic_save, make_optimizer, make_scheduler, restore_training_state, training_state
 from snnbench.training.loaders import seeded_train_loader
 from snnbench.training.grad_sparsity import GradZeroMeter, add_counts, zero_fractions
 from snnbench.training.sparse_train import PeakMemory
@@ -62,8 +61,12 @@ def neuron_options(method: str, params: dict[str, Any]) -> dict[str, Any]:
     if method == "surrogate":
         return {"surrogate": params["surrogate"], "alpha": params["width"]}
     if method == "localzo":
-        return {"surrogate": "localzo", "distribution": params["distribution"], "delta": params["delta"],
-                "q": params["q"]}
+        return {
+            "surrogate": "localzo",
+            "distribution": params["distribution"],
+            "delta": params["delta"],
+            "q": params["q"],
+        }
     raise ValueError(f"the direct track runs methods 'surrogate' and 'localzo', got {method!r}")
 
 
@@ -157,8 +160,15 @@ class _Timer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, steps: int, events: bool, device: torch.device,
-             batch_size: int = 256, amp: bool = False) -> float:
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    steps: int,
+    events: bool,
+    device: torch.device,
+    batch_size: int = 256,
+    amp: bool = False,
+) -> float:
     """Top-1 accuracy (%) of the time-averaged logits."""
     model.eval()
     correct = total = 0
@@ -187,8 +197,9 @@ def train_direct(
 ) -> dict[str, Any]:
     """Train for ``training.epochs``; return the per-epoch history and the summed gradient-zero counts."""
     progress = progress or ProgressReporter()
-    loader = seeded_train_loader(train_set, training.batch_size, seed, device,
-                                 num_workers=4 if device.type == "cuda" else 0)
+    loader = seeded_train_loader(
+        train_set, training.batch_size, seed, device, num_workers=4 if device.type == "cuda" else 0
+    )
     generator = loader.generator  # its state travels in the resume checkpoint
     optimizer = make_optimizer(model, training)
     scheduler = make_scheduler(optimizer, training, len(loader))
@@ -231,21 +242,33 @@ def train_direct(
             test_acc = evaluate(model, test_set, steps, events, device, training.eval_batch_size, use_amp)
             epoch_counts = meter.counts()
             counts = add_counts(counts, epoch_counts)
-            history.append({
-                "epoch": epoch + 1,
-                "test_acc": round(test_acc, 4),
-                "train_acc": round(100.0 * float(correct) / max(seen, 1), 4),
-                "loss": round(float(loss_sum) / max(seen, 1), 5),
-                "epoch_s": round(whole.seconds, 4),
-                "forward_s": round(fwd.seconds, 4),
-                "backward_s": round(bwd.seconds, 4),
-                "steps": n_steps,
-                "input_grad_zeros": round(zero_fractions(epoch_counts)["overall"] or 0.0, 6),
-            })
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "test_acc": round(test_acc, 4),
+                    "train_acc": round(100.0 * float(correct) / max(seen, 1), 4),
+                    "loss": round(float(loss_sum) / max(seen, 1), 5),
+                    "epoch_s": round(whole.seconds, 4),
+                    "forward_s": round(fwd.seconds, 4),
+                    "backward_s": round(bwd.seconds, 4),
+                    "steps": n_steps,
+                    "input_grad_zeros": round(zero_fractions(epoch_counts)["overall"] or 0.0, 6),
+                }
+            )
             if state_path is not None:
-                _atomic_save(training_state(model, optimizer, scheduler, scaler, generator, epoch=epoch + 1,
-                                            history=history, counts={k: list(v) for k, v in counts.items()}),
-                             state_path)
+                _atomic_save(
+                    training_state(
+                        model,
+                        optimizer,
+                        scheduler,
+                        scaler,
+                        generator,
+                        epoch=epoch + 1,
+                        history=history,
+                        counts={k: list(v) for k, v in counts.items()},
+                    ),
+                    state_path,
+                )
             epoch_bar.advance()
     model.eval()
     return {"history": history, "counts": counts}
@@ -297,8 +320,9 @@ def run_direct_cell(cell, ctx) -> dict[str, Any]:
     neuron = neuron_options(cell.method.name, cell.method.params)
 
     _seed_everything(cell.seed)
-    model = build_spiking_model(cell.model.name, num_classes=bundle.num_classes,
-                                in_channels=bundle.input_shape[0], neuron=neuron, **own).to(device)
+    model = build_spiking_model(
+        cell.model.name, num_classes=bundle.num_classes, in_channels=bundle.input_shape[0], neuron=neuron, **own
+    ).to(device)
     key = config_hash(cell.key, 16)
     path = Path(ctx.cache_dir) / "direct" / f"{key}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -308,21 +332,33 @@ def run_direct_cell(cell, ctx) -> dict[str, Any]:
             model.load_state_dict(saved["model"])
             return {**saved["metrics"], "cached": True}
         with PeakMemory(device) as memory:
-            run = train_direct(model, bundle.train, bundle.test, cell.training, framework, steps=steps,
-                               events=events, device=device, seed=cell.seed,
-                               state_path=path.with_suffix(".state.pt"), progress=ctx.progress)
+            run = train_direct(
+                model,
+                bundle.train,
+                bundle.test,
+                cell.training,
+                framework,
+                steps=steps,
+                events=events,
+                device=device,
+                seed=cell.seed,
+                state_path=path.with_suffix(".state.pt"),
+                progress=ctx.progress,
+            )
         metrics = summarize(run["history"], run["counts"])
-        metrics.update({
-            "peak_mem_bytes": memory.peak_bytes,
-            "peak_mem_kind": memory.kind,
-            "timesteps": steps,
-            "encoding": "event frames" if events else "direct",
-            "loss": framework.loss,
-            "tet_lambda": framework.tet_lambda if framework.loss == "tet" else None,
-            "neuron": {k: v for k, v in neuron.items()},
-            "params": sum(p.numel() for p in model.parameters()),
-            "lif_layers": len(lif_layers(model)),
-        })
+        metrics.update(
+            {
+                "peak_mem_bytes": memory.peak_bytes,
+                "peak_mem_kind": memory.kind,
+                "timesteps": steps,
+                "encoding": "event frames" if events else "direct",
+                "loss": framework.loss,
+                "tet_lambda": framework.tet_lambda if framework.loss == "tet" else None,
+                "neuron": {k: v for k, v in neuron.items()},
+                "params": sum(p.numel() for p in model.parameters()),
+                "lif_layers": len(lif_layers(model)),
+            }
+        )
         _atomic_save({"model": model.state_dict(), "metrics": metrics}, path)
         state = path.with_suffix(".state.pt")
         if state.exists():
@@ -331,7 +367,16 @@ def run_direct_cell(cell, ctx) -> dict[str, Any]:
 
 
 __all__ = [
-    "tet_loss", "mean_loss", "encode", "neuron_options", "model_parameters", "train_direct", "run_direct_cell",
-    "summarize", "evaluate", "load_direct_dataset", "Framework", "split_model_params",
+    "tet_loss",
+    "mean_loss",
+    "encode",
+    "neuron_options",
+    "model_parameters",
+    "train_direct",
+    "run_direct_cell",
+    "summarize",
+    "evaluate",
+    "load_direct_dataset",
+    "Framework",
+    "split_model_params",
 ]
-

@@ -65,15 +65,15 @@ class GradZeroMeter:
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """``{layer: (zeros, elements)}`` so far (one device sync)."""
-        return {name: (int(self._zeros[name].item()) if name in self._zeros else 0, self._total[name])
-                for name in self.layers}
+        return {
+            name: (int(self._zeros[name].item()) if name in self._zeros else 0, self._total[name])
+            for name in self.layers
+        }
 
 
 def zero_fractions(counts: dict[str, tuple[int, int]]) -> dict[str, Optional[float]]:
     """Per-layer fractions and ``overall`` from summed ``(zeros, elements)`` counts (None if nothing seen)."""
-    out: dict[str, Optional[float]] = {
-        name: (z / n if n else None) for name, (z, n) in counts.items()
-    }
+    out: dict[str, Optional[float]] = {name: (z / n if n else None) for name, (z, n) in counts.items()}
     zeros = sum(z for z, _ in counts.values())
     total = sum(n for _, n in counts.values())
     out["overall"] = zeros / total if total else None

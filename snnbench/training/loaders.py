@@ -11,7 +11,12 @@ from torch.utils.data import DataLoader, Dataset
 
 
 def seeded_train_loader(
-    train_set: Dataset, batch_size: int, seed: int, device: torch.device, *, num_workers: int = 0,
+    train_set: Dataset,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    *,
+    num_workers: int = 0,
     persistent_workers: bool = False,
 ) -> DataLoader:
     return DataLoader(

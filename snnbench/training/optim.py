@@ -7,8 +7,15 @@ from typing import Any, Iterable
 import torch
 
 
-def optimizer_by_name(params: Iterable[Any], name: str, lr: float, *, momentum: float = 0.0,
-                   weight_decay: float = 0.0, nesterov: bool = False) -> torch.optim.Optimizer:
+def optimizer_by_name(
+    params: Iterable[Any],
+    name: str,
+    lr: float,
+    *,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+) -> torch.optim.Optimizer:
     """``adam`` or ``sgd`` over ``params`` (tensors, or groups whose own ``weight_decay`` wins)."""
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)

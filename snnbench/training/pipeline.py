@@ -60,8 +60,17 @@ def run_training_cell(cell, ctx) -> dict[str, Any]:
     sampler = LayerSampler(method, dense, device, stride=LAYER_TIMING_STRIDE, backend=settings.backend)
     with PeakMemory(device) as memory:  # this cell's training only; see PeakMemory for the CPU caveats
         sampler.pause = memory.paused  # the baselines' passes never count toward the method's peak
-        log = train(model, method, bundle.train, settings, timesteps, device, seed=cell.seed,
-                    progress=ctx.progress, sampler=sampler)
+        log = train(
+            model,
+            method,
+            bundle.train,
+            settings,
+            timesteps,
+            device,
+            seed=cell.seed,
+            progress=ctx.progress,
+            sampler=sampler,
+        )
 
     start = time.perf_counter()
     test_acc = evaluate(model, bundle.test, cell.training.eval_batch_size, timesteps, device)

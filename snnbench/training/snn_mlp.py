@@ -53,9 +53,15 @@ THETA = 1.0
 # weight init and the spike-rate regularisers (upper bound on mean spikes per neuron and sample,
 # lower bound on each neuron's spike count).
 DATASET_PRESETS: dict[str, dict[str, Any]] = {
-    "digits_spiking": dict(dt=1e-3, tau_mem=10e-3, tau_out=10e-3, pool="max", init="normal", weight_multiplier=40.0, f_upper=1.0),
-    "fmnist": dict(dt=1e-3, tau_mem=10e-3, tau_out=10e-3, pool="max", init="normal", weight_multiplier=10.0, f_upper=1.0),
-    "nmnist": dict(dt=1e-3, tau_mem=10e-3, tau_out=10e-3, pool="max", init="uniform", weight_multiplier=1.0, f_upper=1.0),
+    "digits_spiking": dict(
+        dt=1e-3, tau_mem=10e-3, tau_out=10e-3, pool="max", init="normal", weight_multiplier=40.0, f_upper=1.0
+    ),
+    "fmnist": dict(
+        dt=1e-3, tau_mem=10e-3, tau_out=10e-3, pool="max", init="normal", weight_multiplier=10.0, f_upper=1.0
+    ),
+    "nmnist": dict(
+        dt=1e-3, tau_mem=10e-3, tau_out=10e-3, pool="max", init="uniform", weight_multiplier=1.0, f_upper=1.0
+    ),
     "shd": dict(dt=2e-3, tau_mem=10e-3, tau_out=20e-3, pool="sum", init="uniform", weight_multiplier=1.0, f_upper=10.0),
 }
 DATASET_PRESETS["synthetic_spiking"] = DATASET_PRESETS["shd"]  # SHD's shapes, SHD's settings
@@ -82,7 +88,9 @@ class SNNConfig:
 
     def __post_init__(self) -> None:
         if self.inputs < 1 or self.outputs < 1 or not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"layer sizes must be positive, got inputs={self.inputs}, hidden={self.hidden}, outputs={self.outputs}")
+            raise ValueError(
+                f"layer sizes must be positive, got inputs={self.inputs}, hidden={self.hidden}, outputs={self.outputs}"
+            )
         for name in ("dt", "tau_mem", "tau_out", "weight_multiplier"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -167,7 +175,9 @@ def training_method(name: str, params: Optional[dict[str, Any]] = None) -> Train
         return TrainingMethod(name, surrogate="gaussian", width=1.0 / p["delta"])
     if name == "sparseprop_normal":
         b_th = p["b_th"] if p["b_th"] is not None else matched_b_th(p["delta"], "normal")
-        return TrainingMethod(name, rule=SpikeRule("sparseprop", THETA, b_th=b_th, width=1.0 / p["delta"], surrogate="gaussian"))
+        return TrainingMethod(
+            name, rule=SpikeRule("sparseprop", THETA, b_th=b_th, width=1.0 / p["delta"], surrogate="gaussian")
+        )
     if name == "sparseprop":
         default_delta = METHOD_PARAMS["localzo"].model_fields["delta"].default
         b_th = p["b_th"] if p["b_th"] is not None else matched_b_th(default_delta, "normal")

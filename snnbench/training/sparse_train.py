@@ -160,8 +160,13 @@ def train(
     sampler: Optional["LayerSampler"] = None,
 ) -> TrainLog:
     """Train in place; ``sampler`` (optional) times the layers on every ``sampler.stride``-th step."""
-    opt = optimizer_by_name(model.parameters(), settings.optimizer, settings.lr, momentum=settings.momentum,
-                            weight_decay=settings.weight_decay)
+    opt = optimizer_by_name(
+        model.parameters(),
+        settings.optimizer,
+        settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    )
     n_batches = len(train_set) // settings.batch_size or 1
     # A constant rate needs no scheduler step inside the timed optimizer step.
     sched = lr_schedule(opt, "cosine", settings.epochs * n_batches) if settings.schedule == "cosine" else None
@@ -174,7 +179,9 @@ def train(
         for epoch in range(settings.epochs):
             bar = progress.track(f"{method.name}: epoch {epoch + 1}", n_batches) if progress else _null_bar()
             with bar as tracker:
-                for x, y in batches(train_set, settings.batch_size, timesteps, device, True, shuffle_gen, drop_last=True):
+                for x, y in batches(
+                    train_set, settings.batch_size, timesteps, device, True, shuffle_gen, drop_last=True
+                ):
                     timed = log.steps >= settings.timing_warmup
                     if sampler is not None and sampler.due(log.steps):
                         s0 = time.perf_counter()
@@ -214,7 +221,9 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(model: SpikingMLP, dataset: Dataset, batch_size: int, timesteps: int, device: torch.device, backend: str = "auto") -> float:
+def evaluate(
+    model: SpikingMLP, dataset: Dataset, batch_size: int, timesteps: int, device: torch.device, backend: str = "auto"
+) -> float:
     """Test accuracy in percent."""
     model.eval()
     correct = total = 0
@@ -278,8 +287,13 @@ class TimedPass:
 
 
 def timed_pass(
-    model: SpikingMLP, method: TrainingMethod, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-    seed: int, backend: str = "auto",
+    model: SpikingMLP,
+    method: TrainingMethod,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    seed: int,
+    backend: str = "auto",
 ) -> TimedPass:
     """One forward + loss + backward of ``method`` with per-section times; gradients are left in place."""
     timer = SectionTimer(device)
@@ -534,12 +548,14 @@ def summarize(
     return {
         "fwd_ms": round(log.mean(log.fwd_ms), 4) if log.timed_steps else round(method_timing.fwd_ms, 4),
         "bwd_ms": round(log.mean(log.bwd_ms), 4) if log.timed_steps else round(method_timing.bwd_ms, 4),
-        "step_ms": round(log.mean(log.fwd_ms + log.bwd_ms + log.opt_ms), 4) if log.timed_steps else round(method_step, 4),
+        "step_ms": round(log.mean(log.fwd_ms + log.bwd_ms + log.opt_ms), 4)
+        if log.timed_steps
+        else round(method_step, 4),
         "opt_ms": round(opt_ms, 4),
         "layers": layers,
-        "active_fraction": round(sum(log.active_fraction) / len(log.active_fraction), 6) if log.active_fraction else (
-            round(sum(hidden_fractions) / len(hidden_fractions), 6) if hidden_fractions else 1.0
-        ),
+        "active_fraction": round(sum(log.active_fraction) / len(log.active_fraction), 6)
+        if log.active_fraction
+        else (round(sum(hidden_fractions) / len(hidden_fractions), 6) if hidden_fractions else 1.0),
         "measured_fwd_ms": round(method_timing.fwd_ms, 4),
         "measured_bwd_ms": round(method_timing.bwd_ms, 4),
         "dense_fwd_ms": round(dense_timing.fwd_ms, 4),
