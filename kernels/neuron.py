@@ -548,12 +548,15 @@ def run_neuron(
     v_init: Union[None, float, torch.Tensor] = None,
     *,
     backend: str = "auto",
+    launch=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One call with options prepared once (:class:`NeuronOptions`, :func:`lif_options`): the hot path
     of the modules, which checks only ``x`` and this call's tensors. A float ``v_init`` overrides the
-    options' for this call."""
+    options' for this call. ``launch(x, opts, call)`` replaces the kernels' launch (the custom op
+    under torch.compile, which leaves the data-dependent finiteness check to eager calls)."""
     opts, v_init = with_v_init(opts, v_init)
-    return _launch(x, opts, neuron_call(x, opts, threshold, bias, v_init), backend)
+    call = neuron_call(x, opts, threshold, bias, v_init, check_tensors=launch is None)
+    return _launch(x, opts, call, backend) if launch is None else launch(x, opts, call)
 
 
 def _multistep(

@@ -4,7 +4,7 @@ inside CUDA graphs: ``snnbench::neuron_forward`` and ``snnbench::neuron_backward
 registered as the forward's autograd formula.
 
 :func:`multistep_neuron_op` takes the arguments of :func:`kernels.neuron.multistep_neuron` and
-validates them the same way; :func:`run_neuron_op` takes options prepared once, as
+validates them the same way; :func:`launch_op` launches a call of options prepared once, as the ``launch`` of
 :func:`kernels.neuron.run_neuron` (the modules use it while compiling). Under ``torch.compile`` the
 tensor-finiteness check (data-dependent) is left to eager calls. The options travel as three packed
 arguments (floats, names, ints), packed once per options object; the call's seed is the last int. The ops run the Triton kernels (CUDA, or CPU under ``TRITON_INTERPRET=1``); the
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 
 from .common import resolve_backend
 from .neuron import generic_options, neuron_backward, neuron_forward
-from .neuron_options import SAVE_DTYPES, NeuronCall, NeuronOptions, neuron_call, prepare, with_v_init
+from .neuron_options import SAVE_DTYPES, NeuronCall, NeuronOptions, prepare
 
 _SAVE_NAMES = {v: k for k, v in SAVE_DTYPES.items()}
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -168,27 +168,13 @@ def _backward(ctx, grad_out, grad_v_final, _grad_saved):
 torch.library.register_autograd("snnbench::neuron_forward", _backward, setup_context=_setup_context)
 
 
-def _launch_op(x: torch.Tensor, opts: NeuronOptions, call: NeuronCall) -> tuple[torch.Tensor, torch.Tensor]:
+def launch_op(x: torch.Tensor, opts: NeuronOptions, call: NeuronCall) -> tuple[torch.Tensor, torch.Tensor]:
     resolve_backend("triton", x)
     save = torch.is_grad_enabled() and (x.requires_grad or (call.v_init is not None and call.v_init.requires_grad))
     # Dynamo traces the packing itself (it would only warn about the cache wrapper).
     floats, names, ints = (_pack.__wrapped__ if torch.compiler.is_compiling() else _pack)(opts)
     out, v_final, _ = neuron_forward_op(x, call.thresh, call.bias, call.v_init, save, floats, names, [*ints, call.seed])
     return out, v_final
-
-
-def run_neuron_op(
-    x: torch.Tensor,
-    opts: NeuronOptions,
-    threshold: Optional[torch.Tensor] = None,
-    bias: Optional[torch.Tensor] = None,
-    v_init: Union[None, float, torch.Tensor] = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`kernels.neuron.run_neuron` (options prepared once) through the custom ops."""
-    opts, v_init = with_v_init(opts, v_init)
-    return _launch_op(
-        x, opts, neuron_call(x, opts, threshold, bias, v_init, check_tensors=not torch.compiler.is_compiling())
-    )
 
 
 def multistep_neuron_op(
@@ -208,4 +194,4 @@ def multistep_neuron_op(
         check_tensors=not torch.compiler.is_compiling(),
         **options,
     )
-    return _launch_op(x, opts, call)
+    return launch_op(x, opts, call)

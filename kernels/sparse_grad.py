@@ -87,20 +87,8 @@ def _sparse_weight_grad_kernel(
     end = tl.load(col_ptr + j + 1)
     # A [BLOCK_K, BLOCK_I] accumulator: every step is an elementwise FMA, and the reduction over
     # entries (across warps) happens once at the end instead of once per step.
-    acc = tl.zeros([BLOCK_K, BLOCK_I], dtype=tl.float32)
-    for k0 in range(start, end, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        mask_k = ks < end
-        e = tl.load(index_ptr + ks, mask=mask_k, other=0)
-        d = tl.load(delta_ptr + ks, mask=mask_k, other=0.0)
-        row = (e // H).to(tl.int64)  # (t·B + b): the trace row of this entry
-        tile = tl.load(
-            tr_ptr + row[:, None] * N_in + offs_i[None, :],
-            mask=mask_k[:, None] & mask_i[None, :],
-            other=0.0,
-        )
-        acc += tile.to(tl.float32) * d[:, None]
-    tl.store(dwt_ptr + j.to(tl.int64) * N_in + offs_i, tl.sum(acc, axis=0), mask=mask_i)
+    grad = _weighted_row_sum(index_ptr, delta_ptr, tr_ptr, start, end, offs_i, mask_i, N_in, H, BLOCK_I, BLOCK_K)
+    tl.store(dwt_ptr + j.to(tl.int64) * N_in + offs_i, grad, mask=mask_i)
 
 
 @triton.jit
@@ -179,23 +167,26 @@ def _sparse_input_grad_kernel(
 
 
 @triton.jit
-def _weighted_wt_rows(
-    j_ptr, d_ptr, wt_ptr, start, end, offs_i, mask_i, N_prev, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr
+def _weighted_row_sum(
+    idx_ptr, d_ptr, src_ptr, start, end, offs_i, mask_i, row_len, ROW_OF, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr
 ):
-    """Σ δ·Wᵀ[j, block] over the entries start..end: each a contiguous slice of one row of Wᵀ
-    (whole sectors, unlike a pair's single W[i, j])."""
+    """Σ δ·src[idx // ROW_OF, block] over the entries start..end, in fp32: each entry gathers a
+    contiguous slice of one row of ``src`` (whole sectors, unlike a pair's single W[i, j]). The weight
+    gradient gathers trace rows (entry e → row e // H); the input gradient rows of Wᵀ (ROW_OF 1,
+    which Triton's specialisation on 1 folds away)."""
     acc = tl.zeros([BLOCK_K, BLOCK_I], dtype=tl.float32)
     for k0 in range(start, end, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         mask_k = ks < end
-        j = tl.load(j_ptr + ks, mask=mask_k, other=0)
+        e = tl.load(idx_ptr + ks, mask=mask_k, other=0)
         d = tl.load(d_ptr + ks, mask=mask_k, other=0.0)
-        w = tl.load(
-            wt_ptr + j.to(tl.int64)[:, None] * N_prev + offs_i[None, :],
+        row = (e // ROW_OF).to(tl.int64)
+        tile = tl.load(
+            src_ptr + row[:, None] * row_len + offs_i[None, :],
             mask=mask_k[:, None] & mask_i[None, :],
             other=0.0,
         )
-        acc += w * d[:, None]
+        acc += tile.to(tl.float32) * d[:, None]
     return tl.sum(acc, axis=0)
 
 
@@ -217,7 +208,7 @@ def _rows_v_kernel(
     mask_i = offs_i < N_prev
     first = tl.program_id(0) * ROWS
     for row in range(first, tl.minimum(first + ROWS, n_rows)):
-        v = _weighted_wt_rows(
+        v = _weighted_row_sum(
             j_ptr,
             d_ptr,
             wt_ptr,
@@ -226,6 +217,7 @@ def _rows_v_kernel(
             offs_i,
             mask_i,
             N_prev,
+            1,
             BLOCK_I,
             BLOCK_K,
         )
@@ -270,7 +262,7 @@ def _fused_scan_kernel(
     acc = tl.zeros([BLOCK_I], dtype=tl.float32)
     for step in range(0, T):
         t = T - 1 - step
-        v = _weighted_wt_rows(
+        v = _weighted_row_sum(
             j_ptr,
             d_ptr,
             wt_ptr,
@@ -279,6 +271,7 @@ def _fused_scan_kernel(
             offs_i,
             mask_i,
             N_prev,
+            1,
             BLOCK_I,
             BLOCK_K,
         )

@@ -278,16 +278,19 @@ def run_part(name: str, argv: list[str], env_extra: dict[str, str], limit_s: flo
             rc: Optional[int] = proc.returncode
         except subprocess.TimeoutExpired:
             rc = None
-    seconds = round(time.perf_counter() - started, 1)
-    tail = log_path.read_text(errors="replace").splitlines()[-3:]
+    return _part_result(name, rc, started, log_path, limit_s)
+
+
+def _part_result(name: str, rc: Optional[int], started: float, log_path: Path, limit_s: Optional[float]) -> dict:
+    """A part's summary entry; ``rc`` None means it ran past its limit."""
     return {
         "part": name,
         "ok": rc == 0,
         "rc": rc,
         "timed_out": rc is None,
-        "seconds": seconds,
-        "limit_s": round(limit_s, 1),
-        "tail": tail,
+        "seconds": round(time.perf_counter() - started, 1),
+        "limit_s": None if limit_s is None else round(limit_s, 1),
+        "tail": log_path.read_text(errors="replace").splitlines()[-3:] if log_path.exists() else [],
     }
 
 
@@ -322,17 +325,7 @@ def run_part_in_process(name: str, argv: list[str], env_extra: dict[str, str], l
         finally:
             for k, v in saved_env.items():
                 os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-    seconds = round(time.perf_counter() - started, 1)
-    tail = log_path.read_text(errors="replace").splitlines()[-3:]
-    return {
-        "part": name,
-        "ok": rc == 0,
-        "rc": rc,
-        "timed_out": False,
-        "seconds": seconds,
-        "limit_s": None,
-        "tail": tail,
-    }
+    return _part_result(name, rc, started, log_path, None)
 
 
 def _environment(work: Path) -> dict[str, Any]:
@@ -373,7 +366,7 @@ def _collect(out: Path, work: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if p.is_file())
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", nargs="?", type=Path, help="folder for summary.json and the rest")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, interpreter (what CI runs)")
@@ -381,14 +374,65 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--budget-s", type=float, default=480.0, help="time for all parts together (default 480)")
     ap.add_argument("--parts", default="", help="comma-separated part names to run (default: all)")
     ap.add_argument("--print-env", action="store_true", help="print SNNBENCH_GIT_SHA and SNNBENCH_TREE_DIGEST of HEAD")
+    return ap
+
+
+def _print_env() -> int:
+    sha, digest = (_git("rev-parse", "HEAD") or "").strip(), commit_digest()
+    if not sha or digest is None:
+        print("error: not a git checkout", file=sys.stderr)
+        return 2
+    print(f"SNNBENCH_GIT_SHA={sha} SNNBENCH_TREE_DIGEST={digest}")
+    return 0
+
+
+def _run_parts(parts: list, args: argparse.Namespace, logs: Path, started: float) -> list[dict[str, Any]]:
+    """Each part in turn, each under its share of what is left of the budget."""
+    deadline = started + args.budget_s
+    results = []
+    for i, (name, cmd, env) in enumerate(parts):
+        left = deadline - time.perf_counter()
+        # A part gets its own limit, but never so much that the parts after it get nothing.
+        limit = left if args.dry_run else min(PART_LIMITS[name], left - 5 * (len(parts) - i - 1))
+        print(f"[{time.perf_counter() - started:6.1f} s] {name} (limit {limit:.0f} s)", flush=True)
+        if args.dry_run:
+            result = run_part_in_process(name, cmd, env, logs)
+        elif limit > 0:
+            result = run_part(name, cmd, env, limit, logs)
+        else:
+            result = _part_result(name, None, time.perf_counter(), logs / f"{name}.log", 0.0)
+            result["tail"] = ["not started: the time budget was spent"]
+        results.append(result)
+        print(f"          {'ok' if result['ok'] else 'FAILED'} in {result['seconds']} s", flush=True)
+    return results
+
+
+def _summary(args: argparse.Namespace, tree: dict, results: list, work: Path, started: float) -> dict[str, Any]:
+    tests = next((r for r in results if r["part"] == "tests"), None)
+    if tests is not None:
+        tests["counts"] = _pytest_counts(work / "pytest.xml")
+    env_info = _environment(work)
+    return {
+        "benchmark": "gpu_check",
+        "dry_run": args.dry_run,
+        "tree": tree,
+        "budget_s": args.budget_s,
+        "parts": results,
+        "ok": all(r["ok"] for r in results) and tree["clean"] is True,
+        "card": env_info.get("hardware"),
+        "versions": {k: env_info.get(k) for k in ("python", "torch", "triton", "torchvision", "numpy", "snnbench")},
+        "environment": env_info,
+        "elapsed_s": round(time.perf_counter() - started, 1),
+        # One row per part, so that the summary reads as a bench file (leaderboard, compare).
+        "rows": [{"part": r["part"], "passed": "yes" if r["ok"] else "no", "part_s": r["seconds"]} for r in results],
+    }
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     if args.print_env:
-        sha, digest = (_git("rev-parse", "HEAD") or "").strip(), commit_digest()
-        if not sha or digest is None:
-            print("error: not a git checkout", file=sys.stderr)
-            return 2
-        print(f"SNNBENCH_GIT_SHA={sha} SNNBENCH_TREE_DIGEST={digest}")
-        return 0
+        return _print_env()
     if args.out is None:
         ap.error("OUT is required")
     tree = tree_state(args.allow_dirty)
@@ -403,59 +447,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     logs = work / "logs"
     logs.mkdir(parents=True)
     started = time.perf_counter()
-    deadline = started + args.budget_s
     wanted = {p for p in args.parts.split(",") if p}
     parts = [p for p in plan(work, args.dry_run) if not wanted or p[0] in wanted]
     unknown = wanted - {p[0] for p in plan(work, args.dry_run)}
     if unknown:
         print(f"error: --parts: unknown {sorted(unknown)}", file=sys.stderr)
         return 2
-    results = []
-    summary: dict[str, Any] = {
-        "benchmark": "gpu_check",
-        "dry_run": args.dry_run,
-        "tree": tree,
-        "budget_s": args.budget_s,
-        "parts": results,
-    }
-    for i, (name, cmd, env) in enumerate(parts):
-        left = deadline - time.perf_counter()
-        # A part gets its own limit, but never so much that the parts after it get nothing.
-        limit = left if args.dry_run else min(PART_LIMITS[name], left - 5 * (len(parts) - i - 1))
-        print(f"[{time.perf_counter() - started:6.1f} s] {name} (limit {limit:.0f} s)", flush=True)
-        if args.dry_run:
-            result = run_part_in_process(name, cmd, env, logs)
-        elif limit > 0:
-            result = run_part(name, cmd, env, limit, logs)
-        else:
-            result = {
-                "part": name,
-                "ok": False,
-                "rc": None,
-                "timed_out": True,
-                "seconds": 0.0,
-                "limit_s": 0.0,
-                "tail": ["not started: the time budget was spent"],
-            }
-        results.append(result)
-        print(f"          {'ok' if result['ok'] else 'FAILED'} in {result['seconds']} s", flush=True)
-    tests = next((r for r in results if r["part"] == "tests"), None)
-    if tests is not None:
-        tests["counts"] = _pytest_counts(work / "pytest.xml")
-    env_info = _environment(work)
-    summary.update(
-        {
-            "ok": all(r["ok"] for r in results) and tree["clean"] is True,
-            "card": env_info.get("hardware"),
-            "versions": {k: env_info.get(k) for k in ("python", "torch", "triton", "torchvision", "numpy", "snnbench")},
-            "environment": env_info,
-            "elapsed_s": round(time.perf_counter() - started, 1),
-            # One row per part, so that the summary reads as a bench file (leaderboard, compare).
-            "rows": [
-                {"part": r["part"], "passed": "yes" if r["ok"] else "no", "part_s": r["seconds"]} for r in results
-            ],
-        }
-    )
+    results = _run_parts(parts, args, logs, started)
+    summary = _summary(args, tree, results, work, started)
     log = "\n".join(
         f"{r['part']:18s} {'ok' if r['ok'] else 'FAILED':6s} {r['seconds']:7.1f} s  "
         + (r["tail"][-1] if r["tail"] else "")

@@ -21,7 +21,7 @@ from torch import nn
 
 from snnbench.kernels.common import BACKENDS, choice, resolve_backend
 from snnbench.kernels.neuron import NeuronOptions, lif_options, run_neuron
-from snnbench.kernels.neuron_op import run_neuron_op
+from snnbench.kernels.neuron_op import launch_op
 
 # What a QCFS activation becomes after conversion: soft reset, v₀ = θ/2, output θ·s.
 _IF_OPTIONS = NeuronOptions(output="scaled")
@@ -30,7 +30,7 @@ _IF_OPTIONS = NeuronOptions(output="scaled")
 def _run(opts: NeuronOptions, x: torch.Tensor, backend: str, **tensors: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """One call of a module's prepared options; under torch.compile Triton runs as the custom op."""
     if torch.compiler.is_compiling() and resolve_backend(backend, x) == "triton":
-        return run_neuron_op(x, opts, **tensors)
+        return run_neuron(x, opts, launch=launch_op, **tensors)
     return run_neuron(x, opts, backend=backend, **tensors)
 
 

@@ -181,6 +181,45 @@ def evaluate(
     return 100.0 * correct / max(total, 1)
 
 
+@dataclass
+class _Step:
+    """What one optimisation step needs besides the batch."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    amp: bool
+
+
+def _train_epoch(model, loader, framework, step: _Step, steps: int, events: bool, device, advance) -> dict[str, Any]:
+    """One pass over ``loader``; the loss and correct sums stay on the device (no sync per batch)."""
+    fwd, bwd = _Timer(device), _Timer(device)
+    loss_sum, correct, seen, n_steps = 0.0, 0, 0, 0
+    for x, y in loader:
+        x, y = encode(x.to(device, non_blocking=True), steps, events), y.to(device, non_blocking=True)
+        step.optimizer.zero_grad(set_to_none=True)
+        with fwd, torch.autocast(device.type, enabled=step.amp):
+            out = model(x)
+            loss = framework(out, y)
+        with bwd:
+            step.scaler.scale(loss).backward()
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
+        step.scheduler.step()
+        loss_sum += loss.detach().float() * y.numel()
+        correct += (out.detach().float().mean(0).argmax(1) == y).sum()
+        seen += y.numel()
+        n_steps += 1
+        advance()
+    return {
+        "train_acc": round(100.0 * float(correct) / max(seen, 1), 4),
+        "loss": round(float(loss_sum) / max(seen, 1), 5),
+        "forward_s": round(fwd.seconds, 4),
+        "backward_s": round(bwd.seconds, 4),
+        "steps": n_steps,
+    }
+
+
 def train_direct(
     model: nn.Module,
     train_set: Dataset,
@@ -205,6 +244,7 @@ def train_direct(
     scheduler = make_scheduler(optimizer, training, len(loader))
     use_amp = bool(training.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    step = _Step(optimizer, scheduler, scaler, use_amp)
     history: list[dict[str, Any]] = []
     counts: dict[str, tuple[int, int]] = {}
     start_epoch = 0
@@ -220,25 +260,9 @@ def train_direct(
         for epoch in range(start_epoch, training.epochs):
             model.train()
             meter.reset()
-            fwd, bwd, whole = _Timer(device), _Timer(device), _Timer(device)
-            loss_sum, correct, seen, n_steps = 0.0, 0, 0, 0
+            whole = _Timer(device)
             with whole, progress.track(f"epoch {epoch + 1} batches", len(loader)) as batch_bar:
-                for x, y in loader:
-                    x, y = encode(x.to(device, non_blocking=True), steps, events), y.to(device, non_blocking=True)
-                    optimizer.zero_grad(set_to_none=True)
-                    with fwd, torch.autocast(device.type, enabled=use_amp):
-                        out = model(x)
-                        loss = framework(out, y)
-                    with bwd:
-                        scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    scheduler.step()
-                    loss_sum += loss.detach().float() * y.numel()
-                    correct += (out.detach().float().mean(0).argmax(1) == y).sum()
-                    seen += y.numel()
-                    n_steps += 1
-                    batch_bar.advance()
+                record = _train_epoch(model, loader, framework, step, steps, events, device, batch_bar.advance)
             test_acc = evaluate(model, test_set, steps, events, device, training.eval_batch_size, use_amp)
             epoch_counts = meter.counts()
             counts = add_counts(counts, epoch_counts)
@@ -246,12 +270,8 @@ def train_direct(
                 {
                     "epoch": epoch + 1,
                     "test_acc": round(test_acc, 4),
-                    "train_acc": round(100.0 * float(correct) / max(seen, 1), 4),
-                    "loss": round(float(loss_sum) / max(seen, 1), 5),
+                    **record,
                     "epoch_s": round(whole.seconds, 4),
-                    "forward_s": round(fwd.seconds, 4),
-                    "backward_s": round(bwd.seconds, 4),
-                    "steps": n_steps,
                     "input_grad_zeros": round(zero_fractions(epoch_counts)["overall"] or 0.0, 6),
                 }
             )
