@@ -37,10 +37,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from snnbench.bench import harness
 from snnbench.bench.harness import (
-    TIMING_COLUMNS,
-    BenchRun,
-    bench_entry,
     header,
     json_out_path,
     measure,
@@ -372,7 +370,7 @@ COLUMNS = [
     ("T", "T", ""),
     ("impl", "impl", ""),
     ("option", "option", ""),
-    *TIMING_COLUMNS,
+    *harness.TIMING_COLUMNS,
     ("img/s", "images_per_s", ",.0f"),
     ("TFLOP/s", "tflops", ".3g"),
     ("%peak", "frac_of_peak", "%"),
@@ -382,8 +380,8 @@ COLUMNS = [
 ]
 
 
-@bench_entry
-def run_convert_bench(run: BenchRun, *, models: Optional[list[str]] = None) -> dict[str, Any]:
+@harness.bench_entry
+def run_convert_bench(run: harness.BenchRun, *, models: Optional[list[str]] = None) -> dict[str, Any]:
     """Run every case; write ``out/convert.json`` after each model (a cut-off run keeps its rows)."""
     device, quick, console = run.device, run.quick, run.console
     cases = QUICK if quick else (SMALL if device == "cpu" else FULL)

@@ -20,16 +20,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from snnbench.bench.harness import (
-    BenchRun,
-    bench_entry,
-    copy_ceiling,
-    header,
-    measure,
-    render,
-    with_bandwidth,
-    write_json,
-)
+from snnbench.bench import harness
+from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory, synchronize
 
 TARGET_SPEEDUP = 10.0
@@ -182,8 +174,8 @@ def _render(result: dict[str, Any], console: Any) -> None:
     render(rows, [("measure", "measure", ""), ("value", "value", "")], console, title, timed_key="value")
 
 
-@bench_entry
-def run_ftbc_bench(run: BenchRun, *, steps: int = 32) -> dict[str, Any]:
+@harness.bench_entry
+def run_ftbc_bench(run: harness.BenchRun, *, steps: int = 32) -> dict[str, Any]:
     """Time fast FTBC and the official loop on the same batches; write ``out/ftbc.json`` if ``out``."""
     device, console = run.device, run.console
     sizes, steps, timing, note = _settings(device, run.quick, steps)

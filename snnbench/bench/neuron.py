@@ -27,17 +27,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from snnbench.bench.harness import (
-    TIMING_COLUMNS,
-    BenchRun,
-    bench_entry,
-    copy_ceiling,
-    header,
-    measure,
-    render,
-    with_bandwidth,
-    write_json,
-)
+from snnbench.bench import harness
+from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory, synchronize
 
 # The sweep lives in snnbench/sweeps/kernels.yaml only (package data, so a wheel has it too); these are
@@ -747,7 +738,7 @@ COLUMNS = [
     ("T", "T", ""),
     ("N", "N", ","),
     ("mode", "mode", ""),
-    *TIMING_COLUMNS,
+    *harness.TIMING_COLUMNS,
     ("GB/s", "gbps", ".0f"),
     ("%copy", "frac_of_ceiling", "%"),
     ("×loop", "speedup_vs_torch_loop", ".2f"),
@@ -775,9 +766,9 @@ def _chosen_sweep(
     return sweep, timing
 
 
-@bench_entry
+@harness.bench_entry
 def run_neuron_bench(
-    run: BenchRun,
+    run: harness.BenchRun,
     *,
     timesteps: Optional[list[int]] = None,
     sizes: Optional[list[int]] = None,

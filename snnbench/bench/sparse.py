@@ -44,17 +44,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from snnbench.bench.harness import (
-    BenchRun,
-    bench_entry,
-    copy_ceiling,
-    header,
-    measure,
-    render,
-    timing_columns,
-    with_bandwidth,
-    write_json,
-)
+from snnbench.bench import harness
+from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory
 from snnbench.kernels.sparse_backward import (
     INPUT_GRAD_DESIGNS,
@@ -569,7 +560,7 @@ COLUMNS = [
     ("trace", "trace_dtype", ""),
     ("active", "active_fraction", ".3%"),
     ("fwd ms", "fwd_ms", ".3f"),
-    *timing_columns(".3f", median="bwd ms"),
+    *harness.timing_columns(".3f", median="bwd ms"),
     ("bwd ×", "bwd_speedup", ".1f"),
     ("step ×", "step_speedup", ".2f"),
     ("GB/s", "gbps", ".0f"),
@@ -635,9 +626,9 @@ def _settings(
     return cfg
 
 
-@bench_entry
+@harness.bench_entry
 def run_sparse_bench(
-    run: BenchRun,
+    run: harness.BenchRun,
     *,
     hidden: Optional[Sequence[int]] = None,
     preset: Optional[str] = None,
