@@ -1,6 +1,6 @@
 """What every ``snnbench bench`` shares: the header, device choice, timing with spread, one row
 vocabulary, atomic JSON writes and one renderer. A bench keeps only its sizes and its measure
-function.
+function; :func:`bench_entry` gives every bench the same run parameters (device, out, quick, console).
 
 Timing: on CUDA ``triton.testing.do_bench`` (CUDA events, L2 flushed between runs) with the 20/50/80 %
 quantiles; on the CPU ``torch.utils.benchmark.Timer.blocked_autorange`` (which picks the number of
@@ -77,6 +77,7 @@ def bench_entry(body: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, 
     ) -> dict[str, Any]:
         return body(BenchRun(resolve_device(device), out, quick, console_or_print(console)), **options)
 
+    # help() and inspect show the call as it is made: the common parameters, then the bench's own.
     common = [p for name, p in inspect.signature(entry, follow_wrapped=False).parameters.items() if name != "options"]
     own = list(inspect.signature(body).parameters.values())[1:]
     entry.__signature__ = inspect.signature(body).replace(parameters=[*common, *own])
