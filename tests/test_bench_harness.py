@@ -3,6 +3,7 @@ and old bench files (schema 1 names) compared with new ones."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 
@@ -39,6 +40,29 @@ def test_write_json_is_atomic_and_header_is_complete(tmp_path):
     assert saved["schema"] == harness.SCHEMA and saved["environment"]["torch"] == torch.__version__
     assert "quantiles" in saved["timing"]["method"]
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]  # no temporary left behind
+
+
+def test_bench_entry_takes_the_common_run_parameters_once(tmp_path):
+    seen = []
+
+    @harness.bench_entry
+    def run_toy_bench(run: harness.BenchRun, *, size: int = 3) -> dict:
+        """A toy bench."""
+        seen.append((run, size))
+        return {"size": size}
+
+    quiet = Console(file=io.StringIO())
+    assert run_toy_bench(out=tmp_path, console=quiet, device="cpu", quick=True, size=5) == {"size": 5}
+    assert seen[-1] == (harness.BenchRun("cpu", tmp_path, True, quiet), 5)
+    run_toy_bench()  # the defaults: device resolved from auto, a console chosen, nothing written
+    run, size = seen[-1]
+    assert run.device in ("cpu", "cuda") and run.out is None and not run.quick and size == 3
+    assert hasattr(run.console, "print")
+    assert list(inspect.signature(run_toy_bench).parameters) == ["device", "out", "quick", "console", "size"]
+    assert run_toy_bench.__name__ == "run_toy_bench" and run_toy_bench.__doc__ == "A toy bench."
+    with pytest.raises(TypeError):
+        run_toy_bench("cpu", None, False, None, 5)  # a bench's own options are keyword-only
+    assert [key for _, key, _ in harness.TIMING_COLUMNS] == ["median_ms", "p20_ms", "p80_ms"]
 
 
 def test_render_lists_untimed_rows_by_reason():

@@ -32,19 +32,17 @@ import copy
 import inspect
 import time
 import traceback
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
+from snnbench.bench import harness
 from snnbench.bench.harness import (
-    console_or_print,
     header,
     json_out_path,
     measure,
     render,
-    resolve_device,
     synchronize,
     with_flops,
     write_json,
@@ -372,9 +370,7 @@ COLUMNS = [
     ("T", "T", ""),
     ("impl", "impl", ""),
     ("option", "option", ""),
-    ("ms", "median_ms", ".4g"),
-    ("p20", "p20_ms", ".4g"),
-    ("p80", "p80_ms", ".4g"),
+    *harness.TIMING_COLUMNS,
     ("img/s", "images_per_s", ",.0f"),
     ("TFLOP/s", "tflops", ".3g"),
     ("%peak", "frac_of_peak", "%"),
@@ -384,16 +380,10 @@ COLUMNS = [
 ]
 
 
-def run_convert_bench(
-    device: str = "auto",
-    out: Optional[Path] = None,
-    quick: bool = False,
-    models: Optional[list[str]] = None,
-    console: Any = None,
-) -> dict[str, Any]:
+@harness.bench_entry
+def run_convert_bench(run: harness.BenchRun, *, models: Optional[list[str]] = None) -> dict[str, Any]:
     """Run every case; write ``out/convert.json`` after each model (a cut-off run keeps its rows)."""
-    console = console_or_print(console)
-    device = resolve_device(device)
+    device, quick, console = run.device, run.quick, run.console
     cases = QUICK if quick else (SMALL if device == "cpu" else FULL)
     if models:
         unknown = sorted(set(models) - {c[0] for c in cases})
@@ -430,7 +420,7 @@ def run_convert_bench(
     card = result["environment"]["hardware"].get("name", "")
     peak = peak_flops(card) if device == "cuda" else None
     result["peak_bf16_flops"] = peak
-    path = json_out_path(out, "convert.json")
+    path = json_out_path(run.out, "convert.json")
     started = time.perf_counter()
     for case in cases:
         result["rows"].extend(_case_rows(case, device, timing, peak, console))

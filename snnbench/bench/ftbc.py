@@ -20,8 +20,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from snnbench.bench.harness import console_or_print, copy_ceiling, header, measure, render, with_bandwidth, write_json
-from snnbench.bench.timing import gbps, json_out_path, release_memory, resolve_device, synchronize
+from snnbench.bench import harness
+from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
+from snnbench.bench.timing import gbps, json_out_path, release_memory, synchronize
 
 TARGET_SPEEDUP = 10.0
 OFFICIAL_LOOP_H200_S = 5.23  # docs/design.md §7: the FTBC repository's loop, same setting, H200
@@ -173,20 +174,11 @@ def _render(result: dict[str, Any], console: Any) -> None:
     render(rows, [("measure", "measure", ""), ("value", "value", "")], console, title, timed_key="value")
 
 
-def run_ftbc_bench(
-    device: str = "auto",
-    out: Optional[Path] = None,
-    quick: bool = False,
-    steps: int = 32,
-    console: Any = None,
-) -> dict[str, Any]:
+@harness.bench_entry
+def run_ftbc_bench(run: harness.BenchRun, *, steps: int = 32) -> dict[str, Any]:
     """Time fast FTBC and the official loop on the same batches; write ``out/ftbc.json`` if ``out``."""
-    from snnbench.conversion.convert import simulate
-    from snnbench.conversion.layers import layer_pairs, max_bias_difference, restore_biases
-
-    console = console_or_print(console)
-    device = resolve_device(device)
-    sizes, steps, timing, note = _settings(device, quick, steps)
+    device, console = run.device, run.console
+    sizes, steps, timing, note = _settings(device, run.quick, steps)
     if note:
         console.print(note)
     alpha = 0.4
@@ -195,17 +187,40 @@ def run_ftbc_bench(
     fast_times, fast_biases, reference_times, reference_biases = _time_calibrations(
         ann, snn, batches, steps, alpha, sizes, device
     )
+    eval_s, ann_times = _eval_and_ann_times(ann, snn, batches[0], fast_biases, steps, device, timing)
+    config = _config(ann, snn, sizes, steps, alpha)
+    calibration = _calibration_fields(
+        steps, fast_times, fast_biases, reference_times, reference_biases, eval_s, ann_times
+    )
+    result: dict[str, Any] = header("ftbc", device, note=note, config=config, **calibration)
+    result["timing"].update(timing)
+    write_json(json_out_path(run.out, "ftbc.json"), result)
+
+    _add_kernel_rows(result, ann, snn, batches[0], steps, device, timing)
+    _write_and_render(result, run.out, console)
+    return result
+
+
+def _eval_and_ann_times(ann, snn, x: torch.Tensor, fast_biases, steps: int, device: str, timing: dict[str, int]):
+    """``(eval_s, ann_times)``: one evaluation pass of the SNN calibrated by fast FTBC (median of three
+    after a warm-up) and the ANN forward's spread, both on ``x``, for scale."""
+    from snnbench.conversion.convert import simulate
+    from snnbench.conversion.layers import restore_biases
 
     restore_biases(snn, fast_biases)
-    eval_pass = lambda: simulate(snn, batches[0], steps)  # noqa: E731
+    eval_pass = lambda: simulate(snn, x, steps)  # noqa: E731
     eval_pass()
     eval_s = statistics.median(_timed(eval_pass, device) for _ in range(3))
     with torch.no_grad():
-        ann_times = measure(lambda: ann(batches[0]), device, **timing)
+        ann_times = measure(lambda: ann(x), device, **timing)
+    return eval_s, ann_times
 
-    fast_s = statistics.median(fast_times)
-    reference_s = statistics.median(reference_times)
-    config = {
+
+def _config(ann, snn, sizes: dict[str, Any], steps: int, alpha: float) -> dict[str, Any]:
+    """The setting the JSON records: model, shapes, T, alpha and the sizes of this run."""
+    from snnbench.conversion.layers import layer_pairs
+
+    return {
         "model": "vgg16",
         "num_classes": 100,
         "image": [3, 32, 32],
@@ -215,49 +230,62 @@ def run_ftbc_bench(
         "if_layers": len(layer_pairs(ann, snn)),
         **{k: sizes[k] for k in ("width", "hidden", "batch_size", "batches")},
     }
-    result: dict[str, Any] = header(
-        "ftbc",
-        device,
-        **{
-            "note": note,
-            "config": config,
-            "fast_s": fast_s,
-            "fast_s_runs": fast_times,
-            "reference_s": reference_s,
-            "reference_s_runs": reference_times,
-            "speedup": reference_s / fast_s,
-            "target_speedup": TARGET_SPEEDUP,
-            "meets_target": (reference_s / fast_s) >= TARGET_SPEEDUP,
-            "official_loop_h200_s": OFFICIAL_LOOP_H200_S,
-            "max_abs_bias_diff": max_bias_difference(fast_biases, reference_biases),
-            "mean_abs_bias_diff": _mean_difference(fast_biases, reference_biases),
-            "max_abs_bias": max(float(b.abs().max()) for b in fast_biases.values() if b.numel()),
-            "eval_pass_s": eval_s,
-            "ann_forward_ms": ann_times["median_ms"],
-            "fast_cost_in_eval_passes": fast_s / eval_s,
-            "reference_cost_in_eval_passes": reference_s / eval_s,
-            "complete": False,  # until the kernel rows are in: a run cut off there keeps the calibration times
-            "bytes_note": "kernel bytes = x[T,B,C,...] and a[B,C,...] read once (floor_bytes) + the second stage's "
-            "partial sums [T, slots, C] written and read and [T, C] written (partial_bytes); "
-            "copy bytes = read + write",
-            "rows": [
-                {"impl": "ftbc_fast", "T": steps, "calibrate_s": fast_s, "speedup": reference_s / fast_s},
-                {"impl": "ftbc_reference", "T": steps, "calibrate_s": reference_s},
-                {"impl": "eval_pass", "T": steps, "s": eval_s},
-                {"impl": "ann_forward", **ann_times},
-            ],
-        },
-    )
-    result["timing"].update(timing)
-    write_json(json_out_path(out, "ftbc.json"), result)
 
-    kernel_rows, copy = _kernel_rows_with_ceiling(ann, snn, batches[0], steps, device, timing)
+
+def _calibration_fields(
+    steps: int,
+    fast_times: list[float],
+    fast_biases: dict[str, torch.Tensor],
+    reference_times: list[float],
+    reference_biases: dict[str, torch.Tensor],
+    eval_s: float,
+    ann_times: dict[str, float],
+) -> dict[str, Any]:
+    """The calibration's part of the JSON: both times, the speed-up, the bias differences, the costs in
+    evaluation passes and the first rows (written before the kernel rows are measured)."""
+    from snnbench.conversion.layers import max_bias_difference
+
+    fast_s = statistics.median(fast_times)
+    reference_s = statistics.median(reference_times)
+    return {
+        "fast_s": fast_s,
+        "fast_s_runs": fast_times,
+        "reference_s": reference_s,
+        "reference_s_runs": reference_times,
+        "speedup": reference_s / fast_s,
+        "target_speedup": TARGET_SPEEDUP,
+        "meets_target": (reference_s / fast_s) >= TARGET_SPEEDUP,
+        "official_loop_h200_s": OFFICIAL_LOOP_H200_S,
+        "max_abs_bias_diff": max_bias_difference(fast_biases, reference_biases),
+        "mean_abs_bias_diff": _mean_difference(fast_biases, reference_biases),
+        "max_abs_bias": max(float(b.abs().max()) for b in fast_biases.values() if b.numel()),
+        "eval_pass_s": eval_s,
+        "ann_forward_ms": ann_times["median_ms"],
+        "fast_cost_in_eval_passes": fast_s / eval_s,
+        "reference_cost_in_eval_passes": reference_s / eval_s,
+        "complete": False,  # until the kernel rows are in: a run cut off there keeps the calibration times
+        "bytes_note": "kernel bytes = x[T,B,C,...] and a[B,C,...] read once (floor_bytes) + the second stage's "
+        "partial sums [T, slots, C] written and read and [T, C] written (partial_bytes); "
+        "copy bytes = read + write",
+        "rows": [
+            {"impl": "ftbc_fast", "T": steps, "calibrate_s": fast_s, "speedup": reference_s / fast_s},
+            {"impl": "ftbc_reference", "T": steps, "calibrate_s": reference_s},
+            {"impl": "eval_pass", "T": steps, "s": eval_s},
+            {"impl": "ann_forward", **ann_times},
+        ],
+    }
+
+
+def _add_kernel_rows(result: dict[str, Any], ann, snn, x: torch.Tensor, steps: int, device: str, timing) -> None:
+    """Measure the statistics kernel on every IF layer and complete ``result`` with its rows, its total
+    and the copy ceiling."""
+    kernel_rows, copy = _kernel_rows_with_ceiling(ann, snn, x, steps, device, timing)
     result.update(
         {
             "kernel_max_rel_diff_vs_reference": max(r["max_rel_diff_vs_reference"] for r in kernel_rows),
             "kernel_tiling_note": "ftbc_stats_kernel: the tiling of the size heuristic (calibration's); _split / "
             "_nosplit: forced, GPU time only; bytes include the partial sums of the tiling",
-            "kernel": _kernel_total(kernel_rows, copy, config["batches"], fast_s),
+            "kernel": _kernel_total(kernel_rows, copy, result["config"]["batches"], result["fast_s"]),
             "copy": copy,
             "complete": True,
         }
@@ -266,8 +294,6 @@ def run_ftbc_bench(
         {"impl": "copy", **{k: copy[k] for k in ("median_ms", "p20_ms", "p80_ms", "bytes", "gbps")}},
         *kernel_rows,
     ]
-    _write_and_render(result, out, console)
-    return result
 
 
 def _settings(device: str, quick: bool, steps: int) -> tuple[dict[str, Any], int, dict[str, int], str]:

@@ -1,6 +1,6 @@
 """What every ``snnbench bench`` shares: the header, device choice, timing with spread, one row
 vocabulary, atomic JSON writes and one renderer. A bench keeps only its sizes and its measure
-function.
+function; :func:`bench_entry` gives every bench the same run parameters (device, out, quick, console).
 
 Timing: on CUDA ``triton.testing.do_bench`` (CUDA events, L2 flushed between runs) with the 20/50/80 %
 quantiles; on the CPU ``torch.utils.benchmark.Timer.blocked_autorange`` (which picks the number of
@@ -18,9 +18,12 @@ map them (:data:`snnbench.report.benchrows.OLD_NAMES`). This module must not imp
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -34,6 +37,10 @@ QUANTILES = (0.5, 0.2, 0.8)
 
 __all__ = [
     "SCHEMA",
+    "TIMING_COLUMNS",
+    "BenchRun",
+    "bench_entry",
+    "timing_columns",
     "header",
     "measure",
     "with_bandwidth",
@@ -46,6 +53,43 @@ __all__ = [
     "console_or_print",
     "copy_ceiling",
 ]
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """What every bench is run with: the resolved device, the JSON folder (None: write nothing),
+    whether it is a quick smoke run, and the console it prints to."""
+
+    device: str
+    out: Optional[Path]
+    quick: bool
+    console: Any
+
+
+def bench_entry(body: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """``run_<x>_bench(device="auto", out=None, quick=False, console=None, **options)`` from
+    ``body(run: BenchRun, **options)``: the common run parameters are taken, the device resolved and
+    the console chosen here once for every bench (the CLI and the GPU check call these by keyword)."""
+
+    @functools.wraps(body)
+    def entry(
+        device: str = "auto", out: Optional[Path] = None, quick: bool = False, console: Any = None, **options: Any
+    ) -> dict[str, Any]:
+        return body(BenchRun(resolve_device(device), out, quick, console_or_print(console)), **options)
+
+    # help() and inspect show the call as it is made: the common parameters, then the bench's own.
+    common = [p for name, p in inspect.signature(entry, follow_wrapped=False).parameters.items() if name != "options"]
+    own = list(inspect.signature(body).parameters.values())[1:]
+    entry.__signature__ = inspect.signature(body).replace(parameters=[*common, *own])
+    return entry
+
+
+def timing_columns(fmt: str = ".4g", median: str = "ms") -> list[tuple[str, str, str]]:
+    """The measurement's spread as table columns (see :func:`render`): its median, 20 % and 80 %."""
+    return [(median, "median_ms", fmt), ("p20", "p20_ms", fmt), ("p80", "p80_ms", fmt)]
+
+
+TIMING_COLUMNS = timing_columns()
 
 
 def header(benchmark: str, device: str, **extra: Any) -> dict[str, Any]:

@@ -27,8 +27,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from snnbench.bench import harness
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
-from snnbench.bench.timing import gbps, json_out_path, release_memory, resolve_device, synchronize
+from snnbench.bench.timing import gbps, json_out_path, release_memory, synchronize
 
 # The sweep lives in snnbench/sweeps/kernels.yaml only (package data, so a wheel has it too); these are
 # the keys it must define.
@@ -351,6 +352,35 @@ def _measure_point(
         "device-to-device copy of x (read + write)",
         gpu_ms=ceiling.get("graph_ms"),
     )
+    for impl, mode in _timed_pairs(sweep):
+        try:
+            step, note = _build_step(
+                impl, mode, model, sweep, backend, device, T, N, dtype_name, compile_budget, compiled
+            )
+        except ImportError as err:
+            add(impl, mode, None, f"skipped: {err}")
+            continue
+        if step is None:
+            add(impl, mode, None, note)
+            continue
+        fn = _timed_call(step, mode, x, grad)
+        try:
+            times, first, gpu = _time_step(fn, impl, sweep, device, timing, compile_budget)
+            add(impl, mode, times, note, first, gpu)
+        except Exception as err:  # noqa: BLE001 - one failing peer must not lose the sweep
+            add(impl, mode, None, _error_note(err))
+            traceback.print_exc()
+        finally:
+            del fn
+            release_memory(device)
+    del x, grad
+    release_memory(device)
+    derive_fractions(rows)
+    return rows
+
+
+def _timed_pairs(sweep: dict[str, Any]):
+    """The (impl, mode) pairs of the sweep that get a timed row (the copy row is the point's ceiling)."""
     for impl in sweep["impls"]:
         if impl == "copy":
             continue
@@ -359,42 +389,33 @@ def _measure_point(
                 continue  # uint8 spikes are inference-only
             if impl == "snnbench_localzo" and mode != "fwd_bwd":
                 continue  # its forward is the snnbench forward
-            try:
-                step, note = _build_step(
-                    impl, mode, model, sweep, backend, device, T, N, dtype_name, compile_budget, compiled
-                )
-            except ImportError as err:
-                add(impl, mode, None, f"skipped: {err}")
-                continue
-            if step is None:
-                add(impl, mode, None, note)
-                continue
-            fn = _timed_call(step, mode, x, grad)
-            try:
-                start = time.perf_counter()
-                fn()  # compiles / autotunes outside the timed region
-                synchronize(device)
-                first = time.perf_counter() - start
-                if impl == "torch_compile":
-                    compile_budget.spend(first)
-                times = measure(fn, device, **timing)
-                gpu = _try_graph_ms(fn) if device == "cuda" and impl in sweep["graph_impls"] else None
-                add(impl, mode, times, note, first, gpu)
-            except Exception as err:  # noqa: BLE001 - one failing peer must not lose the sweep
-                add(
-                    impl,
-                    mode,
-                    None,
-                    f"error: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}",
-                )
-                traceback.print_exc()
-            finally:
-                del fn
-                release_memory(device)
-    del x, grad
-    release_memory(device)
-    derive_fractions(rows)
-    return rows
+            yield impl, mode
+
+
+def _time_step(
+    fn: Callable[[], None],
+    impl: str,
+    sweep: dict[str, Any],
+    device: str,
+    timing: dict[str, float],
+    compile_budget: _CompileBudget,
+) -> tuple[dict[str, float], float, Optional[float]]:
+    """``(times, first_call_s, gpu_ms)`` of one built step: the first call (compilation, autotuning) kept
+    out of the timed region, then the spread and, for the graph impls on a card, the GPU time alone."""
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    first = time.perf_counter() - start
+    if impl == "torch_compile":
+        compile_budget.spend(first)
+    times = measure(fn, device, **timing)
+    gpu = _try_graph_ms(fn) if device == "cuda" and impl in sweep["graph_impls"] else None
+    return times, first, gpu
+
+
+def _error_note(err: Exception) -> str:
+    """A failed peer's row note: the error's type and first line."""
+    return f"error: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
 
 
 def derive_fractions(rows: list[dict[str, Any]]) -> None:
@@ -717,9 +738,7 @@ COLUMNS = [
     ("T", "T", ""),
     ("N", "N", ","),
     ("mode", "mode", ""),
-    ("ms", "median_ms", ".4g"),
-    ("p20", "p20_ms", ".4g"),
-    ("p80", "p80_ms", ".4g"),
+    *harness.TIMING_COLUMNS,
     ("GB/s", "gbps", ".0f"),
     ("%copy", "frac_of_ceiling", "%"),
     ("×loop", "speedup_vs_torch_loop", ".2f"),
@@ -747,27 +766,22 @@ def _chosen_sweep(
     return sweep, timing
 
 
+@harness.bench_entry
 def run_neuron_bench(
-    device: str = "auto",
-    out: Optional[Path] = None,
-    quick: bool = False,
+    run: harness.BenchRun,
+    *,
     timesteps: Optional[list[int]] = None,
     sizes: Optional[list[int]] = None,
-    console: Any = None,
     sweep_path: Optional[Path] = None,
     dtypes: Optional[list[str]] = None,
     impls: Optional[list[str]] = None,
 ) -> dict[str, Any]:
     """Run the sweep; write ``out/neuron.json`` (after every point, so a cut-off run keeps its rows)."""
-    if console is None:
-        from rich.console import Console
-
-        console = Console()
-    device = resolve_device(device)
+    device, console = run.device, run.console
     sweep, timing = _chosen_sweep(
         load_sweep(sweep_path),
         device,
-        quick,
+        run.quick,
         {"timesteps": timesteps, "sizes": sizes, "dtypes": dtypes, "impls": impls},
     )
     note = ""
@@ -792,7 +806,7 @@ def run_neuron_bench(
         rows=[],
     )
     result["timing"].update(timing)
-    path = json_out_path(out, "neuron.json")
+    path = json_out_path(run.out, "neuron.json")
     if device == "cuda":
         result["correctness"] = check_against_reference(device)
         console.print(json.dumps(result["correctness"], indent=1))

@@ -40,13 +40,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from snnbench.bench.harness import console_or_print, copy_ceiling, header, measure, render, with_bandwidth, write_json
-from snnbench.bench.timing import gbps, json_out_path, release_memory, resolve_device
+from snnbench.bench import harness
+from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
+from snnbench.bench.timing import gbps, json_out_path, release_memory
 from snnbench.kernels.sparse_backward import (
     INPUT_GRAD_DESIGNS,
     SpikeRule,
@@ -205,23 +205,14 @@ def _layer_rows(
 ) -> list[dict[str, Any]]:
     """Hidden layer 2 alone (the scope of the published SparseProp speed-ups): forward, and backward
     from a given ∂L/∂s to ∂L/∂W and the input gradient at the previous layer's active entries."""
-    T, B, N = cfg["timesteps"], cfg["batch"], cfg["inputs"]
+    T, B = cfg["timesteps"], cfg["batch"]
     current1, x, w, _ = layer_inputs(kind, H, cfg, device)
     w.requires_grad_(True)
     gen = torch.Generator().manual_seed(H + 1)
     grad_s = torch.randn(T, B, H, generator=gen).to(device)
     ceiling_gbps = cfg["ceiling_gbps"]
-    rows: list[dict[str, Any]] = []
-    dense = None  # (fwd, bwd) medians of dense_pytorch: every speed-up's base
-
-    dense_bytes = 4 * (2 * T * B * N + 2 * T * B * H + N * H)  # x, grad_s, the current's grad, dx, dW
-    if with_dense:
-        for impl, backend in _dense_impls(device):
-            fwd, bwd = _dense_layer(x, w, grad_s, backend, device, timing)
-            if impl == "dense_pytorch":
-                dense = (fwd["median_ms"], bwd["median_ms"])
-            rows.append(dict(_row("layer", H, impl, 1.0, fwd, bwd, dense, dense_bytes, ceiling_gbps), input=kind))
-        w.grad = None
+    # dense: the (fwd, bwd) medians of dense_pytorch, every speed-up's base
+    rows, dense = _dense_layer_rows(x, w, grad_s, H, cfg, device, timing, kind) if with_dense else ([], None)
 
     traces = {dtype: input_trace(x, BETA, dtype=dtype) for dtype in (torch.float32, torch.float16)}
     backend = _sparse_backend(device)
@@ -237,35 +228,15 @@ def _layer_rows(
             rule = make_rule(delta)
             tr = traces[trace_dtype]
             _, prev, _ = lif_record_forward(current1, BETA, rule, seed=2)  # layer 1's active entries
-
-            def forward(rule=rule, trace_dtype=trace_dtype):
-                input_trace(x, BETA, dtype=trace_dtype)  # part of the sparse forward's work, timed with it
-                cur = (x.reshape(T * B, N) @ w.detach()).view(T, B, H)
-                return lif_record_forward(cur, BETA, rule, seed=3)
-
+            forward = _sparse_forward(x, w, rule, trace_dtype, cfg, H)
             _, active, _ = forward()
             fwd = measure(forward, device, **timing)
             counts = {"pair_count": valid_pairs(active, prev), "pair_slot_count": pair_slots(active, prev)}
             for design in impl_designs:
-
-                def backward(active=active, tr=tr, prev=prev, design=design):
-                    delta_q = active.g * flat_grad[active.index]
-                    dw = sparse_weight_grad(tr, active, delta_q, backend)
-                    return dw, sparse_input_grad(w.detach(), active, delta_q, prev, BETA, backend, design=design)
-
+                backward = _sparse_backward(w, tr, active, prev, flat_grad, backend, design)
                 dw, dx = backward()
                 bwd = measure(backward, device, **timing)
-                model = backward_bytes(
-                    design,
-                    T=T,
-                    B=B,
-                    N_in=N,
-                    H=H,
-                    entries=len(active),
-                    prev_entries=len(prev),
-                    trace_itemsize=tr.element_size(),
-                    pairs=counts["pair_count"],
-                )
+                model = _design_bytes(design, cfg, H, active, prev, tr, counts["pair_count"])
                 row = _row("layer", H, name, active.fraction, fwd, bwd, dense, model["moved_bytes"], ceiling_gbps)
                 rate = gbps(model["gathered_bytes"], bwd["median_ms"])
                 row.update(
@@ -289,6 +260,62 @@ def _layer_rows(
                     row["b_th"] = rule.b_th
                 rows.append(row)
     return rows
+
+
+def _dense_layer_rows(
+    x: torch.Tensor, w: torch.Tensor, grad_s: torch.Tensor, H: int, cfg: dict, device: str, timing: dict, kind: str
+) -> tuple[list[dict[str, Any]], Optional[tuple[float, float]]]:
+    """The dense layer rows and the (fwd, bwd) medians of dense_pytorch, the sparse rows' speed-up base."""
+    T, B, N = cfg["timesteps"], cfg["batch"], cfg["inputs"]
+    dense_bytes = 4 * (2 * T * B * N + 2 * T * B * H + N * H)  # x, grad_s, the current's grad, dx, dW
+    rows, dense = [], None
+    for impl, backend in _dense_impls(device):
+        fwd, bwd = _dense_layer(x, w, grad_s, backend, device, timing)
+        if impl == "dense_pytorch":
+            dense = (fwd["median_ms"], bwd["median_ms"])
+        rows.append(dict(_row("layer", H, impl, 1.0, fwd, bwd, dense, dense_bytes, cfg["ceiling_gbps"]), input=kind))
+    w.grad = None
+    return rows, dense
+
+
+def _sparse_forward(
+    x: torch.Tensor, w: torch.Tensor, rule: SpikeRule, trace_dtype: torch.dtype, cfg: dict, H: int
+) -> Callable:
+    """Layer 2's sparse forward: the input trace, the current and the recorded LIF spikes."""
+    T, B, N = cfg["timesteps"], cfg["batch"], cfg["inputs"]
+
+    def forward():
+        input_trace(x, BETA, dtype=trace_dtype)  # part of the sparse forward's work, timed with it
+        cur = (x.reshape(T * B, N) @ w.detach()).view(T, B, H)
+        return lif_record_forward(cur, BETA, rule, seed=3)
+
+    return forward
+
+
+def _sparse_backward(w: torch.Tensor, tr, active, prev, flat_grad: torch.Tensor, backend: str, design: str) -> Callable:
+    """Layer 2's sparse backward from ∂L/∂s at the active entries: ``(dW, dx)``."""
+
+    def backward():
+        delta_q = active.g * flat_grad[active.index]
+        dw = sparse_weight_grad(tr, active, delta_q, backend)
+        return dw, sparse_input_grad(w.detach(), active, delta_q, prev, BETA, backend, design=design)
+
+    return backward
+
+
+def _design_bytes(design: str, cfg: dict, H: int, active, prev, tr: torch.Tensor, pairs: int) -> dict[str, Any]:
+    """The DRAM bytes the design's backward moves at least and the bytes it gathers through the cache."""
+    return backward_bytes(
+        design,
+        T=cfg["timesteps"],
+        B=cfg["batch"],
+        N_in=cfg["inputs"],
+        H=H,
+        entries=len(active),
+        prev_entries=len(prev),
+        trace_itemsize=tr.element_size(),
+        pairs=pairs,
+    )
 
 
 def _sparse_backend(device: str) -> str:
@@ -533,9 +560,7 @@ COLUMNS = [
     ("trace", "trace_dtype", ""),
     ("active", "active_fraction", ".3%"),
     ("fwd ms", "fwd_ms", ".3f"),
-    ("bwd ms", "median_ms", ".3f"),
-    ("p20", "p20_ms", ".3f"),
-    ("p80", "p80_ms", ".3f"),
+    *harness.timing_columns(".3f", median="bwd ms"),
     ("bwd ×", "bwd_speedup", ".1f"),
     ("step ×", "step_speedup", ".2f"),
     ("GB/s", "gbps", ".0f"),
@@ -601,12 +626,11 @@ def _settings(
     return cfg
 
 
+@harness.bench_entry
 def run_sparse_bench(
-    device: str = "auto",
-    out: Optional[Path] = None,
-    quick: bool = False,
+    run: harness.BenchRun,
+    *,
     hidden: Optional[Sequence[int]] = None,
-    console: Any = None,
     preset: Optional[str] = None,
     designs: Optional[Sequence[str]] = None,
     inputs: Optional[Sequence[str]] = None,
@@ -616,9 +640,8 @@ def run_sparse_bench(
     stage (a cut-off run keeps its rows). ``designs``: the input-gradient designs to compare (all by
     default); ``inputs``: the data-like input kinds (all by default); ``step=False`` skips the
     two-layer training-step rows."""
-    console = console_or_print(console)
-    device = resolve_device(device)
-    cfg = _settings(device, quick, preset, hidden, designs, inputs, step)
+    device, console = run.device, run.console
+    cfg = _settings(device, run.quick, preset, hidden, designs, inputs, step)
     timing = dict(cfg["timing"])
     note = ""
     if device == "cpu":
@@ -637,7 +660,7 @@ def run_sparse_bench(
         rows=[],
     )
     result["timing"].update(timing)
-    path = json_out_path(out, f"sparse_{preset}.json" if preset else "sparse.json")
+    path = json_out_path(run.out, f"sparse_{preset}.json" if preset else "sparse.json")
     started = time.perf_counter()
     if device == "cuda":
         result["correctness"] = check_against_reference(device)
