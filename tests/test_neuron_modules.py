@@ -105,3 +105,20 @@ def test_host_only_runs_a_call_without_its_launches(monkeypatch):
     assert bool((spikes == 7).all() and (v == 7).all() and (grad == 7).all())
     spikes, _ = lif.simulate(x)
     assert bool(((spikes == 0) | (spikes == 1)).all())
+
+
+def test_building_a_localzo_network_leaves_the_global_generator_alone():
+    """A LocalZO layer draws its seed per call, never at construction: with one seed, a surrogate and a
+    LocalZO network start from the same weights (an earlier build drew a seed while checking options,
+    which shifted every later layer's initialisation)."""
+    from snnbench.models.registry import build_spiking_model
+
+    def initial_weights(neuron):
+        torch.manual_seed(7)
+        model = build_spiking_model("spiking_cnn_small", num_classes=10, in_channels=1, neuron=neuron, channels=[4, 8])
+        return [p.detach().clone() for p in model.parameters()]
+
+    surrogate = initial_weights({"surrogate": "atan", "alpha": 2.0})
+    localzo = initial_weights({"surrogate": "localzo", "distribution": "normal", "delta": 0.15, "q": 1})
+    assert len(surrogate) == len(localzo) > 2
+    assert all(torch.equal(a, b) for a, b in zip(surrogate, localzo))
