@@ -63,7 +63,13 @@ def device_description(device: Optional[str] = None) -> dict[str, Any]:
             "sm_count": props.multi_processor_count,
             "cuda": torch.version.cuda,
         }
-    return {"device": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    # CPU sums are reduced in a thread-count-dependent order, so the count is part of what produced a number.
+    return {
+        "device": "cpu",
+        "name": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def environment(device: Optional[str] = None) -> dict[str, Any]:
