@@ -20,6 +20,7 @@ from snnbench.conversion.thresholds import relu_thresholds
 from snnbench.threshold_rule import ThresholdRule, parse_threshold
 from snnbench.models.registry import build_model
 from snnbench.models.torchvision_models import build_torchvision
+from snnbench.safe_io import UnusableFileError
 
 
 def _trained_like(model: nn.Module) -> nn.Module:
@@ -145,6 +146,13 @@ def test_torchvision_weights_from_a_file_and_missing_weights(tmp_path):
     loaded = build_torchvision("torchvision:resnet18", weights=str(path)).eval()
     x = torch.randn(1, 3, 32, 32)
     assert torch.equal(loaded(x), original(x))
+    # A training script's wrapper ({"model": ...}) keeps its class count (it was read as 1000 before).
+    torch.save({"model": original.state_dict(), "epoch": 3}, tmp_path / "wrapped.pth")
+    wrapped = build_torchvision("torchvision:resnet18", weights=str(tmp_path / "wrapped.pth")).eval()
+    assert torch.equal(wrapped(x), original(x))
+    (tmp_path / "planted.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(UnusableFileError, match="planted.pth"):
+        build_torchvision("torchvision:resnet18", weights=str(tmp_path / "planted.pth"))
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "absent.pth")):
         build_torchvision("torchvision:resnet18", weights=str(tmp_path / "absent.pth"))
     with pytest.raises(FileNotFoundError, match="download: true"):

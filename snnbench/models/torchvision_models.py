@@ -53,7 +53,6 @@ def build_torchvision(
     name: str, *, num_classes: Optional[int] = None, weights: Optional[str] = None, download: bool = False
 ) -> nn.Module:
     """The torchvision model ``name`` (``torchvision:<arch>``), with ``weights`` loaded if given."""
-    import torch
     import torchvision
 
     arch = architecture(name)
@@ -68,12 +67,13 @@ def build_torchvision(
                 f"or name a torchvision weights enum member (e.g. weights: IMAGENET1K_V1) and allow downloading "
                 f"with `download: true` under the dataset"
             )
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
+        from snnbench.models.checkpoint import _unwrap, load_state
+        from snnbench.safe_io import load_tensors
+
+        # Any wrapper the checkpoint loader accepts (state_dict, model, net ...) before the class count is read.
+        state = _unwrap(load_tensors(path, "the torchvision weights file"))
         classes = _classes_of(state)
         model = torchvision.models.get_model(arch, weights=None, **({"num_classes": classes} if classes else {}))
-        from snnbench.models.checkpoint import load_state
 
         return load_state(model, state)
     member = weights_enum(arch, weights)

@@ -112,6 +112,11 @@ class ResultStore:
             self._keys_seen = (signature, done_keys(self.read(warn=False).records))
         return self._keys_seen[1]
 
+    def _keys_after_own_append(self, before: os.stat_result, after: os.stat_result, key: str) -> None:
+        """Under the lock, a file that was as last parsed plus our line needs no new parse."""
+        if self._keys_seen[0] == (before.st_ino, before.st_size, before.st_mtime_ns):
+            self._keys_seen = ((after.st_ino, after.st_size, after.st_mtime_ns), self._keys_seen[1] | {key})
+
     def append(self, record: dict[str, Any], *, unless_recorded: bool = False) -> bool:
         """Append ``record``; with ``unless_recorded``, skip it when its key is already in the file
         (another process running the same suite finished that cell first). Returns whether it wrote.
@@ -125,7 +130,7 @@ class ResultStore:
                 self.set_aside_torn_tail()
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
-                    start = os.fstat(fd).st_size
+                    before = os.fstat(fd)
                     try:
                         written = os.write(fd, line)
                         if written != len(line):
@@ -133,10 +138,12 @@ class ResultStore:
                         os.fsync(fd)
                     except OSError:
                         # Leave no torn bytes behind: the file ends where the last whole record did.
-                        os.ftruncate(fd, start)
+                        os.ftruncate(fd, before.st_size)
                         raise
+                    after = os.fstat(fd)
                 finally:
                     os.close(fd)
+                self._keys_after_own_append(before, after, record["key"])
             return True
         except OSError as err:
             reason = err.strerror or str(err)
@@ -152,10 +159,17 @@ class ResultStore:
         """
         with self._lock:
             try:
-                data = self.path.read_bytes()
+                with open(self.path, "rb") as fh:
+                    # The common case, a whole last line, costs one byte, not a read of the file.
+                    size = fh.seek(0, os.SEEK_END)
+                    if size == 0:
+                        return None
+                    fh.seek(size - 1)
+                    if fh.read(1) == b"\n":
+                        return None
+                    fh.seek(0)
+                    data = fh.read()
             except FileNotFoundError:
-                return None
-            if not data or data.endswith(b"\n"):
                 return None
             cut = data.rfind(b"\n") + 1
             torn, number = data[cut:], data.count(b"\n") + 1
