@@ -31,6 +31,7 @@ There is no backward: calibration is forward-only, so this operation has no ``to
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple, Optional, Union
 
 import torch
@@ -124,10 +125,7 @@ def _next_pow2(n: int) -> int:
 
 
 def _spatial(x: torch.Tensor) -> int:
-    spatial = 1
-    for d in x.shape[3:]:
-        spatial *= d
-    return spatial
+    return math.prod(x.shape[3:])
 
 
 class StatsPlan(NamedTuple):

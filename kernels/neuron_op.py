@@ -23,9 +23,8 @@ from .common import resolve_backend
 from .neuron import generic_options, neuron_backward, neuron_forward
 from .neuron_options import SAVE_DTYPES, NeuronCall, NeuronOptions, prepare
 
-_SAVE_NAMES = {v: k for k, v in SAVE_DTYPES.items()}
-_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-_DTYPES = {v: k for k, v in _DTYPE_NAMES.items()}
+# One name per dtype, for the ops' string arguments (the I/O dtypes are the saved-state dtypes' set).
+_DTYPE_NAMES = {v: k for k, v in SAVE_DTYPES.items()}
 
 
 @functools.lru_cache(maxsize=256)
@@ -42,7 +41,7 @@ def _pack(opts: NeuronOptions) -> tuple[list[float], str, list[int]]:
         opts.threshold,
         math.nan if opts.v_init is None else opts.v_init,
     ]
-    names = "|".join((opts.reset, opts.output, opts.surrogate, opts.distribution, _SAVE_NAMES[opts.save_dtype]))
+    names = "|".join((opts.reset, opts.output, opts.surrogate, opts.distribution, _DTYPE_NAMES[opts.save_dtype]))
     ints = [opts.q, int(opts.detach_reset), int(opts.v_init is not None)]
     return floats, names, ints
 
@@ -129,7 +128,7 @@ def neuron_backward_op(
         saved,
         *_unpack(floats, names, ints, thresh),
         torch.Size(x_shape),
-        _DTYPES[x_dtype],
+        SAVE_DTYPES[x_dtype],
         want_grad_v_init,
     )
     return grad_x, grad_v0 if grad_v0 is not None else saved.new_empty(0, dtype=torch.float32)
@@ -137,7 +136,7 @@ def neuron_backward_op(
 
 @neuron_backward_op.register_fake
 def _(grad_out, grad_v_final, saved, thresh, x_shape, x_dtype, want_grad_v_init, floats, names, ints):
-    grad_x = saved.new_empty(x_shape, dtype=_DTYPES[x_dtype])
+    grad_x = saved.new_empty(x_shape, dtype=SAVE_DTYPES[x_dtype])
     grad_v0 = saved.new_empty(saved.shape[1] if want_grad_v_init else 0, dtype=torch.float32)
     return grad_x, grad_v0
 
@@ -155,7 +154,7 @@ def _backward(ctx, grad_out, grad_v_final, _grad_saved):
     saved, thresh = ctx.saved_tensors
     want_v0 = ctx.v_init_shape is not None and ctx.needs_input_grad[3]
     if grad_out is None:
-        grad_out = saved.new_zeros(ctx.x_shape, dtype=_DTYPES[ctx.x_dtype])
+        grad_out = saved.new_zeros(ctx.x_shape, dtype=SAVE_DTYPES[ctx.x_dtype])
     grad_x, grad_v0 = neuron_backward_op(
         grad_out.contiguous(), grad_v_final, saved, thresh, ctx.x_shape, ctx.x_dtype, want_v0, *ctx.packed
     )

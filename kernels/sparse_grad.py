@@ -35,6 +35,9 @@ INPUT_GRAD_DESIGNS = ("pairs", "rows", "scan")
 # Triton kernels
 
 
+PAIR_BLOCK_P, PAIR_BLOCK_Q = 32, 64  # the "pairs" kernel's tile (launch and byte model)
+
+
 def _weight_grad_configs() -> list[triton.Config]:
     if interpreting():
         return [triton.Config({"BLOCK_I": 128, "BLOCK_K": 16}, num_warps=4)]
@@ -385,7 +388,7 @@ def sparse_input_grad(
     _pack_by_batch_kernel[(triton.cdiv(n_cur, BLOCK),)](
         active.index, active.by_batch, delta.contiguous(), q_t, q_j, q_b, q_delta, n_cur, B, H, BLOCK=BLOCK
     )
-    BLOCK_P, BLOCK_Q = 32, 64
+    BLOCK_P, BLOCK_Q = PAIR_BLOCK_P, PAIR_BLOCK_Q
     _sparse_input_grad_kernel[(triton.cdiv(n_prev, BLOCK_P),)](
         prev.index,
         prev.by_batch,
@@ -503,8 +506,6 @@ def reference_sparse_input_grad(
 
 # ---------------------------------------------------------------------------------------------
 # Byte model of each design (what `bench sparse` reports; docs/design.md, "Sparse backward designs")
-
-PAIR_BLOCK_P, PAIR_BLOCK_Q = 32, 64  # the "pairs" kernel's tile
 
 
 def valid_pairs(active: ActiveSet, prev: ActiveSet, shift: int = 0) -> int:

@@ -328,7 +328,7 @@ def run_part_in_process(name: str, argv: list[str], env_extra: dict[str, str], l
     return _part_result(name, rc, started, log_path, None)
 
 
-def _environment(work: Path) -> dict[str, Any]:
+def _environment() -> dict[str, Any]:
     """Card and versions, asked of a part process (this one imports no torch)."""
     code = (
         "import json, torch; from snnbench.records.env import environment; "
@@ -411,7 +411,7 @@ def _summary(args: argparse.Namespace, tree: dict, results: list, work: Path, st
     tests = next((r for r in results if r["part"] == "tests"), None)
     if tests is not None:
         tests["counts"] = _pytest_counts(work / "pytest.xml")
-    env_info = _environment(work)
+    env_info = _environment()
     return {
         "benchmark": "gpu_check",
         "dry_run": args.dry_run,
@@ -448,8 +448,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     logs.mkdir(parents=True)
     started = time.perf_counter()
     wanted = {p for p in args.parts.split(",") if p}
-    parts = [p for p in plan(work, args.dry_run) if not wanted or p[0] in wanted]
-    unknown = wanted - {p[0] for p in plan(work, args.dry_run)}
+    every_part = plan(work, args.dry_run)
+    parts = [p for p in every_part if not wanted or p[0] in wanted]
+    unknown = wanted - {p[0] for p in every_part}
     if unknown:
         print(f"error: --parts: unknown {sorted(unknown)}", file=sys.stderr)
         return 2

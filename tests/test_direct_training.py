@@ -19,6 +19,7 @@ from snnbench.models.spiking_cnn import PerStepBN, ThresholdDependentBN, lif_lay
 from snnbench.neurons import MultiStepLIF
 from snnbench.records.store import ResultStore
 from snnbench.runner.sweep import run_suite
+from snnbench.safe_io import UnusableFileError
 from snnbench.training.conv_train import Framework, encode, mean_loss, neuron_options, tet_loss, train_direct
 from snnbench.training.grad_sparsity import GradZeroMeter, zero_fractions
 
@@ -181,6 +182,10 @@ def test_training_resumes_from_its_epoch_state(tmp_path):
     assert len(resumed["history"]) == 2
     assert [strip(h) for h in resumed["history"]] == [strip(h) for h in straight["history"]]
     assert resumed["counts"] == straight["counts"]
+    # A resume state of another layout is refused by name, as the ANN track refuses one.
+    torch.save({"epoch": 1, "model": {}}, state)
+    with pytest.raises(UnusableFileError, match="cell.state.pt: not a training-resume state of this model"):
+        run(state_path=state)
 
 
 def _direct_suite(tmp_path, **overrides):

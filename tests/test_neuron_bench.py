@@ -144,8 +144,4 @@ def test_timing_helpers_on_cpu():
             timing.resolve_device("cuda")
     with pytest.raises(ValueError, match="^device"):
         timing.resolve_device("tpu")
-    ms = timing.median_ms(lambda: torch.ones(1000).sum(), "cpu", warmup_ms=1, rep_ms=2)
-    assert ms > 0
-    ceiling = timing.copy_ceiling(4096, torch.float32, "cpu", warmup_ms=1, rep_ms=2)
-    assert ceiling["bytes"] == 2 * 4096 * 4 and ceiling["gbps"] > 0
     assert timing.gbps(2e9, 1000.0) == pytest.approx(2.0)

@@ -23,6 +23,7 @@ import inspect
 import json
 import os
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -126,7 +127,11 @@ def measure(fn: Callable[[], Any], device: str, *, warmup_ms: float = 25.0, rep_
     from torch.utils import benchmark
 
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    timer.timeit(1)  # a first call outside the blocks, as do_bench's warm-up
+    # Warm up for warmup_ms outside the blocks (at least one call), as do_bench does on CUDA.
+    deadline = time.perf_counter() + warmup_ms / 1e3
+    timer.timeit(1)
+    while time.perf_counter() < deadline:
+        fn()
     runs = timer.blocked_autorange(min_run_time=max(rep_ms, 1.0) / 1e3)
     times = sorted(t * 1e3 for t in runs.times)
     return {

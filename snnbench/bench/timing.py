@@ -1,16 +1,13 @@
-"""Timing helpers shared by the benchmarks: device choice, median times and the copy ceiling.
+"""Timing helpers shared by the benchmarks: device choice, CUDA-graph timing, bandwidth, memory.
 
-On CUDA a time is the median of ``triton.testing.do_bench`` (CUDA events, L2 flushed between runs:
-what a PyTorch caller sees, host overhead included when the GPU work is shorter than it) and, where
-the work can be captured, :func:`graph_ms` (CUDA-graph replay: the GPU time alone); on the CPU it is
-the median of ``time.perf_counter`` over repeated calls. Every benchmark compares
-its bandwidth with a device-to-device copy measured in the same process (:func:`copy_ceiling`).
+Eager times with their spread and the copy ceiling are :mod:`snnbench.bench.harness`'s
+(``measure``, ``copy_ceiling``); :func:`graph_ms` here is the GPU time alone (CUDA-graph replay),
+for work short enough that eager timing measures the host.
 """
 
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any, Callable
 
 import torch
@@ -26,32 +23,6 @@ def resolve_device(device: str = "auto") -> str:
         return _resolve_torch_device(device).type
     except RuntimeError as err:
         raise ValueError(str(err)) from None
-
-
-def median_ms(
-    fn: Callable[[], Any],
-    device: str,
-    *,
-    warmup_ms: float = 25.0,
-    rep_ms: float = 100.0,
-    min_reps: int = 3,
-    max_reps: int = 1000,
-) -> float:
-    """Median wall time of ``fn()`` in milliseconds; ``fn`` is assumed already warmed up once."""
-    if device == "cuda":
-        import triton.testing
-
-        return float(triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
-    times: list[float] = []
-    deadline = time.perf_counter() + warmup_ms / 1e3
-    while time.perf_counter() < deadline:
-        fn()
-    budget_end = time.perf_counter() + rep_ms / 1e3
-    while len(times) < min_reps or (time.perf_counter() < budget_end and len(times) < max_reps):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(statistics.median(times))
 
 
 def graph_ms(fn: Callable[[], Any], *, target_ms: float = 40.0, max_reps: int = 50, flush_mb: int = 256) -> float:
@@ -101,22 +72,6 @@ def graph_ms(fn: Callable[[], Any], *, target_ms: float = 40.0, max_reps: int = 
 def gbps(n_bytes: float, ms: float) -> float:
     """Bandwidth in GB/s (10⁹ bytes per second) for ``n_bytes`` moved in ``ms`` milliseconds."""
     return n_bytes / (ms * 1e-3) / 1e9 if ms > 0 else float("nan")
-
-
-def copy_ceiling(numel: int, dtype: torch.dtype, device: str, **timing: float) -> dict[str, float]:
-    """Time ``dst.copy_(src)`` of ``numel`` elements: the bandwidth a streaming kernel can hope for.
-
-    Bytes count the read and the write (2·numel·itemsize), as every other byte count here does.
-    """
-    src = torch.empty(numel, dtype=dtype, device=device).normal_()
-    dst = torch.empty_like(src)
-    fn = lambda: dst.copy_(src)  # noqa: E731
-    fn()
-    synchronize(device)
-    ms = median_ms(fn, device, **timing)
-    n_bytes = 2 * numel * src.element_size()
-    del src, dst
-    return {"ms": ms, "bytes": n_bytes, "gbps": gbps(n_bytes, ms)}
 
 
 def release_memory(device: str) -> None:

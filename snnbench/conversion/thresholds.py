@@ -49,14 +49,11 @@ def _mse_threshold(a: torch.Tensor, steps: int) -> torch.Tensor:
     """SNN Calibration's search: of θ = max·(1 − 0.01·i), i = 0..94, the one whose T-step
     clip-floor quantisation ``floor(clamp(a/θ·T, 0, T))·θ/T`` is closest to ``a`` in mean squared error."""
     top = a.max()
-    best, best_err = top, None
-    for i in range(95):
-        theta = top * (1.0 - i * 0.01)
-        quantised = torch.clamp(a / theta * steps, 0, steps).floor() * theta / steps
-        err = (a - quantised).pow(2).mean()
-        if best_err is None or err < best_err:
-            best, best_err = theta, err
-    return best
+    thetas = [top * (1.0 - i * 0.01) for i in range(95)]
+    errs = [(a - torch.clamp(a / theta * steps, 0, steps).floor() * theta / steps).pow(2).mean() for theta in thetas]
+    # One host sync for the search, not one per candidate; argmin keeps the first minimum, as a
+    # strict "<" scan does.
+    return thetas[int(torch.stack(errs).argmin())]
 
 
 def _statistic(a: torch.Tensor, rule, steps: int, generator: torch.Generator) -> torch.Tensor:

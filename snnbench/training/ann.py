@@ -14,7 +14,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -93,6 +93,21 @@ def training_state(model, optimizer, scheduler, scaler, generator, **extra: Any)
         "scaler": scaler.state_dict(),
         **extra,
     }
+
+
+def resume_training(path: Path, what: str, device, parts: tuple, read: Callable[[dict[str, Any]], Any]) -> Any:
+    """Restore ``parts`` (model, optimizer, scheduler, scaler, generator) from the resume state at
+    ``path`` and return ``read(state)``, the track's own fields; a state of another model or layout is
+    refused by name (delete it to start over) instead of surfacing as a KeyError mid-run."""
+    state = load_tensors(path, what, map_location=device)
+    try:
+        restore_training_state(state, *parts)
+        return read(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise UnusableFileError(
+            f"{path}: not a training-resume state of this model ({type(err).__name__}: {err}); "
+            "delete it to train from the start"
+        ) from None
 
 
 def restore_training_state(state: dict[str, Any], model, optimizer, scheduler, scaler, generator) -> None:
@@ -180,15 +195,13 @@ def _train_or_load(
 
     start_epoch, elapsed = 0, 0.0
     if state_path is not None and state_path.exists():
-        state = load_tensors(state_path, "the ANN training-resume state", map_location=device)
-        try:
-            restore_training_state(state, model, optimizer, scheduler, scaler, generator)
-            start_epoch, elapsed = int(state["epoch"]), float(state["elapsed_s"])
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
-            raise UnusableFileError(
-                f"{state_path}: not a training-resume state of this model ({type(err).__name__}: {err}); "
-                "delete it to train from the start"
-            ) from None
+        start_epoch, elapsed = resume_training(
+            state_path,
+            "the ANN training-resume state",
+            device,
+            (model, optimizer, scheduler, scaler, generator),
+            lambda state: (int(state["epoch"]), float(state["elapsed_s"])),
+        )
 
     epochs_run = 0
     with progress.track("epochs", training.epochs) as epoch_bar:

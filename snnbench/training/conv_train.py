@@ -41,7 +41,7 @@ from snnbench.models.registry import build_spiking_model, spiking_model_paramete
 from snnbench.models.spiking_cnn import lif_layers
 from snnbench.records.device import synchronize
 from snnbench.safe_io import load_tensors
-from snnbench.training.ann import _atomic_save, make_optimizer, make_scheduler, restore_training_state, training_state
+from snnbench.training.ann import _atomic_save, make_optimizer, make_scheduler, resume_training, training_state
 from snnbench.training.loaders import seeded_train_loader
 from snnbench.training.grad_sparsity import GradZeroMeter, add_counts, zero_fractions
 from snnbench.training.sparse_train import PeakMemory
@@ -249,10 +249,17 @@ def train_direct(
     counts: dict[str, tuple[int, int]] = {}
     start_epoch = 0
     if state_path is not None and state_path.exists():
-        state = load_tensors(state_path, "the direct-training resume state", map_location=device)
-        restore_training_state(state, model, optimizer, scheduler, scaler, generator)
-        start_epoch, history = state["epoch"], list(state["history"])
-        counts = {k: (int(v[0]), int(v[1])) for k, v in state["counts"].items()}
+        start_epoch, history, counts = resume_training(
+            state_path,
+            "the direct-training resume state",
+            device,
+            (model, optimizer, scheduler, scaler, generator),
+            lambda state: (
+                state["epoch"],
+                list(state["history"]),
+                {k: (int(v[0]), int(v[1])) for k, v in state["counts"].items()},
+            ),
+        )
 
     layers = lif_layers(model)
     with GradZeroMeter(layers) as meter, progress.track("epochs", training.epochs) as epoch_bar:
