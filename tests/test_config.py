@@ -230,6 +230,10 @@ _BOMB = "".join(
         ("name: !!python/object/apply:os.getcwd []\n", ["YAML error", "python/object"]),
         ({"models": [{"name": "digits_cnn", "width": 10**6}]}, ["models.0", "parameters; at most"]),
         ({"models": [{"name": "digits_cnn", "width": True}]}, ["models.0.width", "true/false"]),
+        (
+            {"models": [{"name": "digits_cnn", "width": True}, {"name": "digits_cnn", "width": 10**6}]},
+            ["models.0.width", "models.1", "parameters; at most"],
+        ),
     ],
     ids=[
         "alias-bomb",
@@ -246,6 +250,7 @@ _BOMB = "".join(
         "python-tag",
         "huge-model",
         "bool-model-param",
+        "huge-model-after-a-bad-one",
     ],
 )
 def test_strict_bounded_yaml_refusals_are_located_and_fast(tmp_path, content, needles):

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from snnbench.config import Suite
 from snnbench.context import RichProgressReporter
-from snnbench.records.store import read_records
+from snnbench.records.store import ResultStore
 from snnbench.runner.executors import Outcome
 from snnbench.runner.sweep import SweepPlan, SweepSummary, run_suite
 
@@ -76,7 +76,7 @@ def run_with_progress(
             raise
         plan = planned[0]
         keys = plan.keys
-        recorded = len(keys & {r["key"] for r in read_records(plan.path, warn=False).records})
+        recorded = len(keys & ResultStore(plan.path).recorded_keys())
         raise KeyboardInterrupt(
             f"interrupted: {recorded} of {len(keys)} cells recorded in {plan.path}; rerun to resume"
         ) from None

@@ -64,6 +64,7 @@ def check_models(suite: Suite, path: Path) -> None:
 
     problems = []
     for i, model in enumerate(suite.models):
+        earlier = len(problems)
         try:
             if suite.track == "conversion":
                 from snnbench.models.registry import model_parameters
@@ -95,7 +96,8 @@ def check_models(suite: Suite, path: Path) -> None:
                 problems.append(
                     f"  models.{i}.{key}: expected a number or a name, got {value!r} (true/false are not numbers)"
                 )
-        if not unknown and not problems and suite.track == "conversion":
+        # Built only when this model's own parameters are sound (an earlier model's problem is no reason to skip it).
+        if len(problems) == earlier and suite.track == "conversion":
             problems += _model_size_problems(i, model, suite)
         if model.checkpoint and not Path(model.checkpoint).expanduser().is_file():
             where = "is a folder" if Path(model.checkpoint).expanduser().is_dir() else "not found"
@@ -116,9 +118,7 @@ def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
     """Build the model on the meta device (no memory) to check its parameters' types and its size."""
     import torch
 
-    from snnbench.models.registry import build_model
-
-    from snnbench.models.registry import CONVERSION_PARAMETERS
+    from snnbench.models.registry import CONVERSION_PARAMETERS, build_model
     from snnbench.models.torchvision_models import is_torchvision
 
     if is_torchvision(model.name):  # fixed architectures: their size is torchvision's, not the suite's
