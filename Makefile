@@ -7,8 +7,11 @@ STAMP  := $(VENV)/.installed
 EXTRAS ?= test,ray,neuromorphic
 # Pin torch to the build this machine family ships on disk; pip would otherwise pull several GB.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
+# The GPU machines' Triton, beside the venv: the compile check (tests/test_compile_check.py) compiles
+# every kernel with it too, through PYTHONPATH, without replacing the venv's own.
+TRITON_SIDE := $(VENV)/triton36/triton/__init__.py
 
-.PHONY: demo test lint format setup env leaderboard clean-demo
+.PHONY: demo test lint format setup env leaderboard clean-demo compile-table
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +22,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(TRITON_SIDE): | $(STAMP)
+	$(BIN)/pip install -q --target $(VENV)/triton36 triton==3.6.0 --no-deps
+
+setup: $(STAMP) $(TRITON_SIDE)
 
 # The demo writes to an untracked folder so committed results never make it skip its cells.
 demo: setup
@@ -41,6 +47,10 @@ lint: setup
 
 env: setup
 	$(BIN)/snnbench env
+
+# Registers, spills and shared memory of every kernel for sm_80/sm_90, both Tritons, into docs/kernels.md.
+compile-table: setup
+	$(BIN)/python scripts/compile_table.py
 
 leaderboard: setup
 	$(BIN)/snnbench leaderboard --out results/LEADERBOARD.md
