@@ -10,8 +10,8 @@ a specialisation (argument types, constexprs, 16-byte aligned pointers, warps an
 of a space: every pair of values of two axes (a greedy pairwise cover), each value of its single axes
 (tile shapes, LocalZO draws) and each autotune config at the space's heaviest point, and the configs
 in turn at the other points.
-Registers and spills are read from the cubin (``cuobjdump -res-usage``, as the driver reports
-``n_regs`` and ``n_spills``: the thread's local memory, stack frame included, in 4-byte words), shared memory from Triton's metadata. Compiled kernels
+Registers, spill stores and the stack frame are ptxas's own report (``-v``) on Triton's PTX, with
+Triton's flags; shared memory is Triton's metadata. Compiled kernels
 are cached by Triton under ``TRITON_CACHE_DIR`` (keyed by source hash, options and target; the
 check points it at ``build/compile_check/triton-<version>`` unless set), so a rerun after an unchanged
 kernel costs a lookup.
@@ -20,14 +20,14 @@ kernel costs a lookup.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import multiprocessing
 import os
 import re
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
@@ -172,36 +172,37 @@ def specs(spaces: Optional[list[LaunchSpace]] = None) -> list[Spec]:
     return list(found.values())
 
 
-def _cuobjdump() -> str:
-    import triton.backends.nvidia as nvidia
-
-    return str(Path(nvidia.__file__).parent / "bin" / "cuobjdump")
-
-
-def _resources(compiled) -> tuple[int, int]:
-    """(registers per thread, spilled 4-byte words) of a compiled kernel, as the CUDA driver reports
-    them; kept beside Triton's cache, by the kernel's hash, so a cached kernel is not read again."""
-    known = Path(os.environ["TRITON_CACHE_DIR"]) / "resources" / f"{compiled.metadata.hash}.json"
+def _resources(compiled, options, arch: int) -> dict:
+    """Registers, spilled bytes and stack frame of a compiled kernel, from ptxas's own report: Triton's
+    ``make_cubin`` run again on its PTX with the log printed (same ptxas, same flags). Kept beside
+    Triton's cache by the kernel's hash, so a cached kernel is not assembled again. (The driver's
+    ``n_spills`` counts the whole stack frame, which also holds libdevice's sin/cos reduction array.)"""
+    known = Path(os.environ["TRITON_CACHE_DIR"]) / "ptxas" / f"{compiled.metadata.hash}.json"
     if known.exists():
-        return tuple(json.loads(known.read_text()))
-    regs_spills = _read_resources(compiled.asm["cubin"])
-    known.parent.mkdir(parents=True, exist_ok=True)
-    known.write_text(json.dumps(regs_spills))
-    return regs_spills
-
-
-def _read_resources(cubin: bytes) -> tuple[int, int]:
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        out = subprocess.run([_cuobjdump(), "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
-    found = {k: re.search(rf"\b{k}:(\d+)", out) for k in ("REG", "STACK", "LOCAL")}
+        return json.loads(known.read_text())
+    log = io.StringIO()
+    before = os.environ.get("TRITON_DUMP_PTXAS_LOG")
+    os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
+    try:
+        with contextlib.redirect_stdout(log):
+            make_backend(GPUTarget("cuda", arch, 32)).make_cubin(compiled.asm["ptx"], {}, options, arch)
+    finally:
+        if before is None:
+            os.environ.pop("TRITON_DUMP_PTXAS_LOG")
+        else:
+            os.environ["TRITON_DUMP_PTXAS_LOG"] = before
+    text = log.getvalue()
+    found = {
+        "regs": re.search(r"Used (\d+) registers", text),
+        "spills": re.search(r"(\d+) bytes spill stores", text),
+        "stack": re.search(r"(\d+) bytes stack frame", text),
+    }
     if not all(found.values()):
-        raise RuntimeError(f"cuobjdump -res-usage gave no REG/STACK/LOCAL line:\n{out}")
-    regs, stack, local = (int(m.group(1)) for m in found.values())
-    # The driver's local size (Triton's n_spills · 4) is the thread's stack frame, where ptxas puts
-    # spilled registers, plus any other local memory.
-    return regs, (stack + local) // 4
+        raise RuntimeError(f"ptxas -v gave no registers / spill / stack line:\n{text}")
+    usage = {k: int(m.group(1)) for k, m in found.items()}
+    known.parent.mkdir(parents=True, exist_ok=True)
+    known.write_text(json.dumps(usage))
+    return usage
 
 
 def compile_spec(spec: Spec, arch: int) -> dict:
@@ -221,11 +222,11 @@ def compile_spec(spec: Spec, arch: int) -> dict:
     started = _cpu_seconds()
     try:
         compiled = triton.compile(source, target=target, options=options.__dict__)
-        regs, spills = _resources(compiled)
+        usage = _resources(compiled, options, arch)
     except Exception as e:  # a compile error is this check's finding, reported per row
         return {**row, "error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"}
     cpu_s = round(_cpu_seconds() - started, 3)
-    return {**row, "regs": regs, "spills": spills, "shared": int(compiled.metadata.shared), "cpu_s": cpu_s}
+    return {**row, **usage, "shared": int(compiled.metadata.shared), "cpu_s": cpu_s}
 
 
 def _cpu_seconds() -> float:
@@ -256,7 +257,7 @@ def failures(rows: list[dict]) -> list[str]:
     bad = [r for r in rows if "error" in r or r["spills"]]
     return [
         f"{r['kernel']} {r['target']} {r['constexprs']} warps={r['num_warps']}: "
-        + (r.get("error") or f"{r['spills']} spilled words")
+        + (r.get("error") or f"{r['spills']} bytes of registers spilled")
         for r in bad
     ]
 
