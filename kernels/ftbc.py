@@ -153,8 +153,12 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def _warps(elements: int) -> int:
-    return max(1, min(4, elements // 128))
+def _warps(block_c: int, block_n: int) -> int:
+    # A wide channel block (32+ channels × 32+ positions) holds its per-channel θ, bias and sums
+    # beside the tile: with 4 warps it spilled a register on sm_90 (Triton 3.6, the compile check).
+    if block_c >= 32 and block_c * block_n >= 1024:
+        return 8
+    return max(1, min(4, block_c * block_n // 128))
 
 
 def ftbc_stats_plan(x: torch.Tensor, split: Optional[bool] = None) -> StatsPlan:
@@ -195,7 +199,7 @@ def tiling(
 
     bc, bn = block_c, block_n
     while split is not False and bc * bn > floor:
-        if split is None and grid(bc, bn)[0] * grid(bc, bn)[1] * _warps(bc * bn) >= target_warps:
+        if split is None and grid(bc, bn)[0] * grid(bc, bn)[1] * _warps(bc, bn) >= target_warps:
             break
         # Narrow the channel block while each batch row stays a 64-byte run, then the positions.
         if bc > 1 and (bc // 2) * spatial >= _ROW_RUN:
@@ -204,7 +208,7 @@ def tiling(
             bn //= 2
         else:
             break
-    return StatsPlan(bc, bn, grid(bc, bn), _warps(bc * bn), (bc, bn) != (block_c, block_n))
+    return StatsPlan(bc, bn, grid(bc, bn), _warps(bc, bn), (bc, bn) != (block_c, block_n))
 
 
 class StatsArgs(NamedTuple):

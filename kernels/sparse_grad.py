@@ -57,8 +57,7 @@ def _weight_grad_configs() -> list[triton.Config]:
             (512, 32, 8, 2),
             (1024, 16, 8, 2),
             (1024, 8, 4, 3),
-            (128, 64, 4, 3),
-        ]
+        ]  # (128, 64, 4, 3) spilled 72 bytes on sm_90 with Triton 3.8 (the compile check)
     ]
 
 
