@@ -616,7 +616,8 @@ def multistep_if(x: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor
     ``v_init=None`` (θ/2; a float or a tensor broadcasting to one step), ``bias=None`` (``[T, C]``),
     ``reset="soft"``, ``v_reset=0.0``, ``output="spike"``, ``surrogate="sigmoid"``, ``alpha=None`` (the
     surrogate's ``DEFAULT_ALPHA``), ``detach_reset=False``, ``distribution="normal"``, ``delta=0.05``,
-    ``q=1``, ``seed=None``, ``save_dtype="bf16"``, ``backend="auto"``.
+    ``q=1``, ``seed=None``, ``save_dtype="bf16"``, ``bias_order="before_input"`` (``"after_input"``:
+    ``u = (v + x_t) - b_t``, the RTS code's order), ``backend="auto"``.
     """
     return _multistep(x, NeuronOptions, **options)
 

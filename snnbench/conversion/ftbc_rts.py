@@ -24,7 +24,7 @@ with snnbench's step-by-step simulation.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -114,34 +114,24 @@ def _official_batch(
         theta = layer.neuron.thresh.reshape(())
         reset(snn)
         for t in range(steps):
-            out = _output_of(snn, layer, x)
-            ann_mean = _output_of_ann(ann, pair.qcfs, x)
-            ann_mean = ann_mean.mean(channel_dims(ann_mean))
+            out = _module_output(lambda: step_once(snn, x), layer)
+            target = _module_output(lambda: ann(x), pair.qcfs)
+            ann_mean = target.mean(channel_dims(target))
             layer.carry = correct_step(layer.carry, out, layer.neuron.bias, t, ann_mean, alpha, theta)
         reset(snn)
 
 
 def _channels(ann: nn.Module, pair: LayerPair, x: torch.Tensor) -> int:
-    return _output_of_ann(ann, pair.qcfs, x).shape[1]
+    return _module_output(lambda: ann(x), pair.qcfs).shape[1]
 
 
 @torch.no_grad()
-def _output_of(model: nn.Module, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _module_output(run: Callable[[], object], module: nn.Module) -> torch.Tensor:
+    """What ``module`` outputs during ``run()`` (the official ``ActivationSaverHook``)."""
     kept: list[torch.Tensor] = []
     handle = module.register_forward_hook(lambda _m, _i, out: kept.append(out.detach().clone()))
     try:
-        step_once(model, x)
-    finally:
-        handle.remove()
-    return kept[0]
-
-
-@torch.no_grad()
-def _output_of_ann(ann: nn.Module, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    kept: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _m, _i, out: kept.append(out.detach().clone()))
-    try:
-        ann(x)
+        run()
     finally:
         handle.remove()
     return kept[0]
