@@ -237,7 +237,8 @@ class Leaderboard:
 def _display_variant(row: pd.Series) -> str:
     parts = []
     label = str(row.get("label") or "")
-    if label and _plain(label) != _plain(str(row.get("method"))):
+    # A family label ("FTBC (+RTS)") is shown even where it spells the method's name.
+    if label and ("(+" in label or _plain(label) != _plain(str(row.get("method")))):
         parts.append(label)
     if row.get("variant"):
         parts.append(str(row["variant"]))
