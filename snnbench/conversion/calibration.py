@@ -133,7 +133,9 @@ def target_ann(ann: nn.Module, levels: Optional[int]) -> nn.Module:
 
 
 def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) -> dict[str, Any]:
-    from snnbench.conversion.ftbc import IMPLEMENTATIONS, ftbc_calibrate
+    # The one place that sees both implementations (neither imports the other).
+    from snnbench.conversion.ftbc import ftbc_calibrate_fast
+    from snnbench.conversion.ftbc_reference import ftbc_calibrate_reference
 
     augmented = bool(params["calibration_augment"]) and request.augmented_data is not None
     data = request.augmented_data if augmented else request.data
@@ -141,18 +143,10 @@ def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) 
     options = {"passes": params["passes"] if iterative else 1, "own_bias": iterative}
     ann = target_ann(request.ann, params["target_levels"])
     chunk = time_chunk(ann, batches[0], request.steps, request.device)
+    args = (ann, request.snn, batches, request.steps, params["alpha"])
     implementations = {
-        name: lambda name=name: ftbc_calibrate(
-            ann,
-            request.snn,
-            batches,
-            request.steps,
-            params["alpha"],
-            implementation=name,
-            chunk=chunk if name == "fast" else None,
-            **options,
-        )
-        for name in IMPLEMENTATIONS
+        "fast": lambda: ftbc_calibrate_fast(*args, chunk=chunk, **options),
+        "reference": lambda: ftbc_calibrate_reference(*args, **options),
     }
     chosen = params["implementation"]
     if chosen not in implementations:
