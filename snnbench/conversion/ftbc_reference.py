@@ -104,14 +104,7 @@ def reference_batch(
 
 @torch.no_grad()
 def ftbc_calibrate_reference(
-    ann: nn.Module,
-    snn: nn.Module,
-    batches: list[torch.Tensor],
-    steps: int,
-    alpha: float = 0.4,
-    *,
-    passes: int = 1,
-    own_bias: bool = False,
+    ann: nn.Module, snn: nn.Module, batches: list, steps: int, alpha: float = 0.4, *, passes=1, own_bias=False
 ) -> None:
     """The contract of :func:`snnbench.conversion.ftbc.ftbc_calibrate_fast` (without its kernel
     ``backend`` and time ``chunk``), the official way."""
