@@ -11,8 +11,6 @@ CUDA-graph replay too carry the host time per call (eager − graph, ``host_us_p
 against ``TARGET_HOST_US`` in the summary; ``host_path`` times a layer's call without its launches on
 any device. Without a GPU the
 PyTorch paths run at small sizes (``snnbench`` then means its PyTorch reference) and the JSON says so.
-
-This module must not import ``snnbench.config`` (pydantic is absent on the GPU machines).
 """
 
 from __future__ import annotations

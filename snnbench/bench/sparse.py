@@ -31,8 +31,6 @@ weight gradient is the same column-gathered kernel in all), the bytes the design
 cache (``gathered_bytes``, split into ``dw_`` / ``dx_``; ``gathered_gbps``,
 ``gathered_frac_of_ceiling``), and the largest relative error of dW and dx against the dense masked
 gradients for the same active set.
-
-This module must not import ``snnbench.config`` (pydantic is absent on the GPU machines).
 """
 
 from __future__ import annotations

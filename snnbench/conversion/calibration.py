@@ -25,23 +25,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from snnbench.config import CONVERSION_METHODS, METHOD_PARAMS
 from snnbench.conversion.layers import max_bias_difference, restore_biases, snapshot_biases
 from snnbench.models.hooks import forward_hooks
 
-METHODS = ("qcfs", "none", "light", "ftbc", "ftbc_iter")
-# Defaults of the suite schema (snnbench.config), repeated so that calibration runs without pydantic.
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "light": {"batch_size": 128},
-    "ftbc": {
-        "alpha": 0.4,
-        "batches": 3,
-        "batch_size": 200,
-        "implementation": "fast",
-        "calibration_augment": True,
-        "target_levels": None,
-    },
-}
-_DEFAULTS["ftbc_iter"] = {**_DEFAULTS["ftbc"], "passes": 5}
+METHODS = tuple(name for name in METHOD_PARAMS if name in CONVERSION_METHODS)
 
 
 @dataclass
@@ -185,7 +173,7 @@ def calibrate(method: str, request: CalibrationRequest) -> dict[str, Any]:
         raise ValueError(f"no calibration method named {method!r}; expected one of {list(METHODS)}")
     if method in ("qcfs", "none"):
         return {}
-    params = {**_DEFAULTS[method], **(request.params or {})}
+    params = {**METHOD_PARAMS[method]().model_dump(), **(request.params or {})}  # the suite schema's defaults
     if method == "light":
         return _light(request, params)
     return _ftbc(request, params, iterative=method == "ftbc_iter")

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator, Optional
 
+import psutil
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -409,17 +410,6 @@ def _reset_kernel_peak_rss() -> bool:
         return False
 
 
-def _rss_reader():
-    """A function returning this process's current RSS in bytes."""
-    try:
-        import psutil
-
-        process = psutil.Process()
-        return lambda: int(process.memory_info().rss)
-    except ImportError:
-        return lambda: _proc_status_bytes("VmRSS")
-
-
 class PeakMemory:
     """Peak memory of the ``with`` block only, not inherited from earlier cells of the process.
 
@@ -452,7 +442,8 @@ class PeakMemory:
         if _reset_kernel_peak_rss():
             self._start = _proc_status_bytes("VmRSS")
             return self
-        self._read = _rss_reader()
+        process = psutil.Process()
+        self._read = lambda: int(process.memory_info().rss)
         self._start = self._max = self._read()
         self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
         self._thread.start()
