@@ -109,7 +109,7 @@ CATALOG: tuple[Metric, ...] = (
         "x",
         "backward speed-up vs dense BPTT (×)",
         column="bwd_speedup",
-        scope="whole network, backward",
+        scope="whole network: loss.backward() vs the dense surrogate (fused Triton on CUDA), 3 batches after training",
         headline=13,
     ),
     Metric(
@@ -118,7 +118,8 @@ CATALOG: tuple[Metric, ...] = (
         "x",
         "training-step speed-up (×)",
         column="step_speedup",
-        scope="whole network, forward+backward+optimizer",
+        scope="whole network: the training step (forward, backward, optimiser step) vs the dense surrogate, "
+        "3 batches after training",
         headline=14,
     ),
     _info(
@@ -126,11 +127,14 @@ CATALOG: tuple[Metric, ...] = (
         "1",
         "fraction of neurons active in backward",
         column="active_fraction",
-        scope="hidden layers, backward",
+        scope="hidden layers, backward: mean over the hidden layers and every training step",
         headline=16,
     ),
     # Hidden layer 2 alone vs the dense PyTorch loop (and the fused Triton BPTT): the scope of the
-    # published SparseProp / LocalZO speed-ups, which sit only in these columns.
+    # published SparseProp / LocalZO speed-ups, which sit only in these columns. Every hidden layer l
+    # has the same layer{l}_* metrics: timed on the same batch and weights every layer_timing.stride-th
+    # training step; the backward includes the input gradient for the layer below; torch_loop is the
+    # dense surrogate as a PyTorch time loop under autograd (the published SparseProp baseline).
     Metric(
         "layer2_bwd_speedup_vs_torch_loop",
         "higher",
@@ -160,7 +164,7 @@ CATALOG: tuple[Metric, ...] = (
         "1",
         "layer-2 fraction of neurons active in backward",
         column="L2_active",
-        scope="hidden layer 2, backward",
+        scope="hidden layer 2, backward: mean over every training step",
     ),
     Metric(
         "layer2_bwd_mem_saved_pct",

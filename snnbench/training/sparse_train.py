@@ -502,21 +502,6 @@ class _null_bar:
         pass
 
 
-# What each speed-up and active fraction of a training record measures (stored with the record).
-SCOPES = {
-    "layer{l}_{fwd|bwd|fwdbwd}_speedup_vs_{torch_loop|fused}": (
-        "hidden layer l alone: forward, backward with the input gradient for the layer below, or both; "
-        "against the dense surrogate as a PyTorch time loop under autograd (torch_loop, the published "
-        "SparseProp baseline) or the fused Triton BPTT (fused); same batch and weights, every "
-        "layer_timing.stride-th training step"
-    ),
-    "layer{l}_active_fraction": "hidden layer l's entries in the backward, mean over every training step",
-    "bwd_speedup": "the whole loss.backward() against the dense surrogate (fused Triton on CUDA), 3 batches after training",
-    "step_speedup": "the whole training step (forward, backward, optimiser step) against the dense surrogate, 3 batches after training",
-    "active_fraction": "mean over the hidden layers and every training step",
-}
-
-
 def summarize(
     log: TrainLog,
     method_timing: StepTiming,
@@ -554,5 +539,4 @@ def summarize(
         "dense_step_ms": round(dense_step, 4),
         "bwd_speedup": round(dense_timing.bwd_ms / max(method_timing.bwd_ms, 1e-9), 3),
         "step_speedup": round(dense_step / max(method_step, 1e-9), 3),
-        "scopes": dict(SCOPES),
     }
