@@ -116,13 +116,6 @@ def _device_of(record: dict[str, Any]) -> str:
     return card_name(record.get("env")) or "card unknown"
 
 
-def _by_card(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        groups[_device_of(r)].append(r)
-    return dict(sorted(groups.items()))
-
-
 def _card_suffix(card: str, cards: Sequence[str]) -> str:
     # A file name carries the card only where one (dataset, model) was measured on several.
     return card if len(cards) > 1 else ""
