@@ -189,6 +189,8 @@ def test_device_checkpoint_data_root_and_tonic(tmp_path, monkeypatch):
     afile.write_text("")
     cifar = _suite(tmp_path, "conversion", [{"name": "digits_cnn", "width": 4}], datasets=["cifar10"])
     _refused(tmp_path, cifar, f"{afile} is a file; expected the folder that holds the datasets", data_root=afile)
+    spikes = _suite(tmp_path, "direct", [{"name": "spiking_cnn_small"}], datasets=["digits_spiking"])
+    _refused(tmp_path, spikes, "dataset 'digits_spiking' on the direct track", "needs image data [C, H, W]")
     monkeypatch.setitem(__import__("sys").modules, "tonic", None)  # import tonic raises ImportError
     shd = _suite(tmp_path, "training", [{"name": "snn_mlp", "hidden": 8}], datasets=[{"name": "shd", "download": True}])
     _refused(tmp_path, shd, "SHD is read with tonic, which is not installed", data_root=tmp_path / "empty")
@@ -228,3 +230,14 @@ def test_ann_cache_key_covers_the_data_folder(tmp_path):
 def test_api_takes_one_string_for_a_list_option(tmp_path):
     suite = _suite(tmp_path, "conversion", [{"name": "digits_cnn", "width": 4}])
     assert snnbench.load_suite(suite, "training.epochs=3").training.epochs == 3
+
+
+def test_the_preflight_leaves_torch_random_state_as_it_was(tmp_path):
+    from snnbench.records.cells import expand
+    from snnbench.runner.preflight import check_cells
+
+    suite = snnbench.load_suite(_suite(tmp_path, "conversion", [{"name": "digits_cnn", "width": 4}], seeds=[3]))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    check_cells(suite, expand(suite), None, tmp_path / "cache")  # builds seed the model with seed 3
+    assert torch.equal(torch.get_rng_state(), before)

@@ -158,7 +158,29 @@ def check_cells(suite: Suite, cells: Iterable[Cell], data_root: Optional[Path], 
     """Every cell's first steps, as the cell takes them: its data loaded by its track's loader (one
     sample of each split read), its model built by its track's builder on the meta device (every
     entry that fails is listed), and the checkpoint, cached model or resume state it will load read
-    with its own loader."""
+    with its own loader. Torch's random state is left as it was (augmentation draws from it)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        _check_cells(suite, cells, data_root, cache_dir)
+
+
+def _load_data(track, cell: Cell, data_root: Optional[Path]):
+    """The cell's bundle by its track's loader, sample 0 of each split read; a loader's own complaint
+    (data of the wrong kind for the track) names the dataset."""
+    from snnbench.errors import UnusableInputError
+
+    try:
+        bundle = track.load_cell_data(cell, data_root)
+    except UnusableInputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - ValueError for image data on a spike-train track, and the like
+        raise UsageError(f"dataset {cell.dataset.name!r} on the {cell.track} track: {_reason(err)}") from None
+    check_samples(bundle)
+    return bundle
+
+
+def _check_cells(suite: Suite, cells: Iterable[Cell], data_root: Optional[Path], cache_dir: Path) -> None:
     import json
 
     from snnbench.runner.tracks import track_module
@@ -170,8 +192,7 @@ def check_cells(suite: Suite, cells: Iterable[Cell], data_root: Optional[Path], 
         track = track_module(cell.track)
         key = json.dumps([cell.track, cell.dataset.model_dump(mode="json"), cell.training.augment, cell.timesteps])
         if key != data_key:  # cells come dataset by dataset: one bundle is held at a time
-            bundle, data_key = track.load_cell_data(cell, data_root), key
-            check_samples(bundle)
+            bundle, data_key = _load_data(track, cell, data_root), key
         entry = _entry(suite, cell)
         if entry not in problems:
             problems[entry] = build_on_meta(track, cell, bundle, entry)
