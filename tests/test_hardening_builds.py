@@ -241,3 +241,20 @@ def test_the_preflight_leaves_torch_random_state_as_it_was(tmp_path):
     before = torch.get_rng_state()
     check_cells(suite, expand(suite), None, tmp_path / "cache")  # builds seed the model with seed 3
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_ray_task_hands_unusable_input_to_the_driver(tmp_path):
+    """The task body returns the message apart from other failures (which are retried); the driver
+    raises it as a local run does. Checked without starting Ray."""
+    from snnbench.context import RunContext
+    from snnbench.records.cells import expand
+    from snnbench.runner.ray_executor import _run_cell_task
+    from snnbench.safe_io import UnusableFileError
+
+    cell = expand(snnbench.load_suite(_suite(tmp_path, "conversion", [{"name": "digits_cnn", "width": 4}])))[0]
+
+    def refuse(cell, ctx):
+        raise UnusableFileError("planted.pt: refused in the worker")
+
+    result = _run_cell_task(cell, RunContext(device=torch.device("cpu"), cache_dir=tmp_path), refuse, 0, 1)
+    assert result["unusable"] == "planted.pt: refused in the worker" and result["metrics"] is None
