@@ -81,3 +81,19 @@ def test_bad_input_exits_2_once_and_internal_failures_exit_1(monkeypatch):
 
     monkeypatch.setattr(sparse, "run_sparse_bench", bad_input)
     _invoke(["sparse", "--quick"], 2, "--hidden 7: planted")
+
+
+def test_neuron_sweep_sizes_are_bounded_too(tmp_path):
+    import yaml
+
+    from snnbench.bench.neuron import default_sweep_file, run_neuron_bench
+
+    with pytest.raises(BenchInputError, match=r"timesteps 4 × sizes 1000000000000: needs about"):
+        run_neuron_bench(device="cpu", quick=True, timesteps=[4], sizes=[10**12])
+    with pytest.raises(BenchInputError, match="timesteps: expected a list of positive integers"):
+        run_neuron_bench(device="cpu", quick=True, timesteps=["many"])
+    sweep = yaml.safe_load(default_sweep_file().read_text())
+    sweep["neuron"]["cpu"]["sizes"] = [10**13]
+    path = tmp_path / "huge.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    _invoke(["neuron", "--device", "cpu", "--sweep", str(path)], 2, "sizes 10000000000000: needs about")

@@ -764,6 +764,14 @@ def _chosen_sweep(
     for name in sweep["dtypes"]:
         if name not in _DTYPES:
             raise BenchInputError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
+    for key in ("timesteps", "sizes"):
+        if not sweep[key] or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sweep[key]):
+            raise BenchInputError(f"{key}: expected a list of positive integers, got {sweep[key]!r}")
+    # fp32 input, output and both gradients plus the saved state: about 20 B per neuron-step (docs/kernels.md).
+    largest = max(sweep["timesteps"]) * max(sweep["sizes"])
+    harness.refuse_beyond_memory(
+        20 * largest, device, f"timesteps {max(sweep['timesteps'])} × sizes {max(sweep['sizes'])}"
+    )
     return sweep, timing
 
 
