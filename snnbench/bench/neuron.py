@@ -35,6 +35,7 @@ from snnbench.bench.neuron_rows import DTYPES, IMPLS, CompileBudget, measure_poi
 from snnbench.bench.peers import spikingjelly_version
 from snnbench.bench.sweep import load_section, tier_of
 from snnbench.bench.timing import json_out_path
+from snnbench.errors import BenchInputError
 
 # The keys the ``neuron`` section of snnbench/sweeps/kernels.yaml defines, and its tiers.
 SWEEP_KEYS = (
@@ -213,10 +214,18 @@ def _chosen_sweep(
             sweep[key] = list(values)
     for name in sweep["dtypes"]:
         if name not in DTYPES:
-            raise ValueError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(DTYPES)}")
+            raise BenchInputError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(DTYPES)}")
     unknown = [impl for impl in sweep["impls"] if impl not in IMPLS]
     if unknown:  # refused before any timing, not at the first point that reaches them
-        raise ValueError(f"impls: unknown implementation(s) {unknown}; expected some of {list(IMPLS)}")
+        raise BenchInputError(f"impls: unknown implementation(s) {unknown}; expected some of {list(IMPLS)}")
+    for key in ("timesteps", "sizes"):
+        if not sweep[key] or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sweep[key]):
+            raise BenchInputError(f"{key}: expected a list of positive integers, got {sweep[key]!r}")
+    # fp32 input, output and both gradients plus the saved state: about 20 B per neuron-step (docs/kernels.md).
+    largest = max(sweep["timesteps"]) * max(sweep["sizes"])
+    harness.refuse_beyond_memory(
+        20 * largest, device, f"timesteps {max(sweep['timesteps'])} × sizes {max(sweep['sizes'])}"
+    )
     return sweep, timing
 
 

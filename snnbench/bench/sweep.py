@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from snnbench.errors import BenchInputError
+
 
 def default_sweep_file() -> Path:
     """The sweep shipped inside the package, found the same way in a checkout and in a wheel."""
@@ -23,23 +25,23 @@ def load_section(name: str, keys: Sequence[str], tiers: Sequence[str], path: Opt
 
     path = Path(path) if path is not None else default_sweep_file()
     if not path.exists():
-        raise ValueError(
+        raise BenchInputError(
             f"{path}: the {name} sweep file is missing (it ships as snnbench/sweeps/kernels.yaml; pass --sweep PATH)"
         )
     data = yaml.safe_load(path.read_text()) or {}
     section = data.get(name) if isinstance(data, dict) else None
     if not isinstance(section, dict):
-        raise ValueError(f"{path}: '{name}' must be a mapping of sweep settings")
+        raise BenchInputError(f"{path}: '{name}' must be a mapping of sweep settings")
     expected = [*keys, *tiers]
     unknown = set(section) - set(expected)
     if unknown:
-        raise ValueError(f"{path}: {name}: unknown keys {sorted(unknown)}; expected {sorted(expected)}")
+        raise BenchInputError(f"{path}: {name}: unknown keys {sorted(unknown)}; expected {sorted(expected)}")
     missing = [k for k in expected if k not in section]
     if missing:
-        raise ValueError(f"{path}: {name}: missing keys {missing}")
+        raise BenchInputError(f"{path}: {name}: missing keys {missing}")
     for tier in tiers:
         if not isinstance(section[tier], dict) or set(section[tier]) - set(keys):
-            raise ValueError(f"{path}: {name}.{tier}: expected a mapping of some of {sorted(keys)}")
+            raise BenchInputError(f"{path}: {name}.{tier}: expected a mapping of some of {sorted(keys)}")
     return section
 
 
