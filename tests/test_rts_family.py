@@ -139,3 +139,14 @@ def test_leaderboard_rows_carry_the_family():
     assert family_label(record("ftbc")) == "FTBC (+QCFS)"
     assert family_label(record("light", "relu")) == "light (+ReLU)"
     assert family_label({"track": "training", "method": "localzo"}) == ""
+
+
+def test_an_rts_model_takes_threshold_batches_but_no_threshold_rule():
+    from snnbench.config import ModelSpec
+    from snnbench.runner.sweep import _threshold_problems
+
+    fine = ModelSpec.model_validate({"name": "digits_cnn", "activation": "rts", "threshold_batches": 3})
+    assert _threshold_problems(0, fine) == []
+    rule = ModelSpec.model_validate({"name": "digits_cnn", "activation": "rts", "threshold": "mse"})
+    (problem,) = _threshold_problems(0, rule)
+    assert "models.0.threshold: applies to ReLU networks" in problem and "largest activations (RTS)" in problem
