@@ -253,7 +253,7 @@ def plan(work: Path, dry_run: bool) -> list[tuple[str, list[str], dict[str, str]
     for bench in BENCHES:
         extra = {
             "sparse": ["--design", "pairs,rows,scan"] if dry_run else SPARSE_CARD_ARGS,
-            "layer": ["--no-figure"] if dry_run else LAYER_CARD_ARGS,
+            "layer": ["--no-figure", "--impls", "snnbench,torch_loop"] if dry_run else LAYER_CARD_ARGS,
         }.get(bench, [])
         parts.append(
             (

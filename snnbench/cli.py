@@ -587,11 +587,14 @@ def bench_layer(
     budget_s: Annotated[
         Optional[float], typer.Option(min=0, help="start no point after this many seconds (the JSON lists those left)")
     ] = None,
+    impls: Annotated[
+        Optional[str], typer.Option(help="only these implementations, comma-separated (default: every peer)")
+    ] = None,
 ) -> dict:
     """One spiking layer (Linear(n,n)+LIF on the Open Neuromorphic protocol, a CIFAR conv block) against
     SpikingJelly, snnTorch, Norse, Sinabs, a PyTorch loop and torch.compile, each checked to the same
     neuron first (pip install 'snnbench[peers]'); on the CPU also the neuron alone at 1 and 2 threads."""
-    return {"figure": figure, "budget_s": budget_s}
+    return {"figure": figure, "budget_s": budget_s, "impls": _items(impls)}
 
 
 def main() -> None:

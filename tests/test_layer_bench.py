@@ -28,7 +28,7 @@ def test_every_installed_peer_gives_the_spikes_and_gradients_of_its_snnbench_neu
 def _loop_with(**changes):
     from snnbench.bench.neuron import plain_lif_loop
 
-    return lambda device, dtype: (lambda x: plain_lif_loop(x, **{**SJ_NEURON, **changes}))
+    return lambda device, dtype: lambda x: plain_lif_loop(x, **{**SJ_NEURON, **changes})
 
 
 def test_a_peer_whose_spikes_differ_is_flagged():
@@ -52,7 +52,10 @@ def tiny_run(monkeypatch, tmp_path):
 
     liar = Peer("liar", None, SJ_NEURON, _loop_with(threshold=0.9), "fires at 0.9")
     monkeypatch.setattr(layer, "PEERS", (peer_named("snnbench"), peer_named("torch_loop"), liar))
-    plan = {**layer.PLANS["quick"], "points": [{**layer._ON, "T": 4, "B": 2, "n": 32}, {"shape": "neuron", "T": 4, "N": 64}]}
+    plan = {
+        **layer.PLANS["quick"],
+        "points": [{**layer._ON, "T": 4, "B": 2, "n": 32}, {"shape": "neuron", "T": 4, "N": 64}],
+    }
     monkeypatch.setitem(layer.PLANS, "quick", plan)
     screen = io.StringIO()
     result = layer.run_layer_bench(device="cpu", out=tmp_path, quick=True, console=Console(file=screen, width=200))
@@ -89,6 +92,12 @@ def test_quick_run_rows_carry_the_split_and_the_ratios(tiny_run):
     ratios = result["summary"]["fwd_bwd_ratios"]
     assert set(ratios) == {"linear T=4 n=32 fp32", "neuron T=4 N=64 fp32"}
     assert all("torch_loop_over_snnbench" in v and "liar_over_snnbench" not in v for v in ratios.values())
+    (rounds,) = result["interleaved"]  # the neuron point, every equal implementation once per round
+    assert set(rounds["median_ms"]) == {"snnbench", "torch_loop"} and rounds["rounds"] == layer.INTERLEAVED_ROUNDS
+    assert rounds["over_snnbench"]["torch_loop"] == pytest.approx(
+        rounds["median_ms"]["torch_loop"] / rounds["median_ms"]["snnbench"]
+    )
+    assert all(rounds["p20_ms"][k] <= rounds["median_ms"][k] <= rounds["p80_ms"][k] for k in rounds["median_ms"])
 
 
 def test_the_published_open_neuromorphic_rows_are_package_data():
@@ -107,3 +116,35 @@ def test_peer_versions_and_reasons():
     ghost = Peer("ghost", "no-such-snn-library", SJ_NEURON, _loop_with(), "absent")
     assert "not installed" in unavailable(ghost, "cpu") and "peers" in unavailable(ghost, "cpu")
     assert "CUDA" in unavailable(peer_named("sinabs_exodus"), "cpu")
+
+
+def test_the_leaderboard_puts_published_and_measured_layer_rows_in_one_labelled_table(tmp_path):
+    from snnbench.report.inputs import BenchFile
+    from snnbench.report.layer_board import layer_section
+    from snnbench.report.published import load_published
+
+    row = {"shape": "linear", "part": "layer", "mode": "fwd_bwd", "dtype": "fp32", "T": 100, "threads": 1}
+    rows = [
+        {**row, "n": 512, "impl": "snnbench", "median_ms": 10.0},
+        {**row, "n": 512, "impl": "snntorch", "median_ms": 31.0},
+    ]
+    bench = BenchFile(tmp_path / "cpu" / "layer.json", rows, env={}, meta={"benchmark": "layer"})
+    text = layer_section([bench], load_published())
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "published RTX 4090, n=16,384, T=500 (their protocol)" in lines["library"]
+    assert "measured cpu, n=512, T=100, 1 thr" in lines["library"]
+    assert "| 3080 | 31 |" in lines["snntorch"].replace(".0", "")
+    assert lines["**snnbench**"].rstrip(" |").endswith("10")
+    assert "spyx fp16; spyx fp32" in lines["spyx"]
+
+
+def test_cli_refuses_an_unknown_implementation_with_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from snnbench.cli import app
+
+    result = CliRunner().invoke(
+        app, ["bench", "layer", "--device", "cpu", "--impls", "snnbench,nope", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "unknown implementation 'nope'" in result.output
+    assert not (tmp_path / "layer.json").exists()

@@ -30,7 +30,7 @@ import torch
 
 from snnbench.bench import harness
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, with_flops, write_json
-from snnbench.bench.layer_peers import PEERS, Peer, check_peer, unavailable, version
+from snnbench.bench.layer_peers import PEERS, Peer, check_peer, peer_named, unavailable, version
 from snnbench.bench.timing import json_out_path, release_memory, synchronize
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -255,7 +255,7 @@ def _measure_point(
             rows.append({**base, "impl": "torch", "part": "gemm", "mode": mode, **_timed(call, device, timing)})
     ceiling = copy_ceiling(currents.numel(), dtype, device, **timing)
     peak = _peak(card, dtype_name)
-    for peer in PEERS:
+    for peer in (p for p in PEERS if p.name in checks):
         why = unavailable(peer, device)
         if not why and not checks[peer.name].get("equal"):
             why = f"not timed: {checks[peer.name].get('note', 'not equal to the snnbench neuron')}"
@@ -339,15 +339,51 @@ COLUMNS = [
 ]
 
 
-def _checks(device: str, console: Any) -> dict[str, dict[str, Any]]:
+def _checks(peers: list[Peer], device: str, console: Any) -> dict[str, dict[str, Any]]:
     """Every available peer checked against the snnbench neuron it claims to equal."""
     checks = {}
-    for peer in PEERS:
+    for peer in peers:
         why = unavailable(peer, device)
         checks[peer.name] = {"impl": peer.name, "skipped": why} if why else check_peer(peer, device)
         shown = checks[peer.name].get("note") or why or "equal"
         console.print(f"check {peer.name}: {shown}")
     return checks
+
+
+INTERLEAVED_ROUNDS = 7
+
+
+def _interleaved(point: dict[str, Any], threads: Optional[int], device: str, checks) -> dict[str, Any]:
+    """The neuron alone, fwd+bwd, every timed implementation once per round for
+    :data:`INTERLEAVED_ROUNDS` rounds: on a shared machine whose load drifts over minutes, the
+    harness's one-implementation-after-another timing favours whoever ran in a quiet minute; here
+    every round sees the same load for all. Median and spread (p20, p80) per implementation."""
+    _, x, _ = _layer_and_input(point, torch.float32, device)
+    cur = x.detach().requires_grad_(True)
+    calls = {}
+    for peer in (p for p in PEERS if checks.get(p.name, {}).get("equal") and not unavailable(p, device)):
+        step = peer.build(device, x.dtype)
+        calls[peer.name] = _call(lambda step=step: step(cur), "fwd_bwd", [cur])
+        calls[peer.name]()  # warm: first-call work stays out of the rounds
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(INTERLEAVED_ROUNDS):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            synchronize(device)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    spread = {name: sorted(t) for name, t in times.items()}
+    median = {name: t[len(t) // 2] for name, t in spread.items()}
+    ours = median.get("snnbench")
+    return {
+        **{k: v for k, v in point.items() if k != "threads"},
+        "threads": threads,
+        "rounds": INTERLEAVED_ROUNDS,
+        "median_ms": median,
+        "p20_ms": {name: t[int(0.2 * (len(t) - 1))] for name, t in spread.items()},
+        "p80_ms": {name: t[int(round(0.8 * (len(t) - 1)))] for name, t in spread.items()},
+        "over_snnbench": {name: ms / ours for name, ms in median.items() if ours and name != "snnbench"},
+    }
 
 
 def _run_point(result: dict[str, Any], path, started: float, where: tuple, device: str, timing, card: str) -> None:
@@ -365,17 +401,24 @@ def _run_point(result: dict[str, Any], path, started: float, where: tuple, devic
 
 
 @harness.bench_entry
-def run_layer_bench(run: harness.BenchRun, *, figure: bool = True, budget_s: Optional[float] = None) -> dict[str, Any]:
-    """Check every peer, then time each point; write ``out/layer.json`` after every point (and
-    ``layer.png``, time vs n per library, when ``figure``). With ``budget_s`` no point starts after
-    that many seconds (the JSON says which were left)."""
+def run_layer_bench(
+    run: harness.BenchRun,
+    *,
+    figure: bool = True,
+    budget_s: Optional[float] = None,
+    impls: Optional[list[str]] = None,
+) -> dict[str, Any]:
+    """Check every peer (or those named in ``impls``), then time each point; write ``out/layer.json``
+    after every implementation (and ``layer.png``, time vs n per library, when ``figure``). With
+    ``budget_s`` no point starts after that many seconds (the JSON says which were left)."""
     device, console = run.device, run.console
+    peers = [peer_named(name) for name in impls] if impls else list(PEERS)
     plan = PLANS["quick" if run.quick else device]
     threads_before = torch.get_num_threads()
     result = header(
         "layer",
         device,
-        peers={p.name: version(p.package) for p in PEERS if not p.ours},
+        peers={p.name: version(p.package) for p in peers if not p.ours},
         plan={k: plan[k] for k in ("points", "dtypes")},
         input=f"x ~ N(0, {INPUT_STD}^2), PyTorch's default layer init; fwd_bwd = gradients of the layer's parameters "
         "(neuron rows: of its input currents)",
@@ -383,7 +426,7 @@ def run_layer_bench(run: harness.BenchRun, *, figure: bool = True, budget_s: Opt
     )
     result["timing"].update(plan["timing"])
     path = json_out_path(run.out, "layer.json")
-    result["checks"] = _checks(device, console)
+    result["checks"] = _checks(peers, device, console)
     card = result["environment"].get("hardware", {}).get("name", device) or device
     started = time.perf_counter()
     try:
@@ -396,6 +439,12 @@ def run_layer_bench(run: harness.BenchRun, *, figure: bool = True, budget_s: Opt
                     if threads:
                         torch.set_num_threads(threads)
                     _run_point(result, path, started, (point, dtype_name, threads), device, plan["timing"], card)
+                    if point["shape"] == "neuron" and device == "cpu":
+                        result.setdefault("interleaved", []).append(
+                            _interleaved(point, threads, device, result["checks"])
+                        )
+                        console.print(f"interleaved: {json.dumps(result['interleaved'][-1]['over_snnbench'])}")
+                        write_json(path, result)
         write_json(path, result)
     finally:
         torch.set_num_threads(threads_before)
