@@ -26,7 +26,7 @@ def test_every_installed_peer_gives_the_spikes_and_gradients_of_its_snnbench_neu
 
 
 def _loop_with(**changes):
-    from snnbench.bench.neuron import plain_lif_loop
+    from snnbench.bench.peers import plain_lif_loop
 
     return lambda device, dtype: lambda x: plain_lif_loop(x, **{**SJ_NEURON, **changes})
 

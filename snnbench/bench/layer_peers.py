@@ -20,12 +20,22 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from snnbench.errors import BenchInputError
+
 Step = Callable[[torch.Tensor], torch.Tensor]
 
 # max |Δ∂L/∂x| over max |∂L/∂x|: fp32 rounding of the same recurrence in another order.
 GRAD_TOLERANCE = 1e-4
 # The neuron of the Open Neuromorphic protocol and of SpikingJelly's LIFNode defaults.
-SJ_NEURON = {"tau": 2.0, "decay_input": True, "reset": "hard", "v_reset": 0.0, "surrogate": "sigmoid", "alpha": 4.0}
+SJ_NEURON = {
+    "tau": 2.0,
+    "decay_input": True,
+    "threshold": 1.0,
+    "reset": "hard",
+    "v_reset": 0.0,
+    "surrogate": "sigmoid",
+    "alpha": 4.0,
+}
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,7 @@ def _snnbench(save_dtype: str) -> Callable[[str, torch.dtype], Step]:
 
 
 def _torch_loop(device: str, dtype: torch.dtype) -> Step:
-    from snnbench.bench.neuron import plain_lif_loop
+    from snnbench.bench.peers import plain_lif_loop
 
     return lambda x: plain_lif_loop(x, **SJ_NEURON)
 
@@ -79,16 +89,9 @@ def _torch_compile(device: str, dtype: torch.dtype) -> Step:
 
 
 def _spikingjelly(device: str, dtype: torch.dtype) -> Step:
-    from spikingjelly.activation_based import functional as sjf
-    from spikingjelly.activation_based import surrogate as sjs
+    from snnbench.bench.peers import spikingjelly_lif_step
 
-    surrogate = sjs.Sigmoid(alpha=SJ_NEURON["alpha"])
-
-    def step(x: torch.Tensor) -> torch.Tensor:
-        v0 = torch.zeros(x.shape[1:], dtype=torch.float32, device=x.device)
-        return sjf.lif_multi_step(x, v0, SJ_NEURON["tau"], True, 1.0, 0.0, surrogate, False)[0]
-
-    return step
+    return spikingjelly_lif_step(SJ_NEURON)
 
 
 def _snntorch(device: str, dtype: torch.dtype) -> Step:
@@ -247,7 +250,7 @@ def peer_named(name: str) -> Peer:
     for peer in PEERS:
         if peer.name == name:
             return peer
-    raise ValueError(f"impls: unknown implementation {name!r}; expected one of {[p.name for p in PEERS]}")
+    raise BenchInputError(f"impls: unknown implementation {name!r}; expected one of {[p.name for p in PEERS]}")
 
 
 def unavailable(peer: Peer, device: str) -> str:
