@@ -29,13 +29,16 @@ def _run(fn, x, v0, threshold, bias, **options):
 
 @pytest.mark.parametrize("reset,detach,output", CASES)
 @pytest.mark.parametrize("surrogate", ["sigmoid", "atan", "localzo"])
-def test_hand_written_backward_matches_autograd(reset, detach, output, surrogate):
-    gen = torch.Generator().manual_seed(hash((reset, detach, output, surrogate)) % 2**31)
+@pytest.mark.parametrize("bias_order", ["before_input", "after_input"])
+def test_hand_written_backward_matches_autograd(reset, detach, output, surrogate, bias_order):
+    gen = torch.Generator().manual_seed(hash((reset, detach, output, surrogate, bias_order)) % 2**31)
     x = torch.randn((T,) + SHAPE, generator=gen) + 0.5
     v0 = 0.1 * torch.randn(SHAPE[1:], generator=gen)
     threshold = torch.rand(3, generator=gen) + 0.5  # per channel
     bias = 0.1 * torch.randn(T, 3, generator=gen)
-    options = dict(reset=reset, detach_reset=detach, output=output, surrogate=surrogate, v_reset=0.1)
+    options = dict(
+        reset=reset, detach_reset=detach, output=output, surrogate=surrogate, v_reset=0.1, bias_order=bias_order
+    )
     if surrogate == "localzo":
         options.update(delta=0.5, q=2, seed=3)
     fast = _run(neuron_reference, x, v0, threshold, bias, **options)
