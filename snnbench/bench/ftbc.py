@@ -23,6 +23,7 @@ import torch
 from snnbench.bench import harness
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory, synchronize
+from snnbench.user_text import say
 
 TARGET_SPEEDUP = 10.0
 OFFICIAL_LOOP_H200_S = 5.23  # docs/design.md §7: the FTBC repository's loop, same setting, H200
@@ -180,7 +181,7 @@ def run_ftbc_bench(run: harness.BenchRun, *, steps: int = 32) -> dict[str, Any]:
     device, console = run.device, run.console
     sizes, steps, timing, note = _settings(device, run.quick, steps)
     if note:
-        console.print(note)
+        say(console, note)
     alpha = 0.4
 
     ann, snn, batches = _build(sizes, device)
@@ -382,4 +383,4 @@ def _write_and_render(result: dict[str, Any], out: Optional[Path], console: Any)
         result["path"] = str(path)
     _render(result, console)
     if out is not None:
-        console.print(f"wrote {result['path']}")
+        say(console, f"wrote {result['path']}")

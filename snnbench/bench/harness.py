@@ -32,6 +32,7 @@ import torch
 
 from snnbench.bench.timing import gbps, json_out_path, resolve_device, synchronize
 from snnbench.records.env import environment
+from snnbench.user_text import say
 
 SCHEMA = 2  # rows in the vocabulary above; 1 = the older per-bench names
 QUANTILES = (0.5, 0.2, 0.8)
@@ -206,7 +207,7 @@ def console_or_print(console: Any) -> Any:
     try:
         from rich.console import Console
 
-        return Console()
+        return Console(markup=False, highlight=False)  # user text verbatim (snnbench.user_text)
     except ImportError:
         return _PlainConsole()
 
@@ -224,17 +225,18 @@ def render(
     skipped = sorted({str(r.get("note", "")) for r in rows if not r.get(timed_key)})
     try:
         from rich.table import Table
+        from rich.text import Text
     except ImportError:
-        console.print(title)
-        console.print("  ".join(h for h, _, _ in columns))
+        say(console, title)
+        say(console, "  ".join(h for h, _, _ in columns))
         for r in timed:
-            console.print("  ".join(_cell(r.get(k), f) for _, k, f in columns))
+            say(console, "  ".join(_cell(r.get(k), f) for _, k, f in columns))
     else:
-        table = Table(title=title)
+        table = Table(title=Text(title))  # notes and names verbatim, never markup
         for head, key, fmt in columns:
             table.add_column(head, justify="left" if fmt == "" else "right", no_wrap=True)
         for r in timed:
-            table.add_row(*(_cell(r.get(k), f) for _, k, f in columns))
+            table.add_row(*(Text(_cell(r.get(k), f)) for _, k, f in columns))
         console.print(table)
     if skipped:
-        console.print(f"{len(rows) - len(timed)} rows not timed: " + "; ".join(skipped))
+        say(console, f"{len(rows) - len(timed)} rows not timed: " + "; ".join(skipped))

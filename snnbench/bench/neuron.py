@@ -30,6 +30,7 @@ import torch
 from snnbench.bench import harness
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory, synchronize
+from snnbench.user_text import say
 
 # The sweep lives in snnbench/sweeps/kernels.yaml only (package data, so a wheel has it too); these are
 # the keys it must define.
@@ -66,25 +67,16 @@ def default_sweep_file() -> Path:
 
 
 def load_sweep(path: Optional[Path] = None) -> dict[str, Any]:
-    """The ``neuron`` section of the shipped snnbench/sweeps/kernels.yaml (or ``path``), every key present."""
-    import yaml
+    """The ``neuron`` section of the shipped snnbench/sweeps/kernels.yaml, or of ``path`` checked by
+    the sweep schema (:mod:`snnbench.bench.sweep_file`). The shipped file is package data that a test
+    validates with the same schema, so the default run needs no pydantic (the GPU machines lack it)."""
+    if path is None:
+        from snnbench.strict_yaml import read_yaml
 
-    path = Path(path) if path is not None else default_sweep_file()
-    if not path.exists():
-        raise ValueError(
-            f"{path}: the neuron sweep file is missing (it ships as snnbench/sweeps/kernels.yaml; pass --sweep PATH)"
-        )
-    data = yaml.safe_load(path.read_text()) or {}
-    section = data.get("neuron") if isinstance(data, dict) else None
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: 'neuron' must be a mapping of sweep settings")
-    unknown = set(section) - set(SWEEP_KEYS)
-    if unknown:
-        raise ValueError(f"{path}: neuron: unknown keys {sorted(unknown)}; expected {sorted(SWEEP_KEYS)}")
-    missing = [k for k in SWEEP_KEYS if k not in section]
-    if missing:
-        raise ValueError(f"{path}: neuron: missing keys {missing}")
-    return section
+        return read_yaml(default_sweep_file(), "bench sweep file")["neuron"]
+    from snnbench.bench.sweep_file import load_neuron_sweep
+
+    return load_neuron_sweep(Path(path))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -790,7 +782,7 @@ def run_neuron_bench(
             "no GPU: the PyTorch paths run on the CPU at small sizes; 'snnbench' rows time its PyTorch "
             "reference, not the Triton kernels (run with --device cuda on a GPU for those)"
         )
-        console.print(f"[yellow]{note}[/yellow]")
+        say(console, note, style="yellow")
 
     result: dict[str, Any] = header(
         "neuron",
@@ -809,10 +801,10 @@ def run_neuron_bench(
     path = json_out_path(run.out, "neuron.json")
     if device == "cuda":
         result["correctness"] = check_against_reference(device)
-        console.print(json.dumps(result["correctness"], indent=1))
+        say(console, json.dumps(result["correctness"], indent=1))
         write_json(path, result)
     result["host_path"] = host_path_us(device)
-    console.print(f"host path per call (no launches): {json.dumps(result['host_path'])}")
+    say(console, f"host path per call (no launches): {json.dumps(result['host_path'])}")
     budget = _CompileBudget(sweep["compile"]["budget_s"])
     compiled: dict[str, Callable] = {}
     started = time.perf_counter()
@@ -830,7 +822,7 @@ def run_neuron_bench(
     title = f"neuron kernels on {result['environment']['hardware'].get('name', device)} ({device})"
     render(result["rows"], COLUMNS, console, title)
     if result.get("summary"):
-        console.print(json.dumps(result["summary"], indent=2, default=str))
+        say(console, json.dumps(result["summary"], indent=2, default=str))
     if path is not None:
-        console.print(f"wrote {path}")
+        say(console, f"wrote {path}")
     return result

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from snnbench.errors import UnusableInputError
+from snnbench.strict_yaml import YamlError, read_yaml
+from snnbench.user_paths import UnusablePathError
 
 ROW_FIELDS = ("dataset", "model", "method")
 
@@ -88,9 +88,9 @@ def _as_record(row: dict[str, Any], source: "PublishedSource", index: int) -> di
 
 def load_source(path: Path) -> PublishedSource:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise PublishedError(f"{path}: not valid YAML: {err}") from None
+        data = read_yaml(path, "published source")
+    except (YamlError, UnusablePathError) as err:
+        raise PublishedError(str(err)) from None
     if not isinstance(data, dict):
         raise PublishedError(f"{path}: expected a mapping at the top level")
     for required in ("id", "source"):
