@@ -471,7 +471,8 @@ def _writable_folder(folder: Path, option: str) -> None:
 
 
 def _bench_out(out: Optional[Path]) -> Optional[Path]:
-    if out is not None:
+    """``--out`` names a folder (created here) or, ending in .json, the file itself."""
+    if out is not None and out.suffix != ".json":
         _writable_folder(out, "--out")
     return out
 

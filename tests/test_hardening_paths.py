@@ -105,3 +105,19 @@ def test_symlink_loops_sockets_and_long_names_are_named(tmp_path):
         input_file(tmp_path / ("x" * 300), "suite file")
     with pytest.raises(UnusablePathError, match="at most 4096"):
         input_file("/".join(["d" * 200] * 30), "suite file")
+
+
+@pytest.mark.timeout(60)
+def test_bench_out_is_checked_before_any_timing(tmp_path):
+    (tmp_path / "taken.json").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "null").mkdir()
+    (tmp_path / "null" / "ftbc.json").symlink_to("/dev/null")
+    for out, needle in (
+        (tmp_path / "taken.json", "is a folder"),
+        (tmp_path / "pipe", "is a FIFO"),
+        (tmp_path / "null" / "ftbc.json", "is a character device"),
+    ):
+        args = ["bench", "ftbc", "--device", "cpu", "--quick", "--out", str(out)]
+        text = _refused(args, "--out", needle)
+        assert "T=" not in text and "wrote" not in text, text  # refused before any timing

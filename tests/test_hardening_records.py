@@ -17,25 +17,17 @@ from snnbench.records.record_check import record_problem
 from snnbench.records.store import ResultStore
 from snnbench.report.inputs import InputError
 from snnbench.runner.sweep import plan_sweep
-from tests.helpers import REPO, tiny_digits_suite
+from tests.helpers import REPO, digits_record, tiny_digits_suite
 
 runner = CliRunner()
 
 
-def _good(key: str = "digits/digits_cnn/qcfs/seed=0/x", seed: int = 0) -> dict:
-    return {
-        "schema": 1,
-        "key": key,
-        "suite": "s",
-        "track": "conversion",
-        "dataset": "digits",
-        "model": "digits_cnn",
-        "method": "qcfs",
-        "seed": seed,
-        "config": {"model": {"name": "digits_cnn", "params": {"width": 4}}, "timesteps": [1, 4]},
-        "env": {"hardware": {"device": "cpu", "name": "x86_64"}},
-        "metrics": {"ann_acc": 98.0, "snn_acc": {"1": 50.0, "4": 97.0}},
-    }
+def _good(key: str = "digits/digits_cnn/qcfs/seed=0/x") -> dict:
+    return digits_record(
+        key,
+        config={"model": {"name": "digits_cnn", "params": {"width": 4}}, "timesteps": [1, 4]},
+        env={"hardware": {"device": "cpu", "name": "x86_64"}},
+    )
 
 
 BAD = [

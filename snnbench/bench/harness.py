@@ -77,6 +77,7 @@ def bench_entry(body: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, 
     def entry(
         device: str = "auto", out: Optional[Path] = None, quick: bool = False, console: Any = None, **options: Any
     ) -> dict[str, Any]:
+        check_out(out)
         return body(BenchRun(resolve_device(device), out, quick, console_or_print(console)), **options)
 
     # help() and inspect show the call as it is made: the common parameters, then the bench's own.
@@ -174,11 +175,22 @@ def with_flops(row: dict[str, Any], flops: float, peak_tflops: Optional[float]) 
     return row
 
 
+def check_out(out: Optional[Path]) -> None:
+    """Before any timing: ``out`` is a .json file to write or a folder (each may be absent), never a
+    folder where the file belongs, a FIFO or a device (snnbench.user_paths)."""
+    from snnbench.user_paths import output_file, output_folder
+
+    if out is not None:
+        (output_file if Path(out).suffix == ".json" else output_folder)(out, "--out")
+
+
 def write_json(path: Optional[Path], result: dict[str, Any]) -> None:
     """Write ``result`` to ``path`` atomically (a cut-off run leaves the previous complete file)."""
     if path is None:
         return
-    path = Path(path)
+    from snnbench.user_paths import output_file
+
+    path = output_file(path, "bench JSON")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=2, default=str))
