@@ -121,3 +121,27 @@ def test_bench_out_is_checked_before_any_timing(tmp_path):
         args = ["bench", "ftbc", "--device", "cpu", "--quick", "--out", str(out)]
         text = _refused(args, "--out", needle)
         assert "T=" not in text and "wrote" not in text, text  # refused before any timing
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_inside_a_folder_of_inputs_is_skipped_with_a_warning(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "good.jsonl").write_text(json.dumps(RECORD) + "\n")
+    os.mkfifo(runs / "pipe.jsonl")
+    os.mkfifo(runs / "pipe.json")
+    for args in (
+        ["table", str(runs), "--no-published", "--format", "md"],
+        ["export", str(runs)],
+        ["leaderboard", "--runs", str(runs), "--bench", str(runs), "--published-dir", str(tmp_path / "none")],
+    ):
+        result = runner.invoke(app, args)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 0, (args, result.output)
+        assert "pipe.jsonl: input file is a FIFO" in text or "pipe.jsonl: results file is a FIFO" in text, text
+        assert "digits" in text
+    # A FIFO where a figure will be written is refused, not waited on.
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    os.mkfifo(plots / "acc_vs_t_digits_digits_cnn.png")
+    _refused(["plot", str(runs / "good.jsonl"), "--out", str(plots), "--no-published"], "figure file is a FIFO")

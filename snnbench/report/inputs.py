@@ -115,15 +115,20 @@ def read_usable(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return report.records, list(report.problems)
 
 
-def _expand(paths: Iterable[Path]) -> list[Path]:
+def _expand(paths: Iterable[Path], problems: list[str]) -> list[Path]:
+    """Files named, and the results and benchmark files inside folders named. Inside a folder, a
+    FIFO, socket or folder with such a name is skipped with a problem; a file named is never skipped."""
     out: list[Path] = []
     for p in paths:
         p = Path(p)
-        if p.is_dir():
-            out.extend(sorted(p.rglob("*.jsonl")))
-            out.extend(sorted(p.rglob("*.json")))
-        else:
+        if not p.is_dir():
             out.append(p)
+            continue
+        for found in [*sorted(p.rglob("*.jsonl")), *sorted(p.rglob("*.json"))]:
+            try:
+                out.append(input_file(found, "input file", expected="a results or benchmark file"))
+            except UnusablePathError as err:
+                problems.append(f"{err}; skipped")
     return out
 
 
@@ -134,7 +139,7 @@ def load_inputs(paths: Iterable[Path]) -> Inputs:
     collected in ``problems``.
     """
     inputs = Inputs()
-    for path in _expand(paths):
+    for path in _expand(paths, inputs.problems):
         if kind_of(path) == "bench":
             inputs.bench.append(load_bench(path))
             continue
