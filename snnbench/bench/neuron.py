@@ -30,6 +30,7 @@ import torch
 from snnbench.bench import harness
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory, synchronize
+from snnbench.errors import BenchInputError
 from snnbench.user_text import say
 
 # The sweep lives in snnbench/sweeps/kernels.yaml only (package data, so a wheel has it too); these are
@@ -754,7 +755,15 @@ def _chosen_sweep(
             sweep[key] = list(values)
     for name in sweep["dtypes"]:
         if name not in _DTYPES:
-            raise ValueError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
+            raise BenchInputError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
+    for key in ("timesteps", "sizes"):
+        if not sweep[key] or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sweep[key]):
+            raise BenchInputError(f"{key}: expected a list of positive integers, got {sweep[key]!r}")
+    # fp32 input, output and both gradients plus the saved state: about 20 B per neuron-step (docs/kernels.md).
+    largest = max(sweep["timesteps"]) * max(sweep["sizes"])
+    harness.refuse_beyond_memory(
+        20 * largest, device, f"timesteps {max(sweep['timesteps'])} × sizes {max(sweep['sizes'])}"
+    )
     return sweep, timing
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from snnbench.errors import UnusableInputError
+from snnbench.errors import BenchInputError
 from snnbench.strict_yaml import read_yaml
 
 DTYPE_NAMES = ("fp32", "bf16", "fp16")
@@ -28,7 +28,7 @@ Dtype = Literal[DTYPE_NAMES]  # type: ignore[valid-type]
 Impl = Literal[IMPL_NAMES]  # type: ignore[valid-type]
 
 
-class SweepError(UnusableInputError, ValueError):
+class SweepError(BenchInputError):
     """A sweep file that cannot be used; the message names the file and the field."""
 
 
