@@ -133,7 +133,7 @@ def test_a_fifo_inside_a_folder_of_inputs_is_skipped_with_a_warning(tmp_path):
     for args in (
         ["table", str(runs), "--no-published", "--format", "md"],
         ["export", str(runs)],
-        ["leaderboard", "--runs", str(runs), "--bench", str(runs), "--published-dir", str(tmp_path / "none")],
+        ["leaderboard", "--runs", str(runs), "--bench", str(runs), "--published-dir", str(tmp_path)],
     ):
         result = runner.invoke(app, args)
         text = " ".join(result.output.split())

@@ -92,6 +92,8 @@ def test_published_sources_are_read_strictly(tmp_path):
         ["leaderboard", "--runs", str(tmp_path), "--bench", str(tmp_path), "--published-dir", str(tmp_path)], "a.yaml"
     )
     assert load_published()  # the shipped sources pass the strict reader
+    with pytest.raises(PublishedError, match="is not a folder"):
+        load_published(tmp_path / "a.yaml")
 
 
 def test_no_module_reads_yaml_but_the_strict_reader():

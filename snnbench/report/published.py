@@ -116,6 +116,8 @@ def load_source(path: Path) -> PublishedSource:
 
 def load_published(folder: Optional[Path] = None) -> list[PublishedSource]:
     """Every ``*.yaml`` source in ``folder`` (sorted by file name, so output order is stable)."""
+    if folder is not None and not Path(folder).is_dir():  # a folder named by the user: never silently none
+        raise PublishedError(f"{folder}: the published-rows folder (--published-dir) is not a folder")
     folder = Path(folder) if folder is not None else default_published_dir()
     if not folder.is_dir():
         return []
