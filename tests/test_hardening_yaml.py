@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from snnbench.bench.neuron import default_sweep_file
+from snnbench.bench.sweep import default_sweep_file
 from snnbench.cli import app
 from snnbench.config import SuiteError, load_suite
 from snnbench.errors import UnusableInputError

@@ -1,17 +1,17 @@
-"""The ``neuron`` section of a bench sweep file (``bench neuron --sweep FILE``): read by the one
-strict YAML reader and checked by a pydantic schema, so a tag, a syntax error, a folder or
-``timesteps: "many"`` is one located line (exit 2), never a traceback mid-bench.
+"""The types of the ``neuron`` section of a bench sweep file (``bench neuron --sweep FILE``): read by
+the one strict YAML reader (:func:`snnbench.bench.sweep.load_section`, which checks its keys) and
+checked here by a pydantic schema, so ``timesteps: "many"`` or an unknown dtype is one line naming the
+file and the field (exit 2), never a traceback mid-bench.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from snnbench.errors import BenchInputError
-from snnbench.strict_yaml import read_yaml
 
 DTYPE_NAMES = ("fp32", "bf16", "fp16")
 IMPL_NAMES = (
@@ -70,11 +70,11 @@ class CompilePoints(_Strict):
 
 
 class Tier(_Strict):
-    """The sizes a CPU run or a ``--quick`` run uses instead."""
+    """The sizes a CPU run or a ``--quick`` run uses instead (each optional: the section's stays)."""
 
-    timesteps: list[int] = Field(min_length=1)
-    sizes: list[int] = Field(min_length=1)
-    timing: Timing
+    timesteps: Optional[list[int]] = Field(None, min_length=1)
+    sizes: Optional[list[int]] = Field(None, min_length=1)
+    timing: Optional[Timing] = None
 
 
 class NeuronSweep(_Strict):
@@ -98,7 +98,7 @@ def _check_positive(sweep: NeuronSweep, path: Path) -> None:
     lists = {"timesteps": sweep.timesteps, "sizes": sweep.sizes}
     for tier in ("cpu", "quick", "compile"):
         part = getattr(sweep, tier)
-        lists |= {f"{tier}.timesteps": part.timesteps, f"{tier}.sizes": part.sizes}
+        lists |= {f"{tier}.timesteps": part.timesteps or [], f"{tier}.sizes": part.sizes or []}
     for name, values in lists.items():
         bad = [v for v in values if v < 1]
         if bad:
@@ -116,15 +116,10 @@ def _problems(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def load_neuron_sweep(path: Path) -> dict[str, Any]:
-    """The ``neuron`` section of the sweep file at ``path``, validated; every key present."""
-    data = read_yaml(path, "bench sweep file")
-    section = data.get("neuron") if isinstance(data, dict) else None
-    if not isinstance(section, dict):
-        raise SweepError(f"{path}: expected a mapping with a 'neuron' section of sweep settings")
+def check_neuron_sweep(section: dict[str, Any], path: Path) -> None:
+    """Refuse a ``neuron`` section (its keys already checked) whose values have the wrong types."""
     try:
         sweep = NeuronSweep.model_validate(section)
     except ValidationError as err:
         raise SweepError(f"{path}: invalid neuron sweep: {_problems(err)}") from None
     _check_positive(sweep, path)
-    return sweep.model_dump()
