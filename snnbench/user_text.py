@@ -21,19 +21,26 @@ def verbatim_console(*, stderr: bool = False, **options: Any) -> Console:
     return Console(stderr=stderr, markup=False, highlight=False, **options)
 
 
-def say(console: Console, message: Any, style: Optional[str] = None) -> None:
-    """Print ``message`` as written (``style`` colours the whole line)."""
-    console.print(Text(str(message), style=style or ""), highlight=False)
+def say(console: Any, message: Any, style: Optional[str] = None) -> None:
+    """Print ``message`` as written (``style`` colours the whole line). ``console`` is a rich Console,
+    or any object with ``print(text)`` (an API caller's logger), which gets the plain string."""
+    if isinstance(console, Console):
+        console.print(Text(str(message), style=style or ""), highlight=False)
+    else:
+        console.print(str(message))
 
 
-def labelled(console: Console, label: str, style: str, message: Any) -> None:
+def labelled(console: Any, label: str, style: str, message: Any) -> None:
     """``label`` in ``style`` (``warning:``, ``error:``), then ``message`` verbatim."""
-    console.print(Text.assemble((label, style), " ", str(message)), highlight=False)
+    if isinstance(console, Console):
+        console.print(Text.assemble((label, style), " ", str(message)), highlight=False)
+    else:
+        console.print(f"{label} {message}")
 
 
-def warn(console: Console, message: Any) -> None:
+def warn(console: Any, message: Any) -> None:
     labelled(console, "warning:", "yellow", message)
 
 
-def error(console: Console, message: Any) -> None:
+def error(console: Any, message: Any) -> None:
     labelled(console, "error:", "bold red", message)

@@ -84,3 +84,17 @@ def test_verbs_print_paths_and_names_verbatim(tmp_path):
         assert result.exit_code == 0 and "[/x]" in result.output and "[red]" in result.output, (args, result.output)
     missing = runner.invoke(app, ["table", str(folder / "[/y].jsonl")])
     assert missing.exit_code == 2 and "[/y].jsonl" in missing.output
+
+
+def test_a_plain_printer_gets_the_plain_string():
+    class Lines:
+        def __init__(self):
+            self.lines = []
+
+        def print(self, *args):
+            self.lines.append(" ".join(map(str, args)))
+
+    out = Lines()
+    say(out, MARKUP)
+    warn(out, MARKUP)
+    assert out.lines == [MARKUP, f"warning: {MARKUP}"]
