@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Annotated, List, Literal, Optional
 
 import typer
-from rich.console import Console
-from rich.text import Text
 from typer.core import TyperGroup
+
+from snnbench import user_text
+from snnbench.user_text import verbatim_console
 
 from snnbench.records.device import DEVICES
 from snnbench.report import EXPORT_FORMATS, TABLE_FORMATS
@@ -41,7 +42,7 @@ class _Group(TyperGroup):
         except KeyboardInterrupt as err:
             # A verb that knows what the interruption leaves behind says so in the exception
             # (``snnbench run``: how many cells are recorded where).
-            err_console.print(Text(str(err) or "interrupted"), highlight=False)
+            user_text.say(err_console, str(err) or "interrupted")
             raise typer.Exit(130) from None
 
 
@@ -62,22 +63,23 @@ bench_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 
-# Piped output (CI logs, files) gets a wide fixed width so leaderboard columns are not truncated.
-console = Console() if sys.stdout.isatty() else Console(width=200, soft_wrap=True)
+# Both consoles print user text verbatim (markup off; snnbench.user_text). Piped output (CI logs,
+# files) gets a wide fixed width so leaderboard columns are not truncated.
+console = verbatim_console() if sys.stdout.isatty() else verbatim_console(width=200, soft_wrap=True)
 # Errors are never wrapped: a path or message split across lines would not survive grep or copy.
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = verbatim_console(stderr=True, soft_wrap=True)
 
 
 def _print_error(message: str) -> None:
-    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+    user_text.error(err_console, message)
 
 
 def _warn(message: str) -> None:
-    err_console.print(Text.assemble(("warning:", "yellow"), " ", message), highlight=False)
+    user_text.warn(err_console, message)
 
 
-def _say(message: str) -> None:
-    console.print(Text(message), highlight=False)
+def _say(message: str, style: Optional[str] = None) -> None:
+    user_text.say(console, message, style)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -89,7 +91,7 @@ def _version_callback(value: bool) -> None:
     if value:
         from snnbench import __version__
 
-        console.print(f"snnbench {__version__}", highlight=False)
+        _say(f"snnbench {__version__}")
         raise typer.Exit()
 
 
@@ -125,8 +127,9 @@ def validate(
     deep: bool = typer.Option(
         False,
         "--deep",
-        help="also run the run's preflight: load datasets, checkpoints "
-        "and cached models, check the results and cache folders",
+        help="also run the run's preflight: the device, every dataset (one sample read), every cell's "
+        "model built by its track's builder, checkpoints, weights, caches and resume states loaded, "
+        "the results and cache folders",
     ),
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="with --deep: as for run"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="with --deep: as for run"),
@@ -287,13 +290,16 @@ def export(
     """
     from snnbench.report.frame import export as write_frame, load_results
     from snnbench.report.inputs import InputError
+    from snnbench.user_paths import output_file
 
+    if out is not None:
+        output_file(out, "--out")  # before any record is read
     try:
         frame = load_results(results, latest=not all_records)
     except InputError as err:
         _fail(str(err))
     for problem in frame.attrs.get("problems", []):
-        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+        _warn(problem)
     try:
         text = write_frame(frame, fmt, out)
     except ValueError as err:
@@ -303,7 +309,7 @@ def export(
     if text is not None:
         sys.stdout.write(text)
     else:
-        err_console.print(f"wrote {len(frame)} rows to {out}", highlight=False)
+        user_text.say(err_console, f"wrote {len(frame)} rows to {out}")
 
 
 @app.command()
@@ -350,7 +356,7 @@ def compare(
     tolerance: List[str] = typer.Option(
         [],
         "--tolerance",
-        help="METRIC=PCT (relative, e.g. ms=10) or METRIC=Npt (absolute, e.g. 'snn_acc.*=0.5pt'); "
+        help="METRIC=PCT (relative, e.g. median_ms=10) or METRIC=Npt (absolute, e.g. 'snn_acc.*=0.5pt'); "
         "METRIC is a glob over flattened metric names; repeatable. Defaults: *acc* 1 %, others 10 %",
     ),
     ignore: List[str] = typer.Option(
@@ -366,7 +372,7 @@ def compare(
     """Compare two results or benchmark files cell by cell; exit 0 when nothing regressed beyond
     tolerance, 1 when something did (or a cell is missing), 2 on unusable input.
 
-    Example: snnbench compare results/bench/h200/neuron.json new/neuron.json --tolerance ms=5
+    Example: snnbench compare results/bench/h200/neuron.json new/neuron.json --tolerance median_ms=5
     """
     from snnbench.report.compare import UnusableInput, compare_files, parse_tolerance, render_comparison
 
@@ -383,7 +389,10 @@ def compare(
             _warn(problem)
     console.print(render_comparison(result, show_all=show_all))
     code = result.exit_code(allow_missing=allow_missing)
-    console.print("[bold red]REGRESSION[/]" if code else "[green]no regression beyond tolerance[/]", highlight=False)
+    if code:
+        _say("REGRESSION", "bold red")
+    else:
+        _say("no regression beyond tolerance", "green")
     raise typer.Exit(code)
 
 
@@ -401,7 +410,10 @@ def leaderboard(
     """
     from snnbench.report.leaderboard import build_page
     from snnbench.report.published import PublishedError
+    from snnbench.user_paths import output_file
 
+    if out is not None:
+        output_file(out, "leaderboard --out")  # before any file is read
     try:
         page = build_page(runs_dir=runs, bench_dir=bench, published_dir=published_dir)
     except PublishedError as err:
@@ -449,9 +461,10 @@ def env() -> None:
 
 
 def _writable_folder(folder: Path, option: str) -> None:
-    """Create ``folder``; a file in its place or no permission is an error naming the option."""
-    if folder.exists() and not folder.is_dir():
-        _fail(f"{option} {folder}: is a file; expected a folder to write into")
+    """Create ``folder``; a file (or FIFO, device) in its place or no permission is an error naming the option."""
+    from snnbench.user_paths import output_folder
+
+    output_folder(folder, option)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -459,7 +472,8 @@ def _writable_folder(folder: Path, option: str) -> None:
 
 
 def _bench_out(out: Optional[Path]) -> Optional[Path]:
-    if out is not None:
+    """``--out`` names a folder (created here) or, ending in .json, the file itself."""
+    if out is not None and out.suffix != ".json":
         _writable_folder(out, "--out")
     return out
 
@@ -487,8 +501,9 @@ def _bench(name: str, runner: str):
     ``--out``, ``--quick``) and then its own; it maps its own options to keyword arguments of
     ``runner`` ("module:function", imported only when the bench runs), which writes into ``--out``.
 
-    A benchmark that cannot run as asked (no CUDA device, a bad size) is unusable input: exit 2, so a
-    CI gate never mistakes it for a regression.
+    A benchmark that cannot run as asked (no CUDA device, a size past memory: an
+    :class:`~snnbench.errors.UnusableInputError`) exits 2, so a CI gate never mistakes it for a
+    regression; any other failure (CUDA, Triton, a bug) is internal: one line and exit 1.
     """
 
     def register(options_of):
@@ -496,12 +511,17 @@ def _bench(name: str, runner: str):
 
         @functools.wraps(options_of)
         def command(device: str, out: Optional[Path], quick: bool, **options) -> None:
+            from snnbench.errors import UnusableInputError
+
             module, _, function = runner.partition(":")
             run_bench = getattr(importlib.import_module(module), function)
             try:
                 run_bench(out=_bench_out(out), console=console, device=device, quick=quick, **options_of(**options))
-            except (ValueError, RuntimeError) as err:
-                _fail(str(err))
+            except (UnusableInputError, typer.Exit):
+                raise  # exit 2 with its message (the group prints it), or an exit already decided
+            except Exception as err:  # noqa: BLE001 - not the input's fault: say so, exit 1
+                first = (str(err).strip().splitlines() or [""])[0]
+                _fail(f"bench {name} failed (internal error, not the input): {type(err).__name__}: {first}", 1)
 
         command.__signature__ = own.replace(
             parameters=[*_BENCH_OPTIONS, *own.parameters.values()], return_annotation=None
@@ -524,7 +544,7 @@ _Sweep = Annotated[
 _Preset = Annotated[
     Optional[str], typer.Option(help="nmnist: the published N-MNIST-shaped layer 2 (700→200, T=300, B=256)")
 ]
-_Steps = Annotated[int, typer.Option(min=1, help="time steps T")]
+_Steps = Annotated[Optional[int], typer.Option(min=1, help="time steps T (default 32; 4 with --quick)")]
 _Models = Annotated[List[str], typer.Option("--model", help="only this model (vgg16, resnet20, resnet34); repeatable")]
 
 
@@ -569,7 +589,7 @@ def bench_sparse(
 
 
 @_bench("ftbc", "snnbench.bench.ftbc:run_ftbc_bench")
-def bench_ftbc(steps: _Steps = 32) -> dict:
+def bench_ftbc(steps: _Steps = None) -> dict:
     """Fast layer-major FTBC calibration vs the official per-layer loop (VGG-16, CIFAR-100 shapes)."""
     return {"steps": steps}
 
@@ -579,6 +599,22 @@ def bench_convert(models: _Models = []) -> dict:
     """Converted-SNN evaluation throughput: snnbench vs the official step-by-step loop vs SpikingJelly,
     with bf16 / channels_last / CUDA-graph options and their accuracy deltas."""
     return {"models": models or None}
+
+
+@_bench("layer", "snnbench.bench.layer:run_layer_bench")
+def bench_layer(
+    figure: Annotated[bool, typer.Option(help="also write layer.png (time vs n per library) next to the JSON")] = True,
+    budget_s: Annotated[
+        Optional[float], typer.Option(min=0, help="start no point after this many seconds (the JSON lists those left)")
+    ] = None,
+    impls: Annotated[
+        Optional[str], typer.Option(help="only these implementations, comma-separated (default: every peer)")
+    ] = None,
+) -> dict:
+    """One spiking layer (Linear(n,n)+LIF on the Open Neuromorphic protocol, a CIFAR conv block) against
+    SpikingJelly, snnTorch, Norse, Sinabs, a PyTorch loop and torch.compile, each checked to the same
+    neuron first (pip install 'snnbench[peers]'); on the CPU also the neuron alone at 1 and 2 threads."""
+    return {"figure": figure, "budget_s": budget_s, "impls": _items(impls)}
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """One conversion-track cell: train (or load) the ANN, convert, calibrate, evaluate at every T.
 
 A QCFS ANN converts as it is; a ReLU ANN (``activation: relu``, or a torchvision model) first gets
-data-based thresholds (``threshold_relu_ann``)."""
+data-based thresholds (``threshold_relu_ann``); an RTS ANN (``activation: rts``) converts the RTS
+code's way (``rts_snn``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from snnbench.conversion.calibration import CalibrationRequest, calibrate
 from snnbench.conversion.convert import accuracy_curve, convert, simulate
 from snnbench.conversion.graph import has_qcfs, relu_graph
 from snnbench.conversion.neurobench import neurobench_on_dataset
-from snnbench.data.registry import DataBundle, load_dataset
+from snnbench.data.registry import DataBundle, data_identity, load_dataset
 from snnbench.threshold_rule import parse_threshold
 from snnbench.models.registry import CONVERSION_PARAMETERS, build_model
 from snnbench.models.torchvision_models import build_torchvision, eval_transform, is_torchvision
@@ -28,10 +29,14 @@ if TYPE_CHECKING:  # the runner builds cells; a pipeline only reads them
     from snnbench.records.cells import Cell
 
 
-def ann_cache_path(cell: Cell, cache_dir: Path) -> Path:
+def ann_cache_path(cell: Cell, cache_dir: Path, data_root: Optional[Path] = None) -> Path:
     """Where the trained ANN of this cell lives: shared by every method of the same configuration
-    (and by every threshold rule of a ReLU ANN: thresholds are set after training)."""
+    (and by every threshold rule of a ReLU ANN: thresholds are set after training), apart for each
+    data folder it was trained from."""
     dataset = {k: v for k, v in cell.dataset.model_dump().items() if k not in ("root", "download")}
+    folder = data_identity(cell.dataset, data_root)
+    if folder is not None:  # left out for in-memory data, so their cached ANNs keep their names
+        dataset["data_folder"] = folder
     model = cell.model.model_dump(exclude={"checkpoint"})
     model["params"] = {k: v for k, v in model["params"].items() if k not in CONVERSION_PARAMETERS}
     key = {
@@ -43,7 +48,13 @@ def ann_cache_path(cell: Cell, cache_dir: Path) -> Path:
     return cache_dir / "ann" / f"{cell.dataset.name}-{cell.model.name}-{config_hash(key, 16)}.pt"
 
 
-def build_ann(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.Module:
+def load_cell_data(cell: Cell, data_root: Optional[Path]) -> DataBundle:
+    """The bundle a conversion cell trains, calibrates and evaluates on."""
+    return load_dataset(cell.dataset, data_root, augment=cell.training.augment)
+
+
+def build_ann(cell: Cell, bundle: DataBundle, device: torch.device, fetch: bool = True) -> torch.nn.Module:
+    """The cell's ANN, seeded; ``fetch=False`` leaves torchvision enum weights unread (the preflight)."""
     torch.manual_seed(cell.seed)
     params = {k: v for k, v in cell.model.params.items() if k not in CONVERSION_PARAMETERS}
     if is_torchvision(cell.model.name):
@@ -52,6 +63,7 @@ def build_ann(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.
             num_classes=bundle.num_classes,
             weights=params.get("weights"),
             download=cell.dataset.download,
+            fetch=fetch,
         ).to(device)
     # A model entry may set its own QCFS levels (ImageNet: VGG-16 L=16 beside ResNet-34 L=8).
     levels = params.pop("levels", cell.training.levels)
@@ -62,6 +74,31 @@ def build_ann(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.
         in_channels=bundle.input_shape[0],
         **params,
     ).to(device)
+
+
+def build_cell_model(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.Module:
+    """What the preflight builds on the meta device: the cell's ANN, weights files read, enums resolved."""
+    return build_ann(cell, bundle, device, fetch=False)
+
+
+def check_cell_inputs(cell: Cell, bundle: DataBundle, cache_dir: Path, data_root: Optional[Path]) -> None:
+    """The checkpoint, cached ANN or resume state the cell will load, loaded now with the cell's own
+    loaders into a CPU copy of its ANN (torchvision weights files were read when it was built)."""
+    from snnbench.models.checkpoint import load_checkpoint
+    from snnbench.training.ann import ANN_RESUME_WHAT, check_resume_state, load_cached_ann, read_ann_resume_fields
+
+    if cell.model.params.get("weights"):
+        return
+    cpu = torch.device("cpu")
+    if cell.model.checkpoint:
+        load_checkpoint(build_ann(cell, bundle, cpu), cell.model.checkpoint)
+        return
+    cached = ann_cache_path(cell, cache_dir, data_root)
+    if cached.exists():
+        load_cached_ann(build_ann(cell, bundle, cpu), cached)
+    elif cached.with_suffix(".state.pt").exists():
+        state = cached.with_suffix(".state.pt")
+        check_resume_state(state, ANN_RESUME_WHAT, build_ann(cell, bundle, cpu), cell.training, read_ann_resume_fields)
 
 
 def prepare_ann(cell: Cell, bundle: DataBundle, ctx: RunContext) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -80,7 +117,7 @@ def prepare_ann(cell: Cell, bundle: DataBundle, ctx: RunContext) -> tuple[torch.
         cell.training,
         device=ctx.device,
         seed=cell.seed,
-        checkpoint_path=ann_cache_path(cell, ctx.cache_dir),
+        checkpoint_path=ann_cache_path(cell, ctx.cache_dir, ctx.data_root),
         progress=ctx.progress,
     )
     return result.model, {"train_s": result.train_s, "ann_source": "cache" if result.cached else "trained"}
@@ -120,7 +157,7 @@ def simulation_chunk(bundle: DataBundle, steps: int, batch_size: int, budget_ele
 
 
 def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
-    bundle = load_dataset(cell.dataset, ctx.data_root, augment=cell.training.augment)
+    bundle = load_cell_data(cell, ctx.data_root)
     if is_torchvision(cell.model.name) and cell.dataset.name == "imagenet":
         own = eval_transform(cell.model.name, cell.model.params.get("weights"))
         if own is not None:  # evaluate as the weights were evaluated (their resize and crop)
@@ -131,10 +168,41 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     ann_acc = evaluate_ann(ann, bundle.test, ctx.device, cell.training.eval_batch_size)
 
     steps = max(cell.timesteps)
-    threshold_info: dict[str, Any] = {}
-    if not has_qcfs(ann):
-        ann, threshold_info = threshold_relu_ann(cell, bundle, ann, steps, ctx.device)
-    snn = convert(ann)
+    runs = [steps]
+    if _shift_per_t(cell, ann):  # the RTS scripts run each T on its own, with --shift_snn $T
+        runs = sorted(set(cell.timesteps))
+    results = {t: convert_and_evaluate(cell, bundle, ann, t, ctx) for t in runs}
+    last = results[steps]
+    curve = last["curve"]
+    snn_acc = {str(t): (results[t] if t in results else last)["curve"][t - 1] for t in cell.timesteps}
+    if len(runs) > 1:
+        last["info"]["shift_snn"] = "per T"
+    return {
+        "ann_acc": ann_acc,
+        "snn_acc": snn_acc,
+        "snn_acc_curve": curve,
+        "train_s": train_info["train_s"],
+        "ann_source": train_info["ann_source"],
+        "calibrate_s": sum(r["calibrate_s"] for r in results.values()),
+        "evaluate_s": sum(r["evaluate_s"] for r in results.values()),
+        "test_samples": len(bundle.test),
+        "neurobench": last["neurobench"],
+        **last["info"],
+    }
+
+
+def _shift_per_t(cell: Cell, ann: torch.nn.Module) -> bool:
+    from snnbench.conversion.rts import is_rts
+
+    return is_rts(ann) and cell.model.params.get("shift_snn") is None
+
+
+def convert_and_evaluate(
+    cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, ctx: RunContext
+) -> dict[str, Any]:
+    """Convert ``ann``, calibrate for ``steps`` and evaluate at every T <= ``steps``: the accuracy
+    curve, the seconds of both, NeuroBench metrics and what conversion and calibration report."""
+    ann, snn, threshold_info = convertible_snn(cell, bundle, ann, steps, ctx.device)
     t0 = time.perf_counter()
     extra = calibrate(
         cell.method.name,
@@ -156,19 +224,53 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     t0 = time.perf_counter()
     chunk = simulation_chunk(bundle, steps, cell.training.eval_batch_size)
     curve = evaluate_snn(snn, bundle, steps, ctx.device, cell.training.eval_batch_size, ctx.progress, chunk=chunk)
-    evaluate_s = time.perf_counter() - t0
     return {
-        "ann_acc": ann_acc,
-        "snn_acc": {str(t): curve[t - 1] for t in cell.timesteps},
-        "snn_acc_curve": curve,
-        "train_s": train_info["train_s"],
-        "ann_source": train_info["ann_source"],
+        "curve": curve,
         "calibrate_s": calibrate_s,
-        "evaluate_s": evaluate_s,
-        "test_samples": len(bundle.test),
+        "evaluate_s": time.perf_counter() - t0,
         "neurobench": neurobench_on_dataset(snn, bundle.test, steps, ctx.device, chunk=chunk),
-        **threshold_info,
-        **extra,
+        "info": {**threshold_info, **extra},
+    }
+
+
+def convertible_snn(
+    cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, device: torch.device
+) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]:
+    """(the ANN calibration compares with, its SNN, what the conversion measured): a QCFS ANN as it
+    is, a ReLU ANN with data-based thresholds, an RTS ANN the RTS code's way (conversion/rts.py)."""
+    from snnbench.conversion.rts import is_rts
+
+    if is_rts(ann):
+        return (ann, *rts_snn(cell, bundle, ann, steps, device))
+    threshold_info: dict[str, Any] = {}
+    if not has_qcfs(ann):
+        ann, threshold_info = threshold_relu_ann(cell, bundle, ann, steps, device)
+    return ann, convert(ann), threshold_info
+
+
+def rts_snn(
+    cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, device: torch.device
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The RTS SNN: IF thresholds at each layer's largest activation on ``threshold_batches``
+    (default 5) training batches of 128, the shift of ``shift_snn`` (default T_max), a spiking
+    classifier unless ``spiking_output: false``."""
+    from snnbench.conversion.calibration import calibration_batches
+    from snnbench.conversion.rts import convert_rts, rts_thresholds, shift_for
+
+    params = cell.model.params
+    count = int(params.get("threshold_batches", 5))
+    batches = calibration_batches(bundle.calibration, count, 128, cell.seed, device)
+    thresholds = rts_thresholds(ann, batches)
+    shift = shift_for(params.get("shift_snn"), steps)
+    spiking_output = bool(params.get("spiking_output", True))
+    snn = convert_rts(ann, thresholds, shift, spiking_output)
+    return snn, {
+        "activation": "rts",
+        "threshold_rule": "max",
+        "threshold_batches": len(batches),
+        "thresholds": thresholds,
+        "shift_snn": shift,
+        "spiking_output": spiking_output,
     }
 
 
