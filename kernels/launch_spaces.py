@@ -17,6 +17,7 @@ LocalZO's sample count ``q`` (1..64, unrolled) takes 1, 3 (a partial group) and 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, NamedTuple
 
 import torch
@@ -29,7 +30,7 @@ from .neuron import (
     neuron_backward,
     neuron_forward,
 )
-from .neuron_options import IO_DTYPES, OUTPUT_ID, RESET_ID, SAVE_DTYPES, NeuronCall
+from .neuron_options import BIAS_ORDERS, IO_DTYPES, OUTPUT_ID, RESET_ID, SAVE_DTYPES, NeuronCall
 from .sparse_common import BAND_SURROGATES, TRACE_DTYPES, ActiveSet, SpikeRule
 from .sparse_grad import input_grad_by_rows, pairs_launch, weight_grad_launch
 from .surrogates import SURROGATES
@@ -90,9 +91,9 @@ def _inference_only(point: dict) -> bool:
     return point.get("output") != "uint8" or point.get("save", "none") == "none"
 
 
-def _neuron_forward(dtype, output, save, threshold, v_init, reset, bias, size) -> None:
+def _neuron_forward(dtype, output, save, threshold, v_init, reset, bias, bias_order, size) -> None:
     x = _meta(_NEURON_SHAPES[size], dtype)
-    opts = _neuron_opts(output, save, v_init, reset)
+    opts = replace(_neuron_opts(output, save, v_init, reset), bias_order=bias_order)
     neuron_forward(x, opts, _neuron_call(x, threshold, bias, v_init), save != "none")
 
 
@@ -197,6 +198,7 @@ def launch_spaces() -> list[LaunchSpace]:
                 v_init=("half", "float", "tensor"),
                 reset=tuple(RESET_ID),
                 bias=(False, True),
+                bias_order=BIAS_ORDERS,
                 size=sizes,
             ),
             _neuron_forward,
