@@ -40,7 +40,7 @@ def _factory(name: str):
 
 ACTIVATIONS = ("qcfs", "relu")
 # Read by the conversion pipeline (ReLU thresholds, torchvision weights), never by a factory.
-CONVERSION_PARAMETERS = {"threshold", "threshold_batches"}
+CONVERSION_PARAMETERS = {"threshold", "threshold_batches", "threshold_granularity", "family"}
 TORCHVISION_PARAMETERS = {"weights"} | CONVERSION_PARAMETERS
 
 

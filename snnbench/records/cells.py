@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from snnbench.config import DatasetSpec, MethodSpec, ModelSpec, Suite, TrainingSpec, config_hash
+from snnbench.config import DatasetSpec, MethodSpec, ModelSpec, Suite, TrainingSpec, config_hash, method_applies
 from snnbench.records.device import device_kind
 
 
@@ -55,6 +55,8 @@ def expand(suite: Suite) -> list[Cell]:
     for dataset in suite.datasets:
         for model in suite.models:
             for method in suite.methods:
+                if not method_applies(method.name, model.params):
+                    continue  # a method of another ANN family
                 for seed in suite.seeds:
                     cells.append(
                         Cell(

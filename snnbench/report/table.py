@@ -217,7 +217,7 @@ class Leaderboard:
 def _display_variant(row: pd.Series) -> str:
     parts = []
     label = str(row.get("label") or "")
-    if row.get("source") != "measured" and label and _plain(label) != _plain(str(row.get("method"))):
+    if label and _plain(label) != _plain(str(row.get("method"))):
         parts.append(label)
     if row.get("variant"):
         parts.append(str(row["variant"]))
