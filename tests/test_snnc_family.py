@@ -103,3 +103,29 @@ def test_the_kernel_bias_order_differs_from_the_official_by_rounding_only() -> N
     assert layer.neuron.has_bias()
     # Same spikes up to the rare last-bit flip: the logits agree closely.
     assert torch.allclose(fused, official, atol=1e-3)
+
+
+def test_an_snnc_cell_converts_once_per_t(tmp_path) -> None:
+    from snnbench.context import RunContext
+    from snnbench.conversion.pipeline import run_conversion_cell
+    from tests.helpers import tiny_digits_suite
+
+    model = {**SNNC_MODEL, "width": 4, "threshold_granularity": "channel", "threshold_batches": 2}
+    suite = load_suite(
+        tiny_digits_suite(
+            tmp_path,
+            models=[model],
+            methods=[{"name": "ftbc_snnc", "batches": 2, "batch_size": 32, "iterations": 1}],
+            timesteps=[2, 3],
+            training={"epochs": 2, "batch_size": 64, "lr": 0.05},
+        )
+    )
+    (cell,) = expand(suite)
+    metrics = run_conversion_cell(cell, RunContext(device=torch.device("cpu"), cache_dir=tmp_path))
+    assert metrics["conversion_per_t"] is True and set(metrics["snn_acc"]) == {"2", "3"}
+    assert "snn_acc_curve" not in metrics
+    # Thresholds differ per T (the MSE search quantises to T) and per channel in convolutions.
+    per_t = metrics["thresholds"]
+    assert set(per_t) == {"2", "3"} and per_t["2"] != per_t["3"]
+    assert any(isinstance(v, list) and len(set(v)) > 1 for v in per_t["2"].values())
+    assert metrics["calibration_batches"] == 2

@@ -119,6 +119,30 @@ def simulation_chunk(bundle: DataBundle, steps: int, batch_size: int, budget_ele
     return max(1, min(steps, budget_elements // max(1, per_step * 64)))
 
 
+def calibration_request(
+    cell: Cell,
+    ctx: RunContext,
+    bundle: DataBundle,
+    ann: torch.nn.Module,
+    snn: torch.nn.Module,
+    steps: int,
+    family: str = "default",
+) -> CalibrationRequest:
+    """What the cell's method calibrates: ``snn`` against ``ann`` on the training split, for ``steps``."""
+    return CalibrationRequest(
+        ann=ann,
+        snn=snn,
+        data=bundle.calibration,
+        steps=steps,
+        params=cell.method.params,
+        device=ctx.device,
+        seed=cell.seed,
+        compare_reference=ctx.compare_reference,
+        augmented_data=bundle.calibration_augmented,
+        family=family,
+    )
+
+
 def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     bundle = load_dataset(cell.dataset, ctx.data_root, augment=cell.training.augment)
     if is_torchvision(cell.model.name) and cell.dataset.name == "imagenet":
@@ -142,20 +166,7 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
         ann, threshold_info = threshold_relu_ann(cell, bundle, ann, steps, ctx.device)
     snn = convert(ann)
     t0 = time.perf_counter()
-    extra = calibrate(
-        cell.method.name,
-        CalibrationRequest(
-            ann=ann,
-            snn=snn,
-            data=bundle.calibration,
-            steps=steps,
-            params=cell.method.params,
-            device=ctx.device,
-            seed=cell.seed,
-            compare_reference=ctx.compare_reference,
-            augmented_data=bundle.calibration_augmented,
-        ),
-    )
+    extra = calibrate(cell.method.name, calibration_request(cell, ctx, bundle, ann, snn, steps))
     # With --compare-reference the wall time also holds the reference loop; report the method alone.
     calibrate_s = extra.get("calibration_core_s", time.perf_counter() - t0)
 

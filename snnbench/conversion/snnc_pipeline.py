@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from snnbench.context import RunContext
-from snnbench.conversion.calibration import CalibrationRequest, calibrate
+from snnbench.conversion.calibration import calibrate
 from snnbench.conversion.convert import convert
 from snnbench.conversion.neurobench import neurobench_on_dataset
-from snnbench.conversion.pipeline import evaluate_snn, simulation_chunk, threshold_relu_ann
+from snnbench.conversion.pipeline import calibration_request, evaluate_snn, simulation_chunk, threshold_relu_ann
 from snnbench.conversion.snnc_calibration import relu_targets
 from snnbench.conversion.snnc_layer import to_snnc
 from snnbench.data.registry import DataBundle
@@ -40,17 +40,7 @@ def run_snnc_conversion(cell: Cell, ctx: RunContext, bundle: DataBundle, ann: to
         thresholds[str(steps)] = info.pop("thresholds")
         snn = to_snnc(convert(prepared), steps)
         t0 = time.perf_counter()
-        request = CalibrationRequest(
-            ann=relu_targets(prepared),
-            snn=snn,
-            data=bundle.calibration,
-            steps=steps,
-            params=cell.method.params,
-            device=ctx.device,
-            seed=cell.seed,
-            augmented_data=bundle.calibration_augmented,
-            family="snnc",
-        )
+        request = calibration_request(cell, ctx, bundle, relu_targets(prepared), snn, steps, family="snnc")
         extra = calibrate(cell.method.name, request)
         calibrate_s += extra.get("calibration_core_s", time.perf_counter() - t0)
         t0 = time.perf_counter()
