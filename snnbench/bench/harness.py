@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from snnbench.bench.timing import gbps, json_out_path, resolve_device, synchronize
+from snnbench.errors import BenchInputError
 from snnbench.records.env import environment
 
 SCHEMA = 2  # rows in the vocabulary above; 1 = the older per-bench names
@@ -53,6 +54,7 @@ __all__ = [
     "json_out_path",
     "console_or_print",
     "copy_ceiling",
+    "refuse_beyond_memory",
 ]
 
 
@@ -83,6 +85,26 @@ def bench_entry(body: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, 
     own = list(inspect.signature(body).parameters.values())[1:]
     entry.__signature__ = inspect.signature(body).replace(parameters=[*common, *own])
     return entry
+
+
+def available_bytes(device: str) -> int:
+    """Memory free for a bench's tensors now: the card's free memory, or the host's available RAM."""
+    if device == "cuda":
+        return int(torch.cuda.mem_get_info()[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def refuse_beyond_memory(need_bytes: float, device: str, what: str) -> None:
+    """Refuse sizes whose estimated working set exceeds the free memory, before anything is allocated
+    (the process would be killed, or the allocator's text would be all the user saw)."""
+    free = available_bytes(device)
+    if need_bytes > free:
+        raise BenchInputError(
+            f"{what}: needs about {need_bytes / 2**30:,.3g} GiB of memory, the {device} has "
+            f"{free / 2**30:,.3g} GiB free; choose smaller sizes"
+        )
 
 
 def timing_columns(fmt: str = ".4g", median: str = "ms") -> list[tuple[str, str, str]]:

@@ -30,6 +30,7 @@ import torch
 from snnbench.bench import harness
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory, synchronize
+from snnbench.errors import BenchInputError
 
 # The sweep lives in snnbench/sweeps/kernels.yaml only (package data, so a wheel has it too); these are
 # the keys it must define.
@@ -71,19 +72,19 @@ def load_sweep(path: Optional[Path] = None) -> dict[str, Any]:
 
     path = Path(path) if path is not None else default_sweep_file()
     if not path.exists():
-        raise ValueError(
+        raise BenchInputError(
             f"{path}: the neuron sweep file is missing (it ships as snnbench/sweeps/kernels.yaml; pass --sweep PATH)"
         )
     data = yaml.safe_load(path.read_text()) or {}
     section = data.get("neuron") if isinstance(data, dict) else None
     if not isinstance(section, dict):
-        raise ValueError(f"{path}: 'neuron' must be a mapping of sweep settings")
+        raise BenchInputError(f"{path}: 'neuron' must be a mapping of sweep settings")
     unknown = set(section) - set(SWEEP_KEYS)
     if unknown:
-        raise ValueError(f"{path}: neuron: unknown keys {sorted(unknown)}; expected {sorted(SWEEP_KEYS)}")
+        raise BenchInputError(f"{path}: neuron: unknown keys {sorted(unknown)}; expected {sorted(SWEEP_KEYS)}")
     missing = [k for k in SWEEP_KEYS if k not in section]
     if missing:
-        raise ValueError(f"{path}: neuron: missing keys {missing}")
+        raise BenchInputError(f"{path}: neuron: missing keys {missing}")
     return section
 
 
@@ -762,7 +763,15 @@ def _chosen_sweep(
             sweep[key] = list(values)
     for name in sweep["dtypes"]:
         if name not in _DTYPES:
-            raise ValueError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
+            raise BenchInputError(f"dtypes: unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
+    for key in ("timesteps", "sizes"):
+        if not sweep[key] or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sweep[key]):
+            raise BenchInputError(f"{key}: expected a list of positive integers, got {sweep[key]!r}")
+    # fp32 input, output and both gradients plus the saved state: about 20 B per neuron-step (docs/kernels.md).
+    largest = max(sweep["timesteps"]) * max(sweep["sizes"])
+    harness.refuse_beyond_memory(
+        20 * largest, device, f"timesteps {max(sweep['timesteps'])} × sizes {max(sweep['sizes'])}"
+    )
     return sweep, timing
 
 

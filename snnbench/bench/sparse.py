@@ -47,6 +47,7 @@ import torch
 from snnbench.bench import harness
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory
+from snnbench.errors import BenchInputError
 from snnbench.kernels.sparse_backward import (
     INPUT_GRAD_DESIGNS,
     SpikeRule,
@@ -607,23 +608,31 @@ def _settings(
 ) -> dict[str, Any]:
     """The sweep for this call, every option checked (a bad one is a ValueError: exit 2)."""
     if preset not in (None, "nmnist"):
-        raise ValueError(f"preset must be 'nmnist' or none, got {preset!r}")
+        raise BenchInputError(f"--preset {preset}: expected nmnist or nothing")
     cfg = dict(NMNIST_PRESET if preset == "nmnist" else QUICK if (quick or device == "cpu") else FULL)
     if hidden:
         bad = [h for h in hidden if int(h) != h or h < 1]
         if bad:
-            raise ValueError(f"hidden sizes must be positive integers, got {bad}")
+            raise BenchInputError(f"--hidden: sizes must be positive integers, got {bad}")
         cfg["hidden"] = [int(h) for h in hidden]
     cfg["designs"] = list(designs or INPUT_GRAD_DESIGNS)
     for name, chosen, allowed in (("design", cfg["designs"], INPUT_GRAD_DESIGNS), ("input", inputs or [], INPUT_KINDS)):
         unknown = [c for c in chosen if c not in allowed]
         if unknown:
-            raise ValueError(f"{name} must be among {', '.join(allowed)}, got {', '.join(map(str, unknown))}")
+            raise BenchInputError(f"--{name} must be among {', '.join(allowed)}, got {', '.join(map(str, unknown))}")
     if inputs:
         cfg["inputs_kinds"] = list(inputs)
     if step is not None:
         cfg["step"] = bool(step)
     return cfg
+
+
+def working_set_bytes(cfg: dict[str, Any], hidden: int) -> int:
+    """fp32 bytes a layer (and step) row of ``hidden`` neurons holds at once, at least: the input and
+    its gradient [T, B, N], six [T, B, H] traces (current, membrane, spikes and their gradients), the
+    weights and their gradient [N, H] and the second layer [H, H]."""
+    tb, n = cfg["timesteps"] * cfg["batch"], cfg["inputs"]
+    return 4 * (2 * tb * n + 6 * tb * hidden + 2 * n * hidden + hidden * hidden)
 
 
 @harness.bench_entry
@@ -642,6 +651,10 @@ def run_sparse_bench(
     two-layer training-step rows."""
     device, console = run.device, run.console
     cfg = _settings(device, run.quick, preset, hidden, designs, inputs, step)
+    largest = max(cfg["hidden"] + [cfg["sweep_hidden"]])
+    harness.refuse_beyond_memory(
+        working_set_bytes(cfg, largest), device, f"--hidden {largest} (T = {cfg['timesteps']}, B = {cfg['batch']})"
+    )
     timing = dict(cfg["timing"])
     note = ""
     if device == "cpu":
