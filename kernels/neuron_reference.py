@@ -64,10 +64,13 @@ def neuron_reference(x: torch.Tensor, opts: NeuronOptions, call: NeuronCall) -> 
         h = v if opts.beta == 1.0 else opts.beta * v
         if opts.leak != 0.0:
             h = h + opts.leak
-        if bias_t is not None:
+        after = opts.bias_order == "after_input"
+        if bias_t is not None and not after:
             h = h - _per_channel_view(bias_t[t], step_shape)
         x_t = x[t].to(torch.float32)
         h = h + (x_t if opts.gain == 1.0 else opts.gain * x_t)
+        if bias_t is not None and after:
+            h = h - _per_channel_view(bias_t[t], step_shape)
         if pending is not None:
             h = h - pending
         s = _Heaviside.apply(h - theta, opts, seed, t)

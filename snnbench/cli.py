@@ -351,7 +351,7 @@ def compare(
     tolerance: List[str] = typer.Option(
         [],
         "--tolerance",
-        help="METRIC=PCT (relative, e.g. ms=10) or METRIC=Npt (absolute, e.g. 'snn_acc.*=0.5pt'); "
+        help="METRIC=PCT (relative, e.g. median_ms=10) or METRIC=Npt (absolute, e.g. 'snn_acc.*=0.5pt'); "
         "METRIC is a glob over flattened metric names; repeatable. Defaults: *acc* 1 %, others 10 %",
     ),
     ignore: List[str] = typer.Option(
@@ -367,7 +367,7 @@ def compare(
     """Compare two results or benchmark files cell by cell; exit 0 when nothing regressed beyond
     tolerance, 1 when something did (or a cell is missing), 2 on unusable input.
 
-    Example: snnbench compare results/bench/h200/neuron.json new/neuron.json --tolerance ms=5
+    Example: snnbench compare results/bench/h200/neuron.json new/neuron.json --tolerance median_ms=5
     """
     from snnbench.report.compare import UnusableInput, compare_files, parse_tolerance, render_comparison
 

@@ -85,6 +85,24 @@ class FTBCParams(_Strict):
     )
 
 
+class FTBCRTSParams(_Strict):
+    """FTBC as the RTS code runs it (``emp_bias_corr_moving_avg_timestep``): ``iterations`` rounds, each
+    on ``sample_batches`` + 1 fresh batches (the official loop breaks after batch index >= it), every
+    layer and step corrected with its own bias applied and its membrane re-simulated. Defaults: the
+    official CIFAR script (``run_scripts/cifar_cali.sh``)."""
+
+    alpha: float = Field(0.005, gt=0, description="the official --curr_t_alpha")
+    iterations: int = Field(50, gt=0, description="the official --num_cali_iters")
+    sample_batches: int = Field(
+        2, ge=0, description="the official --num_cali_sample_batches; its loop uses this many + 1 batches"
+    )
+    batch_size: int = Field(32, gt=0, description="the official --batch_size of the calibration loader")
+    implementation: Literal["fast", "reference"] = "fast"
+    calibration_augment: bool = Field(
+        True, description="calibrate on training images with the training augmentation, as the official loader"
+    )
+
+
 class FTBCIterParams(FTBCParams):
     """Iterative FTBC: ``passes`` sweeps over the calibration batches, alpha per pass."""
 
@@ -199,6 +217,8 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "ftbc_iter": FTBCIterParams,
     "advanced": AdvancedParams,
     "ftbc_snnc": FTBCSNNCParams,
+    "ftbc_rts": FTBCRTSParams,
+    "rts": QCFSParams,  # the same plain conversion, the name of the RTS family's uncalibrated row
     "surrogate": SurrogateParams,
     "sparseprop": SparsePropParams,
     "surrogate_normal": SurrogateNormalParams,
@@ -206,14 +226,17 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "localzo": LocalZOParams,
     "localzo_dense": LocalZOParams,
 }
-CONVERSION_METHODS = {"qcfs", "none", "light", "ftbc", "ftbc_iter", "advanced", "ftbc_snnc"}
+CONVERSION_METHODS = {"qcfs", "none", "rts", "light", "ftbc", "ftbc_iter", "ftbc_rts", "advanced", "ftbc_snnc"}
 # Methods of one ANN family only: the SNN Calibration family's (model parameter ``family: snnc``).
 SNNC_METHODS = {"advanced", "ftbc_snnc"}
 SNNC_FAMILY_METHODS = {"none", "light"} | SNNC_METHODS
 
 
-def method_applies(method: str, model_params: dict[str, Any]) -> bool:
-    """Whether a suite's method runs on a model: a family's own methods on that family only."""
+def method_applies(method: str, model_params: dict[str, Any], listed: Optional[list[str]] = None) -> bool:
+    """Whether a suite's method runs on a model: the SNN Calibration family's own methods on that
+    family only, and only the methods the model lists (``methods:``) when it lists any."""
+    if listed is not None and method not in listed:
+        return False
     if model_params.get("family") == "snnc":
         return method in SNNC_FAMILY_METHODS
     return method not in SNNC_METHODS
@@ -257,24 +280,50 @@ class MethodSpec(_Strict):
         return self
 
 
+def _check_rts_params(params: dict[str, Any], activation: str) -> None:
+    """RTS's parameters belong to ``activation: rts`` only: ``rts_thresh`` (> 0) and ``shift_relu``
+    (integer >= 0) of its ANN, ``shift_snn`` (integer >= 0, omitted: T_max) and ``spiking_output``
+    (bool) of its conversion."""
+    given = [k for k in ("rts_thresh", "shift_relu", "shift_snn", "spiking_output") if k in params]
+    if given and activation != "rts":
+        raise ValueError(f"{', '.join(given)}: only for activation: rts (this model's activation is {activation})")
+    thresh = params.get("rts_thresh", 1.0)
+    if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not thresh > 0:
+        raise ValueError(f"rts_thresh must be a positive number, got {thresh!r}")
+    shift = params.get("shift_relu", 0)
+    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+        raise ValueError(f"shift_relu must be a non-negative integer (0: no shift), got {shift!r}")
+    shift = params.get("shift_snn")
+    if shift is not None and (isinstance(shift, bool) or not isinstance(shift, int) or shift < 0):
+        raise ValueError(f"shift_snn must be a non-negative integer (0: no shift; omitted: T_max), got {shift!r}")
+    if not isinstance(params.get("spiking_output", True), bool):
+        raise ValueError(f"spiking_output must be true or false, got {params['spiking_output']!r}")
+
+
 class ModelSpec(_Strict):
     """One model of the sweep: a registry name and keyword arguments for its constructor."""
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     checkpoint: Optional[str] = Field(None, description="a trained ANN to load instead of training")
+    # Not part of a cell's configuration (excluded from dumps, so no key changes): which cells exist.
+    methods: Optional[list[str]] = Field(
+        None, exclude=True, description="the suite's methods this model runs, by name; omitted: every method"
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _from_short_forms(cls, value: Any) -> Any:
-        return _named_entry(value, own_fields=("checkpoint",))
+        return _named_entry(value, own_fields=("checkpoint", "methods"))
 
     @model_validator(mode="after")
     def _check_conversion_params(self) -> "ModelSpec":
         from snnbench.threshold_rule import parse_threshold
 
-        if self.params.get("activation", "qcfs") not in ("qcfs", "relu"):
-            raise ValueError(f"activation must be 'qcfs' or 'relu', got {self.params['activation']!r}")
+        activation = self.params.get("activation", "qcfs")
+        if activation not in ("qcfs", "relu", "rts"):
+            raise ValueError(f"activation must be 'qcfs', 'relu' or 'rts', got {activation!r}")
+        _check_rts_params(self.params, activation)
         if "threshold" in self.params:
             parse_threshold(self.params["threshold"])
         batches = self.params.get("threshold_batches", 1)
@@ -430,6 +479,15 @@ class Suite(_Strict):
                 if text in seen:
                     raise ValueError(f"{field}.{i} repeats {field}.{seen[text]} exactly; list each entry once")
                 seen[text] = i
+        return self
+
+    @model_validator(mode="after")
+    def _model_methods_known(self) -> "Suite":
+        names = [m.name for m in self.methods]
+        for i, model in enumerate(self.models):
+            for name in model.methods or ():
+                if name not in names:
+                    raise ValueError(f"models.{i}.methods: {name!r} is not one of the suite's methods {names}")
         return self
 
     @model_validator(mode="after")

@@ -86,7 +86,8 @@ def test_bad_input_exits_2_once_and_internal_failures_exit_1(monkeypatch):
 def test_neuron_sweep_sizes_are_bounded_too(tmp_path):
     import yaml
 
-    from snnbench.bench.neuron import default_sweep_file, run_neuron_bench
+    from snnbench.bench.neuron import run_neuron_bench
+    from snnbench.bench.sweep import default_sweep_file
 
     with pytest.raises(BenchInputError, match=r"timesteps 4 × sizes 1000000000000: needs about"):
         run_neuron_bench(device="cpu", quick=True, timesteps=[4], sizes=[10**12])

@@ -31,12 +31,26 @@ def _suite(tmp_path: Path, **fields) -> Path:
 
 
 def test_the_families_suite_makes_each_family_only_its_own_cells() -> None:
+    from snnbench.records.labels import ann_family
+
     cells = expand(load_suite(REPO / "suites" / "digits_families.yaml"))
-    by_family = {}
+    by_family: dict[str, set[str]] = {}
     for cell in cells:
-        by_family.setdefault(cell.model.params.get("family", "default"), set()).add(cell.method.name)
-    assert by_family == {"default": {"none", "light", "ftbc"}, "snnc": {"none", "light", "advanced", "ftbc_snnc"}}
-    assert len(cells) == (3 + 5) * 3
+        by_family.setdefault(ann_family(cell.model.params), set()).add(cell.method.name)
+    assert by_family == {
+        "qcfs": {"none", "light", "ftbc"},
+        "snnc": {"none", "light", "advanced", "ftbc_snnc"},
+        "rts": {"rts", "light", "ftbc_rts"},
+    }
+    assert len(cells) == (3 + 5 + 3) * 3
+
+
+def test_a_family_method_stays_on_its_family_without_a_methods_list(tmp_path) -> None:
+    suite = load_suite(
+        _suite(tmp_path, models=[{"name": "digits_cnn"}, SNNC_MODEL], methods=["none", "ftbc", "advanced"])
+    )
+    pairs = {(c.model.params.get("family", "default"), c.method.name) for c in expand(suite)}
+    assert pairs == {("default", "none"), ("default", "ftbc"), ("snnc", "none"), ("snnc", "advanced")}
 
 
 @pytest.mark.parametrize(
@@ -66,7 +80,8 @@ def test_family_mistakes_are_refused_by_field(tmp_path, fields, needles) -> None
 
 def test_records_carry_the_family_label() -> None:
     assert method_label("ftbc", {}, {}) == "FTBC (+QCFS)"
-    assert method_label("ftbc", {}, {"activation": "relu"}) == "FTBC*"
+    assert method_label("ftbc", {}, {"activation": "relu"}) == "FTBC (+ReLU)"
+    assert method_label("light", {}, {"activation": "rts"}) == "light (+RTS)"
     assert method_label("advanced", {}, SNNC_MODEL) == "SNNC-AP"
     assert method_label("ftbc_snnc", {"average": True}, SNNC_MODEL) == "FTBC w/ avg (+SNNC)"
 

@@ -22,8 +22,6 @@ Every row has median/p20/p80 ms, images/s, image-steps/s, the dense FLOPs of the
 every conv and linear per image-step) and, on a card whose peak is known, the fraction of its dense
 bf16 tensor-core rate. Weights are random with thresholds set from the data (so layers spike like
 trained ones); images are random: the numbers are about speed, not accuracy.
-
-This module must not import ``snnbench.config`` (pydantic is absent on the GPU machines).
 """
 
 from __future__ import annotations

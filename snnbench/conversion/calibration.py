@@ -3,13 +3,16 @@
 Every method runs forward-only under ``no_grad`` on training images (never the test split) and
 writes its biases into the IF layers' ``bias`` buffers, so they are saved with the model.
 
-- ``qcfs`` / ``none``: no calibration (plain conversion; ``none`` reads better for a ReLU ANN);
+- ``qcfs`` / ``none`` / ``rts``: no calibration (plain conversion; ``none`` reads better for a ReLU
+  ANN, ``rts`` names the RTS family's uncalibrated row);
 - ``light``: Li et al. 2021, a time-invariant per-channel bias from one batch (light.py);
 - ``ftbc``: the official single pass, α, K batches (ftbc.py fast / ftbc_reference.py official loop);
 - ``ftbc_iter``: ``passes`` sweeps with each layer's own bias applied, α per pass;
 - the SNN Calibration family (``family: snnc``; snnc_calibration.py): ``light`` as its
   ``bias_corr_model``, ``advanced`` (initial membranes) and ``ftbc_snnc`` (FTBC ``ours_wo_avg`` /
   ``ours_w_avg`` as the FTBC repository's SNNC script runs them).
+- ``ftbc_rts``: FTBC as the RTS code runs it on an RTS SNN (ftbc_rts.py): ``iterations`` rounds of
+  ``sample_batches`` + 1 fresh batches (round i shuffled with seed + i, as the script reseeds), α.
 
 FTBC draws its K batches from the training split with the training augmentation, as the official
 loader does (``calibration_augment: false``: the evaluation transform instead), and builds its ANN
@@ -28,33 +31,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from snnbench.config import CONVERSION_METHODS, METHOD_PARAMS
 from snnbench.conversion.layers import max_bias_difference, restore_biases, snapshot_biases
 from snnbench.models.hooks import forward_hooks
 
-METHODS = ("qcfs", "none", "light", "ftbc", "ftbc_iter", "advanced", "ftbc_snnc")
-# Defaults of the suite schema (snnbench.config), repeated so that calibration runs without pydantic.
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "light": {"batch_size": 128},
-    "ftbc": {
-        "alpha": 0.4,
-        "batches": 3,
-        "batch_size": 200,
-        "implementation": "fast",
-        "calibration_augment": True,
-        "target_levels": None,
-    },
-}
-_DEFAULTS["ftbc_iter"] = {**_DEFAULTS["ftbc"], "passes": 5}
-_DEFAULTS["advanced"] = {"batch_size": 128, "calibration_augment": True}
-_DEFAULTS["ftbc_snnc"] = {
-    "average": False,
-    "alpha": 0.5,
-    "batches": 10,
-    "batch_size": 128,
-    "iterations": 5,
-    "calibration_augment": True,
-    "bias_order": "official",
-}
+METHODS = tuple(name for name in METHOD_PARAMS if name in CONVERSION_METHODS)
 
 
 @dataclass
@@ -147,7 +128,9 @@ def target_ann(ann: nn.Module, levels: Optional[int]) -> nn.Module:
 
 
 def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) -> dict[str, Any]:
-    from snnbench.conversion.ftbc import IMPLEMENTATIONS, ftbc_calibrate
+    # The one place that sees both implementations (neither imports the other).
+    from snnbench.conversion.ftbc import ftbc_calibrate_fast
+    from snnbench.conversion.ftbc_reference import ftbc_calibrate_reference
 
     augmented = bool(params["calibration_augment"]) and request.augmented_data is not None
     data = request.augmented_data if augmented else request.data
@@ -155,18 +138,10 @@ def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) 
     options = {"passes": params["passes"] if iterative else 1, "own_bias": iterative}
     ann = target_ann(request.ann, params["target_levels"])
     chunk = time_chunk(ann, batches[0], request.steps, request.device)
+    args = (ann, request.snn, batches, request.steps, params["alpha"])
     implementations = {
-        name: lambda name=name: ftbc_calibrate(
-            ann,
-            request.snn,
-            batches,
-            request.steps,
-            params["alpha"],
-            implementation=name,
-            chunk=chunk if name == "fast" else None,
-            **options,
-        )
-        for name in IMPLEMENTATIONS
+        "fast": lambda: ftbc_calibrate_fast(*args, chunk=chunk, **options),
+        "reference": lambda: ftbc_calibrate_reference(*args, **options),
     }
     chosen = params["implementation"]
     if chosen not in implementations:
@@ -199,19 +174,54 @@ def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) 
     return extra
 
 
+def _ftbc_rts(request: CalibrationRequest, params: dict[str, Any]) -> dict[str, Any]:
+    from snnbench.conversion.ftbc_rts import rts_ftbc_calibrate
+
+    augmented = bool(params["calibration_augment"]) and request.augmented_data is not None
+    data = request.augmented_data if augmented else request.data
+    count, size = params["sample_batches"] + 1, params["batch_size"]
+    rounds = [
+        calibration_batches(data, count, size, request.seed + i, request.device) for i in range(params["iterations"])
+    ]
+    run = lambda: rts_ftbc_calibrate(  # noqa: E731
+        request.ann, request.snn, rounds, request.steps, params["alpha"], implementation=params["implementation"]
+    )
+    return {
+        "calibration_batches": sum(len(r) for r in rounds),
+        "calibration_images": sum(int(x.shape[0]) for r in rounds for x in r),
+        "calibration_core_s": _timed(run, request.device),
+        "ftbc_implementation": params["implementation"],
+        "calibration_augmented": augmented,
+    }
+
+
+def _check_family(method: str, ann: nn.Module) -> None:
+    """FTBC's QCFS variant assumes v₀ = θ/2 and no shift; the RTS variant needs an RTS SNN."""
+    from snnbench.conversion.rts import is_rts
+
+    rts = is_rts(ann)
+    if rts and method in ("ftbc", "ftbc_iter"):
+        raise ValueError(f"method {method!r} does not fit an RTS ANN (activation: rts); use ftbc_rts")
+    if method in ("ftbc_rts", "rts") and not rts:
+        raise ValueError(f"method {method!r} needs an RTS ANN (model parameter activation: rts)")
+
+
 def calibrate(method: str, request: CalibrationRequest) -> dict[str, Any]:
     """Calibrate ``request.snn`` in place; return extra metrics (JSON types) for the record."""
     if method not in METHODS:
         raise ValueError(f"no calibration method named {method!r}; expected one of {list(METHODS)}")
-    if method in ("qcfs", "none"):
+    _check_family(method, request.ann)
+    if method in ("qcfs", "none", "rts"):
         return {}
-    params = {**_DEFAULTS[method], **(request.params or {})}
+    params = {**METHOD_PARAMS[method]().model_dump(), **(request.params or {})}  # the suite schema's defaults
     if request.family == "snnc":
         return _snnc(method, request, params)
     if method in ("advanced", "ftbc_snnc"):
         raise ValueError(f"method {method!r} calibrates the SNN Calibration family (family: snnc) only")
     if method == "light":
         return _light(request, params)
+    if method == "ftbc_rts":
+        return _ftbc_rts(request, params)
     return _ftbc(request, params, iterative=method == "ftbc_iter")
 
 

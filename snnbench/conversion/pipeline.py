@@ -1,7 +1,8 @@
 """One conversion-track cell: train (or load) the ANN, convert, calibrate, evaluate at every T.
 
 A QCFS ANN converts as it is; a ReLU ANN (``activation: relu``, or a torchvision model) first gets
-data-based thresholds (``threshold_relu_ann``)."""
+data-based thresholds (``threshold_relu_ann``); an RTS ANN (``activation: rts``) converts the RTS
+code's way (``rts_snn``)."""
 
 from __future__ import annotations
 
@@ -197,10 +198,41 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
         return {"ann_acc": ann_acc, "train_s": train_info["train_s"], "ann_source": train_info["ann_source"], **result}
 
     steps = max(cell.timesteps)
-    threshold_info: dict[str, Any] = {}
-    if not has_qcfs(ann):
-        ann, threshold_info = threshold_relu_ann(cell, bundle, ann, steps, ctx.device)
-    snn = convert(ann)
+    runs = [steps]
+    if _shift_per_t(cell, ann):  # the RTS scripts run each T on its own, with --shift_snn $T
+        runs = sorted(set(cell.timesteps))
+    results = {t: convert_and_evaluate(cell, bundle, ann, t, ctx) for t in runs}
+    last = results[steps]
+    curve = last["curve"]
+    snn_acc = {str(t): (results[t] if t in results else last)["curve"][t - 1] for t in cell.timesteps}
+    if len(runs) > 1:
+        last["info"]["shift_snn"] = "per T"
+    return {
+        "ann_acc": ann_acc,
+        "snn_acc": snn_acc,
+        "snn_acc_curve": curve,
+        "train_s": train_info["train_s"],
+        "ann_source": train_info["ann_source"],
+        "calibrate_s": sum(r["calibrate_s"] for r in results.values()),
+        "evaluate_s": sum(r["evaluate_s"] for r in results.values()),
+        "test_samples": len(bundle.test),
+        "neurobench": last["neurobench"],
+        **last["info"],
+    }
+
+
+def _shift_per_t(cell: Cell, ann: torch.nn.Module) -> bool:
+    from snnbench.conversion.rts import is_rts
+
+    return is_rts(ann) and cell.model.params.get("shift_snn") is None
+
+
+def convert_and_evaluate(
+    cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, ctx: RunContext
+) -> dict[str, Any]:
+    """Convert ``ann``, calibrate for ``steps`` and evaluate at every T <= ``steps``: the accuracy
+    curve, the seconds of both, NeuroBench metrics and what conversion and calibration report."""
+    ann, snn, threshold_info = convertible_snn(cell, bundle, ann, steps, ctx.device)
     t0 = time.perf_counter()
     extra = calibrate(cell.method.name, calibration_request(cell, ctx, bundle, ann, snn, steps))
     # With --compare-reference the wall time also holds the reference loop; report the method alone.
@@ -209,19 +241,53 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     t0 = time.perf_counter()
     chunk = simulation_chunk(bundle, steps, cell.training.eval_batch_size)
     curve = evaluate_snn(snn, bundle, steps, ctx.device, cell.training.eval_batch_size, ctx.progress, chunk=chunk)
-    evaluate_s = time.perf_counter() - t0
     return {
-        "ann_acc": ann_acc,
-        "snn_acc": {str(t): curve[t - 1] for t in cell.timesteps},
-        "snn_acc_curve": curve,
-        "train_s": train_info["train_s"],
-        "ann_source": train_info["ann_source"],
+        "curve": curve,
         "calibrate_s": calibrate_s,
-        "evaluate_s": evaluate_s,
-        "test_samples": len(bundle.test),
+        "evaluate_s": time.perf_counter() - t0,
         "neurobench": neurobench_on_dataset(snn, bundle.test, steps, ctx.device, chunk=chunk),
-        **threshold_info,
-        **extra,
+        "info": {**threshold_info, **extra},
+    }
+
+
+def convertible_snn(
+    cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, device: torch.device
+) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]:
+    """(the ANN calibration compares with, its SNN, what the conversion measured): a QCFS ANN as it
+    is, a ReLU ANN with data-based thresholds, an RTS ANN the RTS code's way (conversion/rts.py)."""
+    from snnbench.conversion.rts import is_rts
+
+    if is_rts(ann):
+        return (ann, *rts_snn(cell, bundle, ann, steps, device))
+    threshold_info: dict[str, Any] = {}
+    if not has_qcfs(ann):
+        ann, threshold_info = threshold_relu_ann(cell, bundle, ann, steps, device)
+    return ann, convert(ann), threshold_info
+
+
+def rts_snn(
+    cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, device: torch.device
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The RTS SNN: IF thresholds at each layer's largest activation on ``threshold_batches``
+    (default 5) training batches of 128, the shift of ``shift_snn`` (default T_max), a spiking
+    classifier unless ``spiking_output: false``."""
+    from snnbench.conversion.calibration import calibration_batches
+    from snnbench.conversion.rts import convert_rts, rts_thresholds, shift_for
+
+    params = cell.model.params
+    count = int(params.get("threshold_batches", 5))
+    batches = calibration_batches(bundle.calibration, count, 128, cell.seed, device)
+    thresholds = rts_thresholds(ann, batches)
+    shift = shift_for(params.get("shift_snn"), steps)
+    spiking_output = bool(params.get("spiking_output", True))
+    snn = convert_rts(ann, thresholds, shift, spiking_output)
+    return snn, {
+        "activation": "rts",
+        "threshold_rule": "max",
+        "threshold_batches": len(batches),
+        "thresholds": thresholds,
+        "shift_snn": shift,
+        "spiking_output": spiking_output,
     }
 
 

@@ -55,8 +55,8 @@ def expand(suite: Suite) -> list[Cell]:
     for dataset in suite.datasets:
         for model in suite.models:
             for method in suite.methods:
-                if not method_applies(method.name, model.params):
-                    continue  # a method of another ANN family
+                if not method_applies(method.name, model.params, model.methods):
+                    continue  # not listed for this model, or a method of another ANN family
                 for seed in suite.seeds:
                     cells.append(
                         Cell(

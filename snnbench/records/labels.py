@@ -1,43 +1,43 @@
 """The name a conversion result goes by in the literature: the method with its ANN family.
 
 The FTBC paper reports one calibration method on three families of converted ANNs (QCFS, SNN
-Calibration, RTS), as "FTBC (+QCFS)", "SNNC-AP" and so on; a record carries that label so that its
-leaderboard row reads like the published row it is measured against.
+Calibration, RTS), as "FTBC (+QCFS)", "SNNC-AP", "FTBC (+RTS)" and so on. A conversion record carries
+that label (``make_record``) and a leaderboard row of an older record gets it from its configuration
+(``report.table.family_label``), both from here.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
-# (family, method) → label; family "relu" is snnbench's own ReLU route (the paper's "*" rows).
-LABELS: dict[tuple[str, str], str] = {
-    ("qcfs", "qcfs"): "QCFS",
-    ("qcfs", "none"): "QCFS",
-    ("qcfs", "light"): "Light (+QCFS)",
-    ("qcfs", "ftbc"): "FTBC (+QCFS)",
-    ("qcfs", "ftbc_iter"): "FTBC iterative (+QCFS)",
-    ("relu", "none"): "ReLU*",
-    ("relu", "qcfs"): "ReLU*",
-    ("relu", "light"): "Light*",
-    ("relu", "ftbc"): "FTBC*",
-    ("relu", "ftbc_iter"): "FTBC iterative*",
-    ("snnc", "none"): "SNNC",
-    ("snnc", "light"): "SNNC-LP",
-    ("snnc", "advanced"): "SNNC-AP",
-    ("snnc", "ftbc_snnc"): "FTBC (+SNNC)",
-}
+_FAMILY_NAMES = {"qcfs": "QCFS", "relu": "ReLU", "rts": "RTS", "snnc": "SNNC"}
+_UNCALIBRATED = {"qcfs", "none", "rts"}
+_METHOD_NAMES = {"ftbc": "FTBC", "ftbc_rts": "FTBC", "ftbc_snnc": "FTBC", "ftbc_iter": "FTBC iterative"}
+# The SNN Calibration family's baselines go by their paper's names (light / advanced pipeline).
+_SNNC_NAMES = {"light": "SNNC-LP", "advanced": "SNNC-AP"}
 
 
-def ann_family(model_params: dict[str, Any]) -> str:
-    if model_params.get("family") not in (None, "default"):
-        return str(model_params["family"])
-    relu = model_params.get("activation") == "relu" or "weights" in model_params
-    return "relu" if relu else "qcfs"
+def ann_family(model_params: dict[str, Any], model_name: str = "") -> str:
+    """``snnc``, ``rts``, ``relu`` (a ReLU ANN on snnbench's own route; torchvision models) or ``qcfs``."""
+    if model_params.get("family") == "snnc":
+        return "snnc"
+    activation = str(model_params.get("activation", "qcfs"))
+    if model_name.startswith("torchvision:") or "weights" in model_params:
+        return "relu"
+    return activation if activation in _FAMILY_NAMES else "qcfs"
 
 
-def method_label(method: str, method_params: dict[str, Any], model_params: dict[str, Any]) -> Optional[str]:
-    """The label of a conversion cell, or None for a method without one."""
-    label = LABELS.get((ann_family(model_params), method))
-    if label and method == "ftbc_snnc" and method_params.get("average"):
-        label = "FTBC w/ avg (+SNNC)"
-    return label
+def method_label(
+    method: str, method_params: dict[str, Any], model_params: dict[str, Any], model_name: str = ""
+) -> Optional[str]:
+    """The label of a conversion cell: ``QCFS``, ``FTBC (+QCFS)``, ``light (+RTS)``, ``SNNC-AP``,
+    ``FTBC w/ avg (+SNNC)``..."""
+    family = ann_family(model_params, model_name)
+    name = _FAMILY_NAMES[family]
+    if method in _UNCALIBRATED:
+        return name
+    if family == "snnc" and method in _SNNC_NAMES:
+        return _SNNC_NAMES[method]
+    if method == "ftbc_snnc" and method_params.get("average"):
+        return f"FTBC w/ avg (+{name})"
+    return f"{_METHOD_NAMES.get(method, method)} (+{name})"

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 
+from snnbench.records.labels import method_label
 from snnbench.report.frame import mean_std
 from snnbench.report.metrics import direction, flatten, is_number, leaderboard_columns
 
@@ -110,6 +111,24 @@ def assign_variants(records: Sequence[dict[str, Any]], row_fields: Sequence[str]
     return variants
 
 
+def family_label(record: dict[str, Any]) -> str:
+    """A conversion record's method with its ANN family, as the FTBC paper's tables name rows
+    (``RTS``, ``FTBC (+RTS)``, ``FTBC (+QCFS)``, ``SNNC-AP`` ...; records.labels); empty for other tracks."""
+    if record.get("track") != "conversion":
+        return ""
+    config = record.get("config") or {}
+    model, method = config.get("model") or {}, config.get("method") or {}
+    return (
+        method_label(
+            str(record.get("method", "")),
+            method.get("params") or {},
+            model.get("params") or {},
+            str(model.get("name", record.get("model", ""))),
+        )
+        or ""
+    )
+
+
 def record_row(record: dict[str, Any], row_fields: Sequence[str]) -> dict[str, Any]:
     """One record as a flat row: identity fields and one value per leaderboard column."""
     metrics = record.get("metrics") or {}
@@ -118,7 +137,7 @@ def record_row(record: dict[str, Any], row_fields: Sequence[str]) -> dict[str, A
     row["seed"] = record.get("seed")
     row["source"] = record.get("source") or "measured"
     row["citation"] = record.get("citation") or ""
-    row["label"] = record.get("label") or ""
+    row["label"] = record.get("label") or family_label(record)
     if "ann_acc" in flat:
         row["ANN"] = flat["ann_acc"]
     snn_acc = metrics.get("snn_acc") if isinstance(metrics.get("snn_acc"), dict) else {}
@@ -217,7 +236,8 @@ class Leaderboard:
 def _display_variant(row: pd.Series) -> str:
     parts = []
     label = str(row.get("label") or "")
-    if label and _plain(label) != _plain(str(row.get("method"))):
+    # A family label ("FTBC (+RTS)") is shown even where it spells the method's name.
+    if label and ("(+" in label or _plain(label) != _plain(str(row.get("method")))):
         parts.append(label)
     if row.get("variant"):
         parts.append(str(row["variant"]))
