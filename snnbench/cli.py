@@ -588,6 +588,22 @@ def bench_convert(models: _Models = []) -> dict:
     return {"models": models or None}
 
 
+@_bench("layer", "snnbench.bench.layer:run_layer_bench")
+def bench_layer(
+    figure: Annotated[bool, typer.Option(help="also write layer.png (time vs n per library) next to the JSON")] = True,
+    budget_s: Annotated[
+        Optional[float], typer.Option(min=0, help="start no point after this many seconds (the JSON lists those left)")
+    ] = None,
+    impls: Annotated[
+        Optional[str], typer.Option(help="only these implementations, comma-separated (default: every peer)")
+    ] = None,
+) -> dict:
+    """One spiking layer (Linear(n,n)+LIF on the Open Neuromorphic protocol, a CIFAR conv block) against
+    SpikingJelly, snnTorch, Norse, Sinabs, a PyTorch loop and torch.compile, each checked to the same
+    neuron first (pip install 'snnbench[peers]'); on the CPU also the neuron alone at 1 and 2 threads."""
+    return {"figure": figure, "budget_s": budget_s, "impls": _items(impls)}
+
+
 def main() -> None:
     app()
 

@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence
 
 from snnbench.report.benchrows import FREE_TEXT, is_measurement
 from snnbench.report.inputs import BenchFile, InputError, load_bench, read_usable
+from snnbench.report.layer_board import layer_section
 from snnbench.report.metrics import headline_fields, leaves, short_number
 from snnbench.report.published import PublishedSource, load_published
 from snnbench.report.table import build_leaderboard, pipe_table, render_markdown
@@ -163,6 +164,7 @@ def build_page(
         if bench_files
         else "_No benchmark files yet (`snnbench bench ... --out results/bench/<gpu>`)._\n",
     ]
+    parts.append(layer_section(bench_files, sources))
     pub_bench = [s for s in sources if s.bench_rows]
     if pub_bench:
         parts.append("## Published benchmark numbers\n")
