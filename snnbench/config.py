@@ -136,7 +136,7 @@ class FTBCSNNCParams(_Strict):
         True, description="calibrate on training images with the training augmentation, as the official loader"
     )
     bias_order: Literal["official", "kernel"] = Field(
-        "official", description="u = (v + x) - b (official) or the fused IF kernel's (v - b) + x"
+        "official", description="u = (v + x) - b (official) or the QCFS route's (v - b) + x (kernel)"
     )
 
 

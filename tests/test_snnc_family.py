@@ -144,3 +144,23 @@ def test_an_snnc_cell_converts_once_per_t(tmp_path) -> None:
     assert set(per_t) == {"2", "3"} and per_t["2"] != per_t["3"]
     assert any(isinstance(v, list) and len(set(v)) > 1 for v in per_t["2"].values())
     assert metrics["calibration_batches"] == 2
+
+
+def test_the_official_order_runs_the_same_on_the_fused_kernel() -> None:
+    """The SNNC layer's (v + x_t) - b_t is the IF kernel's after-input mode: the Triton kernel (here
+    interpreted on the CPU) gives the PyTorch reference's spikes and membranes bit for bit."""
+    from snnbench.conversion.convert import SpikingLayer
+    from snnbench.conversion.snnc_layer import SNNCSpikingLayer
+
+    torch.manual_seed(1)
+    layer = SNNCSpikingLayer(SpikingLayer(torch.tensor([0.5, 1.0, 0.75]), 3), sim_length=4)
+    layer.neuron.set_bias(torch.randn(4, 3) * 0.1)
+    layer.initial = torch.randn(1, 3, 4, 4) * 0.2
+    seq = torch.randn(4, 2, 3, 4, 4)
+    results = {}
+    for backend in ("torch", "triton"):
+        layer.neuron.backend = backend
+        results[backend] = layer.run(seq)
+    assert torch.equal(results["triton"][0], results["torch"][0])
+    assert torch.equal(results["triton"][1], results["torch"][1])
+    assert results["torch"][0].abs().sum() > 0

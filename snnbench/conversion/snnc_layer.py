@@ -7,13 +7,12 @@ ways, each reproduced here in its floating-point order:
   instead every step's input carries the shift ``θ·0.5/T`` (``enable_shift``), T being the simulation
   length the network was converted for;
 - a per-step bias (FTBC's ``time_dependent_biases``) comes off *after* the input went on:
-  ``u = (v + x_t) - b_t``; ``bias_order: kernel`` runs the fused IF kernel's ``(v - b_t) + x_t``
-  instead (on CUDA; the two differ by rounding only);
+  ``u = (v + x_t) - b_t`` (the IF kernel's ``bias_order="after_input"``); ``bias_order: kernel`` runs
+  the QCFS route's ``(v - b_t) + x_t`` instead (the two differ by rounding only);
 - ``light`` moves the bias of the convolution before the layer (calibration.py does that), not the
   membrane.
 
-Without a per-step bias, or with ``bias_order: kernel``, the layer runs on the fused IF kernel of
-``MultiStepIF`` (the PyTorch reference on the CPU); with the official order it runs its own loop.
+Every layer runs on the fused IF kernel on CUDA and on its PyTorch reference on the CPU.
 """
 
 from __future__ import annotations
@@ -24,8 +23,10 @@ import torch
 from torch import fx, nn
 
 from snnbench.conversion.convert import SpikingLayer, spiking_layers
+from snnbench.kernels.neuron import NeuronOptions, run_neuron
 
 BIAS_ORDERS = ("official", "kernel")
+_AFTER_INPUT = NeuronOptions(output="scaled", bias_order="after_input")
 
 
 def channel_view(p: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
@@ -64,16 +65,10 @@ class SNNCSpikingLayer(SpikingLayer):
         bias = self.neuron.bias_for(x.shape[0], t_offset)
         if bias is None or self.bias_order == "kernel":
             return self.neuron.simulate(x, v_init=v0, t_offset=t_offset)
-        theta = channel_view(self.neuron.thresh, x[0])
-        mem = v0.float()
-        spikes = []
-        for t in range(x.shape[0]):
-            mem = mem + x[t]
-            mem = mem - channel_view(bias[t], x[t])
-            spike = (mem >= theta).float() * theta
-            mem = mem - spike
-            spikes.append(spike)
-        return torch.stack(spikes), mem
+        # The official order, (v + x_t) - b_t: the IF kernel's after-input mode (the RTS code's order).
+        return run_neuron(
+            x, _AFTER_INPUT, backend=self.neuron.backend, threshold=self.neuron.thresh, bias=bias, v_init=v0
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         seq = x.reshape((self.steps, -1) + tuple(x.shape[1:]))
