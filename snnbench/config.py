@@ -5,10 +5,9 @@ A suite sweeps datasets × models × methods × seeds; every conversion method i
 never silently falls back to a default. Every failure is raised as :class:`SuiteError`, whose message
 names the file, the field path and what was expected.
 
-YAML is read strictly and with bounded work: libyaml's C parser when present, safe construction (no
-``!!python/`` tags), duplicate keys are errors naming both lines, what aliases expand to is capped (an
-alias bomb would expand to gigabytes), booleans are not numbers, and the limits below keep a small file
-from asking for unbounded work.
+YAML is read by the one strict reader (:mod:`snnbench.strict_yaml`: no ``!!python/`` tags, duplicate
+keys and alias bombs refused, bounded size, regular files only); booleans are not numbers, and the
+limits below keep a small file from asking for unbounded work.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Sequence, Union
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -31,14 +29,15 @@ from pydantic import (
     model_validator,
 )
 
+from snnbench import strict_yaml
 from snnbench.errors import UnusableInputError
+from snnbench.user_paths import UnusablePathError
 
 
 # Limits, each with the reason shown when it is exceeded.
-MAX_SUITE_BYTES = 1 << 20  # a suite is a few KB
-MAX_ALIAS_NODES = 100_000  # values YAML aliases may expand to in one file
 MAX_TIMESTEP = 4096  # the longest published conversion runs use T <= 1024; memory grows with T
 MAX_CELLS = 100_000  # cells are listed, planned and recorded one by one
+MAX_NAME_CHARS = 200  # a suite's name plus ".jsonl.corrupt" must fit a 255-byte file name
 MAX_SEED = 2**63 - 1  # what torch's and the Triton kernels' generators accept, with room for offsets
 
 
@@ -423,7 +422,8 @@ class TrainingSpec(_Strict):
 class Suite(_Strict):
     """A YAML sweep: every combination of datasets × models × methods × seeds is one cell."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    # The name becomes file names (<name>.jsonl.claims, .jsonl.corrupt): a file name has at most 255 bytes.
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_NAME_CHARS)
     description: str = ""
     track: Literal["conversion", "training", "direct"] = "conversion"
     datasets: list[DatasetSpec] = Field(..., min_length=1)
@@ -564,120 +564,27 @@ def parse_suite(data: Any, path: Path) -> Suite:
         raise SuiteError(format_validation_error(path, err)) from None
 
 
-def _node_size(node: Any, sizes: dict[int, int]) -> int:
-    """Values in a composed YAML node once every alias inside it is expanded (memoised by id)."""
-    known = sizes.get(id(node))
-    if known is not None:
-        return known
-    sizes[id(node)] = 1  # a cycle counts once; construct_object refuses it anyway
-    if isinstance(node, yaml.SequenceNode):
-        size = 1 + sum(_node_size(v, sizes) for v in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size = 1 + sum(_node_size(k, sizes) + _node_size(v, sizes) for k, v in node.value)
-    else:
-        size = 1
-    sizes[id(node)] = size
-    return size
-
-
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ~10x faster
-
-
-class _SuiteLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """Safe YAML that refuses duplicate keys and caps what aliases expand to, with each problem's line."""
-
-    def construct_object(self, node, deep=False):
-        if node in self.recursive_objects:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a YAML alias refers to a value that contains it (a recursive structure)", node.start_mark
-            )
-        if node in self.constructed_objects:
-            # An alias: the value is shared, but whoever walks it later (validation, hashing) walks it
-            # in full, so its expanded size counts against a budget that stops an alias bomb at once.
-            self._expanded = getattr(self, "_expanded", 0) + _node_size(node, self.__dict__.setdefault("_sizes", {}))
-            if self._expanded > MAX_ALIAS_NODES:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"YAML aliases (*name) expand to more than {MAX_ALIAS_NODES} values (an alias bomb?); "
-                    "the anchored value that crossed the limit starts here",
-                    node.start_mark,
-                )
-        return super().construct_object(node, deep=deep)
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, Any] = {}
-            for key_node, _ in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    continue
-                key = key_node.value
-                if key in seen:
-                    first = seen[key]
-                    raise yaml.constructor.ConstructorError(
-                        f"key {key!r} first given at line {first.line + 1}",
-                        first,
-                        f"duplicate key {key!r} (YAML would silently keep only the last one)",
-                        key_node.start_mark,
-                    )
-                seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-
-_SuiteLoader.add_constructor("tag:yaml.org,2002:map", _SuiteLoader.construct_yaml_map)
-
-
-def _yaml_error(path: Path, err: yaml.YAMLError) -> SuiteError:
-    mark = getattr(err, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-    problem = getattr(err, "problem", None) or str(err)
-    context = getattr(err, "context", None)
-    kind = "YAML error" if isinstance(err, yaml.constructor.ConstructorError) else "YAML syntax error"
-    return SuiteError(f"{path}: {kind} at {where}: {problem}" + (f"; {context}" if context else ""))
-
-
-def read_yaml(path: Path, what: str = "suite") -> Any:
-    """The YAML document at ``path``, read strictly; :class:`SuiteError` names the file and line."""
-    if path.is_dir():
-        raise SuiteError(f"{path}: is a folder, not a {what} file (give the .yaml file inside it)")
-    if not path.is_file():
-        raise SuiteError(f"{path}: {what} file not found")
+def read_yaml(path: Path, what: str = "suite file") -> Any:
+    """The YAML file at ``path`` through the one strict reader; :class:`SuiteError` names the file and line."""
     try:
-        size = path.stat().st_size
-        if size > MAX_SUITE_BYTES:
-            raise SuiteError(
-                f"{path}: {size} bytes; a {what} file may have at most {MAX_SUITE_BYTES} bytes "
-                "(suites are a few KB; a larger file is refused unread, so a wrong file cannot stall the tool)"
-            )
-        raw = path.read_bytes()
-    except OSError as err:
-        raise SuiteError(f"{path}: cannot read the {what} file: {err.strerror or err}") from None
+        return strict_yaml.read_yaml(path, what)
+    except (strict_yaml.YamlError, UnusablePathError) as err:
+        raise SuiteError(str(err)) from None
+
+
+def suite_fields(data: Any, path: Path, overrides: Sequence[str] = ()) -> Any:
+    """``data`` (read from ``path``) over its ``base:`` files, with ``overrides`` applied."""
+    from snnbench.suite_overrides import SourceError, resolve_sources
+
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise SuiteError(
-            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-            f"a {what} file is YAML text saved as UTF-8"
-        ) from None
-    if "\x00" in text:
-        raise SuiteError(f"{path}: contains NUL bytes (a binary file?); a {what} file is YAML text")
-    try:
-        return yaml.load(text, Loader=_SuiteLoader)
-    except yaml.YAMLError as err:
-        raise _yaml_error(path, err) from None
-    except RecursionError:
-        raise SuiteError(f"{path}: nested too deeply to be a {what} file") from None
+        return resolve_sources(data, path, overrides, read=read_yaml)
+    except (SourceError, strict_yaml.YamlError, UnusablePathError) as err:
+        raise SuiteError(str(err)) from None
 
 
 def load_suite(path: Union[str, Path], overrides: Sequence[str] = ()) -> Suite:
     """Read and validate a YAML suite, over its ``base:`` files and with ``key.path=value``
     ``overrides`` applied (see :mod:`snnbench.suite_overrides`); raise :class:`SuiteError` with a
     located message."""
-    from snnbench.suite_overrides import SourceError, resolve_sources
-
     path = Path(path)
-    try:
-        data = resolve_sources(read_yaml(path), path, overrides, read=read_yaml)
-    except SourceError as err:
-        raise SuiteError(str(err)) from None
-    return parse_suite(data, path)
+    return parse_suite(suite_fields(read_yaml(path), path, overrides), path)

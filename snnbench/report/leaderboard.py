@@ -18,6 +18,7 @@ from snnbench.report.layer_board import layer_section
 from snnbench.report.metrics import headline_fields, leaves, short_number
 from snnbench.report.published import PublishedSource, load_published
 from snnbench.report.table import build_leaderboard, pipe_table, render_markdown
+from snnbench.user_paths import UnusablePathError
 from snnbench.records.store import latest_by_key
 
 COMMAND = "snnbench leaderboard --out results/LEADERBOARD.md"
@@ -136,7 +137,11 @@ def build_page(
     problems: list[str] = []
     records = []
     for path in sorted(Path(runs_dir).glob("*.jsonl")):
-        usable, skipped = read_usable(path)
+        try:
+            usable, skipped = read_usable(path)
+        except UnusablePathError as err:  # a FIFO or folder named *.jsonl in the folder: skipped, said why
+            problems.append(f"{err}; skipped")
+            continue
         problems.extend(skipped)
         records.extend(usable)
     records = latest_by_key(records)
