@@ -27,6 +27,13 @@ $(TRITON_SIDE): | $(STAMP)
 
 setup: $(STAMP) $(TRITON_SIDE)
 
+# The SNN libraries `bench layer` compares against (snnTorch, Norse, Sinabs, SpikingJelly): the test
+# suite checks each one's equivalence to snnbench's LIF, the demo does not need them.
+PEERS := $(VENV)/.peers
+$(PEERS): $(STAMP)
+	$(BIN)/pip install -q -e ".[$(EXTRAS),peers]"
+	touch $(PEERS)
+
 # The demo writes to an untracked folder so committed results never make it skip its cells.
 demo: setup
 	$(BIN)/snnbench run suites/digits.yaml --results-dir build/demo --force
@@ -38,7 +45,7 @@ demo: setup
 # The tests are single-threaded (tests/conftest.py): one pytest worker per core halves the wall time
 # on the 2-core CI machine. TEST_JOBS=0 runs them in this process (a debugger, -x, -s).
 TEST_JOBS ?= auto
-test: lint
+test: lint $(PEERS)
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 # ruff's lint rules and format, and the layer contracts (pyproject's [tool.ruff] and [tool.importlinter]).

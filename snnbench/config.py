@@ -108,6 +108,37 @@ class FTBCIterParams(FTBCParams):
     passes: int = Field(5, gt=0)
 
 
+class AdvancedParams(_Strict):
+    """SNN Calibration's advanced calibration (family: snnc): every neuron's initial membrane from one
+    batch, as the FTBC repository's SNNC script and SNN_Calibration's CIFAR script run it (their weights
+    calibration is commented out there; only SNN_Calibration's ImageNet script runs it)."""
+
+    batch_size: int = Field(128, gt=0, description="training images in the calibration batch")
+    calibration_augment: bool = Field(
+        True, description="calibrate on training images with the training augmentation, as the official loader"
+    )
+
+
+class FTBCSNNCParams(_Strict):
+    """FTBC as the FTBC repository's SNNC script runs it (family: snnc): ``ours_wo_avg``
+    (``average: false``, bias_corr_model_update_step_by_step) or ``ours_w_avg`` (``average: true``,
+    x_bias_corr_model_update_step_by_step), with the script's defaults."""
+
+    average: bool = Field(False, description="ours_w_avg: each step's error is that of the running average")
+    alpha: float = Field(0.5, gt=0, description="--curr_t_alpha")
+    batches: int = Field(
+        10, gt=0, description="--num_cali_sample_batches (ours_w_avg's official loop reads one more: give K+1)"
+    )
+    batch_size: int = Field(128, gt=0)
+    iterations: int = Field(5, gt=0, description="--num_cali_iters: passes, each on new batches (seed + i)")
+    calibration_augment: bool = Field(
+        True, description="calibrate on training images with the training augmentation, as the official loader"
+    )
+    bias_order: Literal["official", "kernel"] = Field(
+        "official", description="u = (v + x) - b (official) or the QCFS route's (v - b) + x (kernel)"
+    )
+
+
 def surrogate_names() -> tuple[str, ...]:
     """The kernels' surrogate shapes, less LocalZO (a method of its own)."""
     from snnbench.kernels.surrogates import SURROGATES
@@ -183,6 +214,8 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "light": LightParams,
     "ftbc": FTBCParams,
     "ftbc_iter": FTBCIterParams,
+    "advanced": AdvancedParams,
+    "ftbc_snnc": FTBCSNNCParams,
     "ftbc_rts": FTBCRTSParams,
     "rts": QCFSParams,  # the same plain conversion, the name of the RTS family's uncalibrated row
     "surrogate": SurrogateParams,
@@ -192,7 +225,22 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "localzo": LocalZOParams,
     "localzo_dense": LocalZOParams,
 }
-CONVERSION_METHODS = {"qcfs", "none", "rts", "light", "ftbc", "ftbc_iter", "ftbc_rts"}
+CONVERSION_METHODS = {"qcfs", "none", "rts", "light", "ftbc", "ftbc_iter", "ftbc_rts", "advanced", "ftbc_snnc"}
+# Methods of one ANN family only: the SNN Calibration family's (model parameter ``family: snnc``).
+SNNC_METHODS = {"advanced", "ftbc_snnc"}
+SNNC_FAMILY_METHODS = {"none", "light"} | SNNC_METHODS
+
+
+def method_applies(method: str, model_params: dict[str, Any], listed: Optional[list[str]] = None) -> bool:
+    """Whether a suite's method runs on a model: the SNN Calibration family's own methods on that
+    family only, and only the methods the model lists (``methods:``) when it lists any."""
+    if listed is not None and method not in listed:
+        return False
+    if model_params.get("family") == "snnc":
+        return method in SNNC_FAMILY_METHODS
+    return method not in SNNC_METHODS
+
+
 TRAINING_METHODS = {"surrogate", "sparseprop", "surrogate_normal", "sparseprop_normal", "localzo", "localzo_dense"}
 DIRECT_METHODS = {"surrogate", "localzo"}  # the direct-training (spiking CNN) track
 
@@ -280,7 +328,23 @@ class ModelSpec(_Strict):
         batches = self.params.get("threshold_batches", 1)
         if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
             raise ValueError(f"threshold_batches must be a positive integer, got {batches!r}")
+        self._check_family()
         return self
+
+    def _check_family(self) -> None:
+        family = self.params.get("family", "default")
+        if family not in ("default", "snnc"):
+            raise ValueError(f"family must be 'default' or 'snnc' (SNN Calibration), got {family!r}")
+        granularity = self.params.get("threshold_granularity", "layer")
+        if granularity not in ("layer", "channel"):
+            raise ValueError(f"threshold_granularity must be 'layer' or 'channel', got {granularity!r}")
+        relu = self.params.get("activation", "qcfs") == "relu" or "weights" in self.params
+        if (family == "snnc" or granularity == "channel") and not relu:
+            raise ValueError("family 'snnc' and threshold_granularity 'channel' are for ReLU ANNs (activation: relu)")
+        if granularity == "channel" and self.params.get("threshold", "max") != "mse":
+            raise ValueError(
+                "threshold_granularity 'channel' is SNN Calibration's per-channel MSE rule: set threshold: mse"
+            )
 
 
 # The datasets a suite may name; data/registry.py maps each to its loader (a test keeps the two equal).
@@ -434,6 +498,26 @@ class Suite(_Strict):
                 raise ValueError(
                     f"methods.{i}: {m.name!r} is not a {self.track}-track method; expected one of {sorted(allowed)}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _methods_match_family(self) -> "Suite":
+        # A method of one ANN family runs only on that family's models (the cells of other pairs are
+        # not made); each method must apply to some model and each model take some method.
+        for i, m in enumerate(self.methods):
+            if not any(method_applies(m.name, model.params) for model in self.models):
+                why = (
+                    "it calibrates the SNN Calibration family (a model with activation: relu and family: snnc)"
+                    if m.name in SNNC_METHODS
+                    else f"a model with family: snnc takes {sorted(SNNC_FAMILY_METHODS)}"
+                )
+                raise ValueError(f"methods.{i}: {m.name!r} applies to none of the models; {why}")
+        for j, model in enumerate(self.models):
+            if not any(method_applies(m.name, model.params) for m in self.methods):
+                takes = (
+                    sorted(SNNC_FAMILY_METHODS) if model.params.get("family") == "snnc" else "no SNN Calibration method"
+                )
+                raise ValueError(f"models.{j} ({model.name}) takes none of the methods; it takes {takes}")
         return self
 
     def results_path(self, results_dir: Optional[Path] = None) -> Path:
