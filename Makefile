@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 $(TRITON_SIDE): | $(STAMP)
 	$(BIN)/pip install -q --target $(VENV)/triton36 triton==3.6.0 --no-deps
 
-setup: $(STAMP) $(TRITON_SIDE)
+setup: $(STAMP)
 
 # The SNN libraries `bench layer` compares against (snnTorch, Norse, Sinabs, SpikingJelly): the test
 # suite checks each one's equivalence to snnbench's LIF, the demo does not need them.
@@ -45,7 +45,7 @@ demo: setup
 # The tests are single-threaded (tests/conftest.py): one pytest worker per core halves the wall time
 # on the 2-core CI machine. TEST_JOBS=0 runs them in this process (a debugger, -x, -s).
 TEST_JOBS ?= auto
-test: lint $(PEERS)
+test: lint $(PEERS) $(TRITON_SIDE)
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 # ruff's lint rules and format, and the layer contracts (pyproject's [tool.ruff] and [tool.importlinter]).
@@ -59,7 +59,7 @@ env: setup
 	$(BIN)/snnbench env
 
 # Registers, spills and shared memory of every kernel for sm_80/sm_90, both Tritons, into docs/kernels.md.
-compile-table: setup
+compile-table: setup $(TRITON_SIDE)
 	$(BIN)/python scripts/compile_table.py
 
 leaderboard: setup
