@@ -1,5 +1,5 @@
 """Run the ahead-of-time compile check with the installed Triton and with Triton 3.6 (beside the venv,
-``make setup`` puts it in .venv/triton36) and write its table of registers, spills and shared memory
+``make compile-table`` puts it in .venv/triton36) and write its table of registers, spills and shared memory
 per kernel and target into docs/kernels.md (between the compile-table markers).
 
     python scripts/compile_table.py [--jobs N] [--no-write]     # exit 1 when a kernel fails or spills
@@ -30,7 +30,7 @@ def check(side: bool, jobs: int) -> tuple[dict, bool]:
     env = {**os.environ, "TRITON_INTERPRET": "0", "OMP_NUM_THREADS": "1"}
     if side:
         if not (SIDE_TRITON / "triton").is_dir():
-            sys.exit(f"{SIDE_TRITON}: Triton 3.6 is not installed there; run `make setup`")
+            sys.exit(f"{SIDE_TRITON}: Triton 3.6 is not installed there; run `make compile-table`")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SIDE_TRITON), str(ROOT), env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "kernels.compile_check", "--jobs", str(jobs), "--json", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env)

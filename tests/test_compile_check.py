@@ -1,6 +1,6 @@
 """The ahead-of-time compile check: every kernel specialisation the host functions launch compiles to
 cubin for sm_80 and sm_90, without spilling, with the installed Triton and with Triton 3.6 (the GPU
-machines'), installed beside the venv by `make setup`. The interpreter the other tests use accepts
+machines'), installed beside the venv by `make test`. The interpreter the other tests use accepts
 code the compiler rejects; this is where that shows. Compiled kernels are cached by Triton (by source
 hash) under build/compile_check/, so an unchanged tree recompiles nothing."""
 
@@ -41,7 +41,9 @@ def _python(code_or_args: list[str], side: bool) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("side", [False, True], ids=["installed triton", "triton 3.6"])
 def test_every_launched_specialisation_compiles_for_sm80_and_sm90_without_spills(side, tmp_path):
     if side:
-        assert (SIDE_TRITON / "triton").is_dir(), "Triton 3.6 beside the venv is missing: run `make setup`"
+        assert (SIDE_TRITON / "triton").is_dir(), (
+            "Triton 3.6 beside the venv is missing: run `make test` (or `make compile-table`)"
+        )
     out = tmp_path / "rows.json"
     proc = _python(["-m", "kernels.compile_check", "--json", str(out)], side)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
