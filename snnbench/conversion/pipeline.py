@@ -5,7 +5,10 @@ data-based thresholds (``threshold_relu_ann``)."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -17,7 +20,7 @@ from snnbench.context import ProgressReporter, RunContext
 from snnbench.conversion.calibration import CalibrationRequest, calibrate
 from snnbench.conversion.convert import accuracy_curve, convert, simulate
 from snnbench.conversion.graph import has_qcfs, relu_graph
-from snnbench.conversion.neurobench import neurobench_on_dataset
+from snnbench.conversion.neurobench import NeuroBenchCounter
 from snnbench.data.registry import DataBundle, load_dataset
 from snnbench.threshold_rule import parse_threshold
 from snnbench.models.registry import CONVERSION_PARAMETERS, build_model
@@ -86,6 +89,9 @@ def prepare_ann(cell: Cell, bundle: DataBundle, ctx: RunContext) -> tuple[torch.
     return result.model, {"train_s": result.train_s, "ann_source": "cache" if result.cached else "trained"}
 
 
+NEUROBENCH_SAMPLES = 128  # the NeuroBench metrics count the first test images of the evaluation
+
+
 @torch.no_grad()
 def evaluate_snn(
     snn: torch.nn.Module,
@@ -95,18 +101,22 @@ def evaluate_snn(
     batch_size: int,
     progress: ProgressReporter,
     chunk: Optional[int] = None,
-) -> list[float]:
-    """Accuracy (percent) at every T = 1..steps from one simulation per test batch."""
+    neurobench_samples: int = NEUROBENCH_SAMPLES,
+) -> tuple[list[float], dict[str, Any]]:
+    """Accuracy (percent) at every T = 1..steps from one simulation per test batch, and the NeuroBench
+    metrics of the first ``neurobench_samples`` test images, counted during that same simulation."""
     loader = DataLoader(bundle.test, batch_size=batch_size, shuffle=False)
     correct = torch.zeros(steps, dtype=torch.long)
     total = 0
-    with progress.track("evaluate SNN", len(loader)) as bar:
+    with progress.track("evaluate SNN", len(loader)) as bar, NeuroBenchCounter(snn) as counter:
         for x, y in loader:
+            counter.select(len(x), neurobench_samples - counter.samples)
             logits = simulate(snn, x.to(device), steps, chunk=chunk)
             correct += accuracy_curve(logits, y.to(device)).cpu()
             total += y.numel()
             bar.advance()
-    return (100.0 * correct.double() / max(total, 1)).tolist()
+    curve = (100.0 * correct.double() / max(total, 1)).tolist()
+    return curve, counter.result(steps).as_dict()
 
 
 def simulation_chunk(bundle: DataBundle, steps: int, batch_size: int, budget_elements: int = 2**30) -> int:
@@ -119,7 +129,40 @@ def simulation_chunk(bundle: DataBundle, steps: int, batch_size: int, budget_ele
     return max(1, min(steps, budget_elements // max(1, per_step * 64)))
 
 
-def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
+@dataclass
+class PreparedANN:
+    """What every method of one ANN starts from: computed once per ANN, not once per cell."""
+
+    key: str
+    bundle: DataBundle
+    ann: torch.nn.Module  # convertible (a ReLU ANN thresholded); never changed by a method
+    snn: torch.nn.Module  # its conversion, uncalibrated: each method calibrates a copy
+    ann_acc: float
+    train_info: dict[str, Any]
+    threshold_info: dict[str, Any]
+
+
+# The last ANN prepared in this process. The runner runs the methods of one ANN one after another
+# in one process (runner.groups), so each of them after the first finds it here.
+_PREPARED: dict[str, PreparedANN] = {}
+
+
+def _prepared_key(cell: Cell, ctx: RunContext) -> str:
+    """Everything the prepared ANN depends on: the cell without its method, and where things live."""
+    cfg = cell.config()
+    del cfg["method"], cfg["suite"]
+    cfg["where"] = {"device": str(ctx.device), "cache": str(ctx.cache_dir), "data": str(ctx.data_root)}
+    return config_hash(cfg, 32)
+
+
+def prepare_once(cell: Cell, ctx: RunContext) -> PreparedANN:
+    """The dataset, trained ANN, its accuracy, thresholds and conversion of ``cell``'s ANN; the
+    methods after the first reuse them (reported as ``ann_source: cache``, as a cached ANN is)."""
+    key = _prepared_key(cell, ctx)
+    found = _PREPARED.get(key)
+    if found is not None:
+        return dataclasses.replace(found, train_info={"train_s": 0.0, "ann_source": "cache"})
+    _PREPARED.clear()  # one ANN at a time: a large model's weights are not kept beside the next
     bundle = load_dataset(cell.dataset, ctx.data_root, augment=cell.training.augment)
     if is_torchvision(cell.model.name) and cell.dataset.name == "imagenet":
         own = eval_transform(cell.model.name, cell.model.params.get("weights"))
@@ -129,12 +172,19 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
             bundle = with_eval_transform(bundle, own)
     ann, train_info = prepare_ann(cell, bundle, ctx)
     ann_acc = evaluate_ann(ann, bundle.test, ctx.device, cell.training.eval_batch_size)
-
-    steps = max(cell.timesteps)
     threshold_info: dict[str, Any] = {}
     if not has_qcfs(ann):
-        ann, threshold_info = threshold_relu_ann(cell, bundle, ann, steps, ctx.device)
-    snn = convert(ann)
+        ann, threshold_info = threshold_relu_ann(cell, bundle, ann, max(cell.timesteps), ctx.device)
+    prepared = PreparedANN(key, bundle, ann, convert(ann), ann_acc, train_info, threshold_info)
+    _PREPARED[key] = prepared
+    return prepared
+
+
+def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
+    prepared = prepare_once(cell, ctx)
+    bundle, ann, train_info = prepared.bundle, prepared.ann, prepared.train_info
+    steps = max(cell.timesteps)
+    snn = copy.deepcopy(prepared.snn)
     t0 = time.perf_counter()
     extra = calibrate(
         cell.method.name,
@@ -155,10 +205,12 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     chunk = simulation_chunk(bundle, steps, cell.training.eval_batch_size)
-    curve = evaluate_snn(snn, bundle, steps, ctx.device, cell.training.eval_batch_size, ctx.progress, chunk=chunk)
+    curve, neurobench = evaluate_snn(
+        snn, bundle, steps, ctx.device, cell.training.eval_batch_size, ctx.progress, chunk=chunk
+    )
     evaluate_s = time.perf_counter() - t0
     return {
-        "ann_acc": ann_acc,
+        "ann_acc": prepared.ann_acc,
         "snn_acc": {str(t): curve[t - 1] for t in cell.timesteps},
         "snn_acc_curve": curve,
         "train_s": train_info["train_s"],
@@ -166,8 +218,8 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
         "calibrate_s": calibrate_s,
         "evaluate_s": evaluate_s,
         "test_samples": len(bundle.test),
-        "neurobench": neurobench_on_dataset(snn, bundle.test, steps, ctx.device, chunk=chunk),
-        **threshold_info,
+        "neurobench": neurobench,
+        **prepared.threshold_info,
         **extra,
     }
 

@@ -20,6 +20,7 @@ class Outcome:
     error: Optional[str] = None  # one-line reason when the cell failed
     detail: Optional[str] = None  # traceback, for the log
     attempts: int = 1
+    threads: Optional[int] = None  # the torch threads of the process that ran it, when not the driver's
 
 
 class LocalExecutor:
