@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Optional
 
 from snnbench.records.cells import Cell
 
 SCHEMA_VERSION = 1
 
 
-def make_record(cell: Cell, metrics: dict[str, Any], wall_s: float, env: dict[str, Any]) -> dict[str, Any]:
+def make_record(
+    cell: Cell, metrics: dict[str, Any], wall_s: float, env: dict[str, Any], cpu_s: Optional[float] = None
+) -> dict[str, Any]:
+    """``cpu_s``: CPU seconds (user + system, every thread) the cell's process spent on it, which a
+    machine shared with other work inflates far less than ``wall_s``."""
     return {
         "schema": SCHEMA_VERSION,
         "key": cell.key,
@@ -23,6 +27,7 @@ def make_record(cell: Cell, metrics: dict[str, Any], wall_s: float, env: dict[st
         "config": cell.config(),
         "metrics": metrics,
         "wall_s": wall_s,
+        **({"cpu_s": cpu_s} if cpu_s is not None else {}),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "env": env,
     }

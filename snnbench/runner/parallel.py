@@ -130,14 +130,16 @@ def _serve(index: int, tasks: Any, results: Any, ctx: RunContext, run_cell: Any)
         if cell is None:
             return
         results.put(("start", index, cell.key))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             metrics = run_cell(cell, ctx)
         except Exception as err:  # one broken cell must not stop the others
             reason = f"{type(err).__name__}: {err}"
-            results.put(("done", index, cell.key, None, time.perf_counter() - t0, reason, traceback.format_exc()))
+            failed = ("done", index, cell.key, None, time.perf_counter() - t0, None, reason, traceback.format_exc())
+            results.put(failed)
             continue
-        results.put(("done", index, cell.key, metrics, time.perf_counter() - t0, None, None))
+        wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+        results.put(("done", index, cell.key, metrics, wall_s, cpu_s, None, None))
 
 
 @dataclass
@@ -225,12 +227,12 @@ class ParallelExecutor:
         elif kind == "progress" and slot.line is not None and slot.queued:
             slot.line.update(f"[{index + 1}] {slot.queued[0].key}: {message[2]}")
         elif kind == "done":
-            _, _, key, metrics, wall_s, error, detail = message
+            _, _, key, metrics, wall_s, cpu_s, error, detail = message
             cell = slot.queued.pop(0)
             assert cell.key == key, f"worker {index + 1} finished {key}, expected {cell.key}"
             slot.closer.close()
             slot.line = None
-            yield Outcome(cell, metrics, wall_s, error, detail, threads=self.threads)
+            yield Outcome(cell, metrics, wall_s, error, detail, threads=self.threads, cpu_s=cpu_s)
 
     @staticmethod
     def _reap(slots: list[_Slot]) -> Iterator[Outcome]:

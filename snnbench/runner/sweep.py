@@ -226,7 +226,7 @@ def execute(
             if outcome.metrics is not None:
                 # Without --force a cell that a concurrent run recorded meanwhile is not recorded twice.
                 store.append(
-                    make_record(outcome.cell, outcome.metrics, outcome.wall_s, _env_of(env, outcome)),
+                    make_record(outcome.cell, outcome.metrics, outcome.wall_s, _env_of(env, outcome), outcome.cpu_s),
                     unless_recorded=not plan.force,
                 )
                 summary.ran.append(outcome)
