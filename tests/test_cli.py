@@ -81,3 +81,16 @@ def test_benchmarks_import_without_pydantic():
         "    run(device='cpu', quick=True, console=quiet)\n"
         "assert 'snnbench.config' not in sys.modules, 'a benchmark imported the suite schema'\n"
     )
+
+
+def test_the_environment_fingerprint_imports_no_package_for_its_version():
+    # Importing triton and torchvision only to read their versions cost seconds of every run.
+    from tests.helpers import run_python
+
+    run_python(
+        "import sys\n"
+        "from snnbench.records.env import environment\n"
+        "env = environment()\n"
+        "assert env['triton'] and env['torchvision'] and env['torch'], env\n"
+        "assert 'triton' not in sys.modules and 'torchvision' not in sys.modules\n"
+    )
