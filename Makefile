@@ -29,8 +29,11 @@ demo: setup
 	$(BIN)/snnbench table build/demo/digits.jsonl build/demo/digits_spiking.jsonl build/demo/digits_conv_spiking.jsonl
 	$(BIN)/snnbench plot build/demo/digits.jsonl build/demo/digits_spiking.jsonl build/demo/digits_conv_spiking.jsonl results/bench/h200 --out build/demo/plots
 
+# The tests are single-threaded (tests/conftest.py): one pytest worker per core halves the wall time
+# on the 2-core CI machine. TEST_JOBS=0 runs them in this process (a debugger, -x, -s).
+TEST_JOBS ?= auto
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 # ruff's lint rules and format, and the layer contracts (pyproject's [tool.ruff] and [tool.importlinter]).
 # `make format` rewrites the tree the way `ruff format --check` wants it.

@@ -1,8 +1,9 @@
 """Triton kernels of snnbench, installed as ``snnbench.kernels``.
 
-Each op module holds one operation: ``_x_kernel`` Triton kernels, ``x_forward``/``x_backward`` host
+Each operation has one shape: ``_x_kernel`` Triton kernels, ``x_forward``/``x_backward`` host
 functions that validate and launch, one ``torch.autograd.Function`` and a PyTorch reference with the
-same semantics (the test oracle and the CPU path). Device functions several kernels share live beside
+same semantics (the test oracle and the CPU path); a small op keeps it in one module (``ftbc``), the
+neuron and sparse LIF ops spread it over modules by job. Device functions several kernels share live beside
 their PyTorch twins (``surrogates``, ``localzo``), host helpers in ``common``; the file map is in
 docs/kernels.md. Modules import each other's public names only, and nothing of the rest of snnbench.
 """

@@ -336,7 +336,7 @@ def reference_spike_g(u_minus_theta: torch.Tensor, rule: SpikeRule, seed: int = 
         return torch.where(d < rule.b_th, g, torch.zeros_like(g))
     g = torch.zeros_like(d, dtype=torch.float32)
     # Philox costs ~100 tensor ops per element, so the PyTorch stream runs only where some draw can
-    # reach: inside the band δ·max|z|, then (with numba) where a compiled bound on this entry's own
+    # reach: inside the band δ·max|z|, then (on the CPU) where a compiled bound on this entry's own
     # draws says g may be nonzero. Both filters only drop entries whose g is 0, so g is unchanged.
     band = rule.delta * MAX_ABS_Z[rule.distribution]
     candidates = philox_cpu.reachable(u_minus_theta, int(seed), rule.delta, rule.q, rule.distribution, band)

@@ -4,8 +4,8 @@ The PyTorch reference of the neuron kernels (``localzo.philox4x32``) spends ~100
 ops per element, which made the CPU LocalZO forward slower than the dense step. This loop computes
 the same 32-bit words element by element in registers. Only the integer stream lives here: the
 float transforms (uniforms, Box-Muller) stay in the PyTorch reference, so z is bit-identical
-whichever path produced the words. Without numba, these functions return None and the caller keeps
-its PyTorch loop.
+whichever path produced the words. Off the CPU these functions return None and the caller keeps its
+PyTorch loop.
 """
 
 from __future__ import annotations
@@ -25,15 +25,11 @@ _KEY_A, _KEY_B = PHILOX_KEYS
 _COMPILED: dict = {}
 
 
-def _compiled() -> Optional[dict]:
-    """The numba loops, built on first use (importing numba costs about a second); None without numba."""
-    if "philox" in _COMPILED or "missing" in _COMPILED:
-        return _COMPILED.get("philox") and _COMPILED
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - depends on the environment
-        _COMPILED["missing"] = True
-        return None
+def _compiled() -> dict:
+    """The numba loops, built on first use (importing numba costs about a second)."""
+    if _COMPILED:
+        return _COMPILED
+    import numba
 
     @numba.njit(inline="always")
     def _philox(k0, k1, x0, x1, x2, x3, rounds):  # pragma: no cover - compiled
@@ -93,18 +89,12 @@ def _compiled() -> Optional[dict]:
     return _COMPILED
 
 
-def available() -> bool:
-    return _compiled() is not None
-
-
 def philox4x32_words(seed: int, counters: tuple, rounds: int = 10) -> Optional[tuple[torch.Tensor, ...]]:
-    """The four Philox words (int64 in [0, 2³²)) of CPU counter tensors, or None without numba / off CPU."""
-    loops = _compiled()
-    if loops is None:
-        return None
+    """The four Philox words (int64 in [0, 2³²)) of CPU counter tensors, or None off the CPU."""
     tensors = [c for c in counters if isinstance(c, torch.Tensor)]
     if any(c.device.type != "cpu" for c in tensors):
         return None
+    loops = _compiled()
     device = tensors[0].device if tensors else None
     c = torch.broadcast_tensors(*(torch.as_tensor(v, dtype=torch.int64, device=device) & _M32 for v in counters))
     shape = c[0].shape
@@ -119,14 +109,14 @@ def reachable(
 ) -> Optional[torch.Tensor]:
     """A superset of the LocalZO-active entries of a CPU layer ``u − θ[T, B, H]`` (bool, same shape):
     False only where |u − θ| ≥ ``band`` or every draw k of the stream (seed, t, b·H + j) has
-    δ·|z_k| ≤ |u − θ|, so g = 0 there. None without numba (or off the CPU).
+    δ·|z_k| ≤ |u − θ|, so g = 0 there. None off the CPU.
 
     The reference then runs its exact fp32 test on the survivors only: about the active entries
     instead of every entry of the band, and the same result.
     """
-    loops = _compiled()
-    if loops is None or u_minus_theta.device.type != "cpu":
+    if u_minus_theta.device.type != "cpu":
         return None
+    loops = _compiled()
     T, B, H = u_minus_theta.shape
     out = np.empty(u_minus_theta.numel(), dtype=np.bool_)
     if out.size:

@@ -23,7 +23,7 @@ Active sets (``rule``):
   from the counter-based Philox stream of kernels.localzo (key = seed, counter = (b·H + j, 0, t,
   k div 4)), so a seed gives the same active set on the CPU and the GPU, and the same z as the fused
   neuron kernels' LocalZO backward over that layer. The reference evaluates Philox only inside the
-  band |u − θ| < δ·max|z| the stream can reach (outside it g is 0 for every draw) and, with numba,
+  band |u − θ| < δ·max|z| the stream can reach (outside it g is 0 for every draw) and, on the CPU,
   only where a compiled bound on the entry's own draws (philox_cpu.reachable) says g may be nonzero.
 
 Recording (forward, two launches of one scan kernel, no racy counter): pass 1 runs the scan, writes

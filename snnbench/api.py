@@ -19,12 +19,20 @@ from snnbench.suite_overrides import SourceError, resolve_sources
 SuiteSource = Union[str, Path, Mapping[str, Any], Suite]
 
 
+def _as_list(value: Union[None, str, Sequence[str]]) -> list[str]:
+    """A list option given one string is a one-element list (``list("a=1")`` would split it into characters)."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
 def load_suite(source: SuiteSource, overrides: Optional[Sequence[str]] = None) -> Suite:
     """A validated suite from a YAML path or a mapping of suite fields; models and their
     parameters are checked against the code. ``overrides`` are ``"key.path=value"`` strings
     (as ``--set``). Raises :class:`SuiteError` with a located message."""
     from snnbench.runner.sweep import check_models
 
+    overrides = _as_list(overrides)
     if isinstance(source, Suite):
         if overrides:
             source = source.model_dump(mode="json")
@@ -101,7 +109,7 @@ def compare(
 ):
     """Compare two results or benchmark files cell by cell, as ``snnbench compare`` does.
 
-    ``tolerances`` maps metric globs to a relative tolerance in percent (``{"ms": 10}``) or an
+    ``tolerances`` (one string or several) maps metric globs to a relative tolerance in percent (``{"ms": 10}``) or an
     absolute one (``{"snn_acc": "0.5pt"}``), or is a list of ``"METRIC=TOL"`` strings. The
     result has ``.regressions``, ``.exit_code()`` and ``.to_frame()``.
     """
@@ -109,7 +117,7 @@ def compare(
 
     if isinstance(tolerances, Mapping):
         tolerances = [f"{pattern}={value}" for pattern, value in tolerances.items()]
-    return compare_files(base, new, list(tolerances), ignore)
+    return compare_files(base, new, _as_list(tolerances), _as_list(ignore))
 
 
 __all__ = ["SuiteError", "compare", "load_results", "load_suite", "run"]

@@ -125,8 +125,9 @@ def validate(
     deep: bool = typer.Option(
         False,
         "--deep",
-        help="also run the run's preflight: load datasets, checkpoints "
-        "and cached models, check the results and cache folders",
+        help="also run the run's preflight: the device, every dataset (one sample read), every cell's "
+        "model built by its track's builder, checkpoints, weights, caches and resume states loaded, "
+        "the results and cache folders",
     ),
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="with --deep: as for run"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="with --deep: as for run"),
@@ -358,7 +359,7 @@ def compare(
     tolerance: List[str] = typer.Option(
         [],
         "--tolerance",
-        help="METRIC=PCT (relative, e.g. ms=10) or METRIC=Npt (absolute, e.g. 'snn_acc.*=0.5pt'); "
+        help="METRIC=PCT (relative, e.g. median_ms=10) or METRIC=Npt (absolute, e.g. 'snn_acc.*=0.5pt'); "
         "METRIC is a glob over flattened metric names; repeatable. Defaults: *acc* 1 %, others 10 %",
     ),
     ignore: List[str] = typer.Option(
@@ -374,7 +375,7 @@ def compare(
     """Compare two results or benchmark files cell by cell; exit 0 when nothing regressed beyond
     tolerance, 1 when something did (or a cell is missing), 2 on unusable input.
 
-    Example: snnbench compare results/bench/h200/neuron.json new/neuron.json --tolerance ms=5
+    Example: snnbench compare results/bench/h200/neuron.json new/neuron.json --tolerance median_ms=5
     """
     from snnbench.report.compare import UnusableInput, compare_files, parse_tolerance, render_comparison
 
@@ -495,8 +496,9 @@ def _bench(name: str, runner: str):
     ``--out``, ``--quick``) and then its own; it maps its own options to keyword arguments of
     ``runner`` ("module:function", imported only when the bench runs), which writes into ``--out``.
 
-    A benchmark that cannot run as asked (no CUDA device, a bad size) is unusable input: exit 2, so a
-    CI gate never mistakes it for a regression.
+    A benchmark that cannot run as asked (no CUDA device, a size past memory: an
+    :class:`~snnbench.errors.UnusableInputError`) exits 2, so a CI gate never mistakes it for a
+    regression; any other failure (CUDA, Triton, a bug) is internal: one line and exit 1.
     """
 
     def register(options_of):
@@ -504,12 +506,17 @@ def _bench(name: str, runner: str):
 
         @functools.wraps(options_of)
         def command(device: str, out: Optional[Path], quick: bool, **options) -> None:
+            from snnbench.errors import UnusableInputError
+
             module, _, function = runner.partition(":")
             run_bench = getattr(importlib.import_module(module), function)
             try:
                 run_bench(out=_bench_out(out), console=console, device=device, quick=quick, **options_of(**options))
-            except (ValueError, RuntimeError) as err:
-                _fail(str(err))
+            except (UnusableInputError, typer.Exit):
+                raise  # exit 2 with its message (the group prints it), or an exit already decided
+            except Exception as err:  # noqa: BLE001 - not the input's fault: say so, exit 1
+                first = (str(err).strip().splitlines() or [""])[0]
+                _fail(f"bench {name} failed (internal error, not the input): {type(err).__name__}: {first}", 1)
 
         command.__signature__ = own.replace(
             parameters=[*_BENCH_OPTIONS, *own.parameters.values()], return_annotation=None
@@ -532,7 +539,7 @@ _Sweep = Annotated[
 _Preset = Annotated[
     Optional[str], typer.Option(help="nmnist: the published N-MNIST-shaped layer 2 (700→200, T=300, B=256)")
 ]
-_Steps = Annotated[int, typer.Option(min=1, help="time steps T")]
+_Steps = Annotated[Optional[int], typer.Option(min=1, help="time steps T (default 32; 4 with --quick)")]
 _Models = Annotated[List[str], typer.Option("--model", help="only this model (vgg16, resnet20, resnet34); repeatable")]
 
 
@@ -577,7 +584,7 @@ def bench_sparse(
 
 
 @_bench("ftbc", "snnbench.bench.ftbc:run_ftbc_bench")
-def bench_ftbc(steps: _Steps = 32) -> dict:
+def bench_ftbc(steps: _Steps = None) -> dict:
     """Fast layer-major FTBC calibration vs the official per-layer loop (VGG-16, CIFAR-100 shapes)."""
     return {"steps": steps}
 

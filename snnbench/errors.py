@@ -12,3 +12,13 @@ class UnusableInputError(Exception):
 
 class UsageError(UnusableInputError, ValueError):
     """A command-line option or combination of options that cannot work (``--address`` without Ray)."""
+
+
+class MissingDependencyError(UnusableInputError, ModuleNotFoundError):
+    """An optional package the input needs is not installed (tonic for event data); the message says
+    which and how to install it."""
+
+
+class BenchInputError(UsageError):
+    """A ``snnbench bench`` option or sweep value that cannot work (a size past memory, an unknown
+    name): exit 2. Any other exception in a bench is an internal failure (exit 1)."""

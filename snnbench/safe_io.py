@@ -21,6 +21,10 @@ class UnusableFileError(UnusableInputError, ValueError):
     """A file snnbench reads is unreadable, truncated or holds objects it refuses to unpickle."""
 
 
+class MissingFileError(UnusableInputError, FileNotFoundError):
+    """A file the suite names (a checkpoint, a weights file) is not there."""
+
+
 def load_tensors(path: Union[str, Path], what: str, map_location: Any = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``; ``what`` names the file's role in the message."""
     path = Path(path)
@@ -35,9 +39,11 @@ def load_tensors(path: Union[str, Path], what: str, map_location: Any = "cpu") -
             f"{path}: {what} holds pickled Python objects other than tensors, numbers and containers; "
             f"refused without running them ({detail}). Delete the file if you did not put it there"
         ) from None
-    except (OSError, EOFError, RuntimeError, ValueError) as err:
-        reason = getattr(err, "strerror", None) or str(err).split(". ")[0]
-        raise UnusableFileError(f"{path}: {what} cannot be read (truncated or not a PyTorch file: {reason})") from None
+    except Exception as err:  # noqa: BLE001 - a text file raises KeyError or IndexError from torch's reader
+        reason = getattr(err, "strerror", None) or str(err).split(". ")[0] or type(err).__name__
+        raise UnusableFileError(
+            f"{path}: {what} cannot be read (truncated or not a PyTorch file: {type(err).__name__}: {reason})"
+        ) from None
 
 
 # The globals a pickled numpy array needs (numpy 1 and 2 spell the module differently).

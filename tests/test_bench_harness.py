@@ -1,5 +1,4 @@
-"""snnbench/bench/harness.py: timing with spread, the row vocabulary, atomic writes, the renderer,
-and old bench files (schema 1 names) compared with new ones."""
+"""snnbench/bench/harness.py: timing with spread, the row vocabulary, atomic writes and the renderer."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import torch
 from rich.console import Console
 
 from snnbench.bench import harness
-from snnbench.report.compare import compare_files
 
 
 def test_cpu_timing_has_ordered_quantiles():
@@ -79,17 +77,3 @@ def test_render_lists_untimed_rows_by_reason():
     )
     text = screen.getvalue()
     assert "1.5" in text and "50%" in text and "1 rows not timed: skipped: not installed" in text
-
-
-def test_old_bench_files_compare_with_new_ones(tmp_path):
-    point = {"impl": "snnbench", "T": 4, "N": 1024, "dtype": "fp32", "mode": "fwd", "median_ms": 1.0}
-    old = {"benchmark": "neuron", "rows": [{**point, "frac_copy_bw": 0.8, "copy_gbps": 100.0}]}
-    new = {
-        "benchmark": "neuron",
-        "schema": 2,
-        "rows": [{**point, "p20_ms": 0.9, "p80_ms": 1.1, "frac_of_ceiling": 0.4, "ceiling_gbps": 100.0}],
-    }
-    (tmp_path / "old.json").write_text(json.dumps(old))
-    (tmp_path / "new.json").write_text(json.dumps(new))
-    result = compare_files(tmp_path / "old.json", tmp_path / "new.json", [], [])
-    assert {c.metric for c in result.regressions} == {"frac_of_ceiling"}  # 0.8 → 0.4 under its new name

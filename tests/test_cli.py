@@ -66,23 +66,6 @@ def test_bench_without_a_gpu_when_cuda_is_asked_exits_2():
     assert result.exit_code == 2
 
 
-def test_benchmarks_import_without_pydantic():
-    # The GPU machines have torch and triton but no pydantic: the bench path must not need it.
-    from tests.helpers import run_python
-
-    run_python(
-        "import io, sys; sys.modules['pydantic'] = None\n"
-        "from rich.console import Console\n"
-        "from snnbench.bench.neuron import run_neuron_bench\n"
-        "from snnbench.bench.sparse import run_sparse_bench\n"
-        "from snnbench.bench.ftbc import run_ftbc_bench\n"
-        "quiet = Console(file=io.StringIO())\n"
-        "for run in (run_neuron_bench, run_sparse_bench, run_ftbc_bench):\n"
-        "    run(device='cpu', quick=True, console=quiet)\n"
-        "assert 'snnbench.config' not in sys.modules, 'a benchmark imported the suite schema'\n"
-    )
-
-
 def test_the_environment_fingerprint_imports_no_package_for_its_version():
     # Importing triton and torchvision only to read their versions cost seconds of every run.
     from tests.helpers import run_python

@@ -60,10 +60,10 @@ def neuron_rows(scale: float = 1.0, speed: float = 1.0):
                     "N": 1048576,
                     "dtype": "fp32",
                     "mode": "fwd",
-                    "ms": 0.1 * t * scale,
+                    "median_ms": 0.1 * t * scale,
                     "bytes": 8 * t * 1048576,
                     "gbps": 900.0 / scale,
-                    "frac_of_copy": 0.9 / scale,
+                    "frac_of_ceiling": 0.9 / scale,
                     "speedup": 3.0 * speed,
                 }
             )
@@ -73,8 +73,8 @@ def neuron_rows(scale: float = 1.0, speed: float = 1.0):
 def test_directions():
     assert direction("snn_acc.4") == direction("ann_acc") == direction("test_acc") == "higher"
     assert direction("bwd_speedup") == direction("speedup") == direction("calibration_speedup") == "higher"
-    assert direction("ms") == direction("calibrate_s") == direction("layers.fc1.bwd_ms") == "lower"
-    assert direction("gbps") == direction("frac_of_copy") == "higher"
+    assert direction("median_ms") == direction("calibrate_s") == direction("layers.fc1.bwd_ms") == "lower"
+    assert direction("gbps") == direction("frac_of_ceiling") == "higher"
     assert direction("peak_mem_bytes") == "lower"
     assert direction("active_fraction") is None and direction("bytes") is None
 
@@ -161,7 +161,7 @@ def test_bench_rows_are_cells_keyed_by_their_fields(tmp_path):
     assert result.exit_code == 1
     assert "impl=triton" in result.output and "T=32" in result.output
     regressed = {c.metric for c in compare_files(base, slow).regressions}
-    assert regressed == {"median_ms", "gbps", "frac_of_ceiling"}  # old names read as current; bytes is descriptive
+    assert regressed == {"median_ms", "gbps", "frac_of_ceiling"}  # bytes is descriptive
 
     faster_kernel = write_bench(tmp_path / "fast.json", neuron_rows(scale=0.5, speed=2.0))
     assert runner.invoke(app, ["compare", str(base), str(faster_kernel)]).exit_code == 0

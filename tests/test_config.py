@@ -71,7 +71,7 @@ def test_a_suite_that_names_no_surrogate_does_not_load_the_kernels():
 
 
 def test_the_shipped_kernel_sweep_is_not_a_run_suite():
-    from snnbench.bench.neuron import default_sweep_file
+    from snnbench.bench.sweep import default_sweep_file
 
     with pytest.raises(SuiteError, match="a kernel benchmark sweep"):
         load_suite(default_sweep_file())

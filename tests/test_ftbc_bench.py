@@ -19,10 +19,10 @@ class _Quiet:
 
 def test_quick_bench_writes_json(tmp_path):
     console = _Quiet()
-    result = run_ftbc_bench(device="cpu", out=tmp_path, quick=True, steps=32, console=console)
+    result = run_ftbc_bench(device="cpu", out=tmp_path, quick=True, console=console)
     saved = json.loads((tmp_path / "ftbc.json").read_text())
     assert saved["benchmark"] == "ftbc" and saved["device"] == "cpu"
-    assert saved["config"]["T"] == 4 and saved["config"]["if_layers"] == 15  # quick caps T; VGG-16 has 15
+    assert saved["config"]["T"] == 4 and saved["config"]["if_layers"] == 15  # quick's T with none given; VGG-16 has 15
     assert saved["fast_s"] > 0 and saved["reference_s"] > 0
     assert saved["speedup"] == saved["reference_s"] / saved["fast_s"]
     assert saved["max_abs_bias_diff"] < 1e-5 and saved["max_abs_bias"] > 0

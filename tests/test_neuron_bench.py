@@ -9,15 +9,10 @@ import pytest
 import torch
 
 from snnbench.bench import timing
-from snnbench.bench.neuron import (
-    SWEEP_KEYS,
-    _point_row,
-    default_sweep_file,
-    load_sweep,
-    plain_lif_loop,
-    run_neuron_bench,
-    summarize,
-)
+from snnbench.bench.neuron import SWEEP_KEYS, TIERS, load_sweep, run_neuron_bench, summarize
+from snnbench.bench.neuron_rows import point_row
+from snnbench.bench.peers import plain_lif_loop
+from snnbench.bench.sweep import default_sweep_file
 from snnbench.kernels import multistep_lif
 
 
@@ -52,7 +47,7 @@ def test_quick_cpu_run_writes_valid_json(tmp_path):
 
 def test_the_sweep_lives_in_the_shipped_sweep_file_only():
     assert default_sweep_file().exists()
-    assert set(load_sweep()) == set(SWEEP_KEYS)
+    assert set(load_sweep()) == set(SWEEP_KEYS) | set(TIERS)
 
 
 def test_sweep_file_rejects_unknown_missing_and_absent(tmp_path):
@@ -115,7 +110,7 @@ def test_host_overhead_per_call_is_judged_against_its_target_per_row():
 
     def row(impl, mode, eager_ms, graph_ms):
         times = {"median_ms": eager_ms, "p20_ms": eager_ms, "p80_ms": eager_ms}
-        return _point_row(impl, mode, 8, 1024, "fp32", times, 1, "", None, graph_ms)
+        return point_row(impl, mode, 8, 1024, "fp32", times, 1, "", None, graph_ms)
 
     rows = [
         row("snnbench", "fwd", 0.030, 0.010),
@@ -145,3 +140,8 @@ def test_timing_helpers_on_cpu():
     with pytest.raises(ValueError, match="^device"):
         timing.resolve_device("tpu")
     assert timing.gbps(2e9, 1000.0) == pytest.approx(2.0)
+
+
+def test_an_unknown_impl_is_refused_before_any_timing():
+    with pytest.raises(ValueError, match=r"impls: unknown implementation\(s\) \['nosuch'\]"):
+        run_neuron_bench(device="cpu", quick=True, impls=["copy", "nosuch"])

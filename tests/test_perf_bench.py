@@ -110,7 +110,7 @@ def test_bench_leaderboard_build(benchmark):
 def test_bench_compare_cells(benchmark, tmp_path):
     from snnbench.report.compare import Cells, compare_cells
 
-    cells = {f"cell{i}": {f"snn_acc.{t}": 90.0 + t for t in range(32)} | {"ms": 1.0} for i in range(200)}
+    cells = {f"cell{i}": {f"snn_acc.{t}": 90.0 + t for t in range(32)} | {"median_ms": 1.0} for i in range(200)}
     base = Cells(tmp_path / "a.jsonl", "results", cells, ["1"])
     new = Cells(tmp_path / "b.jsonl", "results", cells, ["1"])
     result = benchmark.pedantic(compare_cells, args=(base, new), **ROUNDS)

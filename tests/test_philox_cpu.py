@@ -10,8 +10,6 @@ from snnbench.kernels import philox_cpu
 from snnbench.kernels.neuron import philox4x32
 from snnbench.kernels.sparse_backward import MAX_ABS_Z, SpikeRule, reference_spike_g
 
-pytestmark = pytest.mark.skipif(not philox_cpu.available(), reason="numba is not installed")
-
 
 @pytest.mark.parametrize("seed", [0, 12345, 2**40 + 7, 2**63 - 1])
 def test_words_equal_the_pytorch_philox(seed):

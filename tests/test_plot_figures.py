@@ -69,7 +69,7 @@ def test_one_x_value_is_points_not_a_line_and_labels_are_human():
 
 def test_single_time_step_bandwidth_is_bars_and_empty_figures_are_not_made():
     rows = [
-        {"impl": "ftbc_stats_kernel", "layer": name, "T": 32, "ms": 0.1, "frac_of_copy": f}
+        {"impl": "ftbc_stats_kernel", "layer": name, "T": 32, "median_ms": 0.1, "frac_of_ceiling": f}
         for name, f in (("layer1.2", 0.7), ("classifier.5", 0.1))
     ]
     bench = BenchFile(path=Path("h200/ftbc.json"), rows=rows, env=GPU_ENV)
@@ -82,5 +82,5 @@ def test_single_time_step_bandwidth_is_bars_and_empty_figures_are_not_made():
     assert [round(p.get_height(), 3) for p in ax.patches] == [0.7, 0.1]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["layer1.2", "classifier.5"]
     assert "ftbc stats kernel" in ax.get_title() and "T = 32" in ax.get_title() and "NVIDIA H200" in ax.get_title()
-    assert ax.get_ylabel() == "fraction of copy bandwidth"
+    assert ax.get_ylabel() == "fraction of the measured ceiling"
     assert any("accuracy vs T for cifar100 · vgg16: nothing to draw" in s for s in skipped)

@@ -63,7 +63,15 @@ def inputs(tmp_path):
             {
                 "env": {"hardware": {"device": "cuda", "name": "NVIDIA H200"}},
                 "rows": [
-                    {"impl": impl, "T": t, "N": n, "dtype": "fp32", "mode": "fwd", "ms": 1.0, "frac_of_copy": f}
+                    {
+                        "impl": impl,
+                        "T": t,
+                        "N": n,
+                        "dtype": "fp32",
+                        "mode": "fwd",
+                        "median_ms": 1.0,
+                        "frac_of_ceiling": f,
+                    }
                     for impl, f in (("triton", 0.9), ("torch", 0.2))
                     for t in (4, 8, 32)
                     for n in (1048576, 8388608)

@@ -45,11 +45,12 @@ def test_sparse_bench_quick_cpu(tmp_path):
 def test_every_design_gets_its_row_and_byte_model(monkeypatch):
     """With the kernels (interpreted here, on a card in a real run) a layer gets one row per design,
     each with its own bytes gathered and moved, all on the same entries and all exact."""
-    from snnbench.bench import sparse
+    from snnbench.bench import sparse, sparse_rows
+    from snnbench.bench.sweep import load_section, tier_of
 
-    monkeypatch.setattr(sparse, "_sparse_backend", lambda device: "triton")
+    monkeypatch.setattr(sparse_rows, "_sparse_backend", lambda device: "triton")
     cfg = dict(
-        sparse.QUICK,
+        tier_of(load_section("sparse", sparse.SWEEP_KEYS, sparse.TIERS), "quick", sparse.TIERS),
         timesteps=6,
         batch=4,
         inputs=10,
@@ -57,7 +58,7 @@ def test_every_design_gets_its_row_and_byte_model(monkeypatch):
         ceiling_gbps=10.0,
         timing={"warmup_ms": 1, "rep_ms": 1},
     )
-    rows = sparse._layer_rows(8, cfg, "cpu", cfg["timing"], [(0.05, 0.3)], False)
+    rows = sparse_rows.layer_rows(8, cfg, "cpu", cfg["timing"], [(0.05, 0.3)], False)
     layer = {(r["impl"], r["design"]): r for r in rows}
     assert set(layer) == {("sparseprop", "pairs")} | {
         (i, d) for i in ("localzo", "localzo_fp16") for d in ("pairs", "rows", "scan")
@@ -122,7 +123,7 @@ def test_sparse_bench_cli_options(tmp_path):
 
 def test_device_correctness_check_passes_on_the_interpreter():
     # The check `bench sparse` runs first on a GPU, here with the interpreted kernels on small sizes.
-    from snnbench.bench.sparse import check_against_reference
+    from snnbench.bench.sparse_checks import check_against_reference
 
     checks = check_against_reference("cpu", T=8, B=5, N=14, H=11)
     for entry in checks[:-1]:
@@ -136,7 +137,7 @@ def test_device_correctness_check_passes_on_the_interpreter():
 def test_input_kinds_look_like_the_data():
     import torch
 
-    from snnbench.bench.sparse import input_spikes
+    from snnbench.bench.sparse_rows import input_spikes
 
     gen = torch.Generator().manual_seed(0)
     latency = input_spikes("latency", 100, 8, 50, 0.0, gen)
@@ -152,9 +153,9 @@ def test_input_kinds_look_like_the_data():
     assert peak_to_mean(events) > 1.5 * peak_to_mean(bernoulli)  # bursty in time, unlike Bernoulli
 
 
-def test_committed_h200_file_compares_under_the_new_names(tmp_path):
-    """results/bench/h200/sparse.json (schema 1: bwd_bytes, bwd_gbps, ceiling_fraction) compares with a
-    file in the harness vocabulary: the same row's numbers meet under bytes, gbps, frac_of_ceiling."""
+def test_committed_h200_file_compares_with_a_new_one(tmp_path):
+    """results/bench/h200/sparse.json (renamed in place to the harness vocabulary) compares with a file
+    the bench writes now: the same row's numbers meet under bytes, gbps, frac_of_ceiling."""
     from snnbench.report.compare import compare_files
     from tests.helpers import REPO
 
@@ -172,9 +173,9 @@ def test_committed_h200_file_compares_under_the_new_names(tmp_path):
         "bwd_ms": base["bwd_ms"],
         "fwd_ms": base["fwd_ms"],
         "step_ms": base["step_ms"],
-        "bytes": base["bwd_bytes"],
-        "gbps": base["bwd_gbps"] / 2,
-        "frac_of_ceiling": base["ceiling_fraction"],
+        "bytes": base["bytes"],
+        "gbps": base["gbps"] / 2,
+        "frac_of_ceiling": base["frac_of_ceiling"],
     }
     new = {"benchmark": "sparse", "schema": 2, "environment": old["environment"], "rows": [row]}
     (tmp_path / "new.json").write_text(json.dumps(new))

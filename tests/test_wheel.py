@@ -90,7 +90,7 @@ def test_wheel_in_a_fresh_venv_shows_published_rows(tmp_path):
     assert str(site) in where.stdout and "0+unknown" not in where.stdout
     shipped = installed(
         "-c",
-        "from snnbench.bench.neuron import default_sweep_file, load_sweep; "
+        "from snnbench.bench.neuron import load_sweep; from snnbench.bench.sweep import default_sweep_file; "
         "from snnbench.records.env import git_sha; print(default_sweep_file()); "
         "print(sorted(load_sweep())); print(git_sha())",
     )

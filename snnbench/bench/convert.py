@@ -22,8 +22,6 @@ Every row has median/p20/p80 ms, images/s, image-steps/s, the dense FLOPs of the
 every conv and linear per image-step) and, on a card whose peak is known, the fraction of its dense
 bf16 tensor-core rate. Weights are random with thresholds set from the data (so layers spike like
 trained ones); images are random: the numbers are about speed, not accuracy.
-
-This module must not import ``snnbench.config`` (pydantic is absent on the GPU machines).
 """
 
 from __future__ import annotations
@@ -48,6 +46,7 @@ from snnbench.bench.harness import (
     write_json,
 )
 from snnbench.bench.timing import release_memory
+from snnbench.errors import BenchInputError
 from snnbench.models.hooks import forward_hooks
 
 # (model, factory parameters, image shape, classes, batch, T values, time chunk of the snnbench path)
@@ -388,7 +387,7 @@ def run_convert_bench(run: harness.BenchRun, *, models: Optional[list[str]] = No
     if models:
         unknown = sorted(set(models) - {c[0] for c in cases})
         if unknown:
-            raise ValueError(f"models: unknown {unknown}; expected some of {[c[0] for c in cases]}")
+            raise BenchInputError(f"--model: unknown {unknown}; expected some of {[c[0] for c in cases]}")
         cases = [c for c in cases if c[0] in models]
     timing = (
         {"warmup_ms": 1, "rep_ms": 5}

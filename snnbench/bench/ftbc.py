@@ -175,10 +175,14 @@ def _render(result: dict[str, Any], console: Any) -> None:
 
 
 @harness.bench_entry
-def run_ftbc_bench(run: harness.BenchRun, *, steps: int = 32) -> dict[str, Any]:
-    """Time fast FTBC and the official loop on the same batches; write ``out/ftbc.json`` if ``out``."""
+def run_ftbc_bench(run: harness.BenchRun, *, steps: Optional[int] = None) -> dict[str, Any]:
+    """Time fast FTBC and the official loop on the same batches; write ``out/ftbc.json`` if ``out``.
+    ``steps`` (T) defaults to 32, or 4 with ``quick``; one given is always used."""
     device, console = run.device, run.console
     sizes, steps, timing, note = _settings(device, run.quick, steps)
+    harness.refuse_beyond_memory(
+        activation_bytes(sizes, steps), device, f"--steps {steps} (batch {sizes['batch_size']}, width {sizes['width']})"
+    )
     if note:
         console.print(note)
     alpha = 0.4
@@ -296,12 +300,23 @@ def _add_kernel_rows(result: dict[str, Any], ann, snn, x: torch.Tensor, steps: i
     ]
 
 
-def _settings(device: str, quick: bool, steps: int) -> tuple[dict[str, Any], int, dict[str, int], str]:
-    """(sizes, T, timing, note) for this device: reduced sizes for a quick run or without a GPU."""
+# Feature-map elements of one 32×32 image through VGG-16 at width 64 (the 13 convolutions' outputs).
+VGG16_CIFAR_ACTIVATIONS = 64 * 1024 * 2 + 128 * 256 * 2 + 256 * 64 * 3 + 512 * 16 * 3 + 512 * 4 * 3
+
+
+def activation_bytes(sizes: dict[str, Any], steps: int) -> int:
+    """fp32 bytes of one time-folded pass over a calibration batch: every layer's spikes for T steps
+    (a floor: the calibration holds more beside them)."""
+    return 4 * steps * sizes["batch_size"] * VGG16_CIFAR_ACTIVATIONS * sizes["width"] // 64
+
+
+def _settings(device: str, quick: bool, steps: Optional[int]) -> tuple[dict[str, Any], int, dict[str, int], str]:
+    """(sizes, T, timing, note) for this device: reduced sizes for a quick run or without a GPU; a
+    quick run's T = 4 only where no T was given."""
     small = quick or device == "cpu"
     sizes = dict(QUICK if quick else SMALL if small else FULL)
-    if quick:
-        steps = min(steps, QUICK_STEPS)
+    if steps is None:
+        steps = QUICK_STEPS if quick else 32
     timing = {"warmup_ms": 2, "rep_ms": 10} if small else {"warmup_ms": 25, "rep_ms": 100}
     note = ""
     if small:

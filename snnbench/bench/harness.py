@@ -11,9 +11,9 @@ calls per block) and the same quantiles over its blocks. Every timed row carries
                                         ceiling measured in the same process (a copy's bandwidth)
     flops, tflops, frac_of_peak         where the work is arithmetic (convolutions)
 
-Older files used ``ms``, ``frac_copy_bw``, ``frac_of_copy`` and ``ceiling_fraction``; the readers
-map them (:data:`snnbench.report.benchrows.OLD_NAMES`). This module must not import
-``snnbench.config`` (pydantic is absent on the GPU machines).
+The three committed H200 files (results/bench/h200/) were written before this vocabulary; their field
+names were renamed in place once (each says so in ``renamed_in_place``), so every reader knows one set
+of names.
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import torch
+from rich.console import Console
+from rich.table import Table
 
 from snnbench.bench.timing import gbps, json_out_path, resolve_device, synchronize
+from snnbench.errors import BenchInputError
 from snnbench.records.env import environment
 
-SCHEMA = 2  # rows in the vocabulary above; 1 = the older per-bench names
+SCHEMA = 2  # rows in the vocabulary above (1 was the older per-bench names, no longer read)
 QUANTILES = (0.5, 0.2, 0.8)
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "json_out_path",
     "console_or_print",
     "copy_ceiling",
+    "refuse_beyond_memory",
 ]
 
 
@@ -83,6 +87,26 @@ def bench_entry(body: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, 
     own = list(inspect.signature(body).parameters.values())[1:]
     entry.__signature__ = inspect.signature(body).replace(parameters=[*common, *own])
     return entry
+
+
+def available_bytes(device: str) -> int:
+    """Memory free for a bench's tensors now: the card's free memory, or the host's available RAM."""
+    if device == "cuda":
+        return int(torch.cuda.mem_get_info()[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def refuse_beyond_memory(need_bytes: float, device: str, what: str) -> None:
+    """Refuse sizes whose estimated working set exceeds the free memory, before anything is allocated
+    (the process would be killed, or the allocator's text would be all the user saw)."""
+    free = available_bytes(device)
+    if need_bytes > free:
+        raise BenchInputError(
+            f"{what}: needs about {need_bytes / 2**30:,.3g} GiB of memory, the {device} has "
+            f"{free / 2**30:,.3g} GiB free; choose smaller sizes"
+        )
 
 
 def timing_columns(fmt: str = ".4g", median: str = "ms") -> list[tuple[str, str, str]]:
@@ -194,21 +218,9 @@ def _cell(value: Any, fmt: str) -> str:
     return format(value, fmt) if fmt else str(value)
 
 
-class _PlainConsole:
-    def print(self, *args: Any) -> None:
-        print(*args)
-
-
 def console_or_print(console: Any) -> Any:
-    """``console`` if given, else a rich Console, else plain print (the GPU machines may lack rich)."""
-    if console is not None:
-        return console
-    try:
-        from rich.console import Console
-
-        return Console()
-    except ImportError:
-        return _PlainConsole()
+    """``console`` if given, else a rich Console."""
+    return Console() if console is None else console
 
 
 def render(
@@ -222,19 +234,11 @@ def render(
     spec). Rows without ``timed_key`` are listed once by reason below the table."""
     timed = [r for r in rows if r.get(timed_key)]
     skipped = sorted({str(r.get("note", "")) for r in rows if not r.get(timed_key)})
-    try:
-        from rich.table import Table
-    except ImportError:
-        console.print(title)
-        console.print("  ".join(h for h, _, _ in columns))
-        for r in timed:
-            console.print("  ".join(_cell(r.get(k), f) for _, k, f in columns))
-    else:
-        table = Table(title=title)
-        for head, key, fmt in columns:
-            table.add_column(head, justify="left" if fmt == "" else "right", no_wrap=True)
-        for r in timed:
-            table.add_row(*(_cell(r.get(k), f) for _, k, f in columns))
-        console.print(table)
+    table = Table(title=title)
+    for head, key, fmt in columns:
+        table.add_column(head, justify="left" if fmt == "" else "right", no_wrap=True)
+    for r in timed:
+        table.add_row(*(_cell(r.get(k), f) for _, k, f in columns))
+    console.print(table)
     if skipped:
         console.print(f"{len(rows) - len(timed)} rows not timed: " + "; ".join(skipped))

@@ -18,11 +18,8 @@ from snnbench.records.device import synchronize
 
 def resolve_device(device: str = "auto") -> str:
     """The package's device rule (records.device) as a name: ``auto`` → ``cuda`` when a GPU is visible,
-    else ``cpu``. A bad name or a missing GPU is unusable input for a bench: a ValueError."""
-    try:
-        return _resolve_torch_device(device).type
-    except RuntimeError as err:
-        raise ValueError(str(err)) from None
+    else ``cpu``. A bad name or a missing GPU is unusable input (a :class:`~snnbench.errors.UsageError`)."""
+    return _resolve_torch_device(device).type
 
 
 def graph_ms(fn: Callable[[], Any], *, target_ms: float = 40.0, max_reps: int = 50, flush_mb: int = 256) -> float:

@@ -25,23 +25,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from snnbench.config import CONVERSION_METHODS, METHOD_PARAMS
 from snnbench.conversion.layers import max_bias_difference, restore_biases, snapshot_biases
 from snnbench.models.hooks import forward_hooks
 
-METHODS = ("qcfs", "none", "light", "ftbc", "ftbc_iter")
-# Defaults of the suite schema (snnbench.config), repeated so that calibration runs without pydantic.
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "light": {"batch_size": 128},
-    "ftbc": {
-        "alpha": 0.4,
-        "batches": 3,
-        "batch_size": 200,
-        "implementation": "fast",
-        "calibration_augment": True,
-        "target_levels": None,
-    },
-}
-_DEFAULTS["ftbc_iter"] = {**_DEFAULTS["ftbc"], "passes": 5}
+METHODS = tuple(name for name in METHOD_PARAMS if name in CONVERSION_METHODS)
 
 
 @dataclass
@@ -133,7 +121,9 @@ def target_ann(ann: nn.Module, levels: Optional[int]) -> nn.Module:
 
 
 def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) -> dict[str, Any]:
-    from snnbench.conversion.ftbc import IMPLEMENTATIONS, ftbc_calibrate
+    # The one place that sees both implementations (neither imports the other).
+    from snnbench.conversion.ftbc import ftbc_calibrate_fast
+    from snnbench.conversion.ftbc_reference import ftbc_calibrate_reference
 
     augmented = bool(params["calibration_augment"]) and request.augmented_data is not None
     data = request.augmented_data if augmented else request.data
@@ -141,18 +131,10 @@ def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) 
     options = {"passes": params["passes"] if iterative else 1, "own_bias": iterative}
     ann = target_ann(request.ann, params["target_levels"])
     chunk = time_chunk(ann, batches[0], request.steps, request.device)
+    args = (ann, request.snn, batches, request.steps, params["alpha"])
     implementations = {
-        name: lambda name=name: ftbc_calibrate(
-            ann,
-            request.snn,
-            batches,
-            request.steps,
-            params["alpha"],
-            implementation=name,
-            chunk=chunk if name == "fast" else None,
-            **options,
-        )
-        for name in IMPLEMENTATIONS
+        "fast": lambda: ftbc_calibrate_fast(*args, chunk=chunk, **options),
+        "reference": lambda: ftbc_calibrate_reference(*args, **options),
     }
     chosen = params["implementation"]
     if chosen not in implementations:
@@ -191,7 +173,7 @@ def calibrate(method: str, request: CalibrationRequest) -> dict[str, Any]:
         raise ValueError(f"no calibration method named {method!r}; expected one of {list(METHODS)}")
     if method in ("qcfs", "none"):
         return {}
-    params = {**_DEFAULTS[method], **(request.params or {})}
+    params = {**METHOD_PARAMS[method]().model_dump(), **(request.params or {})}  # the suite schema's defaults
     if method == "light":
         return _light(request, params)
     return _ftbc(request, params, iterative=method == "ftbc_iter")

@@ -1,6 +1,7 @@
 """FTBC, the fast layer-major path: one ANN forward and one SNN forward per calibration batch.
 
-The official loop (ftbc_reference.py) re-runs the whole ANN and the whole SNN for every layer. But
+The official loop (ftbc_reference.py, which this module does not import: calibration.py chooses
+between the two) re-runs the whole ANN and the whole SNN for every layer. But
 layer l's ANN activation and its SNN input currents depend only on layers < l, so one sweep does:
 keep every QCFS activation of one ANN forward, then run the SNN forward once; just before IF layer l
 runs, its input ``X[T, B, ...]`` (computed with the already-calibrated biases of layers < l) and its
@@ -15,9 +16,7 @@ gives the same biases while holding only ``chunk`` steps of one layer's input at
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -28,18 +27,15 @@ from snnbench.conversion.layers import (
     ann_activations,
     before_each_layer,
     bias_rows,
-    layer_pairs,
+    calibration_pairs,
     unfold,
 )
-from snnbench.kernels.common import finite_scalar, remember_finite
+from snnbench.kernels.common import remember_finite
 from snnbench.kernels.ftbc import ftbc_stats_forward
 
 
-IMPLEMENTATIONS = ("fast", "reference")
-
-
 @torch.no_grad()
-def ftbc_calibrate(
+def ftbc_calibrate_fast(
     ann: nn.Module,
     snn: nn.Module,
     batches: list[torch.Tensor],
@@ -48,41 +44,21 @@ def ftbc_calibrate(
     *,
     passes: int = 1,
     own_bias: bool = False,
-    implementation: str = "fast",
     backend: str = "auto",
     chunk: Optional[int] = None,
 ) -> None:
-    """Calibrate the ``[T, C]`` biases of ``snn``'s IF layers in place.
+    """Calibrate the ``[T, C]`` biases of ``snn``'s IF layers in place, layer-major.
 
     ``own_bias=False`` is the official single pass (a layer's own bias is not applied in its
     recurrence); ``own_bias=True`` with ``passes`` > 1 is the iterative variant, in which each pass
-    corrects the error left with the current biases. ``implementation``: ``"fast"`` (this module's
-    layer-major sweep; ``backend`` picks the statistics kernel, ``chunk`` the time steps held at once)
-    or ``"reference"`` (the official per-layer loop of ftbc_reference.py, in plain PyTorch).
+    corrects the error left with the current biases. ``backend`` picks the statistics kernel, ``chunk``
+    the time steps held at once. ``ftbc_reference.ftbc_calibrate_reference`` has the same contract.
     """
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be 'fast' or 'reference', got {implementation!r}")
-    finite_scalar("alpha", alpha)  # checked, used as given
-    ann.eval()
-    snn.eval()
-    pairs = layer_pairs(ann, snn)
-    if implementation == "reference":
-        from snnbench.conversion.ftbc_reference import official_if_neurons, reference_batch
-
-        context: Any = official_if_neurons(snn)
-        step = lambda x: reference_batch(ann, snn, pairs, x, steps, alpha, own_bias)  # noqa: E731
-    else:
-        context = contextlib.nullcontext()
-        buffers: dict[str, torch.Tensor] = {}  # each layer's bias, made writable once per calibration
-        step = lambda x: _sweep(ann, snn, pairs, x, steps, alpha, own_bias, backend, chunk, buffers)  # noqa: E731
-    with context:
-        for _ in range(passes):
-            for x in batches:
-                step(x)
-
-
-# The layer-major path by name (the reference is ftbc_reference.ftbc_calibrate_reference).
-ftbc_calibrate_fast = functools.partial(ftbc_calibrate, implementation="fast")
+    pairs = calibration_pairs(ann, snn, alpha)
+    buffers: dict[str, torch.Tensor] = {}  # each layer's bias, made writable once per calibration
+    for _ in range(passes):
+        for x in batches:
+            _sweep(ann, snn, pairs, x, steps, alpha, own_bias, backend, chunk, buffers)
 
 
 def _sweep(

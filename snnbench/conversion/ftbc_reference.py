@@ -10,7 +10,6 @@ script's, in the same floating-point order: ``u = (v - b_t) + x_t``.
 
 from __future__ import annotations
 
-import functools
 import types
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -19,8 +18,7 @@ import torch
 from torch import nn
 
 from snnbench.conversion.convert import SpikingLayer, simulate, spiking_layers
-from snnbench.conversion.ftbc import ftbc_calibrate
-from snnbench.conversion.layers import LayerPair, bias_rows, channel_dims, unfold
+from snnbench.conversion.layers import LayerPair, bias_rows, calibration_pairs, channel_dims, unfold
 from snnbench.models.hooks import forward_hooks
 
 
@@ -104,5 +102,14 @@ def reference_batch(
         _correct_layer(pair, unfold(folded, steps), activation, steps, alpha, own_bias)
 
 
-# The same contract as the fast path (snnbench.conversion.ftbc.ftbc_calibrate), the official way.
-ftbc_calibrate_reference = functools.partial(ftbc_calibrate, implementation="reference")
+@torch.no_grad()
+def ftbc_calibrate_reference(
+    ann: nn.Module, snn: nn.Module, batches: list, steps: int, alpha: float = 0.4, *, passes=1, own_bias=False
+) -> None:
+    """The contract of :func:`snnbench.conversion.ftbc.ftbc_calibrate_fast` (without its kernel
+    ``backend`` and time ``chunk``), the official way."""
+    pairs = calibration_pairs(ann, snn, alpha)
+    with official_if_neurons(snn):
+        for _ in range(passes):
+            for x in batches:
+                reference_batch(ann, snn, pairs, x, steps, alpha, own_bias)

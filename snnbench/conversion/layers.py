@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from snnbench.conversion.convert import SpikingLayer, spiking_layers
+from snnbench.kernels.common import finite_scalar
 from snnbench.models.activations import THRESHOLD_ACTIVATIONS
 
 
@@ -32,6 +33,14 @@ def layer_pairs(ann: nn.Module, snn: nn.Module) -> list[LayerPair]:
     if not pairs:
         raise ValueError("the SNN has no IF layers to calibrate")
     return pairs
+
+
+def calibration_pairs(ann: nn.Module, snn: nn.Module, alpha: float) -> list[LayerPair]:
+    """What both FTBC implementations do first: check α, put both networks in eval mode, pair the layers."""
+    finite_scalar("alpha", alpha)  # checked, used as given
+    ann.eval()
+    snn.eval()
+    return layer_pairs(ann, snn)
 
 
 def channel_dims(step_tensor: torch.Tensor) -> list[int]:

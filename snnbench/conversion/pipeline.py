@@ -21,7 +21,7 @@ from snnbench.conversion.calibration import CalibrationRequest, calibrate
 from snnbench.conversion.convert import accuracy_curve, convert, simulate
 from snnbench.conversion.graph import has_qcfs, relu_graph
 from snnbench.conversion.neurobench import NeuroBenchCounter
-from snnbench.data.registry import DataBundle, load_dataset
+from snnbench.data.registry import DataBundle, data_identity, load_dataset
 from snnbench.threshold_rule import parse_threshold
 from snnbench.models.registry import CONVERSION_PARAMETERS, build_model
 from snnbench.models.torchvision_models import build_torchvision, eval_transform, is_torchvision
@@ -31,10 +31,14 @@ if TYPE_CHECKING:  # the runner builds cells; a pipeline only reads them
     from snnbench.records.cells import Cell
 
 
-def ann_cache_path(cell: Cell, cache_dir: Path) -> Path:
+def ann_cache_path(cell: Cell, cache_dir: Path, data_root: Optional[Path] = None) -> Path:
     """Where the trained ANN of this cell lives: shared by every method of the same configuration
-    (and by every threshold rule of a ReLU ANN: thresholds are set after training)."""
+    (and by every threshold rule of a ReLU ANN: thresholds are set after training), apart for each
+    data folder it was trained from."""
     dataset = {k: v for k, v in cell.dataset.model_dump().items() if k not in ("root", "download")}
+    folder = data_identity(cell.dataset, data_root)
+    if folder is not None:  # left out for in-memory data, so their cached ANNs keep their names
+        dataset["data_folder"] = folder
     model = cell.model.model_dump(exclude={"checkpoint"})
     model["params"] = {k: v for k, v in model["params"].items() if k not in CONVERSION_PARAMETERS}
     key = {
@@ -46,7 +50,13 @@ def ann_cache_path(cell: Cell, cache_dir: Path) -> Path:
     return cache_dir / "ann" / f"{cell.dataset.name}-{cell.model.name}-{config_hash(key, 16)}.pt"
 
 
-def build_ann(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.Module:
+def load_cell_data(cell: Cell, data_root: Optional[Path]) -> DataBundle:
+    """The bundle a conversion cell trains, calibrates and evaluates on."""
+    return load_dataset(cell.dataset, data_root, augment=cell.training.augment)
+
+
+def build_ann(cell: Cell, bundle: DataBundle, device: torch.device, fetch: bool = True) -> torch.nn.Module:
+    """The cell's ANN, seeded; ``fetch=False`` leaves torchvision enum weights unread (the preflight)."""
     torch.manual_seed(cell.seed)
     params = {k: v for k, v in cell.model.params.items() if k not in CONVERSION_PARAMETERS}
     if is_torchvision(cell.model.name):
@@ -55,6 +65,7 @@ def build_ann(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.
             num_classes=bundle.num_classes,
             weights=params.get("weights"),
             download=cell.dataset.download,
+            fetch=fetch,
         ).to(device)
     # A model entry may set its own QCFS levels (ImageNet: VGG-16 L=16 beside ResNet-34 L=8).
     levels = params.pop("levels", cell.training.levels)
@@ -65,6 +76,31 @@ def build_ann(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.
         in_channels=bundle.input_shape[0],
         **params,
     ).to(device)
+
+
+def build_cell_model(cell: Cell, bundle: DataBundle, device: torch.device) -> torch.nn.Module:
+    """What the preflight builds on the meta device: the cell's ANN, weights files read, enums resolved."""
+    return build_ann(cell, bundle, device, fetch=False)
+
+
+def check_cell_inputs(cell: Cell, bundle: DataBundle, cache_dir: Path, data_root: Optional[Path]) -> None:
+    """The checkpoint, cached ANN or resume state the cell will load, loaded now with the cell's own
+    loaders into a CPU copy of its ANN (torchvision weights files were read when it was built)."""
+    from snnbench.models.checkpoint import load_checkpoint
+    from snnbench.training.ann import ANN_RESUME_WHAT, check_resume_state, load_cached_ann, read_ann_resume_fields
+
+    if cell.model.params.get("weights"):
+        return
+    cpu = torch.device("cpu")
+    if cell.model.checkpoint:
+        load_checkpoint(build_ann(cell, bundle, cpu), cell.model.checkpoint)
+        return
+    cached = ann_cache_path(cell, cache_dir, data_root)
+    if cached.exists():
+        load_cached_ann(build_ann(cell, bundle, cpu), cached)
+    elif cached.with_suffix(".state.pt").exists():
+        state = cached.with_suffix(".state.pt")
+        check_resume_state(state, ANN_RESUME_WHAT, build_ann(cell, bundle, cpu), cell.training, read_ann_resume_fields)
 
 
 def prepare_ann(cell: Cell, bundle: DataBundle, ctx: RunContext) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -83,7 +119,7 @@ def prepare_ann(cell: Cell, bundle: DataBundle, ctx: RunContext) -> tuple[torch.
         cell.training,
         device=ctx.device,
         seed=cell.seed,
-        checkpoint_path=ann_cache_path(cell, ctx.cache_dir),
+        checkpoint_path=ann_cache_path(cell, ctx.cache_dir, ctx.data_root),
         progress=ctx.progress,
     )
     return result.model, {"train_s": result.train_s, "ann_source": "cache" if result.cached else "trained"}
@@ -163,7 +199,7 @@ def prepare_once(cell: Cell, ctx: RunContext) -> PreparedANN:
     if found is not None:
         return dataclasses.replace(found, train_info={"train_s": 0.0, "ann_source": "cache"})
     _PREPARED.clear()  # one ANN at a time: a large model's weights are not kept beside the next
-    bundle = load_dataset(cell.dataset, ctx.data_root, augment=cell.training.augment)
+    bundle = load_cell_data(cell, ctx.data_root)
     if is_torchvision(cell.model.name) and cell.dataset.name == "imagenet":
         own = eval_transform(cell.model.name, cell.model.params.get("weights"))
         if own is not None:  # evaluate as the weights were evaluated (their resize and crop)

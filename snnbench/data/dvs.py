@@ -19,6 +19,7 @@ As elsewhere, presence is checked first and tonic only downloads when the suite 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -30,6 +31,7 @@ from torch.utils.data import Dataset
 from snnbench.data.events import download_hint, open_tonic, tonic_reader
 from snnbench.data.paths import resolve_data_root
 from snnbench.data.registry import DataBundle, limited_bundle
+from snnbench.safe_io import UnusableFileError
 
 SENSOR = (128, 128, 2)
 FRAME_SIZE = 48
@@ -116,6 +118,31 @@ def _spikingjelly_frames(root: Path, steps: int) -> Path:
     return root / "CIFAR10DVS" / f"frames_number_{steps}_split_by_number"
 
 
+def read_frame_file(path: Path, steps: int) -> torch.Tensor:
+    """The ``frames`` array ``[T, 2, H, W]`` of one SpikingJelly ``.npz`` file, read without unpickling;
+    a corrupt file, an object array or another shape is refused naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            frames = archive["frames"]
+    except Exception as err:  # noqa: BLE001 - numpy's own text would advise loading it with pickle
+        reason = (
+            "an object array: Python objects, not numbers"
+            if "Object arrays" in str(err)
+            else "not an .npz archive"
+            if "pickle" in str(err)
+            else f"{type(err).__name__}: {err}"
+        )
+        raise UnusableFileError(
+            f"{path}: not a SpikingJelly frame file with a numeric 'frames' array ({reason}); refused without unpickling"
+        ) from None
+    if frames.dtype.kind not in "biuf" or frames.ndim != 4 or frames.shape[0] != steps or frames.shape[1] != SENSOR[2]:
+        raise UnusableFileError(
+            f"{path}: 'frames' is {frames.dtype} of shape {list(frames.shape)}; expected numbers of shape "
+            f"[T={steps}, {SENSOR[2]}, H, W]"
+        )
+    return torch.from_numpy(frames)
+
+
 def _tonic_events(root: Path) -> Path:
     return root / "CIFAR10DVS"
 
@@ -137,7 +164,7 @@ def dvs_cifar10_bundle(
             found = sorted((frames_dir / cls).glob("*.npz"))
             files += found
             labels += [c] * len(found)
-        read = lambda path: torch.from_numpy(np.load(path)["frames"])  # noqa: E731
+        read = functools.partial(read_frame_file, steps=steps)
         source = "spikingjelly frames"
     else:
         searched = [frames_dir, events_dir]

@@ -92,8 +92,12 @@ def require_tonic(what: str):
     """The tonic module, or a clear error naming the data set that needs it."""
     try:
         import tonic
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ModuleNotFoundError(f"{what} is read with tonic: pip install 'snnbench[neuromorphic]'") from err
+    except ImportError:
+        from snnbench.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"{what} is read with tonic, which is not installed: pip install 'snnbench[neuromorphic]'"
+        ) from None
     return tonic
 
 

@@ -30,9 +30,16 @@ def default_cache_dir() -> Path:
 
 
 def resolve_data_root(explicit: Optional[Union[str, Path]] = None) -> Path:
-    if explicit:
-        return Path(explicit).expanduser()
+    """The data root; a file in its place is refused here (a missing-data hint would mislead)."""
     env = os.environ.get("SNNBENCH_DATA")
-    if env:
-        return Path(env).expanduser()
-    return default_cache_dir() / "data"
+    if explicit:
+        root, source = Path(explicit).expanduser(), "--data-root (or the dataset's root:)"
+    elif env:
+        root, source = Path(env).expanduser(), "SNNBENCH_DATA"
+    else:
+        root, source = default_cache_dir() / "data", "the default data root"
+    if root.exists() and not root.is_dir():
+        from snnbench.errors import UsageError
+
+        raise UsageError(f"{source} {root} is a file; expected the folder that holds the datasets")
+    return root

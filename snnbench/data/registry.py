@@ -30,6 +30,20 @@ LOADERS: dict[str, str] = {
 }
 
 
+# Datasets made in memory or shipped inside a library: no data root decides what they hold.
+ROOTLESS = ("digits", "digits_spiking", "synthetic", "synthetic_spiking")
+
+
+def data_identity(spec, data_root: Optional[Path] = None) -> Optional[str]:
+    """The resolved folder a dataset is read from (None where none is read): what a cache of work
+    done on that data must be keyed with, so an ANN trained on ``--data-root A`` is not reused for B."""
+    if spec.name in ROOTLESS:
+        return None
+    from snnbench.data.paths import resolve_data_root
+
+    return str(resolve_data_root(data_root or getattr(spec, "root", None)).resolve())
+
+
 @dataclass
 class DataBundle:
     """Train and test sets of one dataset, plus what models need to know about it.

@@ -169,6 +169,10 @@ class CIFARBatches(Dataset):
                 ) from None
             if len(targets) != len(data):
                 raise UnusableFileError(f"{path}: {len(data)} images but {len(targets)} labels (truncated?)")
+            classes = _CIFAR[name]["classes"]
+            wrong = next((v for v in targets if not 0 <= v < classes), None)
+            if wrong is not None:  # the loss would fail mid-epoch (or a GPU assert would end the process)
+                raise UnusableFileError(f"{path}: label {wrong} out of range; {name} labels are 0..{classes - 1}")
             images.append(data)
             labels.extend(targets)
         self.data = np.concatenate(images).transpose(0, 2, 3, 1)  # HWC, as PIL wants

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Union
 import torch
 from torch import nn
 
-from snnbench.safe_io import load_tensors
+from snnbench.safe_io import MissingFileError, UnusableFileError, load_tensors
 
 _WRAPPER_KEYS = ("state_dict", "model", "net", "model_state_dict")
 _LIST_LIMIT = 20
@@ -116,7 +116,7 @@ def load_checkpoint(model: nn.Module, path: Union[str, Path], levels_given: bool
     per file, saying how to set L."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
+        raise MissingFileError(f"checkpoint {path} not found")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     # Pickled objects other than tensors are refused, never executed; the error names the file.
     obj = load_tensors(path, "the checkpoint", map_location=device)
@@ -124,7 +124,7 @@ def load_checkpoint(model: nn.Module, path: Union[str, Path], levels_given: bool
         state = _unwrap(obj)
         load_state(model, state)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise UnusableFileError(f"{path}: {err}") from None
     levels = sorted({m.levels for m in model.modules() if isinstance(getattr(m, "levels", None), int)})
     if levels and not levels_given and not stores_levels(state) and str(path) not in _WARNED:
         _WARNED.add(str(path))

@@ -240,6 +240,12 @@ def spiking_cnn_small(
     norm: str = "tdbn",
     tdbn_alpha: float = 1.0,
 ) -> nn.Module:
+    if not (
+        isinstance(channels, (list, tuple))
+        and len(channels) == 2
+        and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)
+    ):
+        raise ValueError(f"channels: expected two positive integers [c1, c2], got {channels!r}")
     return SmallSpikingCNN(
         num_classes, in_channels, image_size, tuple(channels), neuron=neuron, norm=norm, tdbn_alpha=tdbn_alpha
     )

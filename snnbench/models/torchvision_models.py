@@ -46,23 +46,42 @@ def weights_enum(arch: str, weights: str):
 
 
 def _is_path(weights: str) -> bool:
-    return "/" in weights or weights.startswith("~") or weights.endswith((".pth", ".pt"))
+    return isinstance(weights, str) and "/" in weights or weights.startswith("~") or weights.endswith((".pth", ".pt"))
+
+
+def _cached(member) -> bool:
+    """Whether torchvision's download of ``member`` is already in torch's hub cache."""
+    import torch
+
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name).is_file()
 
 
 def build_torchvision(
-    name: str, *, num_classes: Optional[int] = None, weights: Optional[str] = None, download: bool = False
+    name: str,
+    *,
+    num_classes: Optional[int] = None,
+    weights: Optional[str] = None,
+    download: bool = False,
+    fetch: bool = True,
 ) -> nn.Module:
-    """The torchvision model ``name`` (``torchvision:<arch>``), with ``weights`` loaded if given."""
+    """The torchvision model ``name`` (``torchvision:<arch>``), with ``weights`` loaded if given.
+
+    ``fetch=False`` (the preflight) resolves enum weights (the member exists, it is cached or may be
+    downloaded) without reading them and returns the bare architecture of their class count."""
     import torchvision
 
     arch = architecture(name)
+    if weights is not None and not isinstance(weights, str):
+        raise ValueError(f"weights: expected a state-dict file path or a weights enum name, got {weights!r}")
     if weights is None:
         kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
         return torchvision.models.get_model(arch, weights=None, **kwargs)
     if _is_path(weights):
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(
+            from snnbench.safe_io import MissingFileError
+
+            raise MissingFileError(
                 f"weights file {path} not found: save a state dict there (torch.save(model.state_dict(), ...)), "
                 f"or name a torchvision weights enum member (e.g. weights: IMAGENET1K_V1) and allow downloading "
                 f"with `download: true` under the dataset"
@@ -77,12 +96,14 @@ def build_torchvision(
 
         return load_state(model, state)
     member = weights_enum(arch, weights)
-    if not download:
+    if not download and not _cached(member):
         raise FileNotFoundError(
             f"weights {arch} {member.name} are not downloaded without permission: set `download: true` under "
             f"the dataset to let torchvision fetch {member.url}, or download that file and give its path as "
             f"`weights: /path/{Path(member.url).name}`"
         )
+    if not fetch:
+        return torchvision.models.get_model(arch, weights=None, num_classes=len(member.meta["categories"]))
     return torchvision.models.get_model(arch, weights=member)
 
 

@@ -11,7 +11,9 @@ def device_kind(requested: str = "auto") -> str:
     """The device a suite's cells run on here: ``auto`` means CUDA when torch sees a GPU. A named
     device is returned as asked, so a CUDA suite expands (and keys) the same on any machine."""
     if requested not in DEVICES:
-        raise ValueError(f"device: expected one of {', '.join(DEVICES)}, got {requested!r}")
+        from snnbench.errors import UsageError
+
+        raise UsageError(f"device: expected one of {', '.join(DEVICES)}, got {requested!r}")
     if requested != "auto":
         return requested
     import torch
@@ -24,7 +26,9 @@ def resolve_device(name: str = "auto"):
     import torch
 
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for, but torch sees no CUDA device")
+        from snnbench.errors import UsageError
+
+        raise UsageError("device: cuda was asked for, but torch sees no CUDA device (use device: cpu or auto)")
     return torch.device(device_kind(name))
 
 

@@ -17,25 +17,6 @@ SET_POINTS = ("target_*",)  # a requested value the row was measured at: part of
 FREE_TEXT = ("note", "*_note", "comment")
 
 
-# Field names of bench files written before the shared harness (schema 1) and their current names,
-# so that an old file compares with a new one.
-OLD_NAMES = {
-    "ms": "median_ms",
-    "frac_copy_bw": "frac_of_ceiling",
-    "frac_of_copy": "frac_of_ceiling",
-    "ceiling_fraction": "frac_of_ceiling",
-    "graph_frac_copy_bw": "graph_frac_of_ceiling",
-    "copy_gbps": "ceiling_gbps",
-    "bwd_bytes": "bytes",
-    "bwd_gbps": "gbps",
-}  # the last two: bench sparse
-
-
-def current_names(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with old field names replaced by the current ones (a current name already present wins)."""
-    return {OLD_NAMES[k] if k in OLD_NAMES and OLD_NAMES[k] not in row else k: v for k, v in row.items()}
-
-
 def is_measurement(name: str, value: Any) -> bool:
     if isinstance(value, (dict, list)) or any(fnmatchcase(name, p) for p in SET_POINTS + FREE_TEXT):
         return False

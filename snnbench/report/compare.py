@@ -5,7 +5,7 @@ metric of a common cell is compared in its own better direction (accuracy and sp
 lower; see :mod:`snnbench.report.metrics`); descriptive metrics (active fraction, bytes) are shown
 but never gated. A change in the worse direction beyond the metric's tolerance is a regression.
 
-Tolerances are relative, in percent of the baseline value (``ms=10``: 10 % slower is still fine),
+Tolerances are relative, in percent of the baseline value (``median_ms=10``: 10 % slower is still fine),
 or absolute in the metric's units with a ``pt`` suffix (``snn_acc.*=0.5pt``: half a point of
 accuracy). Patterns are shell globs over flattened metric names (``snn_acc.4``, ``layers.fc1.bwd_ms``).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from snnbench.errors import UnusableInputError
-from snnbench.report.benchrows import current_names, key_text, measurements, row_key
+from snnbench.report.benchrows import key_text, measurements, row_key
 from snnbench.report.inputs import InputError, card_name, kind_of, load_bench, read_usable
 from snnbench.report.frame import flat_names, records_frame
 from snnbench.report.metrics import Tolerance, default_tolerance, direction, short_number
@@ -42,7 +42,7 @@ def parse_tolerance(text: str) -> tuple[str, Tolerance]:
         amount = math.nan
     if not sep or not pattern or not math.isfinite(amount) or amount < 0:
         raise ValueError(
-            f"--tolerance {text!r}: expected METRIC=PCT (e.g. ms=10, '*_acc=1') or METRIC=POINTSpt "
+            f"--tolerance {text!r}: expected METRIC=PCT (e.g. median_ms=10, '*_acc=1') or METRIC=POINTSpt "
             "(e.g. 'snn_acc.*=0.5pt'), with a non-negative number"
         )
     return pattern, Tolerance(amount, absolute)
@@ -148,7 +148,7 @@ def load_cells(path: Path | str) -> Cells:
         raise UnusableInput(str(err)) from None
     if kind == "bench":
         cells: dict[str, dict[str, float]] = {}
-        for row in map(current_names, bench.rows):
+        for row in bench.rows:
             name = key_text(row_key(row)) or "(row)"
             unique, n = name, 1
             while unique in cells:  # rows with the same fields: number them in file order

@@ -116,13 +116,6 @@ def _device_of(record: dict[str, Any]) -> str:
     return card_name(record.get("env")) or "card unknown"
 
 
-def _by_card(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        groups[_device_of(r)].append(r)
-    return dict(sorted(groups.items()))
-
-
 def _card_suffix(card: str, cards: Sequence[str]) -> str:
     # A file name carries the card only where one (dataset, model) was measured on several.
     return card if len(cards) > 1 else ""
@@ -484,18 +477,14 @@ def build_speedup_vs_active(training, sparse_files, pub, skipped: list[str]) -> 
 # Bandwidth vs copy ceiling
 
 
-FRACTION_FIELDS = ("frac_of_ceiling", "frac_of_copy", "frac_copy_bw")
+FRACTION = "frac_of_ceiling"  # achieved bandwidth / the copy ceiling measured in the same run
 
 
-def _bandwidth_rows(bench: BenchFile) -> tuple[Optional[str], list[dict[str, Any]]]:
-    frac = next((f for f in FRACTION_FIELDS if any(is_number(r.get(f)) for r in bench.rows)), None)
-    rows = [
-        r for r in bench.rows if frac and is_number(r.get(frac)) and is_number(r.get("T")) and r.get("impl") != "copy"
-    ]
-    return frac, rows
+def _bandwidth_rows(bench: BenchFile) -> list[dict[str, Any]]:
+    return [r for r in bench.rows if is_number(r.get(FRACTION)) and is_number(r.get("T")) and r.get("impl") != "copy"]
 
 
-def _bandwidth_bars(bench: BenchFile, frac: str, rows: Sequence[dict[str, Any]]):
+def _bandwidth_bars(bench: BenchFile, rows: Sequence[dict[str, Any]]):
     """One time step only: a bar per measured row (e.g. per layer), not a one-point line."""
     plt = _plt()
     ids = [
@@ -511,11 +500,11 @@ def _bandwidth_bars(bench: BenchFile, frac: str, rows: Sequence[dict[str, Any]])
     labels = [_ids_label([kv for kv in i if kv not in shared]) for i in ids]
     common = _ids_label(sorted(shared, key=str))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(rows) + 2), 4.5))
-    ax.bar(range(len(rows)), [float(r[frac]) for r in rows], color="tab:blue")
+    ax.bar(range(len(rows)), [float(r[FRACTION]) for r in rows], color="tab:blue")
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
     _reference_line(ax, 1.0, color="black", linewidth=1, label="measured copy ceiling")
-    ax.set_ylabel(label(frac))
+    ax.set_ylabel(label(FRACTION))
     ax.legend(fontsize=8)
     what = f"{common} " if common else ""
     ax.set_title(f"Kernel bandwidth vs the copy ceiling, {what}at T = {rows[0]['T']:g} — {bench.name} ({bench.card})")
@@ -523,7 +512,7 @@ def _bandwidth_bars(bench: BenchFile, frac: str, rows: Sequence[dict[str, Any]])
     return fig
 
 
-def _bandwidth_lines(bench: BenchFile, frac: str, rows: Sequence[dict[str, Any]]):
+def _bandwidth_lines(bench: BenchFile, rows: Sequence[dict[str, Any]]):
     """A panel per (mode, N), a line per implementation (colour) and dtype (line style)."""
     from matplotlib.lines import Line2D
 
@@ -542,7 +531,7 @@ def _bandwidth_lines(bench: BenchFile, frac: str, rows: Sequence[dict[str, Any]]
             for impl in impls:
                 for dtype in dtypes:
                     pts = sorted(
-                        (float(r["T"]), float(r[frac]))
+                        (float(r["T"]), float(r[FRACTION]))
                         for r in rows
                         if str(r.get("impl")) == impl
                         and (dtype is None or str(r.get("dtype")) == dtype)
@@ -565,7 +554,7 @@ def _bandwidth_lines(bench: BenchFile, frac: str, rows: Sequence[dict[str, Any]]
             where = [f"{_human(mode)}" if mode else "", f"N = {n:,} neurons per step" if n is not None else ""]
             ax.set_title(", ".join(w for w in where if w) or "all rows", fontsize=10)
             ax.grid(True, alpha=0.3)
-        axes[i][0].set_ylabel(label(frac))
+        axes[i][0].set_ylabel(label(FRACTION))
     handles = [Line2D([], [], color=color[k], label=_human(k)) for k in impls]
     handles += [Line2D([], [], color="grey", linestyle=style[d], label=d) for d in dtypes if d is not None]
     handles.append(Line2D([], [], color="black", linewidth=1, label="measured copy ceiling"))
@@ -578,16 +567,16 @@ def _bandwidth_lines(bench: BenchFile, frac: str, rows: Sequence[dict[str, Any]]
 def build_bandwidth(bench: Sequence[BenchFile], skipped: list[str]) -> list[Figure]:
     figures: list[Figure] = []
     for b in bench:
-        frac, rows = _bandwidth_rows(b)
+        rows = _bandwidth_rows(b)
         if not rows:
             continue
         one_t = len({float(r["T"]) for r in rows}) == 1
-        fig = _bandwidth_bars(b, frac, rows) if one_t else _bandwidth_lines(b, frac, rows)
+        fig = _bandwidth_bars(b, rows) if one_t else _bandwidth_lines(b, rows)
         _keep(figures, fig, _slug("bandwidth_vs_copy", b.name, b.card), skipped, f"bandwidth of {b.name}")
     if not figures:
         skipped.append(
             "bandwidth vs copy ceiling: no benchmark rows with T and a fraction of the copy "
-            "bandwidth (frac_of_copy) — run `snnbench bench neuron --out DIR`"
+            "bandwidth (frac_of_ceiling) — run `snnbench bench neuron --out DIR`"
         )
     return figures
 

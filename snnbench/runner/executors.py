@@ -7,6 +7,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional
 
+from snnbench.errors import UnusableInputError
 from snnbench.records.cells import Cell
 from snnbench.context import RunContext
 from snnbench.runner.tracks import run_cell
@@ -38,8 +39,8 @@ class LocalExecutor:
             t0, c0 = time.perf_counter(), time.process_time()
             try:
                 metrics = self.runner(cell, self.ctx)
-            except KeyboardInterrupt:
-                raise
+            except (KeyboardInterrupt, UnusableInputError):
+                raise  # unusable input ends the run (exit 2, its message) instead of failing cell after cell
             except Exception as err:  # one broken cell must not stop the others
                 yield Outcome(
                     cell, None, time.perf_counter() - t0, f"{type(err).__name__}: {err}", traceback.format_exc()

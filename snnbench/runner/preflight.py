@@ -3,11 +3,12 @@
 - the results file: not a folder, its folder creatable and writable, the file itself appendable
   (a read-only or immutable file is found here, not after the first cell computed);
 - the trained-model cache: a folder that can be written;
-- every dataset: loaded once (the cells reuse that read), so missing, truncated or planted files are
-  named now;
-- every ``checkpoint:``: exists, loads as a state dict and fits its model (all missing, unexpected and
-  mis-shaped keys listed);
-- cached ANNs and training-resume states the cells would read: load as tensors into their model;
+- the device: ``device: cuda`` needs one;
+- every cell, as the cell itself begins (:func:`check_cells`, through the same track functions the
+  cell calls): its dataset loaded by the track's loader (the cells reuse that read) and one sample of
+  each split read (shape, label in range); its model built on the meta device by the track's builder
+  (torchvision ``weights:`` files read, enum weights resolved without fetching); its ``checkpoint:``,
+  cached model or training-resume state loaded with the cell's own loader into a CPU copy;
 - a Ray ``--address``: reachable.
 
 Each failure raises an :class:`~snnbench.errors.UnusableInputError` naming the file or option.
@@ -87,60 +88,122 @@ def check_ray_address(address: Optional[str], timeout_s: float = 5.0) -> None:
         raise UsageError(f"--address {address}: no Ray head reachable at {host}:{port_text} ({reason})") from None
 
 
-def check_models_load(cells: Iterable[Cell], data_root: Optional[Path], cache_dir: Path) -> None:
-    """Checkpoints and cached ANNs of the conversion cells load into their models (on the CPU)."""
+MAX_MODEL_PARAMETERS = 2_000_000_000  # 8 GB of fp32 weights; the largest published model has 0.14 G
+
+
+def _reason(err: BaseException) -> str:
+    """An exception as one line: our own errors as they are, others with their type."""
+    from snnbench.errors import UnusableInputError
+
+    text = str(err).strip()
+    if isinstance(err, UnusableInputError):
+        return text
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def check_samples(bundle) -> None:
+    """Sample 0 of each split reads, has the bundle's input shape and a label in ``0..classes-1``:
+    unreadable frame files or out-of-range labels are found before training, not in epoch 3."""
+    from snnbench.errors import UnusableInputError
+    from snnbench.safe_io import UnusableFileError
+
+    for split in ("train", "test"):
+        data = getattr(bundle, split)
+        where = f"dataset {bundle.name!r}: sample 0 of the {split} split"
+        if len(data) == 0:
+            raise UnusableFileError(f"dataset {bundle.name!r}: the {split} split is empty")
+        try:
+            x, y = data[0]
+            label = int(y)
+        except UnusableInputError:
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever a loader raises on a bad file is that file's
+            raise UnusableFileError(f"{where} cannot be read ({_reason(err)})") from None
+        shape = tuple(getattr(x, "shape", ()))
+        want = tuple(bundle.input_shape)
+        if shape[len(shape) - len(want) :] != want:
+            raise UnusableFileError(f"{where} has shape {list(shape)}; expected [..., {', '.join(map(str, want))}]")
+        if not 0 <= label < bundle.num_classes:
+            raise UnusableFileError(f"{where} has label {label}; expected 0..{bundle.num_classes - 1}")
+
+
+def _entry(suite: Suite, cell: Cell) -> str:
+    index = next((i for i, m in enumerate(suite.models) if m == cell.model), "?")
+    params = f" {cell.model.params}" if cell.model.params else ""
+    method = "" if cell.track == "conversion" else f" with method {cell.method.name!r}"  # its neurons, its rule
+    return f"models.{index} ({cell.model.name}{params}){method} on {cell.dataset.name!r}"
+
+
+def build_on_meta(track, cell: Cell, bundle, entry: str) -> Optional[str]:
+    """The cell's model built by the cell's own builder on the meta device (no memory) and its size
+    checked; the problem, naming the model entry, or None."""
     import torch
 
-    from snnbench.conversion.pipeline import ann_cache_path, build_ann
-    from snnbench.data.registry import load_dataset
-    from snnbench.models.checkpoint import load_checkpoint
-    from snnbench.safe_io import UnusableFileError, load_tensors
-    from snnbench.training.ann import load_cached_ann
+    try:
+        with torch.device("meta"):
+            built = track.build_cell_model(cell, bundle, torch.device("meta"))
+    except Exception as err:  # noqa: BLE001 - every way a model entry fails to build is the entry's
+        return f"{entry}: cannot be built ({_reason(err)})"
+    model = built[0] if isinstance(built, tuple) else built
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_MODEL_PARAMETERS:
+        return (
+            f"{entry}: {count:.3g} parameters; at most {MAX_MODEL_PARAMETERS:.0e} are allowed "
+            "(its weights alone would not fit in memory)"
+        )
+    return None
 
-    checked: set[str] = set()
-    cpu = torch.device("cpu")
+
+def check_cells(suite: Suite, cells: Iterable[Cell], data_root: Optional[Path], cache_dir: Path) -> None:
+    """Every cell's first steps, as the cell takes them: its data loaded by its track's loader (one
+    sample of each split read), its model built by its track's builder on the meta device (every
+    entry that fails is listed), and the checkpoint, cached model or resume state it will load read
+    with its own loader. Torch's random state is left as it was (augmentation draws from it)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        _check_cells(suite, cells, data_root, cache_dir)
+
+
+def _load_data(track, cell: Cell, data_root: Optional[Path]):
+    """The cell's bundle by its track's loader, sample 0 of each split read; a loader's own complaint
+    (data of the wrong kind for the track) names the dataset."""
+    from snnbench.errors import UnusableInputError
+
+    try:
+        bundle = track.load_cell_data(cell, data_root)
+    except UnusableInputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - ValueError for image data on a spike-train track, and the like
+        raise UsageError(f"dataset {cell.dataset.name!r} on the {cell.track} track: {_reason(err)}") from None
+    check_samples(bundle)
+    return bundle
+
+
+def _check_cells(suite: Suite, cells: Iterable[Cell], data_root: Optional[Path], cache_dir: Path) -> None:
+    import json
+
+    from snnbench.runner.tracks import track_module
+
+    bundle, data_key = None, None
+    problems: dict[str, Optional[str]] = {}
+    read: set[tuple[str, int]] = set()  # the methods of a conversion entry share a seed's cached ANN
     for cell in cells:
-        if cell.track != "conversion":
-            continue
-        bundle = load_dataset(cell.dataset, data_root, augment=cell.training.augment)
-        if cell.model.checkpoint:
-            target = f"{cell.dataset.name}:{cell.model.model_dump_json()}"
-            if target not in checked:
-                checked.add(target)
-                try:
-                    load_checkpoint(build_ann(cell, bundle, cpu), cell.model.checkpoint)
-                except FileNotFoundError as err:
-                    raise UnusableFileError(f"{err} (models.checkpoint of model {cell.model.name!r})") from None
-                except UnusableFileError:
-                    raise
-                except ValueError as err:  # the state dict does not fit: every key is in the message
-                    raise UnusableFileError(str(err)) from None
-            continue
-        cached = ann_cache_path(cell, cache_dir)
-        for path in (cached, cached.with_suffix(".state.pt")):
-            if str(path) in checked or not path.exists():
-                continue
-            checked.add(str(path))
-            if path == cached:
-                load_cached_ann(build_ann(cell, bundle, cpu), path)
-            else:
-                load_tensors(path, "the ANN training-resume state")
-
-
-def preflight_datasets(suite: Suite, data_root: Optional[Path]) -> None:
-    """Load every dataset once before any training, so missing data stops the sweep at once."""
-    from snnbench.data.registry import load_dataset
-
-    # The same augmentation the cells will ask for, so their load is this one, from the cache.
-    augment = suite.training.augment if suite.track == "conversion" else False
-    if suite.track == "direct":  # event frames depend on the cell's T: check the files the cells read
-        from snnbench.training.conv_train import load_direct_dataset
-
-        for spec in suite.datasets:
-            load_direct_dataset(spec, data_root, suite.training.augment, max(suite.timesteps))
-        return
-    for spec in suite.datasets:
-        load_dataset(spec, data_root, augment=augment)
+        track = track_module(cell.track)
+        key = json.dumps([cell.track, cell.dataset.model_dump(mode="json"), cell.training.augment, cell.timesteps])
+        if key != data_key:  # cells come dataset by dataset: one bundle is held at a time
+            bundle, data_key = _load_data(track, cell, data_root), key
+        entry = _entry(suite, cell)
+        if entry not in problems:
+            problems[entry] = build_on_meta(track, cell, bundle, entry)
+        if problems[entry] is None and (entry, cell.seed) not in read:
+            read.add((entry, cell.seed))
+            track.check_cell_inputs(cell, bundle, cache_dir, data_root)
+    found = [p for p in problems.values() if p]
+    if found:
+        raise UsageError(
+            "\n".join(found) if len(found) == 1 else "models that cannot be built:\n  " + "\n  ".join(found)
+        )
 
 
 def preflight(
@@ -160,5 +223,7 @@ def preflight(
     if executor == "ray":
         check_ray_address(address)
     check_cache_dir(cache_dir)
-    preflight_datasets(suite, data_root)
-    check_models_load(todo, data_root, cache_dir)
+    from snnbench.records.device import resolve_device
+
+    resolve_device(suite.device)  # device: cuda without one is refused here, not in every cell
+    check_cells(suite, todo, data_root, cache_dir)

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from snnbench.errors import UsageError
+from snnbench.errors import UnusableInputError, UsageError
 from snnbench.records.cells import Cell
 from snnbench.context import ProgressReporter, RunContext
 from snnbench.runner.executors import Outcome
@@ -39,6 +39,8 @@ def _run_cell_task(
     t0 = time.perf_counter()
     try:
         metrics = runner(cell, worker_ctx)
+    except UnusableInputError as err:  # the driver ends the run with this message, as a local run does
+        return {"metrics": None, "wall_s": time.perf_counter() - t0, "unusable": str(err)}
     except Exception as err:  # reported to the driver, which decides about the retry
         return {
             "metrics": None,
@@ -172,6 +174,8 @@ class RayExecutor:
                         "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
                         "detail": str(err),
                     }
+                if result.get("unusable"):
+                    raise UsageError(result["unusable"])
                 if result["metrics"] is None and attempt <= self.retries:
                     self.report(f"cell {cell.key} failed (attempt {attempt}): {result['error']}; retrying")
                     submit(cell, attempt + 1)

@@ -23,7 +23,7 @@ from snnbench.records.schema import make_record
 from snnbench.runner import EXECUTORS
 from snnbench.runner.executors import LocalExecutor, Outcome
 from snnbench.runner.parallel import default_jobs
-from snnbench.runner.preflight import preflight
+from snnbench.runner.preflight import MAX_MODEL_PARAMETERS, preflight
 from snnbench.records.store import ResultStore, done_keys, latest_by_key, read_records
 from snnbench.runner.claims import CellClaims
 from snnbench.runner.groups import grouped
@@ -100,7 +100,7 @@ def check_models(suite: Suite, path: Path) -> None:
                 )
         # Built only when this model's own parameters are sound (an earlier model's problem is no reason to skip it).
         if len(problems) == earlier and suite.track == "conversion":
-            problems += _model_size_problems(i, model, suite)
+            problems += _threshold_problems(i, model) + _model_size_problems(i, model, suite)
         if model.checkpoint and not Path(model.checkpoint).expanduser().is_file():
             where = "is a folder" if Path(model.checkpoint).expanduser().is_dir() else "not found"
             problems.append(
@@ -111,9 +111,6 @@ def check_models(suite: Suite, path: Path) -> None:
         raise SuiteError(
             f"{path}: invalid suite ({len(problems)} problem{'s' if len(problems) > 1 else ''})\n" + "\n".join(problems)
         )
-
-
-MAX_MODEL_PARAMETERS = 2_000_000_000  # 8 GB of fp32 weights; the largest published model has 0.14 G
 
 
 def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
@@ -130,10 +127,8 @@ def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
     try:
         with torch.device("meta"):
             net = build_model(model.name, levels=levels, num_classes=1000, in_channels=3, **params)
-    except (TypeError, ValueError, OverflowError) as err:
-        return [f"  models.{i}: model {model.name!r} cannot be built with {model.params}: {err}"]
-    except Exception:  # noqa: BLE001 - a model that cannot be built on meta is checked when it runs
-        return []
+    except Exception as err:  # noqa: BLE001 - negative sizes fail in torch itself (RuntimeError)
+        return [f"  models.{i}: model {model.name!r} cannot be built with {model.params}: {_first_line(err)}"]
     count = sum(p.numel() for p in net.parameters())
     if count > MAX_MODEL_PARAMETERS:
         return [
@@ -141,6 +136,25 @@ def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
             f"{MAX_MODEL_PARAMETERS:.0e} are allowed (its weights alone would not fit in memory)"
         ]
     return []
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def _threshold_problems(i: int, model) -> list[str]:
+    """Data-based thresholds apply to ReLU networks only: on a QCFS network they would be ignored."""
+    from snnbench.models.torchvision_models import is_torchvision
+
+    given = [key for key in ("threshold", "threshold_batches") if key in model.params]
+    if not given or is_torchvision(model.name) or model.params.get("activation") == "relu":
+        return []
+    return [
+        f"  models.{i}.{key}: applies to ReLU networks (activation: relu, or a torchvision model); "
+        f"model {model.name!r} converts its trained QCFS thresholds and would ignore it"
+        for key in given
+    ]
 
 
 def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = False) -> SweepPlan:

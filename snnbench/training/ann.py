@@ -110,6 +110,28 @@ def resume_training(path: Path, what: str, device, parts: tuple, read: Callable[
         ) from None
 
 
+def check_resume_state(path: Path, what: str, model, training, read: Callable[[dict[str, Any]], Any]) -> None:
+    """Read the resume state at ``path`` as the trainer will (:func:`resume_training` into the
+    trainer's optimizer, schedule, loss scale and generator) on the CPU, leaving the global RNG as it
+    was: a state the cell would refuse is refused before any cell runs."""
+    optimizer = make_optimizer(model, training)
+    scheduler = make_scheduler(optimizer, training, 1)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    rng = torch.get_rng_state()
+    try:
+        resume_training(path, what, "cpu", (model, optimizer, scheduler, scaler, torch.Generator()), read)
+    finally:
+        torch.set_rng_state(rng)
+
+
+def read_ann_resume_fields(state: dict[str, Any]) -> tuple[int, float]:
+    """The ANN trainer's own fields of a resume state: epoch and elapsed seconds."""
+    return int(state["epoch"]), float(state["elapsed_s"])
+
+
+ANN_RESUME_WHAT = "the ANN training-resume state"
+
+
 def restore_training_state(state: dict[str, Any], model, optimizer, scheduler, scaler, generator) -> None:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -197,10 +219,10 @@ def _train_or_load(
     if state_path is not None and state_path.exists():
         start_epoch, elapsed = resume_training(
             state_path,
-            "the ANN training-resume state",
+            ANN_RESUME_WHAT,
             device,
             (model, optimizer, scheduler, scaler, generator),
-            lambda state: (int(state["epoch"]), float(state["elapsed_s"])),
+            read_ann_resume_fields,
         )
 
     epochs_run = 0

@@ -40,8 +40,16 @@ from snnbench.context import ProgressReporter
 from snnbench.models.registry import build_spiking_model, spiking_model_parameters
 from snnbench.models.spiking_cnn import lif_layers
 from snnbench.records.device import synchronize
-from snnbench.safe_io import load_tensors
-from snnbench.training.ann import _atomic_save, make_optimizer, make_scheduler, resume_training, training_state
+from snnbench.data.registry import data_identity
+from snnbench.safe_io import UnusableFileError, load_tensors
+from snnbench.training.ann import (
+    _atomic_save,
+    check_resume_state,
+    make_optimizer,
+    make_scheduler,
+    resume_training,
+    training_state,
+)
 from snnbench.training.loaders import seeded_train_loader
 from snnbench.training.grad_sparsity import GradZeroMeter, add_counts, zero_fractions
 from snnbench.training.sparse_train import PeakMemory
@@ -250,15 +258,7 @@ def train_direct(
     start_epoch = 0
     if state_path is not None and state_path.exists():
         start_epoch, history, counts = resume_training(
-            state_path,
-            "the direct-training resume state",
-            device,
-            (model, optimizer, scheduler, scaler, generator),
-            lambda state: (
-                state["epoch"],
-                list(state["history"]),
-                {k: (int(v[0]), int(v[1])) for k, v in state["counts"].items()},
-            ),
+            state_path, RESUME_WHAT, device, (model, optimizer, scheduler, scaler, generator), read_resume_fields
         )
 
     layers = lif_layers(model)
@@ -337,27 +337,79 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def load_cell_data(cell, data_root: Optional[Path]):
+    """The bundle a direct-track cell trains on (its event frames have the cell's T)."""
+    return load_direct_dataset(cell.dataset, data_root, cell.training.augment, max(cell.timesteps))
+
+
+def build_cell_model(cell, bundle, device: torch.device) -> tuple[nn.Module, Framework, dict[str, Any]]:
+    """(network, loss, neuron options) of a direct-track cell, seeded; the preflight builds the same."""
+    own, framework = split_model_params(dict(cell.model.params))
+    neuron = neuron_options(cell.method.name, cell.method.params)
+    _seed_everything(cell.seed)
+    model = build_spiking_model(
+        cell.model.name, num_classes=bundle.num_classes, in_channels=bundle.input_shape[0], neuron=neuron, **own
+    ).to(device)
+    return model, framework, neuron
+
+
+def cache_path(cell, cache_dir: Path, data_root: Optional[Path]) -> Path:
+    """The cell's trained network and metrics (``.state.pt`` beside it: the resume state)."""
+    folder = data_identity(cell.dataset, data_root)  # None for in-memory data: their keys stay as they were
+    return Path(cache_dir) / "direct" / f"{config_hash(cell.key if folder is None else [cell.key, folder], 16)}.pt"
+
+
+def load_cached(path: Path, model: nn.Module, device) -> dict[str, Any]:
+    """The metrics of a cached cell, its weights loaded into ``model``; a file of another layout is
+    refused by name."""
+    saved = load_tensors(path, "the cached direct-trained SNN", map_location=device)
+    try:
+        model.load_state_dict(saved["model"])
+        return dict(saved["metrics"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UnusableFileError(
+            f"{path}: not a cached direct-trained SNN of this model ({type(err).__name__}: {first}); "
+            "delete it to train again"
+        ) from None
+
+
+def read_resume_fields(state: dict[str, Any]) -> tuple[int, list, dict[str, tuple[int, int]]]:
+    """The direct trainer's own fields of a resume state: epoch, history, gradient-zero counts."""
+    return (
+        state["epoch"],
+        list(state["history"]),
+        {k: (int(v[0]), int(v[1])) for k, v in state["counts"].items()},
+    )
+
+
+def check_cell_inputs(cell, bundle, cache_dir: Path, data_root: Optional[Path]) -> None:
+    """What the cell will read from the cache, read now with the cell's own loaders (on the CPU)."""
+    path = cache_path(cell, cache_dir, data_root)
+    if not path.exists() and not path.with_suffix(".state.pt").exists():
+        return
+    model = build_cell_model(cell, bundle, torch.device("cpu"))[0]
+    if path.exists():
+        load_cached(path, model, "cpu")
+    else:
+        check_resume_state(path.with_suffix(".state.pt"), RESUME_WHAT, model, cell.training, read_resume_fields)
+
+
+RESUME_WHAT = "the direct-training resume state"
+
+
 def run_direct_cell(cell, ctx) -> dict[str, Any]:
     """Train ``cell.model`` on ``cell.dataset`` with ``cell.method``; return JSON-ready metrics."""
     device = ctx.device
     steps = max(cell.timesteps)
     events = cell.dataset.name in EVENT_DATASETS
-    own, framework = split_model_params(dict(cell.model.params))
-    bundle = load_direct_dataset(cell.dataset, ctx.data_root, cell.training.augment, steps)
-    neuron = neuron_options(cell.method.name, cell.method.params)
-
-    _seed_everything(cell.seed)
-    model = build_spiking_model(
-        cell.model.name, num_classes=bundle.num_classes, in_channels=bundle.input_shape[0], neuron=neuron, **own
-    ).to(device)
-    key = config_hash(cell.key, 16)
-    path = Path(ctx.cache_dir) / "direct" / f"{key}.pt"
+    bundle = load_cell_data(cell, ctx.data_root)
+    model, framework, neuron = build_cell_model(cell, bundle, device)
+    path = cache_path(cell, ctx.cache_dir, ctx.data_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):  # cells of one configuration on Ray: one trains, the rest load
         if path.exists():
-            saved = load_tensors(path, "the cached direct-trained SNN", map_location=device)
-            model.load_state_dict(saved["model"])
-            return {**saved["metrics"], "cached": True}
+            return {**load_cached(path, model, device), "cached": True}
         with PeakMemory(device) as memory:
             run = train_direct(
                 model,

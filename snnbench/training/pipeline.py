@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from snnbench.data.registry import load_dataset
-from snnbench.training.snn_mlp import SpikingMLP, config_for, dense_baseline, training_method
+from snnbench.training.snn_mlp import SpikingMLP, TrainingMethod, config_for, dense_baseline, training_method
 from snnbench.training.sparse_train import (
     LayerSampler,
     PeakMemory,
@@ -40,21 +40,37 @@ def _settings(cell) -> TrainSettings:
     )
 
 
-def run_training_cell(cell, ctx) -> dict[str, Any]:
-    """Train ``cell.model`` on ``cell.dataset`` with ``cell.method``; return JSON-ready metrics."""
+def load_cell_data(cell, data_root):
+    """The spike-train bundle a training-track cell trains on."""
+    return load_dataset(cell.dataset, data_root)
+
+
+def build_cell_model(cell, bundle, device: torch.device) -> tuple[SpikingMLP, TrainingMethod]:
+    """(seeded network, validated method) of a training-track cell; the preflight builds the same."""
     if cell.model.name not in SUPPORTED_MODELS:
         raise ValueError(f"training track supports models {SUPPORTED_MODELS}, got {cell.model.name!r}")
     method = training_method(cell.method.name, cell.method.params)
-    device = ctx.device
-    bundle = load_dataset(cell.dataset, ctx.data_root)
-    timesteps = max(cell.timesteps)
+    if len(bundle.input_shape) != 1:
+        raise ValueError(f"the training track needs spike trains [T, inputs]; {bundle.name!r} has {bundle.input_shape}")
     (inputs,) = bundle.input_shape
     cfg = config_for(cell.dataset.name, inputs, bundle.num_classes, cell.model.params)
-    settings = _settings(cell)
-
     torch.manual_seed(cell.seed)
     init_gen = torch.Generator().manual_seed(int(cell.seed))
-    model = SpikingMLP(cfg, generator=init_gen).to(device)
+    return SpikingMLP(cfg, generator=init_gen).to(device), method
+
+
+def check_cell_inputs(cell, bundle, cache_dir, data_root) -> None:
+    """Nothing to read: a training-track cell keeps no cache."""
+
+
+def run_training_cell(cell, ctx) -> dict[str, Any]:
+    """Train ``cell.model`` on ``cell.dataset`` with ``cell.method``; return JSON-ready metrics."""
+    device = ctx.device
+    bundle = load_cell_data(cell, ctx.data_root)
+    timesteps = max(cell.timesteps)
+    model, method = build_cell_model(cell, bundle, device)
+    cfg = model.cfg
+    settings = _settings(cell)
 
     dense = dense_baseline(method)
     sampler = LayerSampler(method, dense, device, stride=LAYER_TIMING_STRIDE, backend=settings.backend)

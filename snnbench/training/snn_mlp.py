@@ -113,6 +113,10 @@ class SNNConfig:
 MODEL_PARAMETERS = {"hidden", "layers"} | set(SNNConfig.__dataclass_fields__) - {"inputs", "outputs"}
 
 
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def config_for(dataset: str, inputs: int, outputs: int, params: Optional[dict[str, Any]] = None) -> SNNConfig:
     """The network of ``dataset`` with the published time constants, overridden by model ``params``.
 
@@ -124,9 +128,13 @@ def config_for(dataset: str, inputs: int, outputs: int, params: Optional[dict[st
         raise ValueError(f"unknown snn_mlp parameter(s) {sorted(unknown)}; expected some of {sorted(MODEL_PARAMETERS)}")
     preset = dict(DATASET_PRESETS.get(dataset, _GENERIC_PRESET))
     hidden = params.pop("hidden", 200)
-    layers = int(params.pop("layers", 2))
-    if isinstance(hidden, int):
+    layers = params.pop("layers", 2)
+    if not _positive_int(layers):
+        raise ValueError(f"layers: expected a positive integer, got {layers!r}")
+    if _positive_int(hidden):
         hidden = (hidden,) * layers
+    if not isinstance(hidden, (list, tuple)) or not hidden or not all(_positive_int(h) for h in hidden):
+        raise ValueError(f"hidden: expected a positive integer or a list of them, got {hidden!r}")
     preset.update(params)
     return SNNConfig(inputs=inputs, outputs=outputs, hidden=tuple(int(h) for h in hidden), **preset)
 

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator, Optional
 
+import psutil
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -409,17 +410,6 @@ def _reset_kernel_peak_rss() -> bool:
         return False
 
 
-def _rss_reader():
-    """A function returning this process's current RSS in bytes."""
-    try:
-        import psutil
-
-        process = psutil.Process()
-        return lambda: int(process.memory_info().rss)
-    except ImportError:
-        return lambda: _proc_status_bytes("VmRSS")
-
-
 class PeakMemory:
     """Peak memory of the ``with`` block only, not inherited from earlier cells of the process.
 
@@ -452,7 +442,8 @@ class PeakMemory:
         if _reset_kernel_peak_rss():
             self._start = _proc_status_bytes("VmRSS")
             return self
-        self._read = _rss_reader()
+        process = psutil.Process()
+        self._read = lambda: int(process.memory_info().rss)
         self._start = self._max = self._read()
         self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
         self._thread.start()
@@ -511,21 +502,6 @@ class _null_bar:
         pass
 
 
-# What each speed-up and active fraction of a training record measures (stored with the record).
-SCOPES = {
-    "layer{l}_{fwd|bwd|fwdbwd}_speedup_vs_{torch_loop|fused}": (
-        "hidden layer l alone: forward, backward with the input gradient for the layer below, or both; "
-        "against the dense surrogate as a PyTorch time loop under autograd (torch_loop, the published "
-        "SparseProp baseline) or the fused Triton BPTT (fused); same batch and weights, every "
-        "layer_timing.stride-th training step"
-    ),
-    "layer{l}_active_fraction": "hidden layer l's entries in the backward, mean over every training step",
-    "bwd_speedup": "the whole loss.backward() against the dense surrogate (fused Triton on CUDA), 3 batches after training",
-    "step_speedup": "the whole training step (forward, backward, optimiser step) against the dense surrogate, 3 batches after training",
-    "active_fraction": "mean over the hidden layers and every training step",
-}
-
-
 def summarize(
     log: TrainLog,
     method_timing: StepTiming,
@@ -563,5 +539,4 @@ def summarize(
         "dense_step_ms": round(dense_step, 4),
         "bwd_speedup": round(dense_timing.bwd_ms / max(method_timing.bwd_ms, 1e-9), 3),
         "step_speedup": round(dense_step / max(method_step, 1e-9), 3),
-        "scopes": dict(SCOPES),
     }
