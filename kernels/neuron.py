@@ -3,6 +3,7 @@
 Semantics (docs/design.md §3), per neuron, time-major ``x[T, ...]``, channel = dim 2 of ``x``::
 
     h_t = (β·v_{t-1} + (1-β)·v_reset·[leak] - b_t[c]) + γ·x_t   # IF: β = γ = 1, no leak term
+    h_t = (β·v_{t-1} + (1-β)·v_reset·[leak] + γ·x_t) - b_t[c]   # bias_order="after_input" (RTS code)
     u_t = h_t - θ[c] ;  s_t = H(u_t) = 1 if u_t >= 0
     v_t = h_t - θ·s_t                       (soft reset)
     v_t = h_t·(1 - s_t) + v_reset·s_t       (hard reset)
@@ -184,6 +185,7 @@ def _neuron_forward_kernel(
     V_INIT_MODE: tl.constexpr,  # _V_INIT_SCALAR, _V_INIT_TENSOR [N], _V_INIT_HALF
     RESET_MODE: tl.constexpr,  # RESET_ID: soft, hard, subtract
     HAS_BIAS: tl.constexpr,
+    BIAS_AFTER_INPUT: tl.constexpr,  # u = (v + x_t) - b_t, the order of the RTS code's SPIKE_layer
     INDEX_64: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
@@ -211,9 +213,14 @@ def _neuron_forward_kernel(
         # The bias comes off before the input goes on: u = (v - b_t) + x_t, the floating-point
         # order of the official FTBC IF (the other order flips spikes by rounding).
         h = beta * v + leak
-        if HAS_BIAS:
-            h = h - tl.load(bias_ptr + t * C + chan, mask=mask, other=0.0)
-        h = h + gain * x
+        if BIAS_AFTER_INPUT:
+            h = h + gain * x
+            if HAS_BIAS:
+                h = h - tl.load(bias_ptr + t * C + chan, mask=mask, other=0.0)
+        else:
+            if HAS_BIAS:
+                h = h - tl.load(bias_ptr + t * C + chan, mask=mask, other=0.0)
+            h = h + gain * x
         if RESET_MODE == RESET_SUBTRACT:
             h = h - pending
         u = h - theta
@@ -424,6 +431,7 @@ def neuron_forward(
         V_INIT_MODE=v_init_mode,
         RESET_MODE=opts.reset_id,
         HAS_BIAS=call.bias is not None,
+        BIAS_AFTER_INPUT=opts.bias_order == "after_input",
         INDEX_64=force_index_64 or index_64,
     )
     return out, v_final, saved
@@ -608,7 +616,8 @@ def multistep_if(x: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor
     ``v_init=None`` (θ/2; a float or a tensor broadcasting to one step), ``bias=None`` (``[T, C]``),
     ``reset="soft"``, ``v_reset=0.0``, ``output="spike"``, ``surrogate="sigmoid"``, ``alpha=None`` (the
     surrogate's ``DEFAULT_ALPHA``), ``detach_reset=False``, ``distribution="normal"``, ``delta=0.05``,
-    ``q=1``, ``seed=None``, ``save_dtype="bf16"``, ``backend="auto"``.
+    ``q=1``, ``seed=None``, ``save_dtype="bf16"``, ``bias_order="before_input"`` (``"after_input"``:
+    ``u = (v + x_t) - b_t``, the RTS code's order), ``backend="auto"``.
     """
     return _multistep(x, NeuronOptions, **options)
 

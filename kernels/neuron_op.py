@@ -41,7 +41,9 @@ def _pack(opts: NeuronOptions) -> tuple[list[float], str, list[int]]:
         opts.threshold,
         math.nan if opts.v_init is None else opts.v_init,
     ]
-    names = "|".join((opts.reset, opts.output, opts.surrogate, opts.distribution, _DTYPE_NAMES[opts.save_dtype]))
+    names = "|".join(
+        (opts.reset, opts.output, opts.surrogate, opts.distribution, _DTYPE_NAMES[opts.save_dtype], opts.bias_order)
+    )
     ints = [opts.q, int(opts.detach_reset), int(opts.v_init is not None)]
     return floats, names, ints
 
@@ -49,7 +51,7 @@ def _pack(opts: NeuronOptions) -> tuple[list[float], str, list[int]]:
 @functools.lru_cache(maxsize=256)
 def _unpack_options(floats: tuple[float, ...], names: str, ints: tuple[int, ...]) -> NeuronOptions:
     beta, leak, gain, v_reset, alpha, delta, threshold, v_init = floats
-    reset, output, surrogate, distribution, save = names.split("|")
+    reset, output, surrogate, distribution, save, bias_order = names.split("|")
     q, detach, has_v_init = ints
     return NeuronOptions(
         beta=beta,
@@ -65,6 +67,7 @@ def _unpack_options(floats: tuple[float, ...], names: str, ints: tuple[int, ...]
         delta=delta,
         q=q,
         save_dtype=SAVE_DTYPES[save],
+        bias_order=bias_order,
         threshold=threshold,
         v_init=v_init if has_v_init else None,
     )

@@ -33,6 +33,7 @@ __all__ = [
     "RESET_SOFT",
     "RESET_HARD",
     "RESET_SUBTRACT",
+    "BIAS_ORDERS",
     "SAVE_DTYPES",
     "SAVE_ID",
     "IO_DTYPES",
@@ -47,6 +48,9 @@ __all__ = [
 
 OUTPUT_ID = {"spike": 0, "scaled": 1, "uint8": 2}
 RESET_ID = {"soft": 0, "hard": 1, "subtract": 2}
+# Where the bias b_t comes off the membrane: before the input goes on (the FTBC/QCFS code's IF) or
+# after it (the RTS code's SPIKE_layer); the two orders round differently.
+BIAS_ORDERS = ("before_input", "after_input")
 # The same ids as compile-time constants, for the kernels' branches (a @triton.jit body may read a
 # global only when it is a tl.constexpr).
 OUTPUT_SCALED = tl.constexpr(OUTPUT_ID["scaled"])
@@ -87,6 +91,7 @@ class NeuronOptions:
     q: int = 1
     seed: Optional[int] = None
     save_dtype: Union[str, torch.dtype] = "bf16"
+    bias_order: str = "before_input"
     # The kernels' switches, derived once from the fields above.
     output_id: int = field(init=False, repr=False, compare=False)
     reset_id: int = field(init=False, repr=False, compare=False)
@@ -101,6 +106,7 @@ class NeuronOptions:
             "output": choice("output", self.output, OUTPUT_ID),
             "surrogate": choice("surrogate", self.surrogate, SURROGATES),
             "distribution": choice("distribution", self.distribution, DISTRIBUTIONS),
+            "bias_order": choice("bias_order", self.bias_order, BIAS_ORDERS),
             "v_reset": finite_scalar("v_reset", self.v_reset),
             "alpha": finite_scalar(
                 "alpha", DEFAULT_ALPHA.get(self.surrogate, 1.0) if self.alpha is None else self.alpha, positive=True

@@ -5,10 +5,9 @@ A suite sweeps datasets × models × methods × seeds; every conversion method i
 never silently falls back to a default. Every failure is raised as :class:`SuiteError`, whose message
 names the file, the field path and what was expected.
 
-YAML is read strictly and with bounded work: libyaml's C parser when present, safe construction (no
-``!!python/`` tags), duplicate keys are errors naming both lines, what aliases expand to is capped (an
-alias bomb would expand to gigabytes), booleans are not numbers, and the limits below keep a small file
-from asking for unbounded work.
+YAML is read by the one strict reader (:mod:`snnbench.strict_yaml`: no ``!!python/`` tags, duplicate
+keys and alias bombs refused, bounded size, regular files only); booleans are not numbers, and the
+limits below keep a small file from asking for unbounded work.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Sequence, Union
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -31,14 +29,15 @@ from pydantic import (
     model_validator,
 )
 
+from snnbench import strict_yaml
 from snnbench.errors import UnusableInputError
+from snnbench.user_paths import UnusablePathError
 
 
 # Limits, each with the reason shown when it is exceeded.
-MAX_SUITE_BYTES = 1 << 20  # a suite is a few KB
-MAX_ALIAS_NODES = 100_000  # values YAML aliases may expand to in one file
 MAX_TIMESTEP = 4096  # the longest published conversion runs use T <= 1024; memory grows with T
 MAX_CELLS = 100_000  # cells are listed, planned and recorded one by one
+MAX_NAME_CHARS = 200  # a suite's name plus ".jsonl.corrupt" must fit a 255-byte file name
 MAX_SEED = 2**63 - 1  # what torch's and the Triton kernels' generators accept, with room for offsets
 
 
@@ -82,6 +81,24 @@ class FTBCParams(_Strict):
     )
     target_levels: Optional[int] = Field(
         None, gt=0, description="L of the ANN targets; 8 reproduces the official script's L = 8 targets"
+    )
+
+
+class FTBCRTSParams(_Strict):
+    """FTBC as the RTS code runs it (``emp_bias_corr_moving_avg_timestep``): ``iterations`` rounds, each
+    on ``sample_batches`` + 1 fresh batches (the official loop breaks after batch index >= it), every
+    layer and step corrected with its own bias applied and its membrane re-simulated. Defaults: the
+    official CIFAR script (``run_scripts/cifar_cali.sh``)."""
+
+    alpha: float = Field(0.005, gt=0, description="the official --curr_t_alpha")
+    iterations: int = Field(50, gt=0, description="the official --num_cali_iters")
+    sample_batches: int = Field(
+        2, ge=0, description="the official --num_cali_sample_batches; its loop uses this many + 1 batches"
+    )
+    batch_size: int = Field(32, gt=0, description="the official --batch_size of the calibration loader")
+    implementation: Literal["fast", "reference"] = "fast"
+    calibration_augment: bool = Field(
+        True, description="calibrate on training images with the training augmentation, as the official loader"
     )
 
 
@@ -166,6 +183,8 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "light": LightParams,
     "ftbc": FTBCParams,
     "ftbc_iter": FTBCIterParams,
+    "ftbc_rts": FTBCRTSParams,
+    "rts": QCFSParams,  # the same plain conversion, the name of the RTS family's uncalibrated row
     "surrogate": SurrogateParams,
     "sparseprop": SparsePropParams,
     "surrogate_normal": SurrogateNormalParams,
@@ -173,7 +192,7 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "localzo": LocalZOParams,
     "localzo_dense": LocalZOParams,
 }
-CONVERSION_METHODS = {"qcfs", "none", "light", "ftbc", "ftbc_iter"}
+CONVERSION_METHODS = {"qcfs", "none", "rts", "light", "ftbc", "ftbc_iter", "ftbc_rts"}
 TRAINING_METHODS = {"surrogate", "sparseprop", "surrogate_normal", "sparseprop_normal", "localzo", "localzo_dense"}
 DIRECT_METHODS = {"surrogate", "localzo"}  # the direct-training (spiking CNN) track
 
@@ -212,24 +231,50 @@ class MethodSpec(_Strict):
         return self
 
 
+def _check_rts_params(params: dict[str, Any], activation: str) -> None:
+    """RTS's parameters belong to ``activation: rts`` only: ``rts_thresh`` (> 0) and ``shift_relu``
+    (integer >= 0) of its ANN, ``shift_snn`` (integer >= 0, omitted: T_max) and ``spiking_output``
+    (bool) of its conversion."""
+    given = [k for k in ("rts_thresh", "shift_relu", "shift_snn", "spiking_output") if k in params]
+    if given and activation != "rts":
+        raise ValueError(f"{', '.join(given)}: only for activation: rts (this model's activation is {activation})")
+    thresh = params.get("rts_thresh", 1.0)
+    if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not thresh > 0:
+        raise ValueError(f"rts_thresh must be a positive number, got {thresh!r}")
+    shift = params.get("shift_relu", 0)
+    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+        raise ValueError(f"shift_relu must be a non-negative integer (0: no shift), got {shift!r}")
+    shift = params.get("shift_snn")
+    if shift is not None and (isinstance(shift, bool) or not isinstance(shift, int) or shift < 0):
+        raise ValueError(f"shift_snn must be a non-negative integer (0: no shift; omitted: T_max), got {shift!r}")
+    if not isinstance(params.get("spiking_output", True), bool):
+        raise ValueError(f"spiking_output must be true or false, got {params['spiking_output']!r}")
+
+
 class ModelSpec(_Strict):
     """One model of the sweep: a registry name and keyword arguments for its constructor."""
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     checkpoint: Optional[str] = Field(None, description="a trained ANN to load instead of training")
+    # Not part of a cell's configuration (excluded from dumps, so no key changes): which cells exist.
+    methods: Optional[list[str]] = Field(
+        None, exclude=True, description="the suite's methods this model runs, by name; omitted: every method"
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _from_short_forms(cls, value: Any) -> Any:
-        return _named_entry(value, own_fields=("checkpoint",))
+        return _named_entry(value, own_fields=("checkpoint", "methods"))
 
     @model_validator(mode="after")
     def _check_conversion_params(self) -> "ModelSpec":
         from snnbench.threshold_rule import parse_threshold
 
-        if self.params.get("activation", "qcfs") not in ("qcfs", "relu"):
-            raise ValueError(f"activation must be 'qcfs' or 'relu', got {self.params['activation']!r}")
+        activation = self.params.get("activation", "qcfs")
+        if activation not in ("qcfs", "relu", "rts"):
+            raise ValueError(f"activation must be 'qcfs', 'relu' or 'rts', got {activation!r}")
+        _check_rts_params(self.params, activation)
         if "threshold" in self.params:
             parse_threshold(self.params["threshold"])
         batches = self.params.get("threshold_batches", 1)
@@ -313,7 +358,8 @@ class TrainingSpec(_Strict):
 class Suite(_Strict):
     """A YAML sweep: every combination of datasets × models × methods × seeds is one cell."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    # The name becomes file names (<name>.jsonl.claims, .jsonl.corrupt): a file name has at most 255 bytes.
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_NAME_CHARS)
     description: str = ""
     track: Literal["conversion", "training", "direct"] = "conversion"
     datasets: list[DatasetSpec] = Field(..., min_length=1)
@@ -374,6 +420,15 @@ class Suite(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _model_methods_known(self) -> "Suite":
+        names = [m.name for m in self.methods]
+        for i, model in enumerate(self.models):
+            for name in model.methods or ():
+                if name not in names:
+                    raise ValueError(f"models.{i}.methods: {name!r} is not one of the suite's methods {names}")
+        return self
+
+    @model_validator(mode="after")
     def _methods_match_track(self) -> "Suite":
         allowed = {"conversion": CONVERSION_METHODS, "training": TRAINING_METHODS, "direct": DIRECT_METHODS}[self.track]
         for i, m in enumerate(self.methods):
@@ -427,120 +482,27 @@ def parse_suite(data: Any, path: Path) -> Suite:
         raise SuiteError(format_validation_error(path, err)) from None
 
 
-def _node_size(node: Any, sizes: dict[int, int]) -> int:
-    """Values in a composed YAML node once every alias inside it is expanded (memoised by id)."""
-    known = sizes.get(id(node))
-    if known is not None:
-        return known
-    sizes[id(node)] = 1  # a cycle counts once; construct_object refuses it anyway
-    if isinstance(node, yaml.SequenceNode):
-        size = 1 + sum(_node_size(v, sizes) for v in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size = 1 + sum(_node_size(k, sizes) + _node_size(v, sizes) for k, v in node.value)
-    else:
-        size = 1
-    sizes[id(node)] = size
-    return size
-
-
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ~10x faster
-
-
-class _SuiteLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """Safe YAML that refuses duplicate keys and caps what aliases expand to, with each problem's line."""
-
-    def construct_object(self, node, deep=False):
-        if node in self.recursive_objects:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a YAML alias refers to a value that contains it (a recursive structure)", node.start_mark
-            )
-        if node in self.constructed_objects:
-            # An alias: the value is shared, but whoever walks it later (validation, hashing) walks it
-            # in full, so its expanded size counts against a budget that stops an alias bomb at once.
-            self._expanded = getattr(self, "_expanded", 0) + _node_size(node, self.__dict__.setdefault("_sizes", {}))
-            if self._expanded > MAX_ALIAS_NODES:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"YAML aliases (*name) expand to more than {MAX_ALIAS_NODES} values (an alias bomb?); "
-                    "the anchored value that crossed the limit starts here",
-                    node.start_mark,
-                )
-        return super().construct_object(node, deep=deep)
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, Any] = {}
-            for key_node, _ in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    continue
-                key = key_node.value
-                if key in seen:
-                    first = seen[key]
-                    raise yaml.constructor.ConstructorError(
-                        f"key {key!r} first given at line {first.line + 1}",
-                        first,
-                        f"duplicate key {key!r} (YAML would silently keep only the last one)",
-                        key_node.start_mark,
-                    )
-                seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-
-_SuiteLoader.add_constructor("tag:yaml.org,2002:map", _SuiteLoader.construct_yaml_map)
-
-
-def _yaml_error(path: Path, err: yaml.YAMLError) -> SuiteError:
-    mark = getattr(err, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-    problem = getattr(err, "problem", None) or str(err)
-    context = getattr(err, "context", None)
-    kind = "YAML error" if isinstance(err, yaml.constructor.ConstructorError) else "YAML syntax error"
-    return SuiteError(f"{path}: {kind} at {where}: {problem}" + (f"; {context}" if context else ""))
-
-
-def read_yaml(path: Path, what: str = "suite") -> Any:
-    """The YAML document at ``path``, read strictly; :class:`SuiteError` names the file and line."""
-    if path.is_dir():
-        raise SuiteError(f"{path}: is a folder, not a {what} file (give the .yaml file inside it)")
-    if not path.is_file():
-        raise SuiteError(f"{path}: {what} file not found")
+def read_yaml(path: Path, what: str = "suite file") -> Any:
+    """The YAML file at ``path`` through the one strict reader; :class:`SuiteError` names the file and line."""
     try:
-        size = path.stat().st_size
-        if size > MAX_SUITE_BYTES:
-            raise SuiteError(
-                f"{path}: {size} bytes; a {what} file may have at most {MAX_SUITE_BYTES} bytes "
-                "(suites are a few KB; a larger file is refused unread, so a wrong file cannot stall the tool)"
-            )
-        raw = path.read_bytes()
-    except OSError as err:
-        raise SuiteError(f"{path}: cannot read the {what} file: {err.strerror or err}") from None
+        return strict_yaml.read_yaml(path, what)
+    except (strict_yaml.YamlError, UnusablePathError) as err:
+        raise SuiteError(str(err)) from None
+
+
+def suite_fields(data: Any, path: Path, overrides: Sequence[str] = ()) -> Any:
+    """``data`` (read from ``path``) over its ``base:`` files, with ``overrides`` applied."""
+    from snnbench.suite_overrides import SourceError, resolve_sources
+
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise SuiteError(
-            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-            f"a {what} file is YAML text saved as UTF-8"
-        ) from None
-    if "\x00" in text:
-        raise SuiteError(f"{path}: contains NUL bytes (a binary file?); a {what} file is YAML text")
-    try:
-        return yaml.load(text, Loader=_SuiteLoader)
-    except yaml.YAMLError as err:
-        raise _yaml_error(path, err) from None
-    except RecursionError:
-        raise SuiteError(f"{path}: nested too deeply to be a {what} file") from None
+        return resolve_sources(data, path, overrides, read=read_yaml)
+    except (SourceError, strict_yaml.YamlError, UnusablePathError) as err:
+        raise SuiteError(str(err)) from None
 
 
 def load_suite(path: Union[str, Path], overrides: Sequence[str] = ()) -> Suite:
     """Read and validate a YAML suite, over its ``base:`` files and with ``key.path=value``
     ``overrides`` applied (see :mod:`snnbench.suite_overrides`); raise :class:`SuiteError` with a
     located message."""
-    from snnbench.suite_overrides import SourceError, resolve_sources
-
     path = Path(path)
-    try:
-        data = resolve_sources(read_yaml(path), path, overrides, read=read_yaml)
-    except SourceError as err:
-        raise SuiteError(str(err)) from None
-    return parse_suite(data, path)
+    return parse_suite(suite_fields(read_yaml(path), path, overrides), path)

@@ -25,6 +25,8 @@ from snnbench.kernels.neuron_op import launch_op
 
 # What a QCFS activation becomes after conversion: soft reset, v₀ = θ/2, output θ·s.
 _IF_OPTIONS = NeuronOptions(output="scaled")
+# What the RTS code's SPIKE_layer runs: v₀ = 0 and the bias taken off after the input (its order).
+_RTS_OPTIONS = NeuronOptions(output="scaled", v_init=0.0, bias_order="after_input")
 
 
 def _run(opts: NeuronOptions, x: torch.Tensor, backend: str, **tensors: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,6 +47,17 @@ class MultiStepIF(nn.Module):
         self.channels = channels
         # [T, C] once calibrated; empty means "no bias". A buffer so it is saved in the state dict.
         self.register_buffer("bias", torch.zeros(0, channels or 0))
+        self.options = _IF_OPTIONS
+        self.input_shift: Optional[torch.Tensor] = None  # added to every step's input (RTS's shift)
+
+    def use_rts(self, shift_snn: int) -> None:
+        """Run as the RTS code's SPIKE_layer: v₀ = 0, ``x_t + θ/(2·shift_snn)`` as each step's input
+        (no shift when ``shift_snn`` is 0) and ``u = (v + x_t) - b_t``."""
+        if self.thresh.numel() != 1:
+            raise ValueError("the RTS neuron has one threshold per layer")
+        self.options = _RTS_OPTIONS
+        # The official ``thresh / (2 * shift_snn)``: an fp32 tensor divided by the integer.
+        self.input_shift = self.thresh.reshape(()) / (2 * shift_snn) if shift_snn > 0 else None
 
     def set_bias(self, bias: torch.Tensor) -> None:
         self.bias = bias.detach().to(self.thresh.device, torch.float32).contiguous()
@@ -77,8 +90,15 @@ class MultiStepIF(nn.Module):
         ``t_offset`` is the global index of ``x[0]``, so a simulation split into chunks of time
         applies the right rows of the per-step bias.
         """
+        if self.input_shift is not None:
+            x = x + self.input_shift
         return _run(
-            _IF_OPTIONS, x, self.backend, threshold=self.thresh, bias=self.bias_for(x.shape[0], t_offset), v_init=v_init
+            self.options,
+            x,
+            self.backend,
+            threshold=self.thresh,
+            bias=self.bias_for(x.shape[0], t_offset),
+            v_init=v_init,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,10 +3,13 @@
 Every method runs forward-only under ``no_grad`` on training images (never the test split) and
 writes its biases into the IF layers' ``bias`` buffers, so they are saved with the model.
 
-- ``qcfs`` / ``none``: no calibration (plain conversion; ``none`` reads better for a ReLU ANN);
+- ``qcfs`` / ``none`` / ``rts``: no calibration (plain conversion; ``none`` reads better for a ReLU
+  ANN, ``rts`` names the RTS family's uncalibrated row);
 - ``light``: Li et al. 2021, a time-invariant per-channel bias from one batch (light.py);
 - ``ftbc``: the official single pass, α, K batches (ftbc.py fast / ftbc_reference.py official loop);
-- ``ftbc_iter``: ``passes`` sweeps with each layer's own bias applied, α per pass.
+- ``ftbc_iter``: ``passes`` sweeps with each layer's own bias applied, α per pass;
+- ``ftbc_rts``: FTBC as the RTS code runs it on an RTS SNN (ftbc_rts.py): ``iterations`` rounds of
+  ``sample_batches`` + 1 fresh batches (round i shuffled with seed + i, as the script reseeds), α.
 
 FTBC draws its K batches from the training split with the training augmentation, as the official
 loader does (``calibration_augment: false``: the evaluation transform instead), and builds its ANN
@@ -167,13 +170,48 @@ def _ftbc(request: CalibrationRequest, params: dict[str, Any], iterative: bool) 
     return extra
 
 
+def _ftbc_rts(request: CalibrationRequest, params: dict[str, Any]) -> dict[str, Any]:
+    from snnbench.conversion.ftbc_rts import rts_ftbc_calibrate
+
+    augmented = bool(params["calibration_augment"]) and request.augmented_data is not None
+    data = request.augmented_data if augmented else request.data
+    count, size = params["sample_batches"] + 1, params["batch_size"]
+    rounds = [
+        calibration_batches(data, count, size, request.seed + i, request.device) for i in range(params["iterations"])
+    ]
+    run = lambda: rts_ftbc_calibrate(  # noqa: E731
+        request.ann, request.snn, rounds, request.steps, params["alpha"], implementation=params["implementation"]
+    )
+    return {
+        "calibration_batches": sum(len(r) for r in rounds),
+        "calibration_images": sum(int(x.shape[0]) for r in rounds for x in r),
+        "calibration_core_s": _timed(run, request.device),
+        "ftbc_implementation": params["implementation"],
+        "calibration_augmented": augmented,
+    }
+
+
+def _check_family(method: str, ann: nn.Module) -> None:
+    """FTBC's QCFS variant assumes v₀ = θ/2 and no shift; the RTS variant needs an RTS SNN."""
+    from snnbench.conversion.rts import is_rts
+
+    rts = is_rts(ann)
+    if rts and method in ("ftbc", "ftbc_iter"):
+        raise ValueError(f"method {method!r} does not fit an RTS ANN (activation: rts); use ftbc_rts")
+    if method in ("ftbc_rts", "rts") and not rts:
+        raise ValueError(f"method {method!r} needs an RTS ANN (model parameter activation: rts)")
+
+
 def calibrate(method: str, request: CalibrationRequest) -> dict[str, Any]:
     """Calibrate ``request.snn`` in place; return extra metrics (JSON types) for the record."""
     if method not in METHODS:
         raise ValueError(f"no calibration method named {method!r}; expected one of {list(METHODS)}")
-    if method in ("qcfs", "none"):
+    _check_family(method, request.ann)
+    if method in ("qcfs", "none", "rts"):
         return {}
     params = {**METHOD_PARAMS[method]().model_dump(), **(request.params or {})}  # the suite schema's defaults
     if method == "light":
         return _light(request, params)
+    if method == "ftbc_rts":
+        return _ftbc_rts(request, params)
     return _ftbc(request, params, iterative=method == "ftbc_iter")

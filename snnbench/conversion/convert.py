@@ -44,6 +44,11 @@ class SpikingLayer(nn.Module):
         return out.reshape(x.shape)
 
 
+class OutputSpikingLayer(SpikingLayer):
+    """An IF layer after the network's last layer (the RTS code's spiking classifier): it has no ANN
+    activation counterpart, so no calibration method pairs or corrects it."""
+
+
 class SpikingMaxPool(nn.Module):
     """The spiking max-pool gate (Rueckauer et al., 2017): in every window it passes the input of the
     neuron whose accumulated input (its spike count, for spiking inputs) is the largest so far.
@@ -151,6 +156,14 @@ def simulate(snn: nn.Module, x: torch.Tensor, steps: int, chunk: Optional[int] =
         done += n
     reset(snn)
     return torch.cat(outputs)
+
+
+@torch.no_grad()
+def step_once(snn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One more time step of a step-by-step simulation (the official codes' way): logits ``[B, classes]``
+    for the image batch ``x``; every IF layer carries its membrane since the last :func:`reset`."""
+    _set_steps(snn, 1)
+    return snn(x).reshape((x.shape[0], -1))
 
 
 def accuracy_curve(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

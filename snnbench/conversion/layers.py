@@ -8,7 +8,7 @@ from typing import Callable, Iterator, NamedTuple
 import torch
 from torch import nn
 
-from snnbench.conversion.convert import SpikingLayer, spiking_layers
+from snnbench.conversion.convert import OutputSpikingLayer, SpikingLayer, spiking_layers
 from snnbench.kernels.common import finite_scalar
 from snnbench.models.activations import THRESHOLD_ACTIVATIONS
 
@@ -24,6 +24,8 @@ def layer_pairs(ann: nn.Module, snn: nn.Module) -> list[LayerPair]:
     ann_modules = dict(ann.named_modules())
     pairs = []
     for name, layer in spiking_layers(snn):
+        if isinstance(layer, OutputSpikingLayer):
+            continue
         qcfs = ann_modules.get(name)
         if not isinstance(qcfs, THRESHOLD_ACTIVATIONS):
             raise ValueError(

@@ -1,7 +1,8 @@
 """One conversion-track cell: train (or load) the ANN, convert, calibrate, evaluate at every T.
 
 A QCFS ANN converts as it is; a ReLU ANN (``activation: relu``, or a torchvision model) first gets
-data-based thresholds (``threshold_relu_ann``)."""
+data-based thresholds (``threshold_relu_ann``); an RTS ANN (``activation: rts``) converts the RTS
+code's way (``rts_snn``)."""
 
 from __future__ import annotations
 
@@ -171,11 +172,12 @@ class PreparedANN:
 
     key: str
     bundle: DataBundle
-    ann: torch.nn.Module  # convertible (a ReLU ANN thresholded); never changed by a method
-    snn: torch.nn.Module  # its conversion, uncalibrated: each method calibrates a copy
+    ann: torch.nn.Module  # as trained or loaded; never changed by a method
     ann_acc: float
     train_info: dict[str, Any]
-    threshold_info: dict[str, Any]
+    # steps → (the ANN calibration compares with, its uncalibrated SNN, what the conversion measured);
+    # each method calibrates a copy of the SNN.
+    converted: dict[int, tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]]
 
 
 # The last ANN prepared in this process. The runner runs the methods of one ANN one after another
@@ -192,8 +194,9 @@ def _prepared_key(cell: Cell, ctx: RunContext) -> str:
 
 
 def prepare_once(cell: Cell, ctx: RunContext) -> PreparedANN:
-    """The dataset, trained ANN, its accuracy, thresholds and conversion of ``cell``'s ANN; the
-    methods after the first reuse them (reported as ``ann_source: cache``, as a cached ANN is)."""
+    """The dataset, trained ANN and its accuracy of ``cell``'s ANN (its conversions are added as they
+    are made); the methods after the first reuse them (reported as ``ann_source: cache``, as a
+    cached ANN is)."""
     key = _prepared_key(cell, ctx)
     found = _PREPARED.get(key)
     if found is not None:
@@ -208,10 +211,7 @@ def prepare_once(cell: Cell, ctx: RunContext) -> PreparedANN:
             bundle = with_eval_transform(bundle, own)
     ann, train_info = prepare_ann(cell, bundle, ctx)
     ann_acc = evaluate_ann(ann, bundle.test, ctx.device, cell.training.eval_batch_size)
-    threshold_info: dict[str, Any] = {}
-    if not has_qcfs(ann):
-        ann, threshold_info = threshold_relu_ann(cell, bundle, ann, max(cell.timesteps), ctx.device)
-    prepared = PreparedANN(key, bundle, ann, convert(ann), ann_acc, train_info, threshold_info)
+    prepared = PreparedANN(key, bundle, ann, ann_acc, train_info, converted={})
     _PREPARED[key] = prepared
     return prepared
 
@@ -220,7 +220,44 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     prepared = prepare_once(cell, ctx)
     bundle, ann, train_info = prepared.bundle, prepared.ann, prepared.train_info
     steps = max(cell.timesteps)
-    snn = copy.deepcopy(prepared.snn)
+    runs = [steps]
+    if _shift_per_t(cell, ann):  # the RTS scripts run each T on its own, with --shift_snn $T
+        runs = sorted(set(cell.timesteps))
+    results = {t: convert_and_evaluate(cell, prepared, t, ctx) for t in runs}
+    last = results[steps]
+    curve = last["curve"]
+    snn_acc = {str(t): (results[t] if t in results else last)["curve"][t - 1] for t in cell.timesteps}
+    if len(runs) > 1:
+        last["info"]["shift_snn"] = "per T"
+    return {
+        "ann_acc": prepared.ann_acc,
+        "snn_acc": snn_acc,
+        "snn_acc_curve": curve,
+        "train_s": train_info["train_s"],
+        "ann_source": train_info["ann_source"],
+        "calibrate_s": sum(r["calibrate_s"] for r in results.values()),
+        "evaluate_s": sum(r["evaluate_s"] for r in results.values()),
+        "test_samples": len(bundle.test),
+        "neurobench": last["neurobench"],
+        **last["info"],
+    }
+
+
+def _shift_per_t(cell: Cell, ann: torch.nn.Module) -> bool:
+    from snnbench.conversion.rts import is_rts
+
+    return is_rts(ann) and cell.model.params.get("shift_snn") is None
+
+
+def convert_and_evaluate(cell: Cell, prepared: PreparedANN, steps: int, ctx: RunContext) -> dict[str, Any]:
+    """Convert the prepared ANN (once per ANN and ``steps``), calibrate a copy for ``steps`` and
+    evaluate at every T <= ``steps``: the accuracy curve, the seconds of both, NeuroBench metrics
+    (counted in the same simulation) and what conversion and calibration report."""
+    bundle = prepared.bundle
+    if steps not in prepared.converted:
+        prepared.converted[steps] = convertible_snn(cell, bundle, prepared.ann, steps, ctx.device)
+    ann, uncalibrated, threshold_info = prepared.converted[steps]
+    snn = copy.deepcopy(uncalibrated)
     t0 = time.perf_counter()
     extra = calibrate(
         cell.method.name,
@@ -244,19 +281,53 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     curve, neurobench = evaluate_snn(
         snn, bundle, steps, ctx.device, cell.training.eval_batch_size, ctx.progress, chunk=chunk
     )
-    evaluate_s = time.perf_counter() - t0
     return {
-        "ann_acc": prepared.ann_acc,
-        "snn_acc": {str(t): curve[t - 1] for t in cell.timesteps},
-        "snn_acc_curve": curve,
-        "train_s": train_info["train_s"],
-        "ann_source": train_info["ann_source"],
+        "curve": curve,
         "calibrate_s": calibrate_s,
-        "evaluate_s": evaluate_s,
-        "test_samples": len(bundle.test),
+        "evaluate_s": time.perf_counter() - t0,
         "neurobench": neurobench,
-        **prepared.threshold_info,
-        **extra,
+        "info": {**threshold_info, **extra},
+    }
+
+
+def convertible_snn(
+    cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, device: torch.device
+) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]:
+    """(the ANN calibration compares with, its SNN, what the conversion measured): a QCFS ANN as it
+    is, a ReLU ANN with data-based thresholds, an RTS ANN the RTS code's way (conversion/rts.py)."""
+    from snnbench.conversion.rts import is_rts
+
+    if is_rts(ann):
+        return (ann, *rts_snn(cell, bundle, ann, steps, device))
+    threshold_info: dict[str, Any] = {}
+    if not has_qcfs(ann):
+        ann, threshold_info = threshold_relu_ann(cell, bundle, ann, steps, device)
+    return ann, convert(ann), threshold_info
+
+
+def rts_snn(
+    cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, device: torch.device
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The RTS SNN: IF thresholds at each layer's largest activation on ``threshold_batches``
+    (default 5) training batches of 128, the shift of ``shift_snn`` (default T_max), a spiking
+    classifier unless ``spiking_output: false``."""
+    from snnbench.conversion.calibration import calibration_batches
+    from snnbench.conversion.rts import convert_rts, rts_thresholds, shift_for
+
+    params = cell.model.params
+    count = int(params.get("threshold_batches", 5))
+    batches = calibration_batches(bundle.calibration, count, 128, cell.seed, device)
+    thresholds = rts_thresholds(ann, batches)
+    shift = shift_for(params.get("shift_snn"), steps)
+    spiking_output = bool(params.get("spiking_output", True))
+    snn = convert_rts(ann, thresholds, shift, spiking_output)
+    return snn, {
+        "activation": "rts",
+        "threshold_rule": "max",
+        "threshold_batches": len(batches),
+        "thresholds": thresholds,
+        "shift_snn": shift,
+        "spiking_output": spiking_output,
     }
 
 

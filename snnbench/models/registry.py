@@ -3,7 +3,8 @@
 Each entry is "module:function"; the function takes ``levels``, ``num_classes``, ``in_channels``
 and the model's own keyword parameters and returns an ``nn.Module`` with QCFS activations.
 ``activation: relu`` builds the same architecture with ReLU in place of every QCFS (a plain ReLU
-ANN, converted with data-based thresholds). ``torchvision:<arch>`` names a torchvision classification
+ANN, converted with data-based thresholds); ``activation: rts`` with RTS's threshold ReLU
+(``rts_thresh``, ``shift_relu``; models/rts.py). ``torchvision:<arch>`` names a torchvision classification
 model (models/torchvision_models.py). Modules load lazily so that naming one model never imports
 the others.
 """
@@ -38,9 +39,13 @@ def _factory(name: str):
     return _load(MODELS, name, "model")
 
 
-ACTIVATIONS = ("qcfs", "relu")
+ACTIVATIONS = ("qcfs", "relu", "rts")
+# The RTS activation's own parameters (models/rts.py): its fixed threshold (the official ``--thresh``)
+# and the training shift (``--shift_relu``). They change the trained weights, so they stay in the
+# ANN's cache key.
+RTS_PARAMETERS = {"rts_thresh": 1.0, "shift_relu": 0}
 # Read by the conversion pipeline (ReLU thresholds, torchvision weights), never by a factory.
-CONVERSION_PARAMETERS = {"threshold", "threshold_batches"}
+CONVERSION_PARAMETERS = {"threshold", "threshold_batches", "shift_snn", "spiking_output"}
 TORCHVISION_PARAMETERS = {"weights"} | CONVERSION_PARAMETERS
 
 
@@ -59,6 +64,9 @@ def build_model(
 ) -> nn.Module:
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
+    rts = {key: params.pop(key) for key in RTS_PARAMETERS if key in params}
+    if rts and activation != "rts":
+        raise ValueError(f"{sorted(rts)}: only for activation: rts")
     factory = _factory(name)
     accepted = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
@@ -66,6 +74,11 @@ def build_model(
     if unknown and not takes_any:
         raise ValueError(f"model {name!r} takes no parameter(s) {unknown}; it accepts {sorted(accepted)}")
     model = factory(levels=levels, num_classes=num_classes, in_channels=in_channels, **params)
+    if activation == "rts":
+        from snnbench.models.rts import rts_everywhere
+
+        rts = {**RTS_PARAMETERS, **rts}
+        return rts_everywhere(model, rts["rts_thresh"], rts["shift_relu"])
     return _relu_everywhere(model) if activation == "relu" else model
 
 
@@ -81,7 +94,7 @@ def model_parameters(name: str) -> set[str]:
         architecture(name)
         return set(TORCHVISION_PARAMETERS)
     own = set(inspect.signature(_factory(name)).parameters) - _BUILDER_ARGS
-    return own | {"activation"} | CONVERSION_PARAMETERS
+    return own | {"activation"} | CONVERSION_PARAMETERS | set(RTS_PARAMETERS)
 
 
 # Spiking CNNs of the direct-training track: built with the training method's neuron options instead

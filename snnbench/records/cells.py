@@ -55,6 +55,8 @@ def expand(suite: Suite) -> list[Cell]:
     for dataset in suite.datasets:
         for model in suite.models:
             for method in suite.methods:
+                if model.methods is not None and method.name not in model.methods:
+                    continue
                 for seed in suite.seeds:
                     cells.append(
                         Cell(

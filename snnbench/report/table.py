@@ -110,6 +110,26 @@ def assign_variants(records: Sequence[dict[str, Any]], row_fields: Sequence[str]
     return variants
 
 
+_FAMILIES = {"qcfs": "QCFS", "relu": "ReLU", "rts": "RTS"}  # by the model's ``activation``
+_UNCALIBRATED = {"qcfs", "none", "rts"}
+_METHOD_LABELS = {"ftbc": "FTBC", "ftbc_rts": "FTBC", "ftbc_iter": "FTBC iterative", "light": "light"}
+
+
+def family_label(record: dict[str, Any]) -> str:
+    """A conversion record's method with its ANN family, as the FTBC paper's tables name rows:
+    ``RTS`` (uncalibrated), ``FTBC (+RTS)``, ``FTBC (+QCFS)``; empty for other tracks."""
+    if record.get("track") != "conversion":
+        return ""
+    model = (record.get("config") or {}).get("model") or {}
+    params = model.get("params") or {}
+    torchvision = str(model.get("name", record.get("model", ""))).startswith("torchvision:")
+    family = _FAMILIES.get("relu" if torchvision else str(params.get("activation", "qcfs")), "")
+    method = str(record.get("method", ""))
+    if not family or method in _UNCALIBRATED:
+        return family
+    return f"{_METHOD_LABELS.get(method, method)} (+{family})"
+
+
 def record_row(record: dict[str, Any], row_fields: Sequence[str]) -> dict[str, Any]:
     """One record as a flat row: identity fields and one value per leaderboard column."""
     metrics = record.get("metrics") or {}
@@ -118,7 +138,7 @@ def record_row(record: dict[str, Any], row_fields: Sequence[str]) -> dict[str, A
     row["seed"] = record.get("seed")
     row["source"] = record.get("source") or "measured"
     row["citation"] = record.get("citation") or ""
-    row["label"] = record.get("label") or ""
+    row["label"] = record.get("label") or family_label(record)
     if "ann_acc" in flat:
         row["ANN"] = flat["ann_acc"]
     snn_acc = metrics.get("snn_acc") if isinstance(metrics.get("snn_acc"), dict) else {}
@@ -217,7 +237,8 @@ class Leaderboard:
 def _display_variant(row: pd.Series) -> str:
     parts = []
     label = str(row.get("label") or "")
-    if row.get("source") != "measured" and label and _plain(label) != _plain(str(row.get("method"))):
+    # A family label ("FTBC (+RTS)") is shown even where it spells the method's name.
+    if label and ("(+" in label or _plain(label) != _plain(str(row.get("method")))):
         parts.append(label)
     if row.get("variant"):
         parts.append(str(row["variant"]))

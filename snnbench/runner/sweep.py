@@ -144,24 +144,29 @@ def _first_line(err: BaseException) -> str:
 
 
 def _threshold_problems(i: int, model) -> list[str]:
-    """Data-based thresholds apply to ReLU networks only: on a QCFS network they would be ignored."""
+    """Data-based threshold rules apply to ReLU networks only: a QCFS network converts its trained
+    thresholds, an RTS network its layers' largest activations (measured on ``threshold_batches``)."""
     from snnbench.models.torchvision_models import is_torchvision
 
-    given = [key for key in ("threshold", "threshold_batches") if key in model.params]
-    if not given or is_torchvision(model.name) or model.params.get("activation") == "relu":
+    activation = model.params.get("activation")
+    if is_torchvision(model.name) or activation == "relu":
         return []
+    given = [key for key in ("threshold", "threshold_batches") if key in model.params]
+    if activation == "rts":
+        given = [key for key in given if key != "threshold_batches"]
+    kind = "its layers' largest activations (RTS)" if activation == "rts" else "its trained QCFS thresholds"
     return [
         f"  models.{i}.{key}: applies to ReLU networks (activation: relu, or a torchvision model); "
-        f"model {model.name!r} converts its trained QCFS thresholds and would ignore it"
+        f"model {model.name!r} converts {kind} and would ignore it"
         for key in given
     ]
 
 
 def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = False) -> SweepPlan:
     path = suite.results_path(results_dir)
-    from snnbench.runner.preflight import refuse_folder
+    from snnbench.runner.preflight import check_results_paths
 
-    refuse_folder(path)
+    check_results_paths(path)
     store = ResultStore(path)
     report = store.read(warn=False)
     if report.problems:
