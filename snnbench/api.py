@@ -57,6 +57,7 @@ def run(
     data_root: Optional[Union[str, Path]] = None,
     cache_dir: Optional[Union[str, Path]] = None,
     address: Optional[str] = None,
+    jobs: Optional[int] = None,
 ) -> pd.DataFrame:
     """Run every cell of ``suite`` not yet recorded, append its record, and return the suite's
     records (newest per cell) in long form (see :func:`load_results`).
@@ -76,6 +77,7 @@ def run(
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
         executor=executor,
         address=address,
+        jobs=jobs,
     )
     for problem in summary.problems:
         warnings.warn(f"{problem}; that cell was run again", stacklevel=2)

@@ -433,6 +433,8 @@ class Suite(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Cells may run side by side (snnbench run --jobs); false where their wall times are the result.
+    parallel: bool = True
     output: Optional[str] = Field(None, description="results file; default results/runs/<name>.jsonl")
 
     @field_validator("timesteps")

@@ -64,3 +64,16 @@ def test_bench_without_a_gpu_when_cuda_is_asked_exits_2():
         pytest.skip("this machine has a GPU")
     result = runner.invoke(app, ["bench", "neuron", "--device", "cuda", "--quick"])
     assert result.exit_code == 2
+
+
+def test_the_environment_fingerprint_imports_no_package_for_its_version():
+    # Importing triton and torchvision only to read their versions cost seconds of every run.
+    from tests.helpers import run_python
+
+    run_python(
+        "import sys\n"
+        "from snnbench.records.env import environment\n"
+        "env = environment()\n"
+        "assert env['triton'] and env['torchvision'] and env['torch'], env\n"
+        "assert 'triton' not in sys.modules and 'torchvision' not in sys.modules\n"
+    )
