@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Sequence, Union
 
@@ -240,8 +241,9 @@ def _check_rts_params(params: dict[str, Any], activation: str) -> None:
     if given and activation != "rts":
         raise ValueError(f"{', '.join(given)}: only for activation: rts (this model's activation is {activation})")
     thresh = params.get("rts_thresh", 1.0)
-    if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not thresh > 0:
-        raise ValueError(f"rts_thresh must be a positive number, got {thresh!r}")
+    # An infinite θ is no clip, and θ/(2·shift_relu) = inf would zero every activation.
+    if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not 0 < thresh < math.inf:
+        raise ValueError(f"rts_thresh must be a positive finite number, got {thresh!r}")
     shift = params.get("shift_relu", 0)
     if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
         raise ValueError(f"shift_relu must be a non-negative integer (0: no shift), got {shift!r}")
@@ -421,6 +423,11 @@ class Suite(_Strict):
     def _model_methods_known(self) -> "Suite":
         names = [m.name for m in self.methods]
         for i, model in enumerate(self.models):
+            if model.methods is not None and not model.methods:
+                raise ValueError(f"models.{i}.methods: empty, so the model runs nothing; omit it to run every method")
+            repeated = sorted({name for name in model.methods or () if model.methods.count(name) > 1})
+            if repeated:
+                raise ValueError(f"models.{i}.methods: {', '.join(repeated)} named more than once")
             for name in model.methods or ():
                 if name not in names:
                     raise ValueError(f"models.{i}.methods: {name!r} is not one of the suite's methods {names}")

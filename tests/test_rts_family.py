@@ -71,7 +71,10 @@ def _suite(**model):
     [
         ({"rts_thresh": 1.0}, "rts_thresh: only for activation: rts"),
         ({"activation": "rts", "shift_snn": -1}, "shift_snn must be a non-negative integer"),
-        ({"activation": "rts", "rts_thresh": 0}, "rts_thresh must be a positive number"),
+        ({"activation": "rts", "rts_thresh": 0}, "rts_thresh must be a positive finite number"),
+        ({"activation": "rts", "rts_thresh": float("inf")}, "rts_thresh must be a positive finite number"),
+        ({"activation": "rts", "methods": []}, "models.0.methods: empty, so the model runs nothing"),
+        ({"activation": "rts", "methods": ["rts", "rts"]}, "models.0.methods: rts named more than once"),
         ({"activation": "rts", "shift_relu": 1.5}, "shift_relu must be a non-negative integer"),
         ({"activation": "rts", "methods": ["ftbc"]}, "models.0.methods: 'ftbc' is not one of the suite's methods"),
     ],
