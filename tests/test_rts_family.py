@@ -153,3 +153,17 @@ def test_an_rts_model_takes_threshold_batches_but_no_threshold_rule():
     rule = ModelSpec.model_validate({"name": "digits_cnn", "activation": "rts", "threshold": "mse"})
     (problem,) = _threshold_problems(0, rule)
     assert "models.0.threshold: applies to ReLU networks" in problem and "largest activations (RTS)" in problem
+
+
+def test_spiking_output_false_passes_the_model_check(tmp_path):
+    """spiking_output is the one true/false model option: the load-time model check must take it
+    (it refused both values as 'not numbers'), and still refuse a boolean for a numeric option."""
+    from snnbench.config import SuiteError, load_suite
+    from snnbench.runner.sweep import check_models
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(_suite(activation="rts", spiking_output=False)))
+    check_models(load_suite(path), path)
+    path.write_text(yaml.safe_dump(_suite(activation="rts", width=True)))
+    with pytest.raises(SuiteError, match="width: expected a number"):
+        check_models(load_suite(path), path)

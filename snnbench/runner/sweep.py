@@ -91,8 +91,10 @@ def check_models(suite: Suite, path: Path) -> None:
             problems.append(
                 f"  models.{i}.{key}: not a parameter of model {model.name!r}; expected one of {sorted(accepted)}"
             )
+        from snnbench.models.registry import BOOLEAN_PARAMETERS
+
         for key, value in model.params.items():
-            if isinstance(value, bool) and key not in unknown:
+            if isinstance(value, bool) and key not in unknown and key not in BOOLEAN_PARAMETERS:
                 problems.append(
                     f"  models.{i}.{key}: expected a number or a name, got {value!r} (true/false are not numbers)"
                 )
