@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -125,10 +126,18 @@ def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
     params = {k: v for k, v in model.params.items() if k not in CONVERSION_PARAMETERS}
     levels = params.pop("levels", suite.training.levels)
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             net = build_model(model.name, levels=levels, num_classes=1000, in_channels=3, **params)
     except Exception as err:  # noqa: BLE001 - negative sizes fail in torch itself (RuntimeError)
         return [f"  models.{i}: model {model.name!r} cannot be built with {model.params}: {_first_line(err)}"]
+    # A size of 0 builds (torch only warns) and trains a network whose output is its last bias.
+    empty = [name for name, p in net.named_parameters() if p.numel() == 0]
+    if empty:
+        return [
+            f"  models.{i}: model {model.name!r} with {model.params} has layers of size 0 ({', '.join(empty[:3])}); "
+            "expected positive sizes"
+        ]
     count = sum(p.numel() for p in net.parameters())
     if count > MAX_MODEL_PARAMETERS:
         return [
