@@ -64,3 +64,16 @@ def test_bench_without_a_gpu_when_cuda_is_asked_exits_2():
         pytest.skip("this machine has a GPU")
     result = runner.invoke(app, ["bench", "neuron", "--device", "cuda", "--quick"])
     assert result.exit_code == 2
+
+
+def test_validate_deep_names_the_results_file_of_results_dir(tmp_path):
+    """validate --deep --results-dir D checked D but printed the default results path."""
+    from pathlib import Path
+
+    suite = Path(__file__).resolve().parents[1] / "suites" / "digits.yaml"
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["validate", str(suite), "--deep", "--results-dir", str(out), "--cache-dir", str(tmp_path / "c")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"results → {out}" in " ".join(result.output.split()), result.output
