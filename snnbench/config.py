@@ -434,6 +434,27 @@ class Suite(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _methods_fit_the_family(self) -> "Suite":
+        """The RTS family's methods need an RTS ANN and the QCFS FTBC does not fit one (calibrate()
+        refuses both), refused here so that no ANN is trained for a cell that cannot run."""
+        if self.track != "conversion":
+            return self
+        for i, model in enumerate(self.models):
+            rts = model.params.get("activation") == "rts"
+            for name in model.methods or [m.name for m in self.methods]:
+                if name in ("rts", "ftbc_rts") and not rts:
+                    raise ValueError(
+                        f"models.{i}: method {name!r} needs an RTS ANN (activation: rts); "
+                        "limit the model with methods: [...]"
+                    )
+                if name in ("ftbc", "ftbc_iter") and rts:
+                    raise ValueError(
+                        f"models.{i}: method {name!r} does not fit an RTS ANN (activation: rts); use ftbc_rts, "
+                        "or limit the model with methods: [...]"
+                    )
+        return self
+
+    @model_validator(mode="after")
     def _methods_match_track(self) -> "Suite":
         allowed = {"conversion": CONVERSION_METHODS, "training": TRAINING_METHODS, "direct": DIRECT_METHODS}[self.track]
         for i, m in enumerate(self.methods):

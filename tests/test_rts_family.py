@@ -74,6 +74,8 @@ def _suite(**model):
         ({"activation": "rts", "rts_thresh": 0}, "rts_thresh must be a positive finite number"),
         ({"activation": "rts", "rts_thresh": float("inf")}, "rts_thresh must be a positive finite number"),
         ({"activation": "rts", "methods": []}, "models.0.methods: empty, so the model runs nothing"),
+        ({}, "models.0: method 'rts' needs an RTS ANN"),
+        ({"activation": "relu", "methods": ["ftbc_rts"]}, "models.0: method 'ftbc_rts' needs an RTS ANN"),
         ({"activation": "rts", "methods": ["rts", "rts"]}, "models.0.methods: rts named more than once"),
         ({"activation": "rts", "shift_relu": 1.5}, "shift_relu must be a non-negative integer"),
         ({"activation": "rts", "methods": ["ftbc"]}, "models.0.methods: 'ftbc' is not one of the suite's methods"),
@@ -167,3 +169,12 @@ def test_spiking_output_false_passes_the_model_check(tmp_path):
     path.write_text(yaml.safe_dump(_suite(activation="rts", width=True)))
     with pytest.raises(SuiteError, match="width: expected a number"):
         check_models(load_suite(path), path)
+
+
+def test_the_qcfs_ftbc_on_an_rts_model_is_refused_at_load_time():
+    suite = _suite(activation="rts")
+    suite["methods"] = ["rts", "ftbc"]
+    with pytest.raises(ValueError, match="models.0: method 'ftbc' does not fit an RTS ANN"):
+        Suite.model_validate(suite, context={"strict": True})
+    suite["models"][0]["methods"] = ["rts"]  # a model limited to its family's methods is fine
+    Suite.model_validate(suite, context={"strict": True})
