@@ -74,7 +74,7 @@ class LightParams(_Strict):
 class FTBCParams(_Strict):
     """FTBC single pass (docs/design.md §4): K calibration batches, step size alpha."""
 
-    alpha: float = Field(0.4, gt=0)
+    alpha: float = Field(0.4, gt=0, allow_inf_nan=False)
     batches: int = Field(3, gt=0, description="K, the number of calibration batches")
     batch_size: int = Field(200, gt=0)
     implementation: Literal["fast", "reference"] = "fast"
@@ -92,7 +92,7 @@ class FTBCRTSParams(_Strict):
     layer and step corrected with its own bias applied and its membrane re-simulated. Defaults: the
     official CIFAR script (``run_scripts/cifar_cali.sh``)."""
 
-    alpha: float = Field(0.005, gt=0, description="the official --curr_t_alpha")
+    alpha: float = Field(0.005, gt=0, allow_inf_nan=False, description="the official --curr_t_alpha")
     iterations: int = Field(50, gt=0, description="the official --num_cali_iters")
     sample_batches: int = Field(
         2, ge=0, description="the official --num_cali_sample_batches; its loop uses this many + 1 batches"

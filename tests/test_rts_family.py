@@ -101,6 +101,10 @@ def test_ftbc_rts_parameters_are_validated_with_official_defaults():
     bad["methods"] = [{"name": "ftbc_rts", "iterations": 0}]
     with pytest.raises(ValueError, match="iterations"):
         Suite.model_validate(bad, context={"strict": True})
+    # An infinite alpha (refused inside the cell by the calibration, after the ANN was trained).
+    bad["methods"] = [{"name": "ftbc_rts", "alpha": float("inf")}]
+    with pytest.raises(ValueError, match="alpha"):
+        Suite.model_validate(bad, context={"strict": True})
 
 
 def test_a_model_runs_only_the_methods_it_names_and_keys_do_not_change():
