@@ -1,12 +1,12 @@
 """The GPU proof in one command (run through scripts/gpu_check.sh): kernel tests on the card, every
 track end to end on CUDA at a tiny budget, every bench, and one summary.
 
-    python3 scripts/gpu_check.py OUT [--dry-run] [--allow-dirty] [--budget-s 480]
+    python3 scripts/gpu_check.py OUT [--dry-run] [--allow-dirty] [--budget-s 570]
     python3 scripts/gpu_check.py --print-env      # SNNBENCH_GIT_SHA=… SNNBENCH_TREE_DIGEST=… of HEAD
 
 OUT receives a few files at its top level (a lent machine returns at most 8, two folders deep):
 ``summary.json`` (pass/fail per part, card, versions, git SHA and whether the tree was clean),
-``neuron.json``, ``sparse.json``, ``ftbc.json``, ``convert.json`` (the bench JSONs, ready for
+``neuron.json``, ``sparse.json``, ``ftbc.json``, ``convert.json``, ``layer.json`` (the bench JSONs, ready for
 results/bench/<gpu>/), ``log.txt`` and ``gpu_check.tar.gz`` (everything: records, pytest report,
 per-part logs). Each part runs in its own process under a share of the time budget, so a crash or a
 hang costs that part only.
@@ -38,10 +38,10 @@ from typing import Any, Optional
 ROOT = Path(__file__).resolve().parents[1]
 # The files whose content decides the numbers; their digest ties a run to a commit.
 TREE_PATHS = ("kernels", "snnbench", "scripts", "suites", "tests", "pyproject.toml")
-BENCHES = ("neuron", "sparse", "ftbc", "convert")
+BENCHES = ("neuron", "sparse", "ftbc", "convert", "layer")
 SUITES = ("conversion", "training")
 # Seconds each part may take on a card (shares of the whole budget; benches write as they go).
-# They add up to the default budget (480 s); the neuron sweep took 128 s on an H200 and the sparse one
+# They add up to the default budget (570 s); the neuron sweep took 128 s on an H200 and the sparse one
 # 42 s before it timed the input gradient and three designs (90 s is an estimate); the rest are sized
 # by their work (a bench cut off keeps the points it wrote).
 PART_LIMITS = {
@@ -52,7 +52,11 @@ PART_LIMITS = {
     "bench_sparse": 80,
     "bench_ftbc": 50,
     "bench_convert": 50,
+    "bench_layer": 90,
 }
+# bench layer on a card: the Open Neuromorphic target points first (n = 4,096, 16,384, then the conv
+# block), no new point after this many seconds; the whole protocol (~10 min) is its own command.
+LAYER_CARD_ARGS = ["--budget-s", "45"]
 # bench sparse on a card: the sizes of the ≥ 100× targets, largest gap first (a cut-off run keeps
 # what it wrote), every input-gradient design side by side, Bernoulli input only to fit the budget.
 SPARSE_CARD_ARGS = ["--hidden", "1000,4000,200", "--inputs", "bernoulli", "--design", "pairs,rows,scan"]
@@ -247,7 +251,10 @@ def plan(work: Path, dry_run: bool) -> list[tuple[str, list[str], dict[str, str]
         )
     device = ["--device", "cpu", "--quick"] if dry_run else ["--device", "cuda"]
     for bench in BENCHES:
-        extra = (["--design", "pairs,rows,scan"] if dry_run else SPARSE_CARD_ARGS) if bench == "sparse" else []
+        extra = {
+            "sparse": ["--design", "pairs,rows,scan"] if dry_run else SPARSE_CARD_ARGS,
+            "layer": ["--no-figure", "--impls", "snnbench,torch_loop"] if dry_run else LAYER_CARD_ARGS,
+        }.get(bench, [])
         parts.append(
             (
                 f"bench_{bench}",
@@ -353,7 +360,7 @@ def _pytest_counts(xml: Path) -> dict[str, int]:
 
 def _collect(out: Path, work: Path) -> list[str]:
     """Copy the bench JSONs to OUT's top level and pack the work folder but its model cache; return
-    what OUT holds (7 files: summary, log, tarball and the four bench JSONs)."""
+    what OUT holds (8 files: summary, log, tarball and the five bench JSONs)."""
     for bench in BENCHES:
         src = work / "bench" / f"{bench}.json"
         if src.exists():
@@ -371,7 +378,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("out", nargs="?", type=Path, help="folder for summary.json and the rest")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, interpreter (what CI runs)")
     ap.add_argument("--allow-dirty", action="store_true", help="run on an uncommitted tree; the summary says so")
-    ap.add_argument("--budget-s", type=float, default=480.0, help="time for all parts together (default 480)")
+    ap.add_argument("--budget-s", type=float, default=570.0, help="time for all parts together (default 570)")
     ap.add_argument("--parts", default="", help="comma-separated part names to run (default: all)")
     ap.add_argument("--print-env", action="store_true", help="print SNNBENCH_GIT_SHA and SNNBENCH_TREE_DIGEST of HEAD")
     return ap

@@ -5,7 +5,7 @@
 #                                       end on CUDA, every bench; OUT/summary.json says what passed
 #   scripts/gpu_check.sh OUT --dry-run  the same plumbing on a CPU at tiny sizes (CI runs this)
 #
-# Other options: --allow-dirty, --budget-s S (default 480), --parts a,b (see scripts/gpu_check.py).
+# Other options: --allow-dirty, --budget-s S (default 570), --parts a,b (see scripts/gpu_check.py).
 # Wheels of what the machine lacks (pydantic and its needs, spikingjelly; scripts/gpu_wheels.sh
 # downloads them) may sit in .whl/: they are installed into a private folder, never over the system's.
 # A copy without .git needs SNNBENCH_GIT_SHA and SNNBENCH_TREE_DIGEST in its environment

@@ -13,8 +13,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
-from snnbench.config import Suite, SuiteError, load_suite as _read_suite, parse_suite, read_yaml
-from snnbench.suite_overrides import SourceError, resolve_sources
+from snnbench.config import Suite, SuiteError, load_suite as _read_suite, parse_suite, suite_fields
 
 SuiteSource = Union[str, Path, Mapping[str, Any], Suite]
 
@@ -40,11 +39,7 @@ def load_suite(source: SuiteSource, overrides: Optional[Sequence[str]] = None) -
             return source
     if isinstance(source, Mapping):
         where = Path("<suite mapping>")  # its base: files are found from the current folder
-        try:
-            data = resolve_sources(dict(source), where, overrides or (), read=read_yaml)
-        except SourceError as err:
-            raise SuiteError(str(err)) from None
-        suite = parse_suite(data, where)
+        suite = parse_suite(suite_fields(dict(source), where, overrides or ()), where)
     else:
         where = Path(source)
         suite = _read_suite(where, overrides or ())

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Annotated, List, Literal, Optional
 
 import typer
-from rich.console import Console
-from rich.text import Text
 from typer.core import TyperGroup
+
+from snnbench import user_text
+from snnbench.user_text import verbatim_console
 
 from snnbench.records.device import DEVICES
 from snnbench.report import EXPORT_FORMATS, TABLE_FORMATS
@@ -41,7 +42,7 @@ class _Group(TyperGroup):
         except KeyboardInterrupt as err:
             # A verb that knows what the interruption leaves behind says so in the exception
             # (``snnbench run``: how many cells are recorded where).
-            err_console.print(Text(str(err) or "interrupted"), highlight=False)
+            user_text.say(err_console, str(err) or "interrupted")
             raise typer.Exit(130) from None
 
 
@@ -62,22 +63,23 @@ bench_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 
-# Piped output (CI logs, files) gets a wide fixed width so leaderboard columns are not truncated.
-console = Console() if sys.stdout.isatty() else Console(width=200, soft_wrap=True)
+# Both consoles print user text verbatim (markup off; snnbench.user_text). Piped output (CI logs,
+# files) gets a wide fixed width so leaderboard columns are not truncated.
+console = verbatim_console() if sys.stdout.isatty() else verbatim_console(width=200, soft_wrap=True)
 # Errors are never wrapped: a path or message split across lines would not survive grep or copy.
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = verbatim_console(stderr=True, soft_wrap=True)
 
 
 def _print_error(message: str) -> None:
-    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+    user_text.error(err_console, message)
 
 
 def _warn(message: str) -> None:
-    err_console.print(Text.assemble(("warning:", "yellow"), " ", message), highlight=False)
+    user_text.warn(err_console, message)
 
 
-def _say(message: str) -> None:
-    console.print(Text(message), highlight=False)
+def _say(message: str, style: Optional[str] = None) -> None:
+    user_text.say(console, message, style)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -89,7 +91,7 @@ def _version_callback(value: bool) -> None:
     if value:
         from snnbench import __version__
 
-        console.print(f"snnbench {__version__}", highlight=False)
+        _say(f"snnbench {__version__}")
         raise typer.Exit()
 
 
@@ -288,13 +290,16 @@ def export(
     """
     from snnbench.report.frame import export as write_frame, load_results
     from snnbench.report.inputs import InputError
+    from snnbench.user_paths import output_file
 
+    if out is not None:
+        output_file(out, "--out")  # before any record is read
     try:
         frame = load_results(results, latest=not all_records)
     except InputError as err:
         _fail(str(err))
     for problem in frame.attrs.get("problems", []):
-        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+        _warn(problem)
     try:
         text = write_frame(frame, fmt, out)
     except ValueError as err:
@@ -304,7 +309,7 @@ def export(
     if text is not None:
         sys.stdout.write(text)
     else:
-        err_console.print(f"wrote {len(frame)} rows to {out}", highlight=False)
+        user_text.say(err_console, f"wrote {len(frame)} rows to {out}")
 
 
 @app.command()
@@ -384,7 +389,10 @@ def compare(
             _warn(problem)
     console.print(render_comparison(result, show_all=show_all))
     code = result.exit_code(allow_missing=allow_missing)
-    console.print("[bold red]REGRESSION[/]" if code else "[green]no regression beyond tolerance[/]", highlight=False)
+    if code:
+        _say("REGRESSION", "bold red")
+    else:
+        _say("no regression beyond tolerance", "green")
     raise typer.Exit(code)
 
 
@@ -402,7 +410,10 @@ def leaderboard(
     """
     from snnbench.report.leaderboard import build_page
     from snnbench.report.published import PublishedError
+    from snnbench.user_paths import output_file
 
+    if out is not None:
+        output_file(out, "leaderboard --out")  # before any file is read
     try:
         page = build_page(runs_dir=runs, bench_dir=bench, published_dir=published_dir)
     except PublishedError as err:
@@ -450,9 +461,10 @@ def env() -> None:
 
 
 def _writable_folder(folder: Path, option: str) -> None:
-    """Create ``folder``; a file in its place or no permission is an error naming the option."""
-    if folder.exists() and not folder.is_dir():
-        _fail(f"{option} {folder}: is a file; expected a folder to write into")
+    """Create ``folder``; a file (or FIFO, device) in its place or no permission is an error naming the option."""
+    from snnbench.user_paths import output_folder
+
+    output_folder(folder, option)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -460,7 +472,8 @@ def _writable_folder(folder: Path, option: str) -> None:
 
 
 def _bench_out(out: Optional[Path]) -> Optional[Path]:
-    if out is not None:
+    """``--out`` names a folder (created here) or, ending in .json, the file itself."""
+    if out is not None and out.suffix != ".json":
         _writable_folder(out, "--out")
     return out
 
@@ -586,6 +599,22 @@ def bench_convert(models: _Models = []) -> dict:
     """Converted-SNN evaluation throughput: snnbench vs the official step-by-step loop vs SpikingJelly,
     with bf16 / channels_last / CUDA-graph options and their accuracy deltas."""
     return {"models": models or None}
+
+
+@_bench("layer", "snnbench.bench.layer:run_layer_bench")
+def bench_layer(
+    figure: Annotated[bool, typer.Option(help="also write layer.png (time vs n per library) next to the JSON")] = True,
+    budget_s: Annotated[
+        Optional[float], typer.Option(min=0, help="start no point after this many seconds (the JSON lists those left)")
+    ] = None,
+    impls: Annotated[
+        Optional[str], typer.Option(help="only these implementations, comma-separated (default: every peer)")
+    ] = None,
+) -> dict:
+    """One spiking layer (Linear(n,n)+LIF on the Open Neuromorphic protocol, a CIFAR conv block) against
+    SpikingJelly, snnTorch, Norse, Sinabs, a PyTorch loop and torch.compile, each checked to the same
+    neuron first (pip install 'snnbench[peers]'); on the CPU also the neuron alone at 1 and 2 threads."""
+    return {"figure": figure, "budget_s": budget_s, "impls": _items(impls)}
 
 
 def main() -> None:

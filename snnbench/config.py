@@ -5,10 +5,9 @@ A suite sweeps datasets × models × methods × seeds; every conversion method i
 never silently falls back to a default. Every failure is raised as :class:`SuiteError`, whose message
 names the file, the field path and what was expected.
 
-YAML is read strictly and with bounded work: libyaml's C parser when present, safe construction (no
-``!!python/`` tags), duplicate keys are errors naming both lines, what aliases expand to is capped (an
-alias bomb would expand to gigabytes), booleans are not numbers, and the limits below keep a small file
-from asking for unbounded work.
+YAML is read by the one strict reader (:mod:`snnbench.strict_yaml`: no ``!!python/`` tags, duplicate
+keys and alias bombs refused, bounded size, regular files only); booleans are not numbers, and the
+limits below keep a small file from asking for unbounded work.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Sequence, Union
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,14 +30,15 @@ from pydantic import (
     model_validator,
 )
 
+from snnbench import strict_yaml
 from snnbench.errors import UnusableInputError
+from snnbench.user_paths import UnusablePathError
 
 
 # Limits, each with the reason shown when it is exceeded.
-MAX_SUITE_BYTES = 1 << 20  # a suite is a few KB
-MAX_ALIAS_NODES = 100_000  # values YAML aliases may expand to in one file
 MAX_TIMESTEP = 4096  # the longest published conversion runs use T <= 1024; memory grows with T
 MAX_CELLS = 100_000  # cells are listed, planned and recorded one by one
+MAX_NAME_CHARS = 200  # a suite's name plus ".jsonl.corrupt" must fit a 255-byte file name
 MAX_SEED = 2**63 - 1  # what torch's and the Triton kernels' generators accept, with room for offsets
 
 
@@ -108,6 +107,37 @@ class FTBCIterParams(FTBCParams):
     """Iterative FTBC: ``passes`` sweeps over the calibration batches, alpha per pass."""
 
     passes: int = Field(5, gt=0)
+
+
+class AdvancedParams(_Strict):
+    """SNN Calibration's advanced calibration (family: snnc): every neuron's initial membrane from one
+    batch, as the FTBC repository's SNNC script and SNN_Calibration's CIFAR script run it (their weights
+    calibration is commented out there; only SNN_Calibration's ImageNet script runs it)."""
+
+    batch_size: int = Field(128, gt=0, description="training images in the calibration batch")
+    calibration_augment: bool = Field(
+        True, description="calibrate on training images with the training augmentation, as the official loader"
+    )
+
+
+class FTBCSNNCParams(_Strict):
+    """FTBC as the FTBC repository's SNNC script runs it (family: snnc): ``ours_wo_avg``
+    (``average: false``, bias_corr_model_update_step_by_step) or ``ours_w_avg`` (``average: true``,
+    x_bias_corr_model_update_step_by_step), with the script's defaults."""
+
+    average: bool = Field(False, description="ours_w_avg: each step's error is that of the running average")
+    alpha: float = Field(0.5, gt=0, description="--curr_t_alpha")
+    batches: int = Field(
+        10, gt=0, description="--num_cali_sample_batches (ours_w_avg's official loop reads one more: give K+1)"
+    )
+    batch_size: int = Field(128, gt=0)
+    iterations: int = Field(5, gt=0, description="--num_cali_iters: passes, each on new batches (seed + i)")
+    calibration_augment: bool = Field(
+        True, description="calibrate on training images with the training augmentation, as the official loader"
+    )
+    bias_order: Literal["official", "kernel"] = Field(
+        "official", description="u = (v + x) - b (official) or the QCFS route's (v - b) + x (kernel)"
+    )
 
 
 def surrogate_names() -> tuple[str, ...]:
@@ -185,6 +215,8 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "light": LightParams,
     "ftbc": FTBCParams,
     "ftbc_iter": FTBCIterParams,
+    "advanced": AdvancedParams,
+    "ftbc_snnc": FTBCSNNCParams,
     "ftbc_rts": FTBCRTSParams,
     "rts": QCFSParams,  # the same plain conversion, the name of the RTS family's uncalibrated row
     "surrogate": SurrogateParams,
@@ -194,7 +226,22 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "localzo": LocalZOParams,
     "localzo_dense": LocalZOParams,
 }
-CONVERSION_METHODS = {"qcfs", "none", "rts", "light", "ftbc", "ftbc_iter", "ftbc_rts"}
+CONVERSION_METHODS = {"qcfs", "none", "rts", "light", "ftbc", "ftbc_iter", "ftbc_rts", "advanced", "ftbc_snnc"}
+# Methods of one ANN family only: the SNN Calibration family's (model parameter ``family: snnc``).
+SNNC_METHODS = {"advanced", "ftbc_snnc"}
+SNNC_FAMILY_METHODS = {"none", "light"} | SNNC_METHODS
+
+
+def method_applies(method: str, model_params: dict[str, Any], listed: Optional[list[str]] = None) -> bool:
+    """Whether a suite's method runs on a model: the SNN Calibration family's own methods on that
+    family only, and only the methods the model lists (``methods:``) when it lists any."""
+    if listed is not None and method not in listed:
+        return False
+    if model_params.get("family") == "snnc":
+        return method in SNNC_FAMILY_METHODS
+    return method not in SNNC_METHODS
+
+
 TRAINING_METHODS = {"surrogate", "sparseprop", "surrogate_normal", "sparseprop_normal", "localzo", "localzo_dense"}
 DIRECT_METHODS = {"surrogate", "localzo"}  # the direct-training (spiking CNN) track
 
@@ -283,7 +330,23 @@ class ModelSpec(_Strict):
         batches = self.params.get("threshold_batches", 1)
         if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
             raise ValueError(f"threshold_batches must be a positive integer, got {batches!r}")
+        self._check_family()
         return self
+
+    def _check_family(self) -> None:
+        family = self.params.get("family", "default")
+        if family not in ("default", "snnc"):
+            raise ValueError(f"family must be 'default' or 'snnc' (SNN Calibration), got {family!r}")
+        granularity = self.params.get("threshold_granularity", "layer")
+        if granularity not in ("layer", "channel"):
+            raise ValueError(f"threshold_granularity must be 'layer' or 'channel', got {granularity!r}")
+        relu = self.params.get("activation", "qcfs") == "relu" or "weights" in self.params
+        if (family == "snnc" or granularity == "channel") and not relu:
+            raise ValueError("family 'snnc' and threshold_granularity 'channel' are for ReLU ANNs (activation: relu)")
+        if granularity == "channel" and self.params.get("threshold", "max") != "mse":
+            raise ValueError(
+                "threshold_granularity 'channel' is SNN Calibration's per-channel MSE rule: set threshold: mse"
+            )
 
 
 # The datasets a suite may name; data/registry.py maps each to its loader (a test keeps the two equal).
@@ -361,7 +424,8 @@ class TrainingSpec(_Strict):
 class Suite(_Strict):
     """A YAML sweep: every combination of datasets × models × methods × seeds is one cell."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    # The name becomes file names (<name>.jsonl.claims, .jsonl.corrupt): a file name has at most 255 bytes.
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_NAME_CHARS)
     description: str = ""
     track: Literal["conversion", "training", "direct"] = "conversion"
     datasets: list[DatasetSpec] = Field(..., min_length=1)
@@ -464,6 +528,26 @@ class Suite(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _methods_match_family(self) -> "Suite":
+        # A method of one ANN family runs only on that family's models (the cells of other pairs are
+        # not made); each method must apply to some model and each model take some method.
+        for i, m in enumerate(self.methods):
+            if not any(method_applies(m.name, model.params) for model in self.models):
+                why = (
+                    "it calibrates the SNN Calibration family (a model with activation: relu and family: snnc)"
+                    if m.name in SNNC_METHODS
+                    else f"a model with family: snnc takes {sorted(SNNC_FAMILY_METHODS)}"
+                )
+                raise ValueError(f"methods.{i}: {m.name!r} applies to none of the models; {why}")
+        for j, model in enumerate(self.models):
+            if not any(method_applies(m.name, model.params) for m in self.methods):
+                takes = (
+                    sorted(SNNC_FAMILY_METHODS) if model.params.get("family") == "snnc" else "no SNN Calibration method"
+                )
+                raise ValueError(f"models.{j} ({model.name}) takes none of the methods; it takes {takes}")
+        return self
+
     def results_path(self, results_dir: Optional[Path] = None) -> Path:
         if results_dir is not None:
             return Path(results_dir) / f"{self.name}.jsonl"
@@ -508,120 +592,27 @@ def parse_suite(data: Any, path: Path) -> Suite:
         raise SuiteError(format_validation_error(path, err)) from None
 
 
-def _node_size(node: Any, sizes: dict[int, int]) -> int:
-    """Values in a composed YAML node once every alias inside it is expanded (memoised by id)."""
-    known = sizes.get(id(node))
-    if known is not None:
-        return known
-    sizes[id(node)] = 1  # a cycle counts once; construct_object refuses it anyway
-    if isinstance(node, yaml.SequenceNode):
-        size = 1 + sum(_node_size(v, sizes) for v in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size = 1 + sum(_node_size(k, sizes) + _node_size(v, sizes) for k, v in node.value)
-    else:
-        size = 1
-    sizes[id(node)] = size
-    return size
-
-
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ~10x faster
-
-
-class _SuiteLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """Safe YAML that refuses duplicate keys and caps what aliases expand to, with each problem's line."""
-
-    def construct_object(self, node, deep=False):
-        if node in self.recursive_objects:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a YAML alias refers to a value that contains it (a recursive structure)", node.start_mark
-            )
-        if node in self.constructed_objects:
-            # An alias: the value is shared, but whoever walks it later (validation, hashing) walks it
-            # in full, so its expanded size counts against a budget that stops an alias bomb at once.
-            self._expanded = getattr(self, "_expanded", 0) + _node_size(node, self.__dict__.setdefault("_sizes", {}))
-            if self._expanded > MAX_ALIAS_NODES:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"YAML aliases (*name) expand to more than {MAX_ALIAS_NODES} values (an alias bomb?); "
-                    "the anchored value that crossed the limit starts here",
-                    node.start_mark,
-                )
-        return super().construct_object(node, deep=deep)
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, Any] = {}
-            for key_node, _ in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    continue
-                key = key_node.value
-                if key in seen:
-                    first = seen[key]
-                    raise yaml.constructor.ConstructorError(
-                        f"key {key!r} first given at line {first.line + 1}",
-                        first,
-                        f"duplicate key {key!r} (YAML would silently keep only the last one)",
-                        key_node.start_mark,
-                    )
-                seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-
-_SuiteLoader.add_constructor("tag:yaml.org,2002:map", _SuiteLoader.construct_yaml_map)
-
-
-def _yaml_error(path: Path, err: yaml.YAMLError) -> SuiteError:
-    mark = getattr(err, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-    problem = getattr(err, "problem", None) or str(err)
-    context = getattr(err, "context", None)
-    kind = "YAML error" if isinstance(err, yaml.constructor.ConstructorError) else "YAML syntax error"
-    return SuiteError(f"{path}: {kind} at {where}: {problem}" + (f"; {context}" if context else ""))
-
-
-def read_yaml(path: Path, what: str = "suite") -> Any:
-    """The YAML document at ``path``, read strictly; :class:`SuiteError` names the file and line."""
-    if path.is_dir():
-        raise SuiteError(f"{path}: is a folder, not a {what} file (give the .yaml file inside it)")
-    if not path.is_file():
-        raise SuiteError(f"{path}: {what} file not found")
+def read_yaml(path: Path, what: str = "suite file") -> Any:
+    """The YAML file at ``path`` through the one strict reader; :class:`SuiteError` names the file and line."""
     try:
-        size = path.stat().st_size
-        if size > MAX_SUITE_BYTES:
-            raise SuiteError(
-                f"{path}: {size} bytes; a {what} file may have at most {MAX_SUITE_BYTES} bytes "
-                "(suites are a few KB; a larger file is refused unread, so a wrong file cannot stall the tool)"
-            )
-        raw = path.read_bytes()
-    except OSError as err:
-        raise SuiteError(f"{path}: cannot read the {what} file: {err.strerror or err}") from None
+        return strict_yaml.read_yaml(path, what)
+    except (strict_yaml.YamlError, UnusablePathError) as err:
+        raise SuiteError(str(err)) from None
+
+
+def suite_fields(data: Any, path: Path, overrides: Sequence[str] = ()) -> Any:
+    """``data`` (read from ``path``) over its ``base:`` files, with ``overrides`` applied."""
+    from snnbench.suite_overrides import SourceError, resolve_sources
+
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise SuiteError(
-            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-            f"a {what} file is YAML text saved as UTF-8"
-        ) from None
-    if "\x00" in text:
-        raise SuiteError(f"{path}: contains NUL bytes (a binary file?); a {what} file is YAML text")
-    try:
-        return yaml.load(text, Loader=_SuiteLoader)
-    except yaml.YAMLError as err:
-        raise _yaml_error(path, err) from None
-    except RecursionError:
-        raise SuiteError(f"{path}: nested too deeply to be a {what} file") from None
+        return resolve_sources(data, path, overrides, read=read_yaml)
+    except (SourceError, strict_yaml.YamlError, UnusablePathError) as err:
+        raise SuiteError(str(err)) from None
 
 
 def load_suite(path: Union[str, Path], overrides: Sequence[str] = ()) -> Suite:
     """Read and validate a YAML suite, over its ``base:`` files and with ``key.path=value``
     ``overrides`` applied (see :mod:`snnbench.suite_overrides`); raise :class:`SuiteError` with a
     located message."""
-    from snnbench.suite_overrides import SourceError, resolve_sources
-
     path = Path(path)
-    try:
-        data = resolve_sources(read_yaml(path), path, overrides, read=read_yaml)
-    except SourceError as err:
-        raise SuiteError(str(err)) from None
-    return parse_suite(data, path)
+    return parse_suite(suite_fields(read_yaml(path), path, overrides), path)

@@ -7,7 +7,9 @@ the value is read as YAML (``1``, ``0.5``, ``true``, ``[0, 1]``, ``{name: ftbc}`
 path indexes a list (``models.0.width=16``). The result is checked by the suite schema like any file,
 so an override gets the same located errors as a typo in the YAML.
 
-Nothing here imports the rest of snnbench: ``config.load_suite`` passes its YAML reader in.
+Nothing here imports the rest of snnbench but the YAML reader and the path opener below it:
+``config.load_suite`` passes its file reader in. A ``--set`` value is read by the same strict reader
+as a file (an alias bomb or a duplicate key in a value is refused the same way).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import yaml
+from snnbench.strict_yaml import parse_yaml
+from snnbench.user_paths import UnusablePathError, input_file
 
 BASE_KEY = "base"
+MAX_BASE_DEPTH = 32  # suites in a family share one or two bases; a longer chain is a mistake
 
 
 class SourceError(ValueError):
@@ -34,6 +38,12 @@ def merged(base: Any, top: Any) -> Any:
     return top
 
 
+def _chain_text(chain: Sequence[Path]) -> str:
+    names = [p.name for p in chain]
+    shown = names if len(names) <= 6 else [*names[:3], f"… {len(names) - 5} more …", *names[-2:]]
+    return " → ".join(shown)
+
+
 def with_bases(data: Any, path: Path, read: Callable[[Path], Any], seen: Sequence[Path] = ()) -> Any:
     """``data`` (read from ``path``) over its chain of ``base:`` files, without the ``base`` key."""
     if not isinstance(data, dict) or BASE_KEY not in data:
@@ -44,10 +54,18 @@ def with_bases(data: Any, path: Path, read: Callable[[Path], Any], seen: Sequenc
         raise SourceError(f"{path}: base: expected the path of a suite file, got {name!r}")
     base_path = (Path(path).parent / name) if not Path(name).is_absolute() else Path(name)
     chain = [*seen, Path(path).resolve()]
+    if len(chain) > MAX_BASE_DEPTH:
+        raise SourceError(
+            f"{chain[0]}: base: a chain of more than {MAX_BASE_DEPTH} base files ({_chain_text(chain)}); "
+            "a suite family needs one or two levels: shorten the chain"
+        )
+    # A folder, a device, a FIFO or a loop of symlinks is named for what it is, before it is read.
+    try:
+        input_file(base_path, "suite file", expected="a suite file (YAML text)")
+    except UnusablePathError as err:
+        raise SourceError(f"{path}: base: {name}: {err}") from None
     if base_path.resolve() in chain:
         raise SourceError(f"{path}: base: {name} leads back to {base_path} (a cycle of base files)")
-    if not base_path.is_file():
-        raise SourceError(f"{path}: base: {name}: suite file not found (looked for {base_path})")
     base = read(base_path)
     if not isinstance(base, dict):
         raise SourceError(f"{base_path}: expected a mapping of suite fields (it is the base of {path})")
@@ -59,12 +77,12 @@ def parse_override(text: str, path: Path) -> tuple[list[str], Any]:
     parts = key.strip().split(".")
     if not sep or not all(p.strip() for p in parts):
         raise SourceError(f"{path}: --set {text!r}: expected KEY.PATH=VALUE (e.g. training.epochs=1, seeds=[0,1])")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as err:
+    if parts[0].strip() == BASE_KEY:
         raise SourceError(
-            f"{path}: --set {text!r}: the value is not valid YAML: {getattr(err, 'problem', err)}"
-        ) from None
+            f"{path}: --set {text!r}: base: files are merged before --set applies, so base cannot be set; "
+            "write base: in the suite file, or --set the fields you want from it"
+        )
+    parsed = parse_yaml(value, f"{path}: --set {text!r}: the value", what="--set value") if value.strip() else ""
     return [p.strip() for p in parts], parsed
 
 

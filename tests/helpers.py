@@ -32,6 +32,22 @@ def tiny_digits_suite(tmp_path: Path, name: str = "tiny", **overrides: Any) -> P
     return path
 
 
+def digits_record(key: str = "digits/digits_cnn/qcfs/seed=0/x", seed: int = 0, **fields: Any) -> dict:
+    """A conversion record of the current schema, as ``snnbench run`` writes one (less config and env)."""
+    record = {
+        "schema": 1,
+        "key": key,
+        "suite": "s",
+        "track": "conversion",
+        "dataset": "digits",
+        "model": "digits_cnn",
+        "method": "qcfs",
+        "seed": seed,
+        "metrics": {"ann_acc": 98.0, "snn_acc": {"1": 50.0, "4": 97.0}},
+    }
+    return {**record, **fields}
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(

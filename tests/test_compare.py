@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from snnbench.cli import app
 from snnbench.report.compare import Tolerance, compare_files, parse_tolerance
 from snnbench.report.metrics import direction
+from tests.helpers import digits_record
 
 runner = CliRunner()
 
@@ -26,17 +27,7 @@ def record(key: str = "digits/digits_cnn/qcfs/seed=0/abc", **metrics) -> dict:
         "ann_source": "trained",
     }
     base.update(metrics)
-    return {
-        "schema": 1,
-        "key": key,
-        "suite": "s",
-        "track": "conversion",
-        "dataset": "digits",
-        "model": "digits_cnn",
-        "method": "qcfs",
-        "seed": 0,
-        "metrics": base,
-    }
+    return digits_record(key, metrics=base)
 
 
 def write_jsonl(path: Path, records) -> Path:

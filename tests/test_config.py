@@ -278,7 +278,7 @@ def test_strict_bounded_yaml_refusals_are_located_and_fast(tmp_path, content, ne
 
 
 def test_a_folder_is_not_a_suite_and_aliases_within_the_cap_are_fine(tmp_path):
-    with pytest.raises(SuiteError, match="is a folder, not a suite file"):
+    with pytest.raises(SuiteError, match="suite file is a folder, not a regular file"):
         load_suite(tmp_path)
     # A generated suite (yaml.dump of shared objects) uses aliases; small ones load.
     data = valid_dict()

@@ -23,7 +23,9 @@ def test_export_writes_the_long_form(tmp_path, fmt):
     assert len(written) == len(expected)
     assert written["value"].sum() == pytest.approx(expected["value"].sum())
     acc = written[(written.metric == "snn_acc") & (written["T"] == 4)]
-    assert set(acc.method) == {"qcfs", "light", "ftbc"}
+    want = expected[(expected.metric == "snn_acc") & (expected["T"] == 4)]
+    # Every conversion method of the committed runs, the demo's three among them.
+    assert {"qcfs", "light", "ftbc"} <= set(acc.method) == set(want.method)
 
 
 def test_export_csv_to_stdout_and_bad_format_exits_2():

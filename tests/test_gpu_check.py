@@ -107,8 +107,8 @@ def test_a_copy_without_git_checks_its_files_against_the_given_digest(tmp_path, 
 
 
 def test_part_limits_fit_the_default_budget():
-    """Each part gets its own share; shares over the 480 s default would starve the last bench."""
+    """Each part gets its own share; shares over the default budget would starve the last bench."""
     gpu_check = _module()
     parts = set(gpu_check.PART_LIMITS)
     assert parts == {"tests"} | {f"track_{s}" for s in gpu_check.SUITES} | {f"bench_{b}" for b in gpu_check.BENCHES}
-    assert sum(gpu_check.PART_LIMITS.values()) <= 480
+    assert sum(gpu_check.PART_LIMITS.values()) <= gpu_check._parser().get_default("budget_s")

@@ -62,8 +62,8 @@ def test_folders_files_and_cluster_are_checked_first(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("")
     (tmp_path / "res" / "tiny.jsonl").mkdir(parents=True)
-    _refused(["run", str(suite), "--results-dir", str(tmp_path / "res")], "tiny.jsonl is a folder")
-    _refused(["run", str(suite), "--results-dir", str(afile)], f"results folder {afile} is a file")
+    _refused(["run", str(suite), "--results-dir", str(tmp_path / "res")], "tiny.jsonl: results file is a folder")
+    _refused(["run", str(suite), "--results-dir", str(afile)], f"folder of the results file: {afile} is a file")
     _refused(
         ["run", str(suite), "--results-dir", str(tmp_path / "ok"), "--cache-dir", str(afile)],
         f"cache folder (--cache-dir / SNNBENCH_CACHE) {afile} is a file",

@@ -8,22 +8,13 @@ import json
 from typer.testing import CliRunner
 
 from snnbench.cli import app
+from tests.helpers import digits_record
 
 runner = CliRunner()
 
 
 def _good(seed: int = 0) -> dict:
-    return {
-        "schema": 1,
-        "key": f"digits/digits_cnn/qcfs/seed={seed}/x",
-        "suite": "s",
-        "track": "conversion",
-        "dataset": "digits",
-        "model": "digits_cnn",
-        "method": "qcfs",
-        "seed": seed,
-        "metrics": {"ann_acc": 98.0, "snn_acc": {"1": 50.0, "4": 97.0}},
-    }
+    return digits_record(f"digits/digits_cnn/qcfs/seed={seed}/x", seed)
 
 
 BAD_LINES = [

@@ -161,7 +161,7 @@ def test_results_folder_that_cannot_exist_is_a_clear_error(tmp_path):
         ],
     )
     assert result.exit_code == 2, result.output
-    assert "cannot create results folder" in " ".join(result.output.split())
+    assert "cannot create the folder of the results file" in " ".join(result.output.split())
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert blocker.read_text() == "a file, not a folder\n"
 

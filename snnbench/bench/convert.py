@@ -48,6 +48,7 @@ from snnbench.bench.harness import (
 from snnbench.bench.timing import release_memory
 from snnbench.errors import BenchInputError
 from snnbench.models.hooks import forward_hooks
+from snnbench.user_text import say
 
 # (model, factory parameters, image shape, classes, batch, T values, time chunk of the snnbench path)
 FULL = [
@@ -312,13 +313,14 @@ def _case_rows(
             rows.append(row)
             release_memory(device)
         _speedups(rows, name, steps)
-        console.print(
+        say(
+            console,
             f"{name} T={steps}: "
             + ", ".join(
                 f"{r['impl']}{'+' + r['option'] if r['option'] != 'none' else ''} {r['median_ms']:.3g} ms"
                 for r in rows
                 if r["T"] == steps and r["model"] == name and r.get("median_ms")
-            )
+            ),
         )
     del ann, snn, x, peers
     release_memory(device)
@@ -428,5 +430,5 @@ def run_convert_bench(run: harness.BenchRun, *, models: Optional[list[str]] = No
         write_json(path, result)
     render(result["rows"], COLUMNS, console, f"converted-SNN evaluation on {card or device} ({device})")
     if path is not None:
-        console.print(f"wrote {path}")
+        say(console, f"wrote {path}")
     return result

@@ -23,6 +23,7 @@ import torch
 from snnbench.bench import harness
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory, synchronize
+from snnbench.user_text import say
 
 TARGET_SPEEDUP = 10.0
 OFFICIAL_LOOP_H200_S = 5.23  # docs/design.md §7: the FTBC repository's loop, same setting, H200
@@ -184,7 +185,7 @@ def run_ftbc_bench(run: harness.BenchRun, *, steps: Optional[int] = None) -> dic
         activation_bytes(sizes, steps), device, f"--steps {steps} (batch {sizes['batch_size']}, width {sizes['width']})"
     )
     if note:
-        console.print(note)
+        say(console, note)
     alpha = 0.4
 
     ann, snn, batches = _build(sizes, device)
@@ -397,4 +398,4 @@ def _write_and_render(result: dict[str, Any], out: Optional[Path], console: Any)
         result["path"] = str(path)
     _render(result, console)
     if out is not None:
-        console.print(f"wrote {result['path']}")
+        say(console, f"wrote {result['path']}")

@@ -31,10 +31,12 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from snnbench.bench.timing import gbps, json_out_path, resolve_device, synchronize
 from snnbench.errors import BenchInputError
 from snnbench.records.env import environment
+from snnbench.user_text import say
 
 SCHEMA = 2  # rows in the vocabulary above (1 was the older per-bench names, no longer read)
 QUANTILES = (0.5, 0.2, 0.8)
@@ -80,6 +82,7 @@ def bench_entry(body: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, 
     def entry(
         device: str = "auto", out: Optional[Path] = None, quick: bool = False, console: Any = None, **options: Any
     ) -> dict[str, Any]:
+        check_out(out)
         return body(BenchRun(resolve_device(device), out, quick, console_or_print(console)), **options)
 
     # help() and inspect show the call as it is made: the common parameters, then the bench's own.
@@ -197,11 +200,22 @@ def with_flops(row: dict[str, Any], flops: float, peak_tflops: Optional[float]) 
     return row
 
 
+def check_out(out: Optional[Path]) -> None:
+    """Before any timing: ``out`` is a .json file to write or a folder (each may be absent), never a
+    folder where the file belongs, a FIFO or a device (snnbench.user_paths)."""
+    from snnbench.user_paths import output_file, output_folder
+
+    if out is not None:
+        (output_file if Path(out).suffix == ".json" else output_folder)(out, "--out")
+
+
 def write_json(path: Optional[Path], result: dict[str, Any]) -> None:
     """Write ``result`` to ``path`` atomically (a cut-off run leaves the previous complete file)."""
     if path is None:
         return
-    path = Path(path)
+    from snnbench.user_paths import output_file
+
+    path = output_file(path, "bench JSON")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=2, default=str))
@@ -219,8 +233,8 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def console_or_print(console: Any) -> Any:
-    """``console`` if given, else a rich Console."""
-    return Console() if console is None else console
+    """``console`` if given, else a rich Console that prints user text verbatim (snnbench.user_text)."""
+    return Console(markup=False, highlight=False) if console is None else console
 
 
 def render(
@@ -234,11 +248,11 @@ def render(
     spec). Rows without ``timed_key`` are listed once by reason below the table."""
     timed = [r for r in rows if r.get(timed_key)]
     skipped = sorted({str(r.get("note", "")) for r in rows if not r.get(timed_key)})
-    table = Table(title=title)
+    table = Table(title=Text(title))  # notes and names verbatim, never markup
     for head, key, fmt in columns:
         table.add_column(head, justify="left" if fmt == "" else "right", no_wrap=True)
     for r in timed:
-        table.add_row(*(_cell(r.get(k), f) for _, k, f in columns))
+        table.add_row(*(Text(_cell(r.get(k), f)) for _, k, f in columns))
     console.print(table)
     if skipped:
-        console.print(f"{len(rows) - len(timed)} rows not timed: " + "; ".join(skipped))
+        say(console, f"{len(rows) - len(timed)} rows not timed: " + "; ".join(skipped))

@@ -36,6 +36,7 @@ from snnbench.bench.peers import spikingjelly_version
 from snnbench.bench.sweep import load_section, tier_of
 from snnbench.bench.timing import json_out_path
 from snnbench.errors import BenchInputError
+from snnbench.user_text import say
 
 # The keys the ``neuron`` section of snnbench/sweeps/kernels.yaml defines, and its tiers.
 SWEEP_KEYS = (
@@ -62,8 +63,15 @@ TARGET_HOST_US = {"fwd": 25.0, "fwd_bwd": 60.0}
 
 
 def load_sweep(path: Optional[Path] = None) -> dict[str, Any]:
-    """The ``neuron`` section of the shipped snnbench/sweeps/kernels.yaml (or ``path``), every key present."""
-    return load_section("neuron", SWEEP_KEYS, TIERS, path)
+    """The ``neuron`` section of the shipped snnbench/sweeps/kernels.yaml (or ``path``), every key present.
+    A user's file is also checked by the sweep schema (:mod:`snnbench.bench.sweep_file`); the shipped
+    one is package data that a test checks with it, so the default run needs no pydantic."""
+    section = load_section("neuron", SWEEP_KEYS, TIERS, path)
+    if path is not None:
+        from snnbench.bench.sweep_file import check_neuron_sweep
+
+        check_neuron_sweep(section, Path(path))
+    return section
 
 
 @contextlib.contextmanager
@@ -253,7 +261,7 @@ def run_neuron_bench(
             "no GPU: the PyTorch paths run on the CPU at small sizes; 'snnbench' rows time its PyTorch "
             "reference, not the Triton kernels (run with --device cuda on a GPU for those)"
         )
-        console.print(f"[yellow]{note}[/yellow]")
+        say(console, note, style="yellow")
 
     result: dict[str, Any] = header(
         "neuron",
@@ -272,10 +280,10 @@ def run_neuron_bench(
     path = json_out_path(run.out, "neuron.json")
     if device == "cuda":
         result["correctness"] = check_against_reference(device)
-        console.print(json.dumps(result["correctness"], indent=1))
+        say(console, json.dumps(result["correctness"], indent=1))
         write_json(path, result)
     result["host_path"] = host_path_us(device)
-    console.print(f"host path per call (no launches): {json.dumps(result['host_path'])}")
+    say(console, f"host path per call (no launches): {json.dumps(result['host_path'])}")
     budget = CompileBudget(sweep["compile"]["budget_s"])
     compiled: dict[str, Callable] = {}
     started = time.perf_counter()
@@ -293,7 +301,7 @@ def run_neuron_bench(
     title = f"neuron kernels on {result['environment']['hardware'].get('name', device)} ({device})"
     render(result["rows"], COLUMNS, console, title)
     if result.get("summary"):
-        console.print(json.dumps(result["summary"], indent=2, default=str))
+        say(console, json.dumps(result["summary"], indent=2, default=str))
     if path is not None:
-        console.print(f"wrote {path}")
+        say(console, f"wrote {path}")
     return result

@@ -62,6 +62,7 @@ from snnbench.bench.sparse_rows import (
 from snnbench.bench.sweep import load_section, tier_of
 from snnbench.errors import BenchInputError
 from snnbench.kernels.sparse_backward import INPUT_GRAD_DESIGNS
+from snnbench.user_text import say
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -117,7 +118,7 @@ def _stages(H: int, cfg: dict[str, Any], device: str, timing: dict[str, Any], co
         current = layer_inputs(kind, H, cfg, device)[3]
         delta, fraction = calibrate_delta(current, cfg["target_active"])
         del current
-        console.print(f"H={H}, {kind} input: δ={delta:.4g} gives {100 * fraction:.3f}% active in layer 2")
+        say(console, f"H={H}, {kind} input: δ={delta:.4g} gives {100 * fraction:.3f}% active in layer 2")
         deltas = [(cfg["target_active"], delta)]
         if H == cfg["sweep_hidden"]:
             deltas += [(t, delta * t / cfg["target_active"]) for t in cfg["sweep_targets"]]
@@ -214,7 +215,7 @@ def run_sparse_bench(
     note = ""
     if device == "cpu":
         note = "no GPU: small sizes; the sparse rows time the PyTorch reference, not the Triton kernels"
-        console.print(note)
+        say(console, note)
     ceiling = copy_ceiling(1 << (26 if device == "cuda" else 22), torch.float32, device, **timing)
     cfg["ceiling_gbps"] = ceiling["gbps"]
     result = header(
@@ -232,7 +233,7 @@ def run_sparse_bench(
     started = time.perf_counter()
     if device == "cuda":
         result["correctness"] = check_against_reference(device)
-        console.print(json.dumps(result["correctness"], indent=1))
+        say(console, json.dumps(result["correctness"], indent=1))
 
     for H in cfg["hidden"]:
         for stage, fn in _stages(H, cfg, device, timing, console):
@@ -246,9 +247,9 @@ def run_sparse_bench(
             write_json(path, result)
     title = f"sparse backward on {result['environment']['hardware'].get('name', device)} ({device})"
     render(result["rows"], COLUMNS, console, title)
-    console.print(json.dumps(result["summary"], indent=2, default=str))
+    say(console, json.dumps(result["summary"], indent=2, default=str))
     if path is not None:
-        console.print(f"wrote {path}")
+        say(console, f"wrote {path}")
     return result
 
 

@@ -21,17 +21,11 @@ def default_sweep_file() -> Path:
 def load_section(name: str, keys: Sequence[str], tiers: Sequence[str], path: Optional[Path] = None) -> dict[str, Any]:
     """Section ``name`` of the sweep file (the shipped one unless ``path``): every key of ``keys`` and
     every tier of ``tiers`` present, nothing else; a tier may set only keys of ``keys``."""
-    from snnbench.config import SuiteError, read_yaml
+    from snnbench.strict_yaml import read_yaml
 
     path = Path(path) if path is not None else default_sweep_file()
-    if not path.exists():
-        raise BenchInputError(
-            f"{path}: the {name} sweep file is missing (it ships as snnbench/sweeps/kernels.yaml; pass --sweep PATH)"
-        )
-    try:  # the suites' strict reader: a folder, a YAML error or a !!python tag is the input's fault
-        data = read_yaml(path, what="sweep") or {}
-    except SuiteError as err:
-        raise BenchInputError(str(err)) from None
+    # The one strict reader: a FIFO, folder, !!python tag, duplicate key or syntax error is one located line.
+    data = read_yaml(path, "bench sweep file") or {}
     section = data.get(name) if isinstance(data, dict) else None
     if not isinstance(section, dict):
         raise BenchInputError(f"{path}: '{name}' must be a mapping of sweep settings")

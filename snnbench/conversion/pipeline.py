@@ -156,6 +156,30 @@ def simulation_chunk(bundle: DataBundle, steps: int, batch_size: int, budget_ele
     return max(1, min(steps, budget_elements // max(1, per_step * 64)))
 
 
+def calibration_request(
+    cell: Cell,
+    ctx: RunContext,
+    bundle: DataBundle,
+    ann: torch.nn.Module,
+    snn: torch.nn.Module,
+    steps: int,
+    family: str = "default",
+) -> CalibrationRequest:
+    """What the cell's method calibrates: ``snn`` against ``ann`` on the training split, for ``steps``."""
+    return CalibrationRequest(
+        ann=ann,
+        snn=snn,
+        data=bundle.calibration,
+        steps=steps,
+        params=cell.method.params,
+        device=ctx.device,
+        seed=cell.seed,
+        compare_reference=ctx.compare_reference,
+        augmented_data=bundle.calibration_augmented,
+        family=family,
+    )
+
+
 def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     bundle = load_cell_data(cell, ctx.data_root)
     if is_torchvision(cell.model.name) and cell.dataset.name == "imagenet":
@@ -166,6 +190,12 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
             bundle = with_eval_transform(bundle, own)
     ann, train_info = prepare_ann(cell, bundle, ctx)
     ann_acc = evaluate_ann(ann, bundle.test, ctx.device, cell.training.eval_batch_size)
+
+    if cell.model.params.get("family") == "snnc":
+        from snnbench.conversion.snnc_pipeline import run_snnc_conversion
+
+        result = run_snnc_conversion(cell, ctx, bundle, ann)
+        return {"ann_acc": ann_acc, "train_s": train_info["train_s"], "ann_source": train_info["ann_source"], **result}
 
     steps = max(cell.timesteps)
     runs = [steps]
@@ -204,20 +234,7 @@ def convert_and_evaluate(
     curve, the seconds of both, NeuroBench metrics and what conversion and calibration report."""
     ann, snn, threshold_info = convertible_snn(cell, bundle, ann, steps, ctx.device)
     t0 = time.perf_counter()
-    extra = calibrate(
-        cell.method.name,
-        CalibrationRequest(
-            ann=ann,
-            snn=snn,
-            data=bundle.calibration,
-            steps=steps,
-            params=cell.method.params,
-            device=ctx.device,
-            seed=cell.seed,
-            compare_reference=ctx.compare_reference,
-            augmented_data=bundle.calibration_augmented,
-        ),
-    )
+    extra = calibrate(cell.method.name, calibration_request(cell, ctx, bundle, ann, snn, steps))
     # With --compare-reference the wall time also holds the reference loop; report the method alone.
     calibrate_s = extra.get("calibration_core_s", time.perf_counter() - t0)
 
@@ -278,16 +295,20 @@ def threshold_relu_ann(
     cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, device: torch.device
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A ReLU ANN made convertible: traced, BN folded, each ReLU clipped at a data-based threshold
-    (``threshold``, default ``max``) from ``threshold_batches`` (default 5) training batches of 128."""
+    (``threshold``, default ``max``; per layer, or per channel with ``threshold_granularity: channel``)
+    from ``threshold_batches`` (default 5) training batches of 128. The SNN Calibration family folds
+    BN with its own formula."""
     from snnbench.conversion.calibration import calibration_batches
     from snnbench.conversion.thresholds import relu_thresholds
 
-    rule_text = cell.model.params.get("threshold", "max")
+    params = cell.model.params
+    rule_text = params.get("threshold", "max")
     rule = parse_threshold(rule_text)
-    prepared = relu_graph(ann).to(device)
-    count = int(cell.model.params.get("threshold_batches", 5))
+    prepared = relu_graph(ann, fold="snnc" if params.get("family") == "snnc" else "torch").to(device)
+    count = int(params.get("threshold_batches", 5))
     batches = calibration_batches(bundle.calibration, count, 128, cell.seed, device)
-    thresholds = relu_thresholds(prepared, batches, rule, steps)
+    granularity = params.get("threshold_granularity", "layer")
+    thresholds = relu_thresholds(prepared, batches, rule, steps, granularity=granularity)
     clipped_acc = evaluate_ann(prepared, bundle.test, device, cell.training.eval_batch_size)
     return prepared, {
         "activation": "relu",

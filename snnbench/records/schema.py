@@ -6,11 +6,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from snnbench.records.cells import Cell
+from snnbench.records.labels import method_label
 
 SCHEMA_VERSION = 1
 
 
 def make_record(cell: Cell, metrics: dict[str, Any], wall_s: float, env: dict[str, Any]) -> dict[str, Any]:
+    label = (
+        method_label(cell.method.name, cell.method.params, cell.model.params) if cell.track == "conversion" else None
+    )
     return {
         "schema": SCHEMA_VERSION,
         "key": cell.key,
@@ -19,6 +23,7 @@ def make_record(cell: Cell, metrics: dict[str, Any], wall_s: float, env: dict[st
         "dataset": cell.dataset.name,
         "model": cell.model.name,
         "method": cell.method.name,
+        **({"label": label} if label else {}),
         "seed": cell.seed,
         "config": cell.config(),
         "metrics": metrics,

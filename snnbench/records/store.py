@@ -19,6 +19,8 @@ from typing import Any, Iterable, Optional
 from filelock import FileLock
 
 from snnbench.errors import UnusableInputError
+from snnbench.records.record_check import MAX_DEPTH, record_problem
+from snnbench.user_paths import open_input
 
 
 class ResultsWriteError(UnusableInputError, OSError):
@@ -32,27 +34,40 @@ class ReadReport:
     lines: list[int] = field(default_factory=list)  # the line number of each record
 
 
+def _parse_line(raw: bytes) -> tuple[Any, Optional[str]]:
+    """(the line's JSON value, None) or (None, why it is not JSON)."""
+    try:
+        return json.loads(raw.decode("utf-8", errors="replace")), None
+    except json.JSONDecodeError as err:
+        ending = "" if raw.endswith(b"\n") else " (truncated last line: a crash mid-write?)"
+        return None, f"not valid JSON{ending}: {err.msg}"
+    except RecursionError:
+        return None, f"not a snnbench record (nested more than {MAX_DEPTH} levels deep)"
+
+
 def read_records(path: Path | str, *, warn: bool = True) -> ReadReport:
-    """Every valid record of a results file; bad lines are reported by number, never fatal."""
+    """Every usable record of a results file: valid JSON that passes the record schema
+    (:mod:`snnbench.records.record_check`). Each other line is reported as ``FILE:LINE: why``,
+    never fatal. Only a regular file is opened (a FIFO or device is refused by name, never read)."""
     path = Path(path)
     report = ReadReport()
-    if not path.exists():
+    if not os.path.lexists(path):
         return report
-    with open(path, "rb") as fh:
+    with open_input(path, "results file", expected="a results file (JSON lines)") as fh:
         for number, raw in enumerate(fh, start=1):
-            text = raw.decode("utf-8", errors="replace").strip()
-            if not text:
+            if not raw.strip():
                 continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                ending = "" if raw.endswith(b"\n") else " (truncated last line: a crash mid-write?)"
-                report.problems.append(f"{path}:{number}: not valid JSON{ending}: {err.msg}")
-                continue
-            if not isinstance(record, dict) or "key" not in record:
-                what = "a JSON " + {list: "array", str: "string"}.get(type(record), type(record).__name__)
-                why = "no 'key'" if isinstance(record, dict) else f"{what}, expected an object"
-                report.problems.append(f"{path}:{number}: not a snnbench record ({why})")
+            record, why = _parse_line(raw)
+            if why is None:
+                why = record_problem(record)
+                if why is not None:
+                    why = (
+                        f"skipped: {why}"
+                        if isinstance(record, dict) and "key" in record
+                        else f"not a snnbench record ({why})"
+                    )
+            if why is not None:
+                report.problems.append(f"{path}:{number}: {why}")
                 continue
             report.records.append(record)
             report.lines.append(number)

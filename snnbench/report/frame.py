@@ -101,6 +101,10 @@ def export(frame: pd.DataFrame, fmt: str, out: Path | None = None) -> str | None
     JSON lines are returned as text when ``out`` is None."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"--format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
+    if out is not None:
+        from snnbench.user_paths import output_file
+
+        output_file(out, "--out")
     if fmt == "parquet":
         if out is None:
             raise ValueError("--format parquet is binary: give --out FILE")
@@ -120,13 +124,26 @@ def export(frame: pd.DataFrame, fmt: str, out: Path | None = None) -> str | None
 def load_results(paths: Sequence[Path | str] | Path | str, *, latest: bool = True) -> pd.DataFrame:
     """The long form of results files (or folders of them); with ``latest`` a rerun's record
     replaces the earlier one of its cell, as in every table. Raises ``InputError`` for a file
-    that cannot be read; unreadable lines are in ``frame.attrs["problems"]``."""
-    from snnbench.report.inputs import load_inputs
+    that cannot be read and when no usable record is found (benchmark files only, every line
+    skipped, empty files); skipped lines and files are in ``frame.attrs["problems"]``."""
+    from snnbench.report.inputs import InputError, load_inputs
     from snnbench.records.store import latest_by_key
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    inputs = load_inputs([Path(p) for p in paths])
+    paths = [Path(p) for p in paths]
+    inputs = load_inputs(paths)
+    problems = list(inputs.problems)
+    problems += [f"{b.path}: a benchmark file, not results; skipped (compare and plot read it)" for b in inputs.bench]
+    if not inputs.records:
+        named = ", ".join(str(p) for p in paths)
+        if inputs.bench and not inputs.problems:
+            raise InputError(
+                f"{named}: benchmark files only; export reads results files (.jsonl records of `snnbench run`); "
+                "`snnbench compare` and `snnbench plot` read benchmark files"
+            )
+        why = "; ".join(problems[:3]) if problems else "the files hold no records"
+        raise InputError(f"no usable record in {named}: {why}")
     frame = records_frame(latest_by_key(inputs.records) if latest else inputs.records)
-    frame.attrs["problems"] = list(inputs.problems)
+    frame.attrs["problems"] = problems
     return frame

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from snnbench.errors import UnusableInputError
-from snnbench.records.schema import SCHEMA_VERSION
 from snnbench.records.store import read_records
+from snnbench.user_paths import UnusablePathError, input_file, open_input
 
 
 class InputError(UnusableInputError, ValueError):
@@ -58,16 +58,27 @@ def card_name(env: Optional[dict[str, Any]]) -> str:
     return ""
 
 
+def _read_json(path: Path) -> Any:
+    """The JSON document at ``path`` (a regular file only: a FIFO or device is refused by name)."""
+    try:
+        with open_input(path, "input file", expected="a results .jsonl or benchmark .json file") as fh:
+            return json.loads(fh.read().decode("utf-8"))
+    except UnusablePathError as err:
+        raise InputError(str(err)) from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to be a results or benchmark file") from None
+
+
 def kind_of(path: Path) -> str:
     """``"results"`` (JSONL records) or ``"bench"`` (benchmark JSON); raises InputError otherwise."""
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a file")
+    try:
+        input_file(path, "input file", expected="a results .jsonl or benchmark .json file")
+    except UnusablePathError as err:
+        raise InputError(str(err)) from None
     if path.suffix == ".jsonl":
         return "results"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError):
         # Several JSON objects, one a line, do not parse as one document: a results file.
         return "results"
@@ -80,9 +91,7 @@ def kind_of(path: Path) -> str:
 
 def load_bench(path: Path) -> BenchFile:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
+        data = _read_json(Path(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not valid JSON: {err}") from None
     if isinstance(data, list):
@@ -99,49 +108,27 @@ def load_bench(path: Path) -> BenchFile:
     return BenchFile(Path(path), rows, env, meta)
 
 
-_TEXT_FIELDS = ("key", "suite", "track", "dataset", "model", "method")
-
-
-def record_problem(record: dict[str, Any]) -> Optional[str]:
-    """Why a record cannot be reported (unknown schema version, wrong-typed fields), or None."""
-    if record.get("schema") != SCHEMA_VERSION:
-        return f"schema version {record.get('schema')!r}; this snnbench reads version {SCHEMA_VERSION}"
-    for name in _TEXT_FIELDS:
-        if name in record and not isinstance(record[name], str):
-            return f"field {name!r} is {type(record[name]).__name__}, expected a string"
-    seed = record.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        return f"field 'seed' is {type(seed).__name__}, expected an integer"
-    if not isinstance(record.get("metrics"), dict):
-        return f"field 'metrics' is {type(record.get('metrics')).__name__}, expected an object"
-    for name in ("config", "env"):
-        if name in record and not isinstance(record[name], dict):
-            return f"field {name!r} is {type(record[name]).__name__}, expected an object"
-    return None
-
-
 def read_usable(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The reportable records of a results file and, for each line skipped, ``FILE:LINE: why``."""
+    """The reportable records of a results file and, for each line skipped, ``FILE:LINE: why``
+    (the record schema is applied by the one reader, :func:`read_records`)."""
     report = read_records(path, warn=False)
-    records, problems = [], list(report.problems)
-    for record, line in zip(report.records, report.lines):
-        why = record_problem(record)
-        if why is None:
-            records.append(record)
-        else:
-            problems.append(f"{path}:{line}: skipped: {why}")
-    return records, problems
+    return report.records, list(report.problems)
 
 
-def _expand(paths: Iterable[Path]) -> list[Path]:
+def _expand(paths: Iterable[Path], problems: list[str]) -> list[Path]:
+    """Files named, and the results and benchmark files inside folders named. Inside a folder, a
+    FIFO, socket or folder with such a name is skipped with a problem; a file named is never skipped."""
     out: list[Path] = []
     for p in paths:
         p = Path(p)
-        if p.is_dir():
-            out.extend(sorted(p.rglob("*.jsonl")))
-            out.extend(sorted(p.rglob("*.json")))
-        else:
+        if not p.is_dir():
             out.append(p)
+            continue
+        for found in [*sorted(p.rglob("*.jsonl")), *sorted(p.rglob("*.json"))]:
+            try:
+                out.append(input_file(found, "input file", expected="a results or benchmark file"))
+            except UnusablePathError as err:
+                problems.append(f"{err}; skipped")
     return out
 
 
@@ -152,7 +139,7 @@ def load_inputs(paths: Iterable[Path]) -> Inputs:
     collected in ``problems``.
     """
     inputs = Inputs()
-    for path in _expand(paths):
+    for path in _expand(paths, inputs.problems):
         if kind_of(path) == "bench":
             inputs.bench.append(load_bench(path))
             continue

@@ -14,9 +14,11 @@ from typing import Any, Optional, Sequence
 
 from snnbench.report.benchrows import FREE_TEXT, is_measurement
 from snnbench.report.inputs import BenchFile, InputError, load_bench, read_usable
+from snnbench.report.layer_board import layer_section
 from snnbench.report.metrics import headline_fields, leaves, short_number
 from snnbench.report.published import PublishedSource, load_published
 from snnbench.report.table import build_leaderboard, pipe_table, render_markdown
+from snnbench.user_paths import UnusablePathError
 from snnbench.records.store import latest_by_key
 
 COMMAND = "snnbench leaderboard --out results/LEADERBOARD.md"
@@ -135,7 +137,11 @@ def build_page(
     problems: list[str] = []
     records = []
     for path in sorted(Path(runs_dir).glob("*.jsonl")):
-        usable, skipped = read_usable(path)
+        try:
+            usable, skipped = read_usable(path)
+        except UnusablePathError as err:  # a FIFO or folder named *.jsonl in the folder: skipped, said why
+            problems.append(f"{err}; skipped")
+            continue
         problems.extend(skipped)
         records.extend(usable)
     records = latest_by_key(records)
@@ -163,6 +169,7 @@ def build_page(
         if bench_files
         else "_No benchmark files yet (`snnbench bench ... --out results/bench/<gpu>`)._\n",
     ]
+    parts.append(layer_section(bench_files, sources))
     pub_bench = [s for s in sources if s.bench_rows]
     if pub_bench:
         parts.append("## Published benchmark numbers\n")

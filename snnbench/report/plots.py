@@ -26,6 +26,7 @@ from snnbench.report.benchrows import FREE_TEXT, is_measurement
 from snnbench.report.frame import mean_std
 from snnbench.report.inputs import BenchFile, card_name
 from snnbench.report.metrics import is_number, label
+from snnbench.user_paths import output_file
 
 FORMATS = ("png", "svg")
 # Identifying fields whose value alone names a series (impl=dense_fused reads "dense fused").
@@ -623,7 +624,7 @@ def make_plots(
     plt = _plt()
     for figure in figures:
         for fmt in FORMATS:
-            path = out / f"{figure.name}.{fmt}"
+            path = output_file(out / f"{figure.name}.{fmt}", "figure file")  # a FIFO there would block
             figure.fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
             report.written.append(path)
         plt.close(figure.fig)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from snnbench.errors import UnusableInputError
+from snnbench.strict_yaml import YamlError, read_yaml
+from snnbench.user_paths import UnusablePathError
 
 ROW_FIELDS = ("dataset", "model", "method")
 
@@ -88,9 +88,9 @@ def _as_record(row: dict[str, Any], source: "PublishedSource", index: int) -> di
 
 def load_source(path: Path) -> PublishedSource:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise PublishedError(f"{path}: not valid YAML: {err}") from None
+        data = read_yaml(path, "published source")
+    except (YamlError, UnusablePathError) as err:
+        raise PublishedError(str(err)) from None
     if not isinstance(data, dict):
         raise PublishedError(f"{path}: expected a mapping at the top level")
     for required in ("id", "source"):
@@ -116,6 +116,8 @@ def load_source(path: Path) -> PublishedSource:
 
 def load_published(folder: Optional[Path] = None) -> list[PublishedSource]:
     """Every ``*.yaml`` source in ``folder`` (sorted by file name, so output order is stable)."""
+    if folder is not None and not Path(folder).is_dir():  # a folder named by the user: never silently none
+        raise PublishedError(f"{folder}: the published-rows folder (--published-dir) is not a folder")
     folder = Path(folder) if folder is not None else default_published_dir()
     if not folder.is_dir():
         return []

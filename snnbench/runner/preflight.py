@@ -28,15 +28,22 @@ from snnbench.records.cells import Cell
 from snnbench.records.store import ResultsWriteError
 
 
-def refuse_folder(path: Path) -> None:
-    """Planning reads the results file: a folder in its place is an error, not a traceback."""
-    if path.is_dir():
-        raise ResultsWriteError(f"results file {path} is a folder; expected a .jsonl file (or nothing) there")
+def check_results_paths(path: Path) -> None:
+    """Planning reads the results file: it, its lock file and its claims folder must be what they
+    should (a regular file or nothing, a folder or nothing) before anything is read or computed: a
+    FIFO would block the read, ``/dev/null`` would swallow every record, a file in the claims
+    folder's place would fail the first claim."""
+    from snnbench.runner.claims import CellClaims
+    from snnbench.user_paths import output_file, output_folder
+
+    output_file(path, "results file")
+    output_file(Path(str(path) + ".lock"), "results lock file")
+    output_folder(CellClaims(path).folder, "claims folder of the results file")
 
 
 def check_results_file(path: Path) -> None:
     """The results file can be read and appended to (without creating anything but its folder)."""
-    refuse_folder(path)
+    check_results_paths(path)
     _check_writable_folder(path.parent, "results folder", ResultsWriteError)
     for target in (path, Path(str(path) + ".lock")):
         if target.exists():

@@ -173,9 +173,9 @@ def _threshold_problems(i: int, model) -> list[str]:
 
 def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = False) -> SweepPlan:
     path = suite.results_path(results_dir)
-    from snnbench.runner.preflight import refuse_folder
+    from snnbench.runner.preflight import check_results_paths
 
-    refuse_folder(path)
+    check_results_paths(path)
     store = ResultStore(path)
     report = store.read(warn=False)
     if report.problems:
