@@ -98,4 +98,3 @@ def test_neuron_sweep_sizes_are_bounded_too(tmp_path):
     path = tmp_path / "huge.yaml"
     path.write_text(yaml.safe_dump(sweep))
     _invoke(["neuron", "--device", "cpu", "--sweep", str(path)], 2, "sizes 10000000000000: needs about")
-
