@@ -152,7 +152,7 @@ def validate(
         )
     _say(
         f"{suite}: valid suite '{parsed.name}' ({parsed.track} track), {len(cells)} cells, "
-        f"T = {parsed.timesteps}, results → {parsed.results_path()}"
+        f"T = {parsed.timesteps}, results → {parsed.results_path(results_dir)}"
     )
     for cell in cells:
         _say(f"  {cell.key}")

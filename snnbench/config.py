@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Sequence, Union
 
@@ -72,7 +73,7 @@ class LightParams(_Strict):
 class FTBCParams(_Strict):
     """FTBC single pass (docs/design.md §4): K calibration batches, step size alpha."""
 
-    alpha: float = Field(0.4, gt=0)
+    alpha: float = Field(0.4, gt=0, allow_inf_nan=False)
     batches: int = Field(3, gt=0, description="K, the number of calibration batches")
     batch_size: int = Field(200, gt=0)
     implementation: Literal["fast", "reference"] = "fast"
@@ -90,7 +91,7 @@ class FTBCRTSParams(_Strict):
     layer and step corrected with its own bias applied and its membrane re-simulated. Defaults: the
     official CIFAR script (``run_scripts/cifar_cali.sh``)."""
 
-    alpha: float = Field(0.005, gt=0, description="the official --curr_t_alpha")
+    alpha: float = Field(0.005, gt=0, allow_inf_nan=False, description="the official --curr_t_alpha")
     iterations: int = Field(50, gt=0, description="the official --num_cali_iters")
     sample_batches: int = Field(
         2, ge=0, description="the official --num_cali_sample_batches; its loop uses this many + 1 batches"
@@ -287,8 +288,9 @@ def _check_rts_params(params: dict[str, Any], activation: str) -> None:
     if given and activation != "rts":
         raise ValueError(f"{', '.join(given)}: only for activation: rts (this model's activation is {activation})")
     thresh = params.get("rts_thresh", 1.0)
-    if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not thresh > 0:
-        raise ValueError(f"rts_thresh must be a positive number, got {thresh!r}")
+    # An infinite θ is no clip, and θ/(2·shift_relu) = inf would zero every activation.
+    if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not 0 < thresh < math.inf:
+        raise ValueError(f"rts_thresh must be a positive finite number, got {thresh!r}")
     shift = params.get("shift_relu", 0)
     if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
         raise ValueError(f"shift_relu must be a non-negative integer (0: no shift), got {shift!r}")
@@ -487,9 +489,35 @@ class Suite(_Strict):
     def _model_methods_known(self) -> "Suite":
         names = [m.name for m in self.methods]
         for i, model in enumerate(self.models):
+            if model.methods is not None and not model.methods:
+                raise ValueError(f"models.{i}.methods: empty, so the model runs nothing; omit it to run every method")
+            repeated = sorted({name for name in model.methods or () if model.methods.count(name) > 1})
+            if repeated:
+                raise ValueError(f"models.{i}.methods: {', '.join(repeated)} named more than once")
             for name in model.methods or ():
                 if name not in names:
                     raise ValueError(f"models.{i}.methods: {name!r} is not one of the suite's methods {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _methods_fit_the_family(self) -> "Suite":
+        """The RTS family's methods need an RTS ANN and the QCFS FTBC does not fit one (calibrate()
+        refuses both), refused here so that no ANN is trained for a cell that cannot run."""
+        if self.track != "conversion":
+            return self
+        for i, model in enumerate(self.models):
+            rts = model.params.get("activation") == "rts"
+            for name in model.methods or [m.name for m in self.methods]:
+                if name in ("rts", "ftbc_rts") and not rts:
+                    raise ValueError(
+                        f"models.{i}: method {name!r} needs an RTS ANN (activation: rts); "
+                        "limit the model with methods: [...]"
+                    )
+                if name in ("ftbc", "ftbc_iter") and rts:
+                    raise ValueError(
+                        f"models.{i}: method {name!r} does not fit an RTS ANN (activation: rts); use ftbc_rts, "
+                        "or limit the model with methods: [...]"
+                    )
         return self
 
     @model_validator(mode="after")

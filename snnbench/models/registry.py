@@ -53,6 +53,8 @@ CONVERSION_PARAMETERS = {
     "shift_snn",
     "spiking_output",
 }
+# The model parameters whose value is true or false (every other one is a number or a name).
+BOOLEAN_PARAMETERS = {"spiking_output"}
 TORCHVISION_PARAMETERS = {"weights"} | CONVERSION_PARAMETERS
 
 

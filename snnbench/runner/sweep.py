@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -93,8 +94,10 @@ def check_models(suite: Suite, path: Path) -> None:
             problems.append(
                 f"  models.{i}.{key}: not a parameter of model {model.name!r}; expected one of {sorted(accepted)}"
             )
+        from snnbench.models.registry import BOOLEAN_PARAMETERS
+
         for key, value in model.params.items():
-            if isinstance(value, bool) and key not in unknown:
+            if isinstance(value, bool) and key not in unknown and key not in BOOLEAN_PARAMETERS:
                 problems.append(
                     f"  models.{i}.{key}: expected a number or a name, got {value!r} (true/false are not numbers)"
                 )
@@ -125,10 +128,18 @@ def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
     params = {k: v for k, v in model.params.items() if k not in CONVERSION_PARAMETERS}
     levels = params.pop("levels", suite.training.levels)
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             net = build_model(model.name, levels=levels, num_classes=1000, in_channels=3, **params)
     except Exception as err:  # noqa: BLE001 - negative sizes fail in torch itself (RuntimeError)
         return [f"  models.{i}: model {model.name!r} cannot be built with {model.params}: {_first_line(err)}"]
+    # A size of 0 builds (torch only warns) and trains a network whose output is its last bias.
+    empty = [name for name, p in net.named_parameters() if p.numel() == 0]
+    if empty:
+        return [
+            f"  models.{i}: model {model.name!r} with {model.params} has layers of size 0 ({', '.join(empty[:3])}); "
+            "expected positive sizes"
+        ]
     count = sum(p.numel() for p in net.parameters())
     if count > MAX_MODEL_PARAMETERS:
         return [
