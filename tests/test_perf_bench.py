@@ -92,7 +92,9 @@ def test_bench_store_append(benchmark, tmp_path):
         store.append(dict(record, key=f"k{next(counter)}"))
 
     benchmark.pedantic(append, **ROUNDS)
-    assert len(read_records(store.path).records) == ROUNDS["rounds"] + ROUNDS["warmup_rounds"]
+    # Every append is read back, however many times the benchmark called it (once under xdist,
+    # where pytest-benchmark does not time).
+    assert len(read_records(store.path).records) == next(counter) > 0
 
 
 def test_bench_leaderboard_build(benchmark):

@@ -32,6 +32,7 @@ from snnbench.bench import harness
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, with_flops, write_json
 from snnbench.bench.layer_peers import PEERS, Peer, check_peer, peer_named, unavailable, version
 from snnbench.bench.timing import json_out_path, release_memory, synchronize
+from snnbench.user_text import say
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _ON = {"shape": "linear", "T": 500, "B": 16, "protocol": "open-neuromorphic"}
@@ -346,7 +347,7 @@ def _checks(peers: list[Peer], device: str, console: Any) -> dict[str, dict[str,
         why = unavailable(peer, device)
         checks[peer.name] = {"impl": peer.name, "skipped": why} if why else check_peer(peer, device)
         shown = checks[peer.name].get("note") or why or "equal"
-        console.print(f"check {peer.name}: {shown}")
+        say(console, f"check {peer.name}: {shown}")
     return checks
 
 
@@ -443,17 +444,17 @@ def run_layer_bench(
                         result.setdefault("interleaved", []).append(
                             _interleaved(point, threads, device, result["checks"])
                         )
-                        console.print(f"interleaved: {json.dumps(result['interleaved'][-1]['over_snnbench'])}")
+                        say(console, f"interleaved: {json.dumps(result['interleaved'][-1]['over_snnbench'])}")
                         write_json(path, result)
         write_json(path, result)
     finally:
         torch.set_num_threads(threads_before)
     render(result["rows"], COLUMNS, console, f"spiking layer vs SNN libraries on {card} ({device})")
-    console.print(json.dumps(result.get("summary", {}), indent=1, default=str))
+    say(console, json.dumps(result.get("summary", {}), indent=1, default=str))
     if path is not None:
         if figure:
             from snnbench.bench.layer_figure import plot_layer
 
-            console.print(f"wrote {plot_layer(result, path.with_suffix('.png'))}")
-        console.print(f"wrote {path}")
+            say(console, f"wrote {plot_layer(result, path.with_suffix('.png'))}")
+        say(console, f"wrote {path}")
     return result
