@@ -164,3 +164,22 @@ def test_a_folder_option_given_a_fifo_or_loop_names_what_it_is(tmp_path):
     assert not (tmp_path / "r" / "tiny.jsonl").exists()
     with pytest.raises(UnusableInputError, match="is a FIFO"):
         snnbench.run(suite, results_dir=tmp_path / "r", cache_dir=fifo)
+
+
+@pytest.mark.parametrize(
+    "call, needle",
+    [
+        (lambda p: snnbench.load_suite(5), "suite (a path"),
+        (lambda p: snnbench.load_suite(b"suite.yaml"), "got bytes"),
+        (lambda p: snnbench.load_results(None), "paths: expected a path"),
+        (lambda p: snnbench.load_results({"a.jsonl": 1}), "got dict"),  # its keys were read as paths
+        (lambda p: snnbench.load_results([p, 3]), "paths[1]: expected a path"),
+        (lambda p: snnbench.compare(p, 2), "new: expected a path"),
+        (lambda p: snnbench.run(p, results_dir=5), "results_dir: expected a path"),
+    ],
+)
+def test_the_api_names_the_parameter_given_a_non_path(call, needle, tmp_path):
+    # pathlib's "expected str, bytes or os.PathLike object, not int" named no parameter
+    with pytest.raises(TypeError, match=needle.replace("(", r"\(").replace("[", r"\[")):
+        call(str(tiny_digits_suite(tmp_path)))
+    assert not (tmp_path / "results").exists()
