@@ -7,8 +7,11 @@ STAMP  := $(VENV)/.installed
 EXTRAS ?= test,ray,neuromorphic
 # Pin torch to the build this machine family ships on disk; pip would otherwise pull several GB.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
+# The GPU machines' Triton, beside the venv: the compile check (tests/test_compile_check.py) compiles
+# every kernel with it too, through PYTHONPATH, without replacing the venv's own.
+TRITON_SIDE := $(VENV)/triton36/triton/__init__.py
 
-.PHONY: demo test lint format setup env leaderboard clean-demo
+.PHONY: demo test lint format setup env leaderboard clean-demo compile-table
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +22,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
+$(TRITON_SIDE): | $(STAMP)
+	$(BIN)/pip install -q --target $(VENV)/triton36 triton==3.6.0 --no-deps
+
 setup: $(STAMP)
+
+# The SNN libraries `bench layer` compares against (snnTorch, Norse, Sinabs, SpikingJelly): the test
+# suite checks each one's equivalence to snnbench's LIF, the demo does not need them.
+PEERS := $(VENV)/.peers
+$(PEERS): $(STAMP)
+	$(BIN)/pip install -q -e ".[$(EXTRAS),peers]"
+	touch $(PEERS)
 
 # The demo writes to an untracked folder so committed results never make it skip its cells.
 demo: setup
@@ -32,7 +45,7 @@ demo: setup
 # The tests are single-threaded (tests/conftest.py): one pytest worker per core halves the wall time
 # on the 2-core CI machine. TEST_JOBS=0 runs them in this process (a debugger, -x, -s).
 TEST_JOBS ?= auto
-test: lint
+test: lint $(PEERS) $(TRITON_SIDE)
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 # ruff's lint rules and format, and the layer contracts (pyproject's [tool.ruff] and [tool.importlinter]).
@@ -44,6 +57,10 @@ lint: setup
 
 env: setup
 	$(BIN)/snnbench env
+
+# Registers, spills and shared memory of every kernel for sm_80/sm_90, both Tritons, into docs/kernels.md.
+compile-table: setup $(TRITON_SIDE)
+	$(BIN)/python scripts/compile_table.py
 
 leaderboard: setup
 	$(BIN)/snnbench leaderboard --out results/LEADERBOARD.md

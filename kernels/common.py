@@ -1,14 +1,21 @@
 """Host helpers every kernel module shares: the backend rule, the interpreter flag, scalar checks, the
-finiteness cache of parameter tensors and the launch of an autotuned kernel with its remembered choice. No Triton code and nothing op-specific lives here."""
+finiteness cache of parameter tensors, and the launches: every kernel launch goes through :func:`launch`
+or :class:`TunedLaunch`, which run it under its tensors' CUDA device, or record it instead
+(:func:`recording_launches`, how the compile check learns what the host functions launch). No Triton
+code and nothing op-specific lives here."""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 import os
 import struct
 import weakref
+from typing import Any, NamedTuple, Optional
 
 import torch
+import triton
 
 __all__ = [
     "BACKENDS",
@@ -21,6 +28,10 @@ __all__ = [
     "known_finite",
     "remember_finite",
     "check_finite",
+    "Launch",
+    "recording_launches",
+    "launch",
+    "fast_launch_supported",
     "TunedLaunch",
 ]
 
@@ -123,6 +134,73 @@ def check_finite(checks: list[tuple[str, torch.Tensor, torch.Tensor, bool]]) -> 
             remember_finite(given)
 
 
+class Launch(NamedTuple):
+    """One launch as the host would make it: the kernel (a ``triton.jit`` or ``triton.autotune``
+    object), its positional arguments and its keyword constants (constexprs, ``num_warps``)."""
+
+    kernel: Any
+    args: tuple
+    consts: dict
+
+
+_recorded: Optional[list[Launch]] = None  # a list inside recording_launches(): launches go there
+
+
+@contextlib.contextmanager
+def recording_launches():
+    """Within it, launches are recorded (yielded list of :class:`Launch`) instead of run, so host
+    functions can be driven with meta tensors to list the specialisations they launch."""
+    global _recorded
+    before, _recorded = _recorded, []
+    try:
+        yield _recorded
+    finally:
+        _recorded = before
+
+
+def _on_device(t: torch.Tensor):
+    # Triton launches on the current CUDA device: a tensor on cuda:1 needs cuda:1 current.
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def launch(kernel, grid, *args, **consts) -> None:
+    """``kernel[grid](*args, **consts)`` under the device of ``args[0]`` (every kernel's first argument
+    is a tensor), or recorded within :func:`recording_launches`."""
+    if _recorded is not None:
+        _recorded.append(Launch(kernel, args, consts))
+        return
+    with _on_device(args[0]):
+        kernel[grid](*args, **consts)
+
+
+def _keyword_only(fn, *names: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    kinds = {p.kind for p in params.values()}
+    return (
+        inspect.Parameter.VAR_POSITIONAL in kinds
+        and inspect.Parameter.VAR_KEYWORD in kinds
+        and all(n in params and params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in names)
+    )
+
+
+def fast_launch_supported(kernel) -> bool:
+    """Whether the Triton internals :class:`TunedLaunch` relies on are there, as in Triton 3.6 and
+    3.8: ``kernel.fn.run(*args, grid=, warmup=, **kwargs)``, ``Config.all_kwargs()``, the autotuner's
+    ``keys`` (names among its ``arg_names``) and ``configs``."""
+    keys, names = getattr(kernel, "keys", None), getattr(kernel, "arg_names", None)
+    return (
+        _keyword_only(getattr(getattr(kernel, "fn", None), "run", None), "grid", "warmup")
+        and callable(getattr(triton.Config, "all_kwargs", None))
+        and isinstance(keys, (list, tuple))
+        and isinstance(names, (list, tuple))
+        and all(k in names for k in keys)
+        and isinstance(getattr(kernel, "configs", None), list)
+    )
+
+
 class TunedLaunch:
     """``kernel[grid](*args, **consts)`` for a ``triton.autotune`` kernel, minus the autotuner's per-call
     Python (a dict of every argument, a key with the dtype name of each tensor: ~15 µs a launch on a
@@ -130,15 +208,26 @@ class TunedLaunch:
     later ones launch the kernel with that config directly. The key is the autotuner's own: the values
     of its ``key`` arguments and every tensor argument's dtype. A choice stands while the autotuner
     keeps the same ``configs`` list (a test that swaps in one config is seen), and is not kept for a
-    config with a ``pre_hook`` (the autotuner runs that each launch).
+    config with a ``pre_hook`` (the autotuner runs that each launch). Those internals are checked when
+    built (:func:`fast_launch_supported`); where they differ, every launch is the public one. Like
+    :func:`launch`, it runs under the device of ``args[0]`` and records within
+    :func:`recording_launches`.
     """
 
     def __init__(self, kernel) -> None:
         self.kernel = kernel
-        self._key_at = [(kernel.arg_names.index(name), name) for name in kernel.keys]
+        self.fast = fast_launch_supported(kernel)
+        self._key_at = [(kernel.arg_names.index(name), name) for name in kernel.keys] if self.fast else []
         self._chosen: dict[tuple, tuple[list, dict]] = {}
 
     def __call__(self, grid, *args, **consts) -> None:
+        if _recorded is not None or not self.fast:
+            launch(self.kernel, grid, *args, **consts)
+            return
+        with _on_device(args[0]):
+            self._run(grid, args, consts)
+
+    def _run(self, grid, args: tuple, consts: dict) -> None:
         kernel = self.kernel
         n = len(args)
         key = (
@@ -150,5 +239,6 @@ class TunedLaunch:
             kernel.fn.run(*args, grid=grid, warmup=False, **consts, **chosen[1])
             return
         kernel[grid](*args, **consts)
-        if kernel.best_config.pre_hook is None:
-            self._chosen[key] = (kernel.configs, kernel.best_config.all_kwargs())
+        best = getattr(kernel, "best_config", None)
+        if best is not None and best.pre_hook is None:
+            self._chosen[key] = (kernel.configs, best.all_kwargs())

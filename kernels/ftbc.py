@@ -39,6 +39,7 @@ import triton
 import triton.language as tl
 
 from .common import check_finite as _check_finite_params
+from .common import launch
 from .common import finite_scalar, interpreting, resolve_backend
 
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -152,8 +153,12 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def _warps(elements: int) -> int:
-    return max(1, min(4, elements // 128))
+def _warps(block_c: int, block_n: int) -> int:
+    # A wide channel block (32+ channels × 32+ positions) holds its per-channel θ, bias and sums
+    # beside the tile: with 4 warps it spilled a register on sm_90 (Triton 3.6, the compile check).
+    if block_c >= 32 and block_c * block_n >= 1024:
+        return 8
+    return max(1, min(4, block_c * block_n // 128))
 
 
 def ftbc_stats_plan(x: torch.Tensor, split: Optional[bool] = None) -> StatsPlan:
@@ -194,7 +199,7 @@ def tiling(
 
     bc, bn = block_c, block_n
     while split is not False and bc * bn > floor:
-        if split is None and grid(bc, bn)[0] * grid(bc, bn)[1] * _warps(bc * bn) >= target_warps:
+        if split is None and grid(bc, bn)[0] * grid(bc, bn)[1] * _warps(bc, bn) >= target_warps:
             break
         # Narrow the channel block while each batch row stays a 64-byte run, then the positions.
         if bc > 1 and (bc // 2) * spatial >= _ROW_RUN:
@@ -203,10 +208,10 @@ def tiling(
             bn //= 2
         else:
             break
-    return StatsPlan(bc, bn, grid(bc, bn), _warps(bc * bn), (bc, bn) != (block_c, block_n))
+    return StatsPlan(bc, bn, grid(bc, bn), _warps(bc, bn), (bc, bn) != (block_c, block_n))
 
 
-class _Args(NamedTuple):
+class StatsArgs(NamedTuple):
     """Validated inputs: θ as an fp32 ``[1]`` or ``[C]`` tensor, the bias in fp32."""
 
     x: torch.Tensor
@@ -216,7 +221,7 @@ class _Args(NamedTuple):
     v_init: Optional[torch.Tensor]
 
 
-def _prepare(x, a, thresh, bias, v_init, check_finite: bool) -> _Args:
+def _prepare(x, a, thresh, bias, v_init, check_finite: bool) -> StatsArgs:
     """Every check that needs no data on the host; the finiteness of parameter tensors via
     kernels.common (on CUDA one sync per new tensor or version, none for a layer's own threshold)."""
     if not isinstance(x, torch.Tensor) or x.dim() < 3:
@@ -269,10 +274,10 @@ def _prepare(x, a, thresh, bias, v_init, check_finite: bool) -> _Args:
             raise ValueError("x contains NaN or infinity")
         if not bool(torch.isfinite(a).all()):
             raise ValueError("a contains NaN or infinity")
-    return _Args(x, a, theta, bias, v_init)
+    return StatsArgs(x, a, theta, bias, v_init)
 
 
-def _recurrence_torch(p: _Args, return_state: bool):
+def _recurrence_torch(p: StatsArgs, return_state: bool):
     """The PyTorch oracle's time loop, in the kernel's floating-point order."""
     x, a = p.x, p.a
     view = (1, -1) + (1,) * (x.dim() - 3)
@@ -291,7 +296,8 @@ def _recurrence_torch(p: _Args, return_state: bool):
     return (sums, v) if return_state else sums
 
 
-def _launch(p: _Args, return_state: bool, plan: StatsPlan):
+def stats_launch(p: StatsArgs, return_state: bool, plan: StatsPlan):
+    """The launch of one call on checked arguments (the compile check drives it with meta tensors)."""
     x = p.x.contiguous()
     a = p.a.contiguous()
     steps, channels = x.shape[0], x.shape[2]
@@ -302,7 +308,9 @@ def _launch(p: _Args, return_state: bool, plan: StatsPlan):
     partial = alloc((steps, plan.slots, channels), dtype=torch.float32, device=x.device)
     unused = p.theta  # any valid pointer for an argument a constexpr flag switches off
     v_out = alloc(tuple(x.shape[1:]), dtype=torch.float32, device=x.device) if return_state else unused
-    _ftbc_stats_kernel[plan.grid](
+    launch(
+        _ftbc_stats_kernel,
+        plan.grid,
         x,
         a,
         p.theta,
@@ -354,7 +362,7 @@ def ftbc_stats_forward(
     p = _prepare(x, a, thresh, bias, v_init, check_finite)
     if resolve_backend(backend, p.x) == "torch":
         return _recurrence_torch(p, return_state)
-    return _launch(p, return_state, ftbc_stats_plan(p.x, split))
+    return stats_launch(p, return_state, ftbc_stats_plan(p.x, split))
 
 
 def ftbc_stats_reference(*args, **kwargs) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:

@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from . import philox_cpu
-from .common import resolve_backend
+from .common import launch, resolve_backend
 from .localzo import DISTRIBUTION_ID, localzo_gain, localzo_gain_reference
 from .sparse_common import (
     MAX_ABS_Z,
@@ -31,6 +31,8 @@ __all__ = [
     "lif_record_forward",
     "lif_record_unchecked",
     "lif_forward",
+    "trace_launch",
+    "record_launch",
     "reference_input_trace",
     "reference_spike_g",
     "reference_lif_scan",
@@ -156,15 +158,19 @@ def input_trace(
 def input_trace_unchecked(x: torch.Tensor, beta: float, backend: Backend, dtype: torch.dtype) -> torch.Tensor:
     """:func:`input_trace` on arguments already checked."""
     if resolve_backend(backend, x, name="x") == "torch":
-        tr = reference_input_trace(x, beta).to(dtype)
-    else:
-        x = x.contiguous()
-        T = x.shape[0]
-        N = x[0].numel()
-        tr = torch.empty(x.shape, dtype=dtype, device=x.device)
-        if x.numel():
-            BLOCK = 256
-            _input_trace_kernel[(triton.cdiv(N, BLOCK),)](x, tr, T, N, beta, BLOCK=BLOCK)
+        return reference_input_trace(x, beta).to(dtype)
+    return trace_launch(x.contiguous(), beta, dtype)
+
+
+_TRACE_BLOCK = 256
+
+
+def trace_launch(x: torch.Tensor, beta: float, dtype: torch.dtype) -> torch.Tensor:
+    """The trace kernel's launch on a contiguous ``x`` (the compile check drives it with meta tensors)."""
+    T, N = x.shape[0], x[0].numel()
+    tr = torch.empty(x.shape, dtype=dtype, device=x.device)
+    if x.numel():
+        launch(_input_trace_kernel, (triton.cdiv(N, _TRACE_BLOCK),), x, tr, T, N, beta, BLOCK=_TRACE_BLOCK)
     return tr
 
 
@@ -217,33 +223,9 @@ def lif_record_unchecked(
     spikes = torch.empty_like(current)
     count = torch.empty((B, H), dtype=torch.int32, device=device)
     g_dense = torch.empty_like(current) if dense_g else spikes  # placeholder pointer when unused
-    BLOCK_B, BLOCK_J = 16, 64
-    grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(H, BLOCK_J))
-    common = dict(
-        LOCALZO=rule.rule == "localzo",
-        DIST=DISTRIBUTION_ID[rule.distribution],
-        Q=int(rule.q),
-        SURR=SURROGATE_ID[rule.surrogate],
-        BLOCK_B=BLOCK_B,
-        BLOCK_J=BLOCK_J,
-    )
-    scalars = (T, B, H, beta, float(rule.theta), float(rule.b_th), float(rule.width), float(rule.delta), int(seed))
-    dummy_i32 = count
     if current.numel():
-        _lif_record_kernel[grid](
-            current,
-            spikes,
-            count,
-            dummy_i32,
-            dummy_i32,
-            dummy_i32,
-            spikes,
-            dummy_i32,
-            g_dense,
-            *scalars,
-            WRITE=False,
-            DENSE_G=dense_g,
-            **common,
+        record_launch(
+            current, (spikes, count, count, count, count, spikes, count, g_dense), beta, rule, seed, False, dense_g
         )
     else:
         count.zero_()
@@ -252,23 +234,46 @@ def lif_record_unchecked(
     g = torch.empty(total, dtype=torch.float32, device=device)
     by_batch = torch.empty(total, dtype=torch.int32, device=device)
     if total:
-        _lif_record_kernel[grid](
-            current,
-            spikes,
-            count,
-            off_col,
-            off_batch,
-            index,
-            g,
-            by_batch,
-            g_dense,
-            *scalars,
-            WRITE=True,
-            DENSE_G=False,
-            **common,
-        )
+        record_launch(current, (spikes, count, off_col, off_batch, index, g, by_batch, g_dense), beta, rule, seed, True)
     active = ActiveSet(index, g, col_ptr, by_batch, batch_ptr, (T, B, H))
     return spikes, active, (g_dense if dense_g else None)
+
+
+_RECORD_BLOCK_B, _RECORD_BLOCK_J = 16, 64
+
+
+def record_launch(
+    current: torch.Tensor, buffers: tuple, beta: float, rule: SpikeRule, seed: int, write: bool, dense_g: bool = False
+) -> None:
+    """One pass of the recording scan over a contiguous ``current[T, B, H]``. ``buffers``: spikes, count,
+    off_col, off_batch, index, g, by_batch, dense g (any tensor where a pass does not use one). A rule's
+    unused switches are passed as fixed values, so changing them never compiles another kernel."""
+    T, B, H = current.shape
+    localzo = rule.rule == "localzo"
+    grid = (triton.cdiv(B, _RECORD_BLOCK_B), triton.cdiv(H, _RECORD_BLOCK_J))
+    launch(
+        _lif_record_kernel,
+        grid,
+        current,
+        *buffers,
+        T,
+        B,
+        H,
+        beta,
+        float(rule.theta),
+        float(rule.b_th),
+        float(rule.width),
+        float(rule.delta),
+        int(seed),
+        WRITE=write,
+        DENSE_G=dense_g,
+        LOCALZO=localzo,
+        DIST=DISTRIBUTION_ID[rule.distribution] if localzo else 0,
+        Q=int(rule.q) if localzo else 1,
+        SURR=SURROGATE_ID["fast_sigmoid" if localzo else rule.surrogate],
+        BLOCK_B=_RECORD_BLOCK_B,
+        BLOCK_J=_RECORD_BLOCK_J,
+    )
 
 
 def lif_forward(current: torch.Tensor, beta: float, theta: float = 1.0, backend: Backend = "auto") -> torch.Tensor:
@@ -278,40 +283,12 @@ def lif_forward(current: torch.Tensor, beta: float, theta: float = 1.0, backend:
     if resolve_backend(backend, current, name="current") == "torch":
         return reference_lif_scan(current, beta, theta)[1]
     current = current.contiguous()
-    T, B, H = current.shape
     spikes = torch.empty_like(current)
     if current.numel():
-        count = torch.empty((B, H), dtype=torch.int32, device=current.device)
-        BLOCK_B, BLOCK_J = 16, 64
-        grid = (triton.cdiv(B, BLOCK_B), triton.cdiv(H, BLOCK_J))
-        _lif_record_kernel[grid](
-            current,
-            spikes,
-            count,
-            count,
-            count,
-            count,
-            spikes,
-            count,
-            spikes,
-            T,
-            B,
-            H,
-            beta,
-            float(theta),
-            1.0,
-            1.0,
-            1.0,
-            0,
-            WRITE=False,
-            DENSE_G=False,
-            LOCALZO=False,
-            DIST=DISTRIBUTION_ID["normal"],
-            Q=1,
-            SURR=SURROGATE_ID["fast_sigmoid"],
-            BLOCK_B=BLOCK_B,
-            BLOCK_J=BLOCK_J,
-        )
+        count = torch.empty(current.shape[1:], dtype=torch.int32, device=current.device)
+        # The band is unused without recording: the plain SparseProp pass with θ.
+        rule = SpikeRule("sparseprop", theta=float(theta), b_th=1.0, width=1.0, delta=1.0)
+        record_launch(current, (spikes, count, count, count, count, spikes, count, spikes), beta, rule, 0, False)
     return spikes
 
 

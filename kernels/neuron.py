@@ -249,7 +249,9 @@ def _neuron_forward_kernel(
     tl.store(v_final_ptr + offs, v, mask=mask)
 
 
-@triton.autotune(configs=_configs(), key=["N", "SURROGATE", "Q"])
+# The backward holds more per neuron (a surrogate, or LocalZO's draws): 8 neurons a thread spilled
+# registers on sm_90 (Triton 3.6 and 3.8; the compile check), so it keeps the tiles of at most 4.
+@triton.autotune(configs=[c for c in _configs() if c.kwargs["BLOCK"] <= 128 * c.num_warps], key=["N", "SURROGATE", "Q"])
 @triton.jit
 def _neuron_backward_kernel(
     grad_out_ptr,
@@ -459,6 +461,7 @@ def neuron_backward(
         grad_out = torch.zeros(x_shape, dtype=x_dtype, device=saved.device)
     gvf = grad_v_final.contiguous() if grad_v_final is not None else None
     dummy = saved
+    localzo = opts.surrogate_id == LOCALZO.value
     _launch_backward(
         _grid(N),
         grad_out.contiguous(),
@@ -484,8 +487,9 @@ def neuron_backward(
         RESET_MODE=opts.reset_id,
         DETACH_RESET=opts.detach_reset,
         SURROGATE=opts.surrogate_id,
-        DIST=opts.distribution_id,
-        Q=opts.q,
+        # Only LocalZO draws: other surrogates pass fixed values, so changing them compiles nothing new.
+        DIST=opts.distribution_id if localzo else 0,
+        Q=opts.q if localzo else 1,
         HAS_GRAD_V_FINAL=gvf is not None,
         WRITE_GRAD_V_INIT=want_grad_v_init,
         INDEX_64=force_index_64 or index_64,
@@ -495,13 +499,16 @@ def neuron_backward(
 
 class MultiStepNeuronFunction(torch.autograd.Function):
     """Fused forward/backward scans; differentiable w.r.t. ``x`` and a tensor ``v_init``
-    (``call.v_init``, passed again as an argument so autograd sees it)."""
+    (``call.v_init``, passed again as an argument so autograd sees it). The backward reads the saved
+    ``u`` and θ, both through ``save_for_backward``: a threshold changed in place between forward and
+    backward is refused by autograd's version check. The bias and ``v_init`` are not kept: the
+    backward does not read them (``u`` already holds their effect)."""
 
     @staticmethod
     def forward(ctx, x, v_init_t, opts, call, force_index_64=False):
         out, v_final, saved = neuron_forward(x, opts, call, True, force_index_64)
-        ctx.save_for_backward(saved)
-        ctx.opts, ctx.call, ctx.force_index_64 = opts, call, force_index_64
+        ctx.save_for_backward(saved, call.thresh)
+        ctx.opts, ctx.seed, ctx.force_index_64 = opts, call.seed, force_index_64
         ctx.x_shape, ctx.x_dtype = x.shape, x.dtype
         ctx.v_init_shape = None if v_init_t is None else v_init_t.shape
         ctx.v_init_dtype = None if v_init_t is None else v_init_t.dtype
@@ -510,13 +517,13 @@ class MultiStepNeuronFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out, grad_v_final):
-        (saved,) = ctx.saved_tensors
+        saved, thresh = ctx.saved_tensors
         grad_x, grad_v0 = neuron_backward(
             grad_out,
             grad_v_final,
             saved,
             ctx.opts,
-            ctx.call,
+            NeuronCall(thresh, None, None, ctx.seed),
             ctx.x_shape,
             ctx.x_dtype,
             ctx.needs_input_grad[1],

@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import interpreting, resolve_backend
+from .common import interpreting, launch, resolve_backend
 from .sparse_common import TRACE_DTYPES, ActiveSet, Backend, check_beta, check_same_device, check_tensor
 
 __all__ = [
@@ -21,6 +21,9 @@ __all__ = [
     "backward_bytes",
     "valid_pairs",
     "pair_slots",
+    "weight_grad_launch",
+    "pairs_launch",
+    "input_grad_by_rows",
 ]
 
 # How the input gradient is computed (docs/design.md, "Sparse backward designs"):
@@ -54,8 +57,7 @@ def _weight_grad_configs() -> list[triton.Config]:
             (512, 32, 8, 2),
             (1024, 16, 8, 2),
             (1024, 8, 4, 3),
-            (128, 64, 4, 3),
-        ]
+        ]  # (128, 64, 4, 3) spilled 72 bytes on sm_90 with Triton 3.8 (the compile check)
     ]
 
 
@@ -317,17 +319,24 @@ def sparse_weight_grad(
     check_same_device(trace=trace, index=active.index, delta=delta)
     if resolve_backend(backend, trace, delta, name="trace") == "torch":
         return reference_sparse_weight_grad(trace, active, delta)
-    N_in = trace.shape[2]
+    return weight_grad_launch(trace.contiguous(), active, delta.contiguous())
+
+
+def weight_grad_launch(trace: torch.Tensor, active: ActiveSet, delta: torch.Tensor) -> torch.Tensor:
+    """The weight gradient's launch on checked, contiguous arguments (the compile check drives it with
+    meta tensors)."""
+    H, N_in = active.shape[2], trace.shape[2]
     dwt = torch.empty((H, N_in), dtype=torch.float32, device=trace.device)
     if len(active) == 0 or N_in == 0:
         dwt.zero_()
         return dwt.t()
-    trace = trace.contiguous()
     grid = lambda meta: (triton.cdiv(N_in, meta["BLOCK_I"]) * H,)  # noqa: E731
-    _sparse_weight_grad_kernel[grid](
+    launch(
+        _sparse_weight_grad_kernel,
+        grid,
         trace,
         active.index,
-        delta.contiguous(),
+        delta,
         active.col_ptr,
         dwt,
         H,
@@ -373,45 +382,69 @@ def sparse_input_grad(
         raise ValueError(f"shift must be 0 or 1, got {shift!r}")
     if resolve_backend(backend, weight, delta, name="weight") == "torch":
         return reference_sparse_input_grad(weight, active, delta, prev, beta, shift)
-    out = torch.zeros(len(prev), dtype=torch.float32, device=weight.device)
-    n_prev, n_cur = len(prev), len(active)
-    if n_prev == 0 or n_cur == 0:
-        return out
+    if len(prev) == 0 or len(active) == 0:
+        return torch.zeros(len(prev), dtype=torch.float32, device=weight.device)
     if design != "pairs":
-        return _input_grad_by_rows(weight, active, delta, prev, beta, shift, fused=design == "scan")
+        return input_grad_by_rows(weight, active, delta, prev, beta, shift, fused=design == "scan")
+    return pairs_launch(weight.contiguous(), active, delta.contiguous(), prev, beta, shift)
+
+
+_PACK_BLOCK = 1024
+
+
+def pairs_launch(
+    weight: torch.Tensor, active: ActiveSet, delta: torch.Tensor, prev: ActiveSet, beta: float, shift: int
+) -> torch.Tensor:
+    """The "pairs" design's launches on checked, contiguous arguments with entries in both sets (the
+    compile check drives it with meta tensors)."""
+    T, B, H = active.shape
+    n_prev, n_cur = len(prev), len(active)
     device = weight.device
+    out = torch.zeros(n_prev, dtype=torch.float32, device=device)
     q_t = torch.empty(n_cur, dtype=torch.int32, device=device)
     q_j = torch.empty_like(q_t)
     q_b = torch.empty_like(q_t)
     q_delta = torch.empty(n_cur, dtype=torch.float32, device=device)
-    BLOCK = 1024
-    _pack_by_batch_kernel[(triton.cdiv(n_cur, BLOCK),)](
-        active.index, active.by_batch, delta.contiguous(), q_t, q_j, q_b, q_delta, n_cur, B, H, BLOCK=BLOCK
+    launch(
+        _pack_by_batch_kernel,
+        (triton.cdiv(n_cur, _PACK_BLOCK),),
+        active.index,
+        active.by_batch,
+        delta,
+        q_t,
+        q_j,
+        q_b,
+        q_delta,
+        n_cur,
+        B,
+        H,
+        BLOCK=_PACK_BLOCK,
     )
-    BLOCK_P, BLOCK_Q = PAIR_BLOCK_P, PAIR_BLOCK_Q
-    _sparse_input_grad_kernel[(triton.cdiv(n_prev, BLOCK_P),)](
+    launch(
+        _sparse_input_grad_kernel,
+        (triton.cdiv(n_prev, PAIR_BLOCK_P),),
         prev.index,
         prev.by_batch,
         n_prev,
-        H_prev,
+        prev.shape[2],
         q_t,
         q_j,
         q_b,
         q_delta,
         active.batch_ptr,
-        weight.contiguous(),
+        weight,
         out,
         B,
         H,
         math.log2(beta),
         int(shift),
-        BLOCK_P=BLOCK_P,
-        BLOCK_Q=BLOCK_Q,
+        BLOCK_P=PAIR_BLOCK_P,
+        BLOCK_Q=PAIR_BLOCK_Q,
     )
     return out
 
 
-def _input_grad_by_rows(weight, active: ActiveSet, delta, prev: ActiveSet, beta: float, shift: int, fused: bool):
+def input_grad_by_rows(weight, active: ActiveSet, delta, prev: ActiveSet, beta: float, shift: int, fused: bool):
     """The "rows" / "scan" designs: G[t, b, :] = Σ_{t' ≥ t} β^(t'−t) Σ_{entries at (t', b)} δ·Wᵀ[j, :],
     then ∂L/∂x at a previous-layer entry (τ, b, i) is G[τ + shift, b, i] (0 past the last step)."""
     T, B, H = active.shape
@@ -432,18 +465,42 @@ def _input_grad_by_rows(weight, active: ActiveSet, delta, prev: ActiveSet, beta:
     ptr = torch.searchsorted(key, bounds).to(torch.int32)
     g = torch.empty((T, B, N_prev), dtype=torch.float32, device=device)
     if fused:  # narrow blocks: B·⌈N_prev/64⌉ programs, each a chain of T steps
-        _fused_scan_kernel[(B, triton.cdiv(N_prev, 64))](
-            j_sorted, d_sorted, ptr, wt, g, T, B, N_prev, beta, BLOCK_I=64, BLOCK_K=16, num_warps=2
+        launch(
+            _fused_scan_kernel,
+            (B, triton.cdiv(N_prev, 64)),
+            j_sorted,
+            d_sorted,
+            ptr,
+            wt,
+            g,
+            T,
+            B,
+            N_prev,
+            beta,
+            BLOCK_I=64,
+            BLOCK_K=16,
+            num_warps=2,
         )
     else:
         # One row per program on a card (25 600 programs in the bench's layer); in the interpreter a
         # launch per program costs milliseconds, so one program takes every row.
         rows_per = n_rows if interpreting() else 1
-        _rows_v_kernel[(triton.cdiv(n_rows, rows_per), triton.cdiv(N_prev, 256))](
-            j_sorted, d_sorted, ptr, wt, g, n_rows, N_prev, ROWS=rows_per, BLOCK_I=256, BLOCK_K=16
+        launch(
+            _rows_v_kernel,
+            (triton.cdiv(n_rows, rows_per), triton.cdiv(N_prev, 256)),
+            j_sorted,
+            d_sorted,
+            ptr,
+            wt,
+            g,
+            n_rows,
+            N_prev,
+            ROWS=rows_per,
+            BLOCK_I=256,
+            BLOCK_K=16,
         )
         M = B * N_prev
-        _reverse_scan_kernel[(triton.cdiv(M, 256),)](g, T, M, beta, BLOCK=256, num_warps=2)
+        launch(_reverse_scan_kernel, (triton.cdiv(M, 256),), g, T, M, beta, BLOCK=256, num_warps=2)
     # prev's index τ·B·N + b·N + i plus shift·B·N is the flat position of (τ + shift, b, i) in G.
     src = prev.index.long() + shift * B * N_prev
     inside = src < T * B * N_prev

@@ -70,6 +70,7 @@ def run(
     data_root: Optional[Union[str, Path]] = None,
     cache_dir: Optional[Union[str, Path]] = None,
     address: Optional[str] = None,
+    jobs: Optional[int] = None,
 ) -> pd.DataFrame:
     """Run every cell of ``suite`` not yet recorded, append its record, and return the suite's
     records (newest per cell) in long form (see :func:`load_results`).
@@ -89,6 +90,7 @@ def run(
         cache_dir=_optional_path(cache_dir, "cache_dir"),
         executor=executor,
         address=address,
+        jobs=jobs,
     )
     for problem in summary.problems:
         warnings.warn(f"{problem}; that cell was run again", stacklevel=2)

@@ -152,7 +152,7 @@ def validate(
         )
     _say(
         f"{suite}: valid suite '{parsed.name}' ({parsed.track} track), {len(cells)} cells, "
-        f"T = {parsed.timesteps}, results → {parsed.results_path()}"
+        f"T = {parsed.timesteps}, results → {parsed.results_path(results_dir)}"
     )
     for cell in cells:
         _say(f"  {cell.key}")
@@ -181,11 +181,19 @@ def run(
     compare_reference: bool = typer.Option(
         False, "--compare-reference", help="also time the official FTBC loop on the same batches"
     ),
+    jobs: Optional[int] = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        min=1,
+        help="cells run side by side in this many local processes, each with its share of the threads "
+        "(default: one per core on the CPU, one per GPU; 1 where the suite says parallel: false)",
+    ),
     overrides: List[str] = typer.Option([], "--set", help=_SET_HELP),
 ) -> None:
     """Run every cell of a suite that is not yet recorded and append one record per cell.
 
-    Example: snnbench run suites/digits.yaml --results-dir build/demo
+    Example: snnbench run suites/digits.yaml --results-dir build/demo --jobs 2
     """
     from snnbench.runner.cli_run import run_with_progress
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Sequence, Union
 
@@ -72,7 +73,7 @@ class LightParams(_Strict):
 class FTBCParams(_Strict):
     """FTBC single pass (docs/design.md §4): K calibration batches, step size alpha."""
 
-    alpha: float = Field(0.4, gt=0)
+    alpha: float = Field(0.4, gt=0, allow_inf_nan=False)
     batches: int = Field(3, gt=0, description="K, the number of calibration batches")
     batch_size: int = Field(200, gt=0)
     implementation: Literal["fast", "reference"] = "fast"
@@ -90,7 +91,7 @@ class FTBCRTSParams(_Strict):
     layer and step corrected with its own bias applied and its membrane re-simulated. Defaults: the
     official CIFAR script (``run_scripts/cifar_cali.sh``)."""
 
-    alpha: float = Field(0.005, gt=0, description="the official --curr_t_alpha")
+    alpha: float = Field(0.005, gt=0, allow_inf_nan=False, description="the official --curr_t_alpha")
     iterations: int = Field(50, gt=0, description="the official --num_cali_iters")
     sample_batches: int = Field(
         2, ge=0, description="the official --num_cali_sample_batches; its loop uses this many + 1 batches"
@@ -106,6 +107,37 @@ class FTBCIterParams(FTBCParams):
     """Iterative FTBC: ``passes`` sweeps over the calibration batches, alpha per pass."""
 
     passes: int = Field(5, gt=0)
+
+
+class AdvancedParams(_Strict):
+    """SNN Calibration's advanced calibration (family: snnc): every neuron's initial membrane from one
+    batch, as the FTBC repository's SNNC script and SNN_Calibration's CIFAR script run it (their weights
+    calibration is commented out there; only SNN_Calibration's ImageNet script runs it)."""
+
+    batch_size: int = Field(128, gt=0, description="training images in the calibration batch")
+    calibration_augment: bool = Field(
+        True, description="calibrate on training images with the training augmentation, as the official loader"
+    )
+
+
+class FTBCSNNCParams(_Strict):
+    """FTBC as the FTBC repository's SNNC script runs it (family: snnc): ``ours_wo_avg``
+    (``average: false``, bias_corr_model_update_step_by_step) or ``ours_w_avg`` (``average: true``,
+    x_bias_corr_model_update_step_by_step), with the script's defaults."""
+
+    average: bool = Field(False, description="ours_w_avg: each step's error is that of the running average")
+    alpha: float = Field(0.5, gt=0, description="--curr_t_alpha")
+    batches: int = Field(
+        10, gt=0, description="--num_cali_sample_batches (ours_w_avg's official loop reads one more: give K+1)"
+    )
+    batch_size: int = Field(128, gt=0)
+    iterations: int = Field(5, gt=0, description="--num_cali_iters: passes, each on new batches (seed + i)")
+    calibration_augment: bool = Field(
+        True, description="calibrate on training images with the training augmentation, as the official loader"
+    )
+    bias_order: Literal["official", "kernel"] = Field(
+        "official", description="u = (v + x) - b (official) or the QCFS route's (v - b) + x (kernel)"
+    )
 
 
 def surrogate_names() -> tuple[str, ...]:
@@ -183,6 +215,8 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "light": LightParams,
     "ftbc": FTBCParams,
     "ftbc_iter": FTBCIterParams,
+    "advanced": AdvancedParams,
+    "ftbc_snnc": FTBCSNNCParams,
     "ftbc_rts": FTBCRTSParams,
     "rts": QCFSParams,  # the same plain conversion, the name of the RTS family's uncalibrated row
     "surrogate": SurrogateParams,
@@ -192,7 +226,22 @@ METHOD_PARAMS: dict[str, type[_Strict]] = {
     "localzo": LocalZOParams,
     "localzo_dense": LocalZOParams,
 }
-CONVERSION_METHODS = {"qcfs", "none", "rts", "light", "ftbc", "ftbc_iter", "ftbc_rts"}
+CONVERSION_METHODS = {"qcfs", "none", "rts", "light", "ftbc", "ftbc_iter", "ftbc_rts", "advanced", "ftbc_snnc"}
+# Methods of one ANN family only: the SNN Calibration family's (model parameter ``family: snnc``).
+SNNC_METHODS = {"advanced", "ftbc_snnc"}
+SNNC_FAMILY_METHODS = {"none", "light"} | SNNC_METHODS
+
+
+def method_applies(method: str, model_params: dict[str, Any], listed: Optional[list[str]] = None) -> bool:
+    """Whether a suite's method runs on a model: the SNN Calibration family's own methods on that
+    family only, and only the methods the model lists (``methods:``) when it lists any."""
+    if listed is not None and method not in listed:
+        return False
+    if model_params.get("family") == "snnc":
+        return method in SNNC_FAMILY_METHODS
+    return method not in SNNC_METHODS
+
+
 TRAINING_METHODS = {"surrogate", "sparseprop", "surrogate_normal", "sparseprop_normal", "localzo", "localzo_dense"}
 DIRECT_METHODS = {"surrogate", "localzo"}  # the direct-training (spiking CNN) track
 
@@ -239,8 +288,9 @@ def _check_rts_params(params: dict[str, Any], activation: str) -> None:
     if given and activation != "rts":
         raise ValueError(f"{', '.join(given)}: only for activation: rts (this model's activation is {activation})")
     thresh = params.get("rts_thresh", 1.0)
-    if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not thresh > 0:
-        raise ValueError(f"rts_thresh must be a positive number, got {thresh!r}")
+    # An infinite θ is no clip, and θ/(2·shift_relu) = inf would zero every activation.
+    if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not 0 < thresh < math.inf:
+        raise ValueError(f"rts_thresh must be a positive finite number, got {thresh!r}")
     shift = params.get("shift_relu", 0)
     if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
         raise ValueError(f"shift_relu must be a non-negative integer (0: no shift), got {shift!r}")
@@ -280,7 +330,23 @@ class ModelSpec(_Strict):
         batches = self.params.get("threshold_batches", 1)
         if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
             raise ValueError(f"threshold_batches must be a positive integer, got {batches!r}")
+        self._check_family()
         return self
+
+    def _check_family(self) -> None:
+        family = self.params.get("family", "default")
+        if family not in ("default", "snnc"):
+            raise ValueError(f"family must be 'default' or 'snnc' (SNN Calibration), got {family!r}")
+        granularity = self.params.get("threshold_granularity", "layer")
+        if granularity not in ("layer", "channel"):
+            raise ValueError(f"threshold_granularity must be 'layer' or 'channel', got {granularity!r}")
+        relu = self.params.get("activation", "qcfs") == "relu" or "weights" in self.params
+        if (family == "snnc" or granularity == "channel") and not relu:
+            raise ValueError("family 'snnc' and threshold_granularity 'channel' are for ReLU ANNs (activation: relu)")
+        if granularity == "channel" and self.params.get("threshold", "max") != "mse":
+            raise ValueError(
+                "threshold_granularity 'channel' is SNN Calibration's per-channel MSE rule: set threshold: mse"
+            )
 
 
 # The datasets a suite may name; data/registry.py maps each to its loader (a test keeps the two equal).
@@ -369,6 +435,8 @@ class Suite(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Cells may run side by side (snnbench run --jobs); false where their wall times are the result.
+    parallel: bool = True
     output: Optional[str] = Field(None, description="results file; default results/runs/<name>.jsonl")
 
     @field_validator("timesteps")
@@ -421,9 +489,35 @@ class Suite(_Strict):
     def _model_methods_known(self) -> "Suite":
         names = [m.name for m in self.methods]
         for i, model in enumerate(self.models):
+            if model.methods is not None and not model.methods:
+                raise ValueError(f"models.{i}.methods: empty, so the model runs nothing; omit it to run every method")
+            repeated = sorted({name for name in model.methods or () if model.methods.count(name) > 1})
+            if repeated:
+                raise ValueError(f"models.{i}.methods: {', '.join(repeated)} named more than once")
             for name in model.methods or ():
                 if name not in names:
                     raise ValueError(f"models.{i}.methods: {name!r} is not one of the suite's methods {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _methods_fit_the_family(self) -> "Suite":
+        """The RTS family's methods need an RTS ANN and the QCFS FTBC does not fit one (calibrate()
+        refuses both), refused here so that no ANN is trained for a cell that cannot run."""
+        if self.track != "conversion":
+            return self
+        for i, model in enumerate(self.models):
+            rts = model.params.get("activation") == "rts"
+            for name in model.methods or [m.name for m in self.methods]:
+                if name in ("rts", "ftbc_rts") and not rts:
+                    raise ValueError(
+                        f"models.{i}: method {name!r} needs an RTS ANN (activation: rts); "
+                        "limit the model with methods: [...]"
+                    )
+                if name in ("ftbc", "ftbc_iter") and rts:
+                    raise ValueError(
+                        f"models.{i}: method {name!r} does not fit an RTS ANN (activation: rts); use ftbc_rts, "
+                        "or limit the model with methods: [...]"
+                    )
         return self
 
     @model_validator(mode="after")
@@ -434,6 +528,26 @@ class Suite(_Strict):
                 raise ValueError(
                     f"methods.{i}: {m.name!r} is not a {self.track}-track method; expected one of {sorted(allowed)}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _methods_match_family(self) -> "Suite":
+        # A method of one ANN family runs only on that family's models (the cells of other pairs are
+        # not made); each method must apply to some model and each model take some method.
+        for i, m in enumerate(self.methods):
+            if not any(method_applies(m.name, model.params) for model in self.models):
+                why = (
+                    "it calibrates the SNN Calibration family (a model with activation: relu and family: snnc)"
+                    if m.name in SNNC_METHODS
+                    else f"a model with family: snnc takes {sorted(SNNC_FAMILY_METHODS)}"
+                )
+                raise ValueError(f"methods.{i}: {m.name!r} applies to none of the models; {why}")
+        for j, model in enumerate(self.models):
+            if not any(method_applies(m.name, model.params) for m in self.methods):
+                takes = (
+                    sorted(SNNC_FAMILY_METHODS) if model.params.get("family") == "snnc" else "no SNN Calibration method"
+                )
+                raise ValueError(f"models.{j} ({model.name}) takes none of the methods; it takes {takes}")
         return self
 
     def results_path(self, results_dir: Optional[Path] = None) -> Path:

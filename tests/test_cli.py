@@ -64,3 +64,29 @@ def test_bench_without_a_gpu_when_cuda_is_asked_exits_2():
         pytest.skip("this machine has a GPU")
     result = runner.invoke(app, ["bench", "neuron", "--device", "cuda", "--quick"])
     assert result.exit_code == 2
+
+
+def test_the_environment_fingerprint_imports_no_package_for_its_version():
+    # Importing triton and torchvision only to read their versions cost seconds of every run.
+    from tests.helpers import run_python
+
+    run_python(
+        "import sys\n"
+        "from snnbench.records.env import environment\n"
+        "env = environment()\n"
+        "assert env['triton'] and env['torchvision'] and env['torch'], env\n"
+        "assert 'triton' not in sys.modules and 'torchvision' not in sys.modules\n"
+    )
+
+
+def test_validate_deep_names_the_results_file_of_results_dir(tmp_path):
+    """validate --deep --results-dir D checked D but printed the default results path."""
+    from pathlib import Path
+
+    suite = Path(__file__).resolve().parents[1] / "suites" / "digits.yaml"
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["validate", str(suite), "--deep", "--results-dir", str(out), "--cache-dir", str(tmp_path / "c")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"results → {out}" in " ".join(result.output.split()), result.output

@@ -90,6 +90,9 @@ def test_model_entries_of_every_track_are_built_before_any_cell(tmp_path):
     # The conversion track's size check no longer swallows what torch raises on the meta device.
     negative = _suite(tmp_path, "conversion", [{"name": "digits_cnn", "width": -3}])
     _refused(tmp_path, negative, "models.0", "negative dimension -3")
+    # A width of 0 builds on any device (torch only warns): the check refuses the empty layers.
+    zero = _suite(tmp_path, "conversion", [{"name": "digits_cnn", "width": 0}])
+    _refused(tmp_path, zero, "models.0: model 'digits_cnn' with {'width': 0} has layers of size 0")
     qcfs_mse = _suite(tmp_path, "conversion", [{"name": "digits_cnn", "width": 4, "threshold": "mse"}])
     _refused(tmp_path, qcfs_mse, "models.0.threshold: applies to ReLU networks")
 

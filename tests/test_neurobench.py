@@ -124,3 +124,36 @@ def test_flattened_spikes_still_count_as_accumulates():
     x = torch.tensor([[[4.0, 0.0], [4.0, 0.0]]])  # [B=1, 2, 2]: two inputs fire every step
     ops = neurobench_metrics(snn, x, steps=2)["synaptic_operations"]
     assert ops == {"Effective_MACs": 0, "Effective_ACs": 2 * 2, "Dense": 4 * 2}
+
+
+def _full_conv_count(layer, x):
+    """The definition: a float64 convolution of the 0/1 masks, summed (what _count shortens)."""
+    x64, w64 = (x != 0).double(), (layer.weight != 0).double()
+    return float(layer._conv_forward(x64, w64, None).sum())
+
+
+@pytest.mark.parametrize("groups,stride,padding_mode", [(1, 1, "zeros"), (2, 2, "zeros"), (4, 1, "circular")])
+def test_summed_conv_count_equals_the_full_convolution(groups, stride, padding_mode):
+    from snnbench.conversion.neurobench import _count
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 8, 3, stride=stride, padding=1, groups=groups, bias=False, padding_mode=padding_mode)
+    with torch.no_grad():
+        conv.weight[conv.weight.abs() < 0.1] = 0.0  # some zero weights
+    x = torch.relu(torch.randn(6, 4, 5, 5))  # about half the inputs zero
+    assert _count(conv, x, dense=False) == _full_conv_count(conv, x)
+
+
+def test_counts_taken_during_the_evaluation_are_those_of_the_first_samples():
+    # The accuracy evaluation counts the first `samples` images of its batches in the same simulation.
+    from snnbench.conversion.neurobench import NeuroBenchCounter
+
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), QCFS(4, 1.0), nn.Flatten(), nn.Linear(64, 3), QCFS(4, 1.0))
+    snn = convert(ann)
+    x = torch.rand(7, 1, 4, 4)
+    with NeuroBenchCounter(snn) as counter:
+        for batch in (x[:3], x[3:6], x[6:]):  # batches of 3, 3, 1; count the first 5 images
+            counter.select(len(batch), 5 - counter.samples)
+            simulate(snn, batch, 4)
+    assert counter.result(4).as_dict() == neurobench_metrics(snn, x[:5], steps=4)

@@ -71,7 +71,12 @@ def _suite(**model):
     [
         ({"rts_thresh": 1.0}, "rts_thresh: only for activation: rts"),
         ({"activation": "rts", "shift_snn": -1}, "shift_snn must be a non-negative integer"),
-        ({"activation": "rts", "rts_thresh": 0}, "rts_thresh must be a positive number"),
+        ({"activation": "rts", "rts_thresh": 0}, "rts_thresh must be a positive finite number"),
+        ({"activation": "rts", "rts_thresh": float("inf")}, "rts_thresh must be a positive finite number"),
+        ({"activation": "rts", "methods": []}, "models.0.methods: empty, so the model runs nothing"),
+        ({}, "models.0: method 'rts' needs an RTS ANN"),
+        ({"activation": "relu", "methods": ["ftbc_rts"]}, "models.0: method 'ftbc_rts' needs an RTS ANN"),
+        ({"activation": "rts", "methods": ["rts", "rts"]}, "models.0.methods: rts named more than once"),
         ({"activation": "rts", "shift_relu": 1.5}, "shift_relu must be a non-negative integer"),
         ({"activation": "rts", "methods": ["ftbc"]}, "models.0.methods: 'ftbc' is not one of the suite's methods"),
     ],
@@ -95,6 +100,10 @@ def test_ftbc_rts_parameters_are_validated_with_official_defaults():
     bad = _suite(activation="rts")
     bad["methods"] = [{"name": "ftbc_rts", "iterations": 0}]
     with pytest.raises(ValueError, match="iterations"):
+        Suite.model_validate(bad, context={"strict": True})
+    # An infinite alpha (refused inside the cell by the calibration, after the ANN was trained).
+    bad["methods"] = [{"name": "ftbc_rts", "alpha": float("inf")}]
+    with pytest.raises(ValueError, match="alpha"):
         Suite.model_validate(bad, context={"strict": True})
 
 
@@ -150,3 +159,26 @@ def test_an_rts_model_takes_threshold_batches_but_no_threshold_rule():
     rule = ModelSpec.model_validate({"name": "digits_cnn", "activation": "rts", "threshold": "mse"})
     (problem,) = _threshold_problems(0, rule)
     assert "models.0.threshold: applies to ReLU networks" in problem and "largest activations (RTS)" in problem
+
+
+def test_spiking_output_false_passes_the_model_check(tmp_path):
+    """spiking_output is the one true/false model option: the load-time model check must take it
+    (it refused both values as 'not numbers'), and still refuse a boolean for a numeric option."""
+    from snnbench.config import SuiteError, load_suite
+    from snnbench.runner.sweep import check_models
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(_suite(activation="rts", spiking_output=False)))
+    check_models(load_suite(path), path)
+    path.write_text(yaml.safe_dump(_suite(activation="rts", width=True)))
+    with pytest.raises(SuiteError, match="width: expected a number"):
+        check_models(load_suite(path), path)
+
+
+def test_the_qcfs_ftbc_on_an_rts_model_is_refused_at_load_time():
+    suite = _suite(activation="rts")
+    suite["methods"] = ["rts", "ftbc"]
+    with pytest.raises(ValueError, match="models.0: method 'ftbc' does not fit an RTS ANN"):
+        Suite.model_validate(suite, context={"strict": True})
+    suite["models"][0]["methods"] = ["rts"]  # a model limited to its family's methods is fine
+    Suite.model_validate(suite, context={"strict": True})

@@ -8,6 +8,9 @@ writes its biases into the IF layers' ``bias`` buffers, so they are saved with t
 - ``light``: Li et al. 2021, a time-invariant per-channel bias from one batch (light.py);
 - ``ftbc``: the official single pass, α, K batches (ftbc.py fast / ftbc_reference.py official loop);
 - ``ftbc_iter``: ``passes`` sweeps with each layer's own bias applied, α per pass;
+- the SNN Calibration family (``family: snnc``; snnc_calibration.py): ``light`` as its
+  ``bias_corr_model``, ``advanced`` (initial membranes) and ``ftbc_snnc`` (FTBC ``ours_wo_avg`` /
+  ``ours_w_avg`` as the FTBC repository's SNNC script runs them).
 - ``ftbc_rts``: FTBC as the RTS code runs it on an RTS SNN (ftbc_rts.py): ``iterations`` rounds of
   ``sample_batches`` + 1 fresh batches (round i shuffled with seed + i, as the script reseeds), α.
 
@@ -46,6 +49,7 @@ class CalibrationRequest:
     seed: int
     compare_reference: bool = False
     augmented_data: Optional[Dataset] = None  # training split, training augmentation (None: none exists)
+    family: str = "default"  # "snnc": the SNN Calibration family (ann gives its unclipped targets)
 
 
 def calibration_batches(
@@ -210,8 +214,43 @@ def calibrate(method: str, request: CalibrationRequest) -> dict[str, Any]:
     if method in ("qcfs", "none", "rts"):
         return {}
     params = {**METHOD_PARAMS[method]().model_dump(), **(request.params or {})}  # the suite schema's defaults
+    if request.family == "snnc":
+        return _snnc(method, request, params)
+    if method in ("advanced", "ftbc_snnc"):
+        raise ValueError(f"method {method!r} calibrates the SNN Calibration family (family: snnc) only")
     if method == "light":
         return _light(request, params)
     if method == "ftbc_rts":
         return _ftbc_rts(request, params)
     return _ftbc(request, params, iterative=method == "ftbc_iter")
+
+
+def _snnc(method: str, request: CalibrationRequest, params: dict[str, Any]) -> dict[str, Any]:
+    """The SNN Calibration family's light, advanced and FTBC (snnc_calibration.py)."""
+    from snnbench.conversion.snnc_calibration import ftbc_snnc, snnc_advanced, snnc_light
+
+    if method not in ("light", "advanced", "ftbc_snnc"):
+        raise ValueError(f"method {method!r} does not apply to the SNN Calibration family")
+    augmented = bool(params.get("calibration_augment")) and request.augmented_data is not None
+    data = request.augmented_data if augmented else request.data
+    ann, snn, steps, device = request.ann, request.snn, request.steps, request.device
+    if method != "ftbc_snnc":
+        (x,) = calibration_batches(data, 1, params["batch_size"], request.seed, device)
+        calibrate_one = snnc_light if method == "light" else snnc_advanced
+        seconds = _timed(lambda: calibrate_one(ann, snn, x, steps), device)
+        return {"calibration_batches": 1, "calibration_images": int(x.shape[0]), "calibration_core_s": seconds}
+    for module in snn.modules():
+        if hasattr(module, "bias_order"):
+            module.bias_order = params["bias_order"]
+    seconds, images = 0.0, 0
+    for i in range(params["iterations"]):
+        # Each iteration reads new batches, as the official script reseeds (seed + i) before each.
+        batches = calibration_batches(data, params["batches"], params["batch_size"], request.seed + i, device)
+        images += sum(int(x.shape[0]) for x in batches)
+        seconds += _timed(lambda: ftbc_snnc(ann, snn, batches, steps, params["alpha"], params["average"]), device)
+    return {
+        "calibration_batches": params["batches"] * params["iterations"],
+        "calibration_images": images,
+        "calibration_core_s": seconds,
+        "calibration_augmented": augmented,
+    }

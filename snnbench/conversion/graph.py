@@ -14,6 +14,7 @@ flatten / view / reshape, dropout (identity in eval), max pooling as the spiking
 
 from __future__ import annotations
 
+import copy
 import operator
 from typing import Callable
 
@@ -134,14 +135,23 @@ def _relu_calls_to_modules(gm: fx.GraphModule) -> None:
     gm.delete_all_unused_submodules()
 
 
-def relu_graph(model: nn.Module) -> fx.GraphModule:
+def relu_graph(model: nn.Module, fold: str = "torch") -> fx.GraphModule:
     """A traced, BN-folded copy of ``model`` (in eval mode) with one :class:`ClipReLU` per ReLU call.
 
-    Thresholds start at ∞ (a plain ReLU): the copy computes what ``model`` computes."""
+    ``fold``: ``"torch"`` (torch.fx's fuse) or ``"snnc"`` (SNN Calibration's formula and rule, see
+    bn_fold.py). Thresholds start at ∞ (a plain ReLU): the copy computes what ``model`` computes."""
+    if fold not in ("torch", "snnc"):
+        raise ValueError(f"fold must be 'torch' or 'snnc', got {fold!r}")
     model = model.eval()
-    gm = trace(model)
+    # The official fold changes the convolutions in place: it works on a copy.
+    gm = trace(model if fold == "torch" else copy.deepcopy(model))
     check_ops(gm)
-    gm = fuse(gm, inplace=False, no_trace=True)
+    if fold == "torch":
+        gm = fuse(gm, inplace=False, no_trace=True)
+    else:
+        from snnbench.conversion.bn_fold import fold_bn_official
+
+        fold_bn_official(gm)
     _relu_calls_to_modules(gm)
     if not any(isinstance(m, ClipReLU) for m in gm.modules()):
         raise UnsupportedOpError(f"{type(model).__name__} has no ReLU: nothing becomes an IF layer")

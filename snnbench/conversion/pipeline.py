@@ -6,7 +6,10 @@ code's way (``rts_snn``)."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -18,7 +21,7 @@ from snnbench.context import ProgressReporter, RunContext
 from snnbench.conversion.calibration import CalibrationRequest, calibrate
 from snnbench.conversion.convert import accuracy_curve, convert, simulate
 from snnbench.conversion.graph import has_qcfs, relu_graph
-from snnbench.conversion.neurobench import neurobench_on_dataset
+from snnbench.conversion.neurobench import NeuroBenchCounter
 from snnbench.data.registry import DataBundle, data_identity, load_dataset
 from snnbench.threshold_rule import parse_threshold
 from snnbench.models.registry import CONVERSION_PARAMETERS, build_model
@@ -123,6 +126,9 @@ def prepare_ann(cell: Cell, bundle: DataBundle, ctx: RunContext) -> tuple[torch.
     return result.model, {"train_s": result.train_s, "ann_source": "cache" if result.cached else "trained"}
 
 
+NEUROBENCH_SAMPLES = 128  # the NeuroBench metrics count the first test images of the evaluation
+
+
 @torch.no_grad()
 def evaluate_snn(
     snn: torch.nn.Module,
@@ -132,18 +138,22 @@ def evaluate_snn(
     batch_size: int,
     progress: ProgressReporter,
     chunk: Optional[int] = None,
-) -> list[float]:
-    """Accuracy (percent) at every T = 1..steps from one simulation per test batch."""
+    neurobench_samples: int = NEUROBENCH_SAMPLES,
+) -> tuple[list[float], dict[str, Any]]:
+    """Accuracy (percent) at every T = 1..steps from one simulation per test batch, and the NeuroBench
+    metrics of the first ``neurobench_samples`` test images, counted during that same simulation."""
     loader = DataLoader(bundle.test, batch_size=batch_size, shuffle=False)
     correct = torch.zeros(steps, dtype=torch.long)
     total = 0
-    with progress.track("evaluate SNN", len(loader)) as bar:
+    with progress.track("evaluate SNN", len(loader)) as bar, NeuroBenchCounter(snn) as counter:
         for x, y in loader:
+            counter.select(len(x), neurobench_samples - counter.samples)
             logits = simulate(snn, x.to(device), steps, chunk=chunk)
             correct += accuracy_curve(logits, y.to(device)).cpu()
             total += y.numel()
             bar.advance()
-    return (100.0 * correct.double() / max(total, 1)).tolist()
+    curve = (100.0 * correct.double() / max(total, 1)).tolist()
+    return curve, counter.result(steps).as_dict()
 
 
 def simulation_chunk(bundle: DataBundle, steps: int, batch_size: int, budget_elements: int = 2**30) -> int:
@@ -156,7 +166,66 @@ def simulation_chunk(bundle: DataBundle, steps: int, batch_size: int, budget_ele
     return max(1, min(steps, budget_elements // max(1, per_step * 64)))
 
 
-def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
+def calibration_request(
+    cell: Cell,
+    ctx: RunContext,
+    bundle: DataBundle,
+    ann: torch.nn.Module,
+    snn: torch.nn.Module,
+    steps: int,
+    family: str = "default",
+) -> CalibrationRequest:
+    """What the cell's method calibrates: ``snn`` against ``ann`` on the training split, for ``steps``."""
+    return CalibrationRequest(
+        ann=ann,
+        snn=snn,
+        data=bundle.calibration,
+        steps=steps,
+        params=cell.method.params,
+        device=ctx.device,
+        seed=cell.seed,
+        compare_reference=ctx.compare_reference,
+        augmented_data=bundle.calibration_augmented,
+        family=family,
+    )
+
+
+@dataclass
+class PreparedANN:
+    """What every method of one ANN starts from: computed once per ANN, not once per cell."""
+
+    key: str
+    bundle: DataBundle
+    ann: torch.nn.Module  # as trained or loaded; never changed by a method
+    ann_acc: float
+    train_info: dict[str, Any]
+    # steps → (the ANN calibration compares with, its uncalibrated SNN, what the conversion measured);
+    # each method calibrates a copy of the SNN.
+    converted: dict[int, tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]]
+
+
+# The last ANN prepared in this process. The runner runs the methods of one ANN one after another
+# in one process (runner.groups), so each of them after the first finds it here.
+_PREPARED: dict[str, PreparedANN] = {}
+
+
+def _prepared_key(cell: Cell, ctx: RunContext) -> str:
+    """Everything the prepared ANN depends on: the cell without its method, and where things live."""
+    cfg = cell.config()
+    del cfg["method"], cfg["suite"]
+    cfg["where"] = {"device": str(ctx.device), "cache": str(ctx.cache_dir), "data": str(ctx.data_root)}
+    return config_hash(cfg, 32)
+
+
+def prepare_once(cell: Cell, ctx: RunContext) -> PreparedANN:
+    """The dataset, trained ANN and its accuracy of ``cell``'s ANN (its conversions are added as they
+    are made); the methods after the first reuse them (reported as ``ann_source: cache``, as a
+    cached ANN is)."""
+    key = _prepared_key(cell, ctx)
+    found = _PREPARED.get(key)
+    if found is not None:
+        return dataclasses.replace(found, train_info={"train_s": 0.0, "ann_source": "cache"})
+    _PREPARED.clear()  # one ANN at a time: a large model's weights are not kept beside the next
     bundle = load_cell_data(cell, ctx.data_root)
     if is_torchvision(cell.model.name) and cell.dataset.name == "imagenet":
         own = eval_transform(cell.model.name, cell.model.params.get("weights"))
@@ -166,19 +235,38 @@ def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
             bundle = with_eval_transform(bundle, own)
     ann, train_info = prepare_ann(cell, bundle, ctx)
     ann_acc = evaluate_ann(ann, bundle.test, ctx.device, cell.training.eval_batch_size)
+    prepared = PreparedANN(key, bundle, ann, ann_acc, train_info, converted={})
+    _PREPARED[key] = prepared
+    return prepared
 
+
+def run_conversion_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
+    prepared = prepare_once(cell, ctx)
+    bundle, ann, train_info = prepared.bundle, prepared.ann, prepared.train_info
+    if cell.model.params.get("family") == "snnc":
+        from snnbench.conversion.snnc_pipeline import run_snnc_conversion
+
+        # A copy: the SNNC route folds BN into the network it is given, and the next method starts
+        # from the prepared ANN as trained.
+        result = run_snnc_conversion(cell, ctx, bundle, copy.deepcopy(ann))
+        return {
+            "ann_acc": prepared.ann_acc,
+            "train_s": train_info["train_s"],
+            "ann_source": train_info["ann_source"],
+            **result,
+        }
     steps = max(cell.timesteps)
     runs = [steps]
     if _shift_per_t(cell, ann):  # the RTS scripts run each T on its own, with --shift_snn $T
         runs = sorted(set(cell.timesteps))
-    results = {t: convert_and_evaluate(cell, bundle, ann, t, ctx) for t in runs}
+    results = {t: convert_and_evaluate(cell, prepared, t, ctx) for t in runs}
     last = results[steps]
     curve = last["curve"]
     snn_acc = {str(t): (results[t] if t in results else last)["curve"][t - 1] for t in cell.timesteps}
     if len(runs) > 1:
         last["info"]["shift_snn"] = "per T"
     return {
-        "ann_acc": ann_acc,
+        "ann_acc": prepared.ann_acc,
         "snn_acc": snn_acc,
         "snn_acc_curve": curve,
         "train_s": train_info["train_s"],
@@ -197,38 +285,30 @@ def _shift_per_t(cell: Cell, ann: torch.nn.Module) -> bool:
     return is_rts(ann) and cell.model.params.get("shift_snn") is None
 
 
-def convert_and_evaluate(
-    cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, ctx: RunContext
-) -> dict[str, Any]:
-    """Convert ``ann``, calibrate for ``steps`` and evaluate at every T <= ``steps``: the accuracy
-    curve, the seconds of both, NeuroBench metrics and what conversion and calibration report."""
-    ann, snn, threshold_info = convertible_snn(cell, bundle, ann, steps, ctx.device)
+def convert_and_evaluate(cell: Cell, prepared: PreparedANN, steps: int, ctx: RunContext) -> dict[str, Any]:
+    """Convert the prepared ANN (once per ANN and ``steps``), calibrate a copy for ``steps`` and
+    evaluate at every T <= ``steps``: the accuracy curve, the seconds of both, NeuroBench metrics
+    (counted in the same simulation) and what conversion and calibration report."""
+    bundle = prepared.bundle
+    if steps not in prepared.converted:
+        prepared.converted[steps] = convertible_snn(cell, bundle, prepared.ann, steps, ctx.device)
+    ann, uncalibrated, threshold_info = prepared.converted[steps]
+    snn = copy.deepcopy(uncalibrated)
     t0 = time.perf_counter()
-    extra = calibrate(
-        cell.method.name,
-        CalibrationRequest(
-            ann=ann,
-            snn=snn,
-            data=bundle.calibration,
-            steps=steps,
-            params=cell.method.params,
-            device=ctx.device,
-            seed=cell.seed,
-            compare_reference=ctx.compare_reference,
-            augmented_data=bundle.calibration_augmented,
-        ),
-    )
+    extra = calibrate(cell.method.name, calibration_request(cell, ctx, bundle, ann, snn, steps))
     # With --compare-reference the wall time also holds the reference loop; report the method alone.
     calibrate_s = extra.get("calibration_core_s", time.perf_counter() - t0)
 
     t0 = time.perf_counter()
     chunk = simulation_chunk(bundle, steps, cell.training.eval_batch_size)
-    curve = evaluate_snn(snn, bundle, steps, ctx.device, cell.training.eval_batch_size, ctx.progress, chunk=chunk)
+    curve, neurobench = evaluate_snn(
+        snn, bundle, steps, ctx.device, cell.training.eval_batch_size, ctx.progress, chunk=chunk
+    )
     return {
         "curve": curve,
         "calibrate_s": calibrate_s,
         "evaluate_s": time.perf_counter() - t0,
-        "neurobench": neurobench_on_dataset(snn, bundle.test, steps, ctx.device, chunk=chunk),
+        "neurobench": neurobench,
         "info": {**threshold_info, **extra},
     }
 
@@ -278,16 +358,20 @@ def threshold_relu_ann(
     cell: Cell, bundle: DataBundle, ann: torch.nn.Module, steps: int, device: torch.device
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A ReLU ANN made convertible: traced, BN folded, each ReLU clipped at a data-based threshold
-    (``threshold``, default ``max``) from ``threshold_batches`` (default 5) training batches of 128."""
+    (``threshold``, default ``max``; per layer, or per channel with ``threshold_granularity: channel``)
+    from ``threshold_batches`` (default 5) training batches of 128. The SNN Calibration family folds
+    BN with its own formula."""
     from snnbench.conversion.calibration import calibration_batches
     from snnbench.conversion.thresholds import relu_thresholds
 
-    rule_text = cell.model.params.get("threshold", "max")
+    params = cell.model.params
+    rule_text = params.get("threshold", "max")
     rule = parse_threshold(rule_text)
-    prepared = relu_graph(ann).to(device)
-    count = int(cell.model.params.get("threshold_batches", 5))
+    prepared = relu_graph(ann, fold="snnc" if params.get("family") == "snnc" else "torch").to(device)
+    count = int(params.get("threshold_batches", 5))
     batches = calibration_batches(bundle.calibration, count, 128, cell.seed, device)
-    thresholds = relu_thresholds(prepared, batches, rule, steps)
+    granularity = params.get("threshold_granularity", "layer")
+    thresholds = relu_thresholds(prepared, batches, rule, steps, granularity=granularity)
     clipped_acc = evaluate_ann(prepared, bundle.test, device, cell.training.eval_batch_size)
     return prepared, {
         "activation": "relu",

@@ -42,7 +42,9 @@ def _last_linear(model: nn.Module) -> str:
 @torch.no_grad()
 def rts_thresholds(ann: nn.Module, batches: list[torch.Tensor]) -> dict[str, float]:
     """Each threshold ReLU's largest output over ``batches`` (stored in its ``max_active``) and the
-    largest logit (key ``"output"``). A layer that never fired gets θ = 1 (it stays silent)."""
+    largest logit (key ``"output"``). A layer that never fired on these batches gets θ = 1 (the
+    kernels need θ > 0), where the official code's θ = 0 outputs θ·s = 0 always: the two differ only
+    if such a layer fires on other data (docs/conversion.md, RTS deviations)."""
     layers = {name: m for name, m in ann.named_modules() if isinstance(m, ThresholdReLU)}
     found = {name: torch.zeros((), device=m.thresh.device) for name, m in layers.items()}
     found[OUTPUT] = torch.zeros((), device=next(iter(layers.values())).thresh.device)

@@ -56,7 +56,26 @@ def _mse_threshold(a: torch.Tensor, steps: int) -> torch.Tensor:
     return thetas[int(torch.stack(errs).argmin())]
 
 
-def _statistic(a: torch.Tensor, rule, steps: int, generator: torch.Generator) -> torch.Tensor:
+def _channel_mse_threshold(a: torch.Tensor, steps: int) -> torch.Tensor:
+    """SNN Calibration's per-channel search (``--channel_wise_vth``): the same 95 candidates per
+    channel from that channel's maximum, each channel keeping its first minimum of the summed squared
+    error; in the official reduction order (a sum over batch and space per candidate). ``[C]``."""
+    top = a.amax(dim=(0, 2, 3)).reshape(1, -1, 1, 1)
+    thetas, errs = [], []
+    for i in range(95):
+        theta = top * (1.0 - i * 0.01)
+        quantised = torch.clamp(a / theta * steps, min=0, max=steps).floor() * theta / steps
+        thetas.append(theta.flatten())
+        errs.append((a - quantised).abs().pow(2.0).sum((0, 2, 3)))
+    # A NaN error (a dead channel: 0/0) never wins, as in the official strict "<" scan; argmin keeps
+    # each channel's first minimum, as that scan does.
+    best = torch.stack(errs).nan_to_num(nan=float("inf")).argmin(0)
+    return torch.stack(thetas).gather(0, best.unsqueeze(0)).squeeze(0)
+
+
+def _statistic(a: torch.Tensor, rule, steps: int, generator: torch.Generator, granularity: str = "layer"):
+    if rule.kind == "mse" and granularity == "channel" and a.dim() == 4:
+        return _channel_mse_threshold(a, steps)
     if rule.kind == "max":
         return a.max()
     if rule.kind == "mse":
@@ -69,15 +88,21 @@ def _statistic(a: torch.Tensor, rule, steps: int, generator: torch.Generator) ->
 
 @torch.no_grad()
 def relu_thresholds(
-    model: nn.Module, batches: list[torch.Tensor], rule, steps: int, momentum: float = 0.9
-) -> dict[str, float]:
+    model: nn.Module, batches: list[torch.Tensor], rule, steps: int, momentum: float = 0.9, granularity: str = "layer"
+) -> dict[str, float | list[float]]:
     """Set the threshold of every :class:`ClipReLU` of ``model`` from its ReLU outputs on ``batches``.
 
     All layers are measured in one forward per batch of the unclipped network, as SNN Calibration
     does. ``max``: the largest activation over all batches. ``percentile(p)`` and ``mse``: per batch,
     combined by SNN Calibration's moving average (θ ← m·θ + (1 − m)·θ_batch, m = 0.9). ``steps`` is
-    the simulation length ``mse`` quantises to. Returns the thresholds by layer name.
+    the simulation length ``mse`` quantises to. ``granularity="channel"`` (``mse`` only) searches
+    one threshold per channel of every convolutional layer, SNN Calibration's ``--channel_wise_vth``
+    (linear layers keep one, as there). Returns the thresholds by layer name.
     """
+    if granularity not in ("layer", "channel"):
+        raise ValueError(f"threshold_granularity must be 'layer' or 'channel', got {granularity!r}")
+    if granularity == "channel" and rule.kind != "mse":
+        raise ValueError("threshold_granularity 'channel' needs threshold 'mse' (SNN Calibration's per-channel rule)")
     from snnbench.models.activations import ClipReLU
 
     layers = {name: m for name, m in model.named_modules() if isinstance(m, ClipReLU)}
@@ -88,7 +113,7 @@ def relu_thresholds(
 
     def hook(name: str):
         def record(_m, _inputs, output: torch.Tensor) -> None:
-            value = _statistic(output.detach().float(), rule, steps, generator)
+            value = _statistic(output.detach().float(), rule, steps, generator, granularity)
             if name not in found:
                 found[name] = value
             elif rule.kind == "max":
@@ -108,10 +133,12 @@ def relu_thresholds(
         for h in handles:
             h.remove()
         model.train(was_training)
-    out = {}
+    out: dict[str, float | list[float]] = {}
     for name, m in layers.items():
-        value = float(found[name]) if name in found else 0.0
-        # A layer that never fired gets θ = 1: it stays silent in the SNN, as in the ANN.
-        m.thresh.fill_(value if value > 0 else 1.0)
-        out[name] = float(m.thresh)
+        value = found.get(name, torch.zeros(()))
+        # A layer (or channel) that never fired gets θ = 1: it stays silent in the SNN, as in the ANN.
+        # (SNN Calibration keeps θ = 0 there, which also never emits anything.)
+        theta = torch.where(value > 0, value, torch.ones_like(value)).float().reshape(-1).to(m.thresh.device)
+        m.thresh = theta.clone() if theta.numel() > 1 else m.thresh.fill_(float(theta))
+        out[name] = m.thresh.tolist() if m.thresh.numel() > 1 else float(m.thresh)
     return out

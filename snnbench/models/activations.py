@@ -23,9 +23,14 @@ class ClipReLU(nn.Module):
         self.register_buffer("thresh", torch.tensor([float(thresh)]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.minimum(torch.relu(x), self.thresh.to(x.dtype))
+        thresh = self.thresh.to(x.dtype)
+        if thresh.numel() > 1:  # one threshold per channel (dim 1 of [B, C, ...])
+            thresh = thresh.reshape((-1,) + (1,) * (x.dim() - 2))
+        return torch.minimum(torch.relu(x), thresh)
 
     def extra_repr(self) -> str:
+        if self.thresh.numel() > 1:
+            return f"thresh=[{self.thresh.numel()} channels]"
         return f"thresh={self.thresh.item():.4g}"
 
 

@@ -45,7 +45,16 @@ ACTIVATIONS = ("qcfs", "relu", "rts")
 # ANN's cache key.
 RTS_PARAMETERS = {"rts_thresh": 1.0, "shift_relu": 0}
 # Read by the conversion pipeline (ReLU thresholds, torchvision weights), never by a factory.
-CONVERSION_PARAMETERS = {"threshold", "threshold_batches", "shift_snn", "spiking_output"}
+CONVERSION_PARAMETERS = {
+    "threshold",
+    "threshold_batches",
+    "threshold_granularity",
+    "family",
+    "shift_snn",
+    "spiking_output",
+}
+# The model parameters whose value is true or false (every other one is a number or a name).
+BOOLEAN_PARAMETERS = {"spiking_output"}
 TORCHVISION_PARAMETERS = {"weights"} | CONVERSION_PARAMETERS
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from snnbench.config import DatasetSpec, MethodSpec, ModelSpec, Suite, TrainingSpec, config_hash
+from snnbench.config import DatasetSpec, MethodSpec, ModelSpec, Suite, TrainingSpec, config_hash, method_applies
 from snnbench.records.device import device_kind
 
 
@@ -55,8 +55,8 @@ def expand(suite: Suite) -> list[Cell]:
     for dataset in suite.datasets:
         for model in suite.models:
             for method in suite.methods:
-                if model.methods is not None and method.name not in model.methods:
-                    continue
+                if not method_applies(method.name, model.params, model.methods):
+                    continue  # not listed for this model, or a method of another ANN family
                 for seed in suite.seeds:
                     cells.append(
                         Cell(

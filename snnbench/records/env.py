@@ -13,11 +13,17 @@ from typing import Any, Optional
 
 
 def _version(module: str) -> Optional[str]:
+    """The version of an installed package without importing it (importing triton and torchvision
+    for their version strings took seconds of every run); a module already loaded says its own."""
+    loaded = sys.modules.get(module)
+    if loaded is not None and hasattr(loaded, "__version__"):
+        return str(loaded.__version__)
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        mod = __import__(module)
-    except Exception:
+        return version(module)
+    except PackageNotFoundError:
         return None
-    return getattr(mod, "__version__", "unknown")
 
 
 @lru_cache(maxsize=1)

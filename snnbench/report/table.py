@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 
+from snnbench.records.labels import method_label
 from snnbench.report.frame import mean_std
 from snnbench.report.metrics import direction, flatten, is_number, leaderboard_columns
 
@@ -110,24 +111,22 @@ def assign_variants(records: Sequence[dict[str, Any]], row_fields: Sequence[str]
     return variants
 
 
-_FAMILIES = {"qcfs": "QCFS", "relu": "ReLU", "rts": "RTS"}  # by the model's ``activation``
-_UNCALIBRATED = {"qcfs", "none", "rts"}
-_METHOD_LABELS = {"ftbc": "FTBC", "ftbc_rts": "FTBC", "ftbc_iter": "FTBC iterative", "light": "light"}
-
-
 def family_label(record: dict[str, Any]) -> str:
-    """A conversion record's method with its ANN family, as the FTBC paper's tables name rows:
-    ``RTS`` (uncalibrated), ``FTBC (+RTS)``, ``FTBC (+QCFS)``; empty for other tracks."""
+    """A conversion record's method with its ANN family, as the FTBC paper's tables name rows
+    (``RTS``, ``FTBC (+RTS)``, ``FTBC (+QCFS)``, ``SNNC-AP`` ...; records.labels); empty for other tracks."""
     if record.get("track") != "conversion":
         return ""
-    model = (record.get("config") or {}).get("model") or {}
-    params = model.get("params") or {}
-    torchvision = str(model.get("name", record.get("model", ""))).startswith("torchvision:")
-    family = _FAMILIES.get("relu" if torchvision else str(params.get("activation", "qcfs")), "")
-    method = str(record.get("method", ""))
-    if not family or method in _UNCALIBRATED:
-        return family
-    return f"{_METHOD_LABELS.get(method, method)} (+{family})"
+    config = record.get("config") or {}
+    model, method = config.get("model") or {}, config.get("method") or {}
+    return (
+        method_label(
+            str(record.get("method", "")),
+            method.get("params") or {},
+            model.get("params") or {},
+            str(model.get("name", record.get("model", ""))),
+        )
+        or ""
+    )
 
 
 def record_row(record: dict[str, Any], row_fields: Sequence[str]) -> dict[str, Any]:

@@ -21,6 +21,8 @@ class Outcome:
     error: Optional[str] = None  # one-line reason when the cell failed
     detail: Optional[str] = None  # traceback, for the log
     attempts: int = 1
+    threads: Optional[int] = None  # the torch threads of the process that ran it, when not the driver's
+    cpu_s: Optional[float] = None  # CPU seconds (user + system, all threads) of the process that ran it
 
 
 class LocalExecutor:
@@ -34,7 +36,7 @@ class LocalExecutor:
 
     def run(self, cells: Iterable[Cell]) -> Iterator[Outcome]:
         for cell in cells:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 metrics = self.runner(cell, self.ctx)
             except (KeyboardInterrupt, UnusableInputError):
@@ -44,4 +46,4 @@ class LocalExecutor:
                     cell, None, time.perf_counter() - t0, f"{type(err).__name__}: {err}", traceback.format_exc()
                 )
                 continue
-            yield Outcome(cell, metrics, time.perf_counter() - t0)
+            yield Outcome(cell, metrics, time.perf_counter() - t0, cpu_s=time.process_time() - c0)

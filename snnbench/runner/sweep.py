@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -22,9 +23,11 @@ from snnbench.records.env import environment
 from snnbench.records.schema import make_record
 from snnbench.runner import EXECUTORS
 from snnbench.runner.executors import LocalExecutor, Outcome
+from snnbench.runner.parallel import default_jobs
 from snnbench.runner.preflight import MAX_MODEL_PARAMETERS, preflight
 from snnbench.records.store import ResultStore, done_keys, latest_by_key, read_records
 from snnbench.runner.claims import CellClaims
+from snnbench.runner.groups import grouped
 
 
 @dataclass
@@ -91,8 +94,10 @@ def check_models(suite: Suite, path: Path) -> None:
             problems.append(
                 f"  models.{i}.{key}: not a parameter of model {model.name!r}; expected one of {sorted(accepted)}"
             )
+        from snnbench.models.registry import BOOLEAN_PARAMETERS
+
         for key, value in model.params.items():
-            if isinstance(value, bool) and key not in unknown:
+            if isinstance(value, bool) and key not in unknown and key not in BOOLEAN_PARAMETERS:
                 problems.append(
                     f"  models.{i}.{key}: expected a number or a name, got {value!r} (true/false are not numbers)"
                 )
@@ -123,10 +128,18 @@ def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
     params = {k: v for k, v in model.params.items() if k not in CONVERSION_PARAMETERS}
     levels = params.pop("levels", suite.training.levels)
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             net = build_model(model.name, levels=levels, num_classes=1000, in_channels=3, **params)
     except Exception as err:  # noqa: BLE001 - negative sizes fail in torch itself (RuntimeError)
         return [f"  models.{i}: model {model.name!r} cannot be built with {model.params}: {_first_line(err)}"]
+    # A size of 0 builds (torch only warns) and trains a network whose output is its last bias.
+    empty = [name for name, p in net.named_parameters() if p.numel() == 0]
+    if empty:
+        return [
+            f"  models.{i}: model {model.name!r} with {model.params} has layers of size 0 ({', '.join(empty[:3])}); "
+            "expected positive sizes"
+        ]
     count = sum(p.numel() for p in net.parameters())
     if count > MAX_MODEL_PARAMETERS:
         return [
@@ -176,6 +189,8 @@ def plan_sweep(suite: Suite, results_dir: Optional[Path] = None, force: bool = F
     todo, skipped = [], []
     for cell in expand(suite):
         (skipped if cell.key in done else todo).append(cell)
+    # Cells that share work (the methods of one ANN) run one after another, so it is done once.
+    todo = [cell for group in grouped(todo) for cell in group]
     return SweepPlan(suite, path, todo, skipped, report.problems, force)
 
 
@@ -195,9 +210,23 @@ def default_context(
     )
 
 
-def make_executor(name: str, suite: Suite, ctx: RunContext, address: Optional[str] = None):
+def make_executor(
+    name: str, suite: Suite, ctx: RunContext, address: Optional[str] = None, jobs: int = 1, groups: int = 1
+):
+    """The executor for ``name``; the local one runs ``jobs`` worker processes when the suite's
+    cells form more than one group of shared work (runner.groups), else in this process."""
     if name == "local":
+        jobs = min(jobs, groups)
+        if jobs > 1:
+            import torch
+
+            from snnbench.runner.parallel import ParallelExecutor
+
+            # Each worker gets its share of the threads a serial run would use (at least one).
+            return ParallelExecutor(ctx, jobs, max(1, torch.get_num_threads() // jobs), suite.track)
         return LocalExecutor(ctx)
+    if jobs > 1:
+        raise UsageError(f"--jobs {jobs} runs local worker processes; with --executor {name} the cluster schedules")
     if name == "ray":
         from snnbench.runner.ray_executor import RayExecutor
 
@@ -227,7 +256,8 @@ def execute(
             if outcome.metrics is not None:
                 # Without --force a cell that a concurrent run recorded meanwhile is not recorded twice.
                 store.append(
-                    make_record(outcome.cell, outcome.metrics, outcome.wall_s, env), unless_recorded=not plan.force
+                    make_record(outcome.cell, outcome.metrics, outcome.wall_s, _env_of(env, outcome), outcome.cpu_s),
+                    unless_recorded=not plan.force,
                 )
                 summary.ran.append(outcome)
             else:
@@ -239,6 +269,13 @@ def execute(
         claims.release_all()
     summary.records = suite_records(plan)
     return summary
+
+
+def _env_of(env: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The run's fingerprint, with the thread count of the worker that computed the cell."""
+    if outcome.threads is None or env.get("hardware", {}).get("device") != "cpu":
+        return env
+    return {**env, "hardware": {**env["hardware"], "torch_threads": outcome.threads}}
 
 
 def _claimed(
@@ -283,6 +320,7 @@ def run_suite(
     address: Optional[str] = None,
     progress: Optional[ProgressReporter] = None,
     compare_reference: bool = False,
+    jobs: Optional[int] = None,
     on_plan: Optional[Callable[[SweepPlan], None]] = None,
     on_outcome: Optional[Callable[[Outcome], None]] = None,
 ) -> SweepSummary:
@@ -290,6 +328,8 @@ def run_suite(
 
     The one sweep both ``snnbench run`` and :func:`snnbench.run` call; they differ only in the
     ``progress``, ``on_plan`` and ``on_outcome`` hooks (rich bars and lines, or nothing).
+    ``jobs``: worker processes of the local executor (runner.parallel); None: one per core on the
+    CPU and one per GPU when the suite allows it (``parallel: true``, the default), else 1.
     """
     if address is not None and executor != "ray":
         raise UsageError(f"--address {address} needs --executor ray (the local executor runs no cluster)")
@@ -308,4 +348,9 @@ def run_suite(
     ctx = default_context(
         suite, data_root=data_root, cache_dir=cache_dir, progress=progress, compare_reference=compare_reference
     )
-    return execute(plan, make_executor(executor, suite, ctx, address), on_outcome=on_outcome)
+    if jobs is None:  # one worker per core on the CPU, one per GPU; none beyond the work there is
+        jobs = default_jobs(ctx.device.type) if executor == "local" and suite.parallel else 1
+    elif jobs < 1:
+        raise UsageError(f"--jobs {jobs}: expected a positive number of worker processes")
+    groups = len(grouped(plan.todo))
+    return execute(plan, make_executor(executor, suite, ctx, address, jobs, groups), on_outcome=on_outcome)
