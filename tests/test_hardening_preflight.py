@@ -11,9 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import snnbench
 from snnbench.cli import app
-from snnbench.errors import UnusableInputError
 from snnbench.models.digits_cnn import digits_cnn
 from tests.helpers import tiny_digits_suite
 from tests.test_hardening_files import _plant_torch
@@ -120,15 +118,3 @@ def test_immutable_results_file_is_found_before_the_first_cell(tmp_path):
     finally:
         subprocess.run(["chattr", "-i", str(results)], capture_output=True)
     assert [json.loads(line) for line in results.read_text().splitlines()] == [earlier]
-
-
-def test_a_model_of_width_zero_is_refused_before_any_cell(tmp_path):
-    # It built (zero-element tensors are legal) and passed `validate --deep`; every cell then failed
-    # in its first forward pass with a traceback. The meta build now refuses a parameter with no elements.
-    suite = tiny_digits_suite(tmp_path, models=[{"name": "digits_cnn", "width": 0}])
-    for verb in (["validate", str(suite), "--deep"], ["run", str(suite), "--results-dir", str(tmp_path / "r")]):
-        _refused(verb, "models.0 (digits_cnn {'width': 0})", "'features.0.weight' has no elements",
-                 "at least 1")  # fmt: skip
-    assert not (tmp_path / "r" / "tiny.jsonl").exists()
-    with pytest.raises(UnusableInputError, match="has no elements"):
-        snnbench.run(suite, results_dir=tmp_path / "r")
