@@ -7,6 +7,7 @@ write and skip the very same cells.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
@@ -25,6 +26,18 @@ def _as_list(value: Union[None, str, Sequence[str]]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def _as_path(value: Any, parameter: str) -> Path:
+    """A path argument as a Path; any other type is a TypeError naming the parameter (pathlib's own
+    says only "expected str, bytes or os.PathLike object", and bytes would be refused deeper)."""
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+        return Path(value)
+    raise TypeError(f"{parameter}: expected a path (str or pathlib.Path), got {type(value).__name__} {value!r:.60}")
+
+
+def _optional_path(value: Any, parameter: str) -> Optional[Path]:
+    return None if value is None else _as_path(value, parameter)
+
+
 def load_suite(source: SuiteSource, overrides: Optional[Sequence[str]] = None) -> Suite:
     """A validated suite from a YAML path or a mapping of suite fields; models and their
     parameters are checked against the code. ``overrides`` are ``"key.path=value"`` strings
@@ -41,7 +54,7 @@ def load_suite(source: SuiteSource, overrides: Optional[Sequence[str]] = None) -
         where = Path("<suite mapping>")  # its base: files are found from the current folder
         suite = parse_suite(suite_fields(dict(source), where, overrides or ()), where)
     else:
-        where = Path(source)
+        where = _as_path(source, "suite (a path, a mapping of suite fields or a Suite)")
         suite = _read_suite(where, overrides or ())
     check_models(suite, where)
     return suite
@@ -71,10 +84,10 @@ def run(
     parsed = load_suite(suite, overrides)
     summary = run_suite(
         parsed,
-        results_dir=Path(results_dir) if results_dir is not None else None,
+        results_dir=_optional_path(results_dir, "results_dir"),
         force=force,
-        data_root=Path(data_root) if data_root is not None else None,
-        cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        data_root=_optional_path(data_root, "data_root"),
+        cache_dir=_optional_path(cache_dir, "cache_dir"),
         executor=executor,
         address=address,
         jobs=jobs,
@@ -93,7 +106,9 @@ def load_results(paths: Union[str, Path, Iterable[Union[str, Path]]], *, latest:
     """Results files (or folders) as one tidy frame: a row per record × metric × T."""
     from snnbench.report.frame import load_results as _load
 
-    return _load(paths if isinstance(paths, (str, Path)) else list(paths), latest=latest)
+    if isinstance(paths, (str, os.PathLike)) or not isinstance(paths, Iterable) or isinstance(paths, (bytes, Mapping)):
+        return _load(_as_path(paths, "paths"), latest=latest)
+    return _load([_as_path(p, f"paths[{i}]") for i, p in enumerate(paths)], latest=latest)
 
 
 def compare(
@@ -112,7 +127,7 @@ def compare(
 
     if isinstance(tolerances, Mapping):
         tolerances = [f"{pattern}={value}" for pattern, value in tolerances.items()]
-    return compare_files(base, new, _as_list(tolerances), _as_list(ignore))
+    return compare_files(_as_path(base, "base"), _as_path(new, "new"), _as_list(tolerances), _as_list(ignore))
 
 
 __all__ = ["SuiteError", "compare", "load_results", "load_suite", "run"]

@@ -562,8 +562,15 @@ def bench_neuron(sweep: _Sweep = None) -> dict:
     return {"sweep_path": sweep}
 
 
-def _items(text: Optional[str]) -> Optional[list[str]]:
-    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+def _items(text: Optional[str], option: str) -> Optional[list[str]]:
+    """A comma-separated option as its entries; None when not given. An empty entry ("8,,16", "")
+    is refused rather than dropped, so what runs is what was typed."""
+    if text is None:
+        return None
+    values = [v.strip() for v in text.split(",")]
+    if not all(values):
+        _fail(f"{option} {text!r}: an empty entry; expected values separated by commas")
+    return values
 
 
 @_bench("sparse", "snnbench.bench.sparse:run_sparse_bench")
@@ -584,14 +591,14 @@ def bench_sparse(
     ] = True,
 ) -> dict:
     """Sparse (SparseProp, LocalZO) vs dense BPTT backward of spiking MLP layers over hidden sizes."""
-    sizes = _items(hidden)
+    sizes = _items(hidden, "--hidden")
     if sizes and not all(v.isdigit() and int(v) > 0 for v in sizes):
         _fail(f"--hidden {hidden}: expected positive integers separated by commas")
     return {
         "preset": preset,
         "hidden": [int(v) for v in sizes] if sizes else None,
-        "designs": _items(design),
-        "inputs": _items(inputs),
+        "designs": _items(design, "--design"),
+        "inputs": _items(inputs, "--inputs"),
         "step": step,
     }
 
@@ -622,7 +629,7 @@ def bench_layer(
     """One spiking layer (Linear(n,n)+LIF on the Open Neuromorphic protocol, a CIFAR conv block) against
     SpikingJelly, snnTorch, Norse, Sinabs, a PyTorch loop and torch.compile, each checked to the same
     neuron first (pip install 'snnbench[peers]'); on the CPU also the neuron alone at 1 and 2 threads."""
-    return {"figure": figure, "budget_s": budget_s, "impls": _items(impls)}
+    return {"figure": figure, "budget_s": budget_s, "impls": _items(impls, "--impls")}
 
 
 def main() -> None:

@@ -152,6 +152,18 @@ def output_folder(path: PathLike, what: str) -> Path:
     return path
 
 
+def input_folder(path: PathLike, what: str, expected: str = "a folder") -> Path:
+    """``path`` as an existing folder, or :class:`UnusablePathError` saying what it is instead."""
+    path = Path(path)
+    check_lengths(path, what)
+    st = _stat(path, what)
+    if st is None:
+        raise UnusablePathError(f"{path}: {what} not found; expected {expected}")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnusablePathError(f"{path}: {what} is {kind_name(st.st_mode)}; expected {expected}")
+    return path
+
+
 def _check_parent(path: Path, what: str) -> None:
     """The nearest existing ancestor of ``path`` is a folder (the rest can be created)."""
     for parent in Path(os.path.abspath(path)).parents:

@@ -98,3 +98,16 @@ def test_neuron_sweep_sizes_are_bounded_too(tmp_path):
     path = tmp_path / "huge.yaml"
     path.write_text(yaml.safe_dump(sweep))
     _invoke(["neuron", "--device", "cpu", "--sweep", str(path)], 2, "sizes 10000000000000: needs about")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sparse", "--hidden", "8,,16"],  # the empty entry was dropped: 2 sizes ran, 3 were typed
+        ["sparse", "--design", " "],
+        ["layer", "--impls", ""],  # an empty list ran every implementation
+    ],
+)
+def test_an_empty_entry_in_a_comma_list_is_refused(args, tmp_path):
+    _invoke([*args, "--quick", "--device", "cpu", "--out", str(tmp_path)], 2, "an empty entry", args[1])
+    assert not list(tmp_path.iterdir()), "refused before anything was written"

@@ -145,3 +145,41 @@ def test_a_fifo_inside_a_folder_of_inputs_is_skipped_with_a_warning(tmp_path):
     plots.mkdir()
     os.mkfifo(plots / "acc_vs_t_digits_digits_cnn.png")
     _refused(["plot", str(runs / "good.jsonl"), "--out", str(plots), "--no-published"], "figure file is a FIFO")
+
+
+@pytest.mark.timeout(60)
+def test_a_folder_option_given_a_fifo_or_loop_names_what_it_is(tmp_path):
+    # --runs/--bench said "folder not found" for a FIFO that exists; --cache-dir called a FIFO "a file"
+    # and a symlink loop "File exists": the one opener names each, before any cell runs.
+    fifo, loop = tmp_path / "pipe", tmp_path / "loop"
+    os.mkfifo(fifo)
+    loop.symlink_to(loop)
+    _refused(["leaderboard", "--runs", str(fifo), "--bench", str(tmp_path)], "pipe: --runs is a FIFO (named pipe)",
+             "expected a folder of results files")  # fmt: skip
+    _refused(["leaderboard", "--runs", str(tmp_path), "--bench", str(loop)], "loop: --bench is a loop of symlinks")
+    suite = tiny_digits_suite(tmp_path)
+    _refused(["validate", str(suite), "--deep", "--cache-dir", str(fifo)], "cache folder", "is a FIFO (named pipe)")
+    _refused(["run", str(suite), "--results-dir", str(tmp_path / "r"), "--cache-dir", str(loop)],
+             "cache folder", "is a loop of symlinks")  # fmt: skip
+    assert not (tmp_path / "r" / "tiny.jsonl").exists()
+    with pytest.raises(UnusableInputError, match="is a FIFO"):
+        snnbench.run(suite, results_dir=tmp_path / "r", cache_dir=fifo)
+
+
+@pytest.mark.parametrize(
+    "call, needle",
+    [
+        (lambda p: snnbench.load_suite(5), "suite (a path"),
+        (lambda p: snnbench.load_suite(b"suite.yaml"), "got bytes"),
+        (lambda p: snnbench.load_results(None), "paths: expected a path"),
+        (lambda p: snnbench.load_results({"a.jsonl": 1}), "got dict"),  # its keys were read as paths
+        (lambda p: snnbench.load_results([p, 3]), "paths[1]: expected a path"),
+        (lambda p: snnbench.compare(p, 2), "new: expected a path"),
+        (lambda p: snnbench.run(p, results_dir=5), "results_dir: expected a path"),
+    ],
+)
+def test_the_api_names_the_parameter_given_a_non_path(call, needle, tmp_path):
+    # pathlib's "expected str, bytes or os.PathLike object, not int" named no parameter
+    with pytest.raises(TypeError, match=needle.replace("(", r"\(").replace("[", r"\[")):
+        call(str(tiny_digits_suite(tmp_path)))
+    assert not (tmp_path / "results").exists()

@@ -66,7 +66,7 @@ def test_folders_files_and_cluster_are_checked_first(tmp_path):
     _refused(["run", str(suite), "--results-dir", str(afile)], f"folder of the results file: {afile} is a file")
     _refused(
         ["run", str(suite), "--results-dir", str(tmp_path / "ok"), "--cache-dir", str(afile)],
-        f"cache folder (--cache-dir / SNNBENCH_CACHE) {afile} is a file",
+        f"{afile}: cache folder (--cache-dir / SNNBENCH_CACHE) is a file",
     )
     pytest.importorskip("ray")
     _refused(

@@ -39,6 +39,12 @@ BAD = [
     ({**_good(), "key": ["a", "b"]}, "field 'key' is list, expected a string"),
     ({**_good("k/7"), "schema": 2}, "schema version 2"),
     ({**_good("k/8"), "config": {"timesteps": [1, 2**64]}}, "config.timesteps.1"),
+    # the metrics the table and figures read by name: a T key that is no number crashed both
+    ({**_good("k/10"), "metrics": {"snn_acc": {"abc": 1.0}}}, "has key 'abc'; expected a time step"),
+    ({**_good("k/11"), "metrics": {"snn_acc": {"1e999": 1.0}}}, "has key '1e999'; expected a time step"),
+    ({**_good("k/12"), "metrics": {"snn_acc": {"1": "high"}}}, "field 'metrics.snn_acc.1' is str"),
+    ({**_good("k/13"), "metrics": {"ann_acc": {"x": 1}}}, "field 'metrics.ann_acc' is dict, expected a number"),
+    ({**_good("k/14"), "metrics": {"neurobench": "x"}}, "field 'metrics.neurobench' is str"),
 ]
 DEEP_LINE = '{"schema": 1, "key": "deep", "metrics": {"m": ' + "[" * 100_000 + "]" * 100_000 + "}}"
 SHALLOW_DEEP = {**_good("k/9"), "metrics": {"m": json.loads("[" * 40 + "]" * 40)}}

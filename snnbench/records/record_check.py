@@ -85,6 +85,19 @@ def _check_metric(value: Any, where: str) -> None:
     raise ValueError(f"{where} is {type(value).__name__}")  # pragma: no cover (JSON has no other type)
 
 
+TimeStepKey = Annotated[str, Field(pattern=r"^[0-9]{1,18}$")]
+
+
+class Metrics(_Open):
+    """The metrics readers interpret by name, typed as the tables and figures read them: ``snn_acc``
+    maps a time step (digits) to an accuracy, ``ann_acc`` is an accuracy, ``neurobench`` a mapping.
+    Every other metric is checked by :func:`_check_metric` only."""
+
+    snn_acc: Optional[dict[TimeStepKey, Optional[float]]] = None
+    ann_acc: Optional[float] = None
+    neurobench: Optional[dict[str, Any]] = None
+
+
 class Record(_Open):
     schema_version: Literal[SCHEMA_VERSION] = Field(alias="schema")  # type: ignore[valid-type]
     key: str = Field(min_length=1, max_length=MAX_KEY_CHARS)
@@ -95,15 +108,16 @@ class Record(_Open):
     method: Optional[str] = None
     seed: Optional[Seed] = None
     config: Optional[Config] = None
-    metrics: dict[str, Any]
+    metrics: Metrics
     wall_s: Optional[float] = None
     finished_at: Optional[str] = None
     env: Optional[Env] = None
 
-    @field_validator("metrics")
+    @field_validator("metrics", mode="before")
     @classmethod
-    def _metric_values(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_metric(value, "metrics")
+    def _metric_values(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            _check_metric(value, "metrics")
         return value
 
 
@@ -142,6 +156,8 @@ def _reason(err: ValidationError) -> str:
         return f"field {where!r} is {type(got).__name__}, expected {_EXPECTED[e['type']]}"
     if e["type"] == "missing":
         return f"field {where!r} is missing"
+    if e["type"] == "string_pattern_mismatch" and e["loc"][:2] == ("metrics", "snn_acc"):
+        return f"field 'metrics.snn_acc' has key {str(got)[:30]!r}; expected a time step (digits)"
     if e["type"] == "value_error":  # our own check: its message says what is wrong
         return e["msg"].removeprefix("Value error, ")
     shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__

@@ -18,7 +18,7 @@ from snnbench.report.layer_board import layer_section
 from snnbench.report.metrics import headline_fields, leaves, short_number
 from snnbench.report.published import PublishedSource, load_published
 from snnbench.report.table import build_leaderboard, pipe_table, render_markdown
-from snnbench.user_paths import UnusablePathError
+from snnbench.user_paths import UnusablePathError, input_folder
 from snnbench.records.store import latest_by_key
 
 COMMAND = "snnbench leaderboard --out results/LEADERBOARD.md"
@@ -132,8 +132,10 @@ def build_page(
 ) -> LeaderboardPage:
     root = root or Path.cwd()
     for option, folder in (("--runs", runs_dir), ("--bench", bench_dir)):
-        if not Path(folder).is_dir():
-            raise InputError(f"{option} {folder}: folder not found (expected a folder of results files)")
+        try:
+            input_folder(folder, option, "a folder of results files")
+        except UnusablePathError as err:
+            raise InputError(str(err)) from None
     problems: list[str] = []
     records = []
     for path in sorted(Path(runs_dir).glob("*.jsonl")):

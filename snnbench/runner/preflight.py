@@ -26,6 +26,7 @@ from snnbench.config import Suite
 from snnbench.errors import UsageError
 from snnbench.records.cells import Cell
 from snnbench.records.store import ResultsWriteError
+from snnbench.user_paths import UnusablePathError, output_folder
 
 
 def check_results_paths(path: Path) -> None:
@@ -34,7 +35,7 @@ def check_results_paths(path: Path) -> None:
     FIFO would block the read, ``/dev/null`` would swallow every record, a file in the claims
     folder's place would fail the first claim."""
     from snnbench.runner.claims import CellClaims
-    from snnbench.user_paths import output_file, output_folder
+    from snnbench.user_paths import output_file
 
     output_file(path, "results file")
     output_file(Path(str(path) + ".lock"), "results lock file")
@@ -59,8 +60,10 @@ def check_results_file(path: Path) -> None:
 
 
 def _check_writable_folder(folder: Path, what: str, error: type[Exception]) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise error(f"{what} {folder} is a file; expected a folder")
+    try:  # a FIFO, device or symlink loop is named as what it is, not as "a file" or "File exists"
+        output_folder(folder, what)
+    except UnusablePathError as err:
+        raise error(str(err)) from None
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
