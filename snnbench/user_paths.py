@@ -83,13 +83,19 @@ def _refuse_irregular(path: Path, mode: int, what: str, expected: str, reading: 
         raise UnusablePathError(f"{path}: {what} is {kind_name(mode)}, not a regular file{hint}; expected {expected}")
 
 
-def input_file(path: PathLike, what: str, expected: str = "a regular file") -> Path:
-    """``path`` as a readable regular file, or :class:`UnusablePathError` saying what it is instead."""
+def _existing(path: PathLike, what: str, missing: str) -> tuple[Path, os.stat_result]:
+    """``path`` and its stat, or :class:`UnusablePathError` ending in ``missing`` when nothing is there."""
     path = Path(path)
     check_lengths(path, what)
     st = _stat(path, what)
     if st is None:
-        raise UnusablePathError(f"{path}: {what} not found")
+        raise UnusablePathError(f"{path}: {what} not found{missing}")
+    return path, st
+
+
+def input_file(path: PathLike, what: str, expected: str = "a regular file") -> Path:
+    """``path`` as a readable regular file, or :class:`UnusablePathError` saying what it is instead."""
+    path, st = _existing(path, what, "")
     _refuse_irregular(path, st.st_mode, what, expected)
     return path
 
@@ -154,11 +160,7 @@ def output_folder(path: PathLike, what: str) -> Path:
 
 def input_folder(path: PathLike, what: str, expected: str = "a folder") -> Path:
     """``path`` as an existing folder, or :class:`UnusablePathError` saying what it is instead."""
-    path = Path(path)
-    check_lengths(path, what)
-    st = _stat(path, what)
-    if st is None:
-        raise UnusablePathError(f"{path}: {what} not found; expected {expected}")
+    path, st = _existing(path, what, f"; expected {expected}")
     if not stat.S_ISDIR(st.st_mode):
         raise UnusablePathError(f"{path}: {what} is {kind_name(st.st_mode)}; expected {expected}")
     return path
