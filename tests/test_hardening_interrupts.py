@@ -46,6 +46,9 @@ def test_sigint_prints_one_line_and_exits_130_with_records_intact(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: pytest-xdist workers ignore SIGINT, and an ignored signal is inherited,
+        # so the run would never see the interrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") >= 1):
