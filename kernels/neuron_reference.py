@@ -75,6 +75,9 @@ def _scan_forward(
     out = torch.empty(x.shape, dtype=torch.uint8 if opts.output == "uint8" else x.dtype, device=x.device)
     fire = torch.gt if opts.reset == "subtract" else torch.ge
     pending = torch.zeros_like(h) if opts.reset == "subtract" else None  # θ·s_{t-1}
+    # RTS takes its bias off after the input, QCFS/FTBC before it: the order changes rounding.
+    bias_before = call.bias is not None and opts.bias_order != "after_input"
+    bias_after = call.bias is not None and not bias_before
     for t in range(T):
         if opts.beta != 1.0:
             torch.mul(v, opts.beta, out=h)
@@ -82,9 +85,7 @@ def _scan_forward(
             h.copy_(v)
         if opts.leak != 0.0:
             h.add_(opts.leak)
-        # RTS takes its bias off after the input, QCFS/FTBC before it: the order changes rounding.
-        bias_after = call.bias is not None and opts.bias_order == "after_input"
-        if call.bias is not None and not bias_after:
+        if bias_before:
             h.sub_(_per_channel_view(call.bias[t], step_shape))
         if opts.gain == 1.0:
             h.add_(x[t])  # an fp32 add of a bf16/fp16 x_t converts it exactly, as x_t.to(fp32) does
@@ -221,13 +222,13 @@ def neuron_reference_autograd(
     v = _initial_v(x, opts, call, theta)
     outs = []
     pending = None  # θ·s_{t-1} of the subtract reset
+    after = opts.bias_order == "after_input"
     for t in range(x.shape[0]):
         # Same order as the kernel's (β·v + leak - b) + γ·x, without the identity ops of IF
         # (β = γ = 1, leak = 0).
         h = v if opts.beta == 1.0 else opts.beta * v
         if opts.leak != 0.0:
             h = h + opts.leak
-        after = opts.bias_order == "after_input"
         if call.bias is not None and not after:
             h = h - _per_channel_view(call.bias[t], step_shape)
         x_t = x[t].to(torch.float32)
