@@ -7,7 +7,8 @@
 - ``advanced`` (``correct_mempot=True``): per layer, the initial membrane of every neuron becomes
   ``(mean_batch ANN − mean_batch SNN/T)·T``; one pass (the membrane is the layer's own state).
 - FTBC ``ours_wo_avg`` (``bias_corr_model_update_step_by_step``) and ``ours_w_avg``
-  (``x_bias_corr_model_update_step_by_step``): per-step, per-channel biases, see :func:`ftbc_snnc`.
+  (``x_bias_corr_model_update_step_by_step``): per-step, per-channel biases, see :func:`ftbc_snnc`;
+  a residual block's output layer (the official ``SpikeResModule``) gets none, as there.
 
 The ANN targets are the *unclipped* ReLU activations (SNN Calibration's ANN mode), and means are
 taken in the official order (``mean(3).mean(2).mean(0)``), so the biases match bit for bit.
@@ -29,7 +30,7 @@ from snnbench.conversion.layers import (
     layer_pairs,
     unfold,
 )
-from snnbench.conversion.snnc_layer import SNNCSpikingLayer, channel_view, preceding_affine
+from snnbench.conversion.snnc_layer import SNNCSpikingLayer, channel_view, preceding_affine, residual_layers
 from snnbench.models.hooks import forward_hooks
 
 
@@ -141,6 +142,10 @@ def ftbc_snnc(
     through the official per-step update, and the layer then runs with its new biases."""
     pairs = _snnc_pairs(ann, snn)
     update = _with_average if average else _without_average
+    # The official SpikeResModule never reads its time_dependent_biases: a residual block's output
+    # layer is updated there but runs (and feeds the next layers) without them, so it gets none here.
+    residual = residual_layers(snn)
+    pairs = [pair for pair in pairs if pair.name not in residual]
     for x in batches:
         acts = ann_activations(ann, pairs, x)
 
