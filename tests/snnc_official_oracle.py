@@ -6,8 +6,9 @@ From github.com/shizukanaskytree/FTBC, ``SNNC/SNN_Calibration``: ``models/spikin
 (``bias_corr_model`` / ``emp_bias_corr``, ``bias_corr_model_update_step_by_step`` /
 ``emp_bias_corr_one_step``, ``x_bias_corr_model_update_step_by_step``), and the CIFAR ResNet of
 ``models/CIFAR/models/resnet.py`` (``BasicBlock``, ``ResNet_Cifar`` with its width and input channels
-as parameters, ``SpikeResModule``, ``SpikeBasicBlock``, ``res_specials``), with the same operations in
-the same order. Left out: distributed averaging, printing, ``.cuda()``, weight initialisation and the
+as parameters, ``SpikeResModule``, ``SpikeBasicBlock``, ``res_specials``) and the SpikeResModule of
+``models/ImageNet/models/resnet.py`` (which, unlike the CIFAR one, applies the FTBC biases), with the
+same operations in the same order. Left out: distributed averaging, printing, ``.cuda()``, weight initialisation and the
 weights calibration. A "loader" is a list of ``(input, target)``.
 """
 
@@ -62,21 +63,25 @@ class SpikeModule(nn.Module):
     def forward(self, input):
         if self.use_spike and not isinstance(self.relu, StraightThrough):
             x = self.fwd_func(input, self.weight, self.bias, **self.fwd_kwargs)
-            if self.enable_shift is True and self.threshold is not None:
-                x = x + self.threshold * 0.5 / self.sim_length
-            self.mem_pot = self.mem_pot + x
-            if self.enable_time_dependent_bias:
-                time_dependent_bias = self.time_dependent_biases[self.cur_t % self.sim_length]
-                if self.mem_pot.dim() == 4:
-                    reshaped_bias = time_dependent_bias.view(1, -1, 1, 1)
-                else:
-                    reshaped_bias = time_dependent_bias.view(1, -1)
-                self.mem_pot -= reshaped_bias
-            spike = (self.mem_pot >= self.threshold).float() * self.threshold
-            self.mem_pot -= spike
-            self.cur_t += 1
-            return spike
+            return self.fire(x)
         return self.relu(self.fwd_func(input, self.org_weight, self.org_bias, **self.fwd_kwargs))
+
+    def fire(self, x):
+        """The spiking half of ``forward`` from the shift on (also the ImageNet SpikeResModule's)."""
+        if self.enable_shift is True and self.threshold is not None:
+            x = x + self.threshold * 0.5 / self.sim_length
+        self.mem_pot = self.mem_pot + x
+        if self.enable_time_dependent_bias:
+            time_dependent_bias = self.time_dependent_biases[self.cur_t % self.sim_length]
+            if self.mem_pot.dim() == 4:
+                reshaped_bias = time_dependent_bias.view(1, -1, 1, 1)
+            else:
+                reshaped_bias = time_dependent_bias.view(1, -1)
+            self.mem_pot -= reshaped_bias
+        spike = (self.mem_pot >= self.threshold).float() * self.threshold
+        self.mem_pot -= spike
+        self.cur_t += 1
+        return spike
 
     def init_membrane_potential(self):
         self.mem_pot = self.mem_pot_init if isinstance(self.mem_pot_init, int) else self.mem_pot_init.clone()
@@ -231,12 +236,31 @@ class SpikeResModule(SpikeModule):
         return self.relu(self.fwd_func(input, self.org_weight, self.org_bias, **self.fwd_kwargs) + residual)
 
 
+class ImageNetSpikeResModule(SpikeModule):
+    """The FTBC copy's ``models/ImageNet/models/resnet.py`` SpikeResModule: it subtracts the step's
+    ``time_dependent_biases`` after the input and counts ``cur_t``, in SpikeModule's lines (``fire``)."""
+
+    def __init__(self, sim_length: int, conv, enable_shift: bool = True):
+        super().__init__(sim_length, conv, enable_shift)
+
+    def forward(self, input, residual):
+        if self.use_spike:
+            x = (self.fwd_func(input, self.weight, self.bias, **self.fwd_kwargs)) + residual
+            return self.fire(x)
+        return self.relu(self.fwd_func(input, self.org_weight, self.org_bias, **self.fwd_kwargs) + residual)
+
+
 class SpikeBasicBlock(nn.Module):
+    """Both copies' SpikeBasicBlock; ``res_module`` is the copy's SpikeResModule (the CIFAR one here,
+    the ImageNet one in :class:`ImageNetSpikeBasicBlock`; their BasicBlocks have the same attributes)."""
+
+    res_module = SpikeResModule
+
     def __init__(self, basic_block: BasicBlock, **spike_params):
         super().__init__()
         self.conv1 = SpikeModule(conv=basic_block.conv1, **spike_params)
         self.conv1.add_module("relu", basic_block.relu1)
-        self.conv2 = SpikeResModule(conv=basic_block.conv2, **spike_params)
+        self.conv2 = self.res_module(conv=basic_block.conv2, **spike_params)
         self.conv2.add_module("relu", basic_block.relu2)
         self.downsample = basic_block.downsample
         self.stride = basic_block.stride
@@ -250,7 +274,12 @@ class SpikeBasicBlock(nn.Module):
         return out
 
 
+class ImageNetSpikeBasicBlock(SpikeBasicBlock):
+    res_module = ImageNetSpikeResModule
+
+
 res_specials = {BasicBlock: SpikeBasicBlock}
+imagenet_res_specials = {BasicBlock: ImageNetSpikeBasicBlock}
 
 
 # ------------------------------------------------------------------ thresholds (spiking_layer.py)

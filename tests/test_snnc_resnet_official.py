@@ -68,10 +68,15 @@ def _official_ann(model: nn.Module) -> official.ResNet_Cifar:
     return ann.eval()
 
 
-def _official_snn(model: nn.Module, steps: int) -> official.SpikeModel:
+def _official_snn(model: nn.Module, steps: int, imagenet: bool = False) -> official.SpikeModel:
+    """The official SpikeModel; ``imagenet``: with the ImageNet copy's SpikeResModule (FTBC biases on)."""
     ann = _official_ann(copy.deepcopy(model))
     official.search_fold_and_remove_bn(ann)
-    return official.SpikeModel(ann, steps, specials=official.res_specials)
+    specials = official.imagenet_res_specials if imagenet else official.res_specials
+    return official.SpikeModel(ann, steps, specials=specials)
+
+
+RES_MODULES = (official.SpikeResModule, official.ImageNetSpikeResModule)
 
 
 def _spike_modules(snn: official.SpikeModel) -> list[official.SpikeModule]:
@@ -86,7 +91,7 @@ def test_the_official_resnet_holds_the_same_network() -> None:
     residual = residual_layers(snn)
     # 19 IF layers: the stem, and two per block, the second a SpikeResModule (one per block).
     theirs = _spike_modules(_official_snn(model, 4))
-    assert [isinstance(m, official.SpikeResModule) for m in theirs] == [False] + [False, True] * 9
+    assert [isinstance(m, RES_MODULES) for m in theirs] == [False] + [False, True] * 9
     assert len(residual) == 9 and all(name.endswith(".act") for name in residual)
     # light moves the block's second convolution, never the shortcut's.
     convs = preceding_affine(snn)
@@ -106,12 +111,12 @@ def test_block_output_thresholds_match_the_official_search(granularity: str, ste
     assert len(ours) == 19
 
 
-def _both(granularity: str, steps: int, dyadic: bool, seed: int = 0):
+def _both(granularity: str, steps: int, dyadic: bool, imagenet: bool, seed: int = 0):
     """snnbench's SNN of the ResNet and the official SpikeModel of it, with the same dyadic θ."""
     model = _model(seed, dyadic)
     graph = relu_graph(model, fold="snnc")
     clips = [m for m in graph.modules() if isinstance(m, ClipReLU)]
-    theirs = _official_snn(model, steps)
+    theirs = _official_snn(model, steps, imagenet)
     g = torch.Generator().manual_seed(seed)
     for clip, module in zip(clips, _spike_modules(theirs), strict=True):
         channels = module.weight.shape[0] if granularity == "channel" else 1
@@ -121,45 +126,48 @@ def _both(granularity: str, steps: int, dyadic: bool, seed: int = 0):
     return relu_targets(graph), to_snnc(convert(graph), steps), theirs
 
 
-CASES = [  # granularity, T, method, alpha, K, dyadic
-    ("channel", 4, "light", 0.5, 1, True),
-    ("layer", 3, "light", 0.5, 1, False),
-    ("channel", 4, "advanced", 0.5, 1, True),
-    ("layer", 3, "advanced", 0.5, 1, False),
-    ("channel", 4, "ours_wo_avg", 0.5, 2, True),
-    ("layer", 3, "ours_wo_avg", 0.3, 1, False),
-    ("channel", 4, "ours_w_avg", 0.25, 1, True),
-    ("layer", 3, "ours_w_avg", 0.7, 1, False),
+# FTBC on both official SpikeResModules: the CIFAR copy's (residual_biases: false) ignores the biases,
+# the ImageNet copy's (residual_biases: true) subtracts them. light and advanced: the copies agree.
+CASES = [  # granularity, T, method, alpha, K, dyadic, residual_biases
+    ("channel", 4, "light", 0.5, 1, True, False),
+    ("layer", 3, "light", 0.5, 1, False, False),
+    ("channel", 4, "advanced", 0.5, 1, True, False),
+    ("layer", 3, "advanced", 0.5, 1, False, False),
+    ("channel", 4, "ours_wo_avg", 0.5, 2, True, False),
+    ("layer", 4, "ours_wo_avg", 0.25, 2, True, True),
+    ("layer", 3, "ours_wo_avg", 0.3, 1, False, True),
+    ("channel", 4, "ours_w_avg", 0.25, 1, True, True),
+    ("layer", 3, "ours_w_avg", 0.7, 1, False, False),
 ]
 
 
-def _calibrate(method: str, targets, ours, theirs, batches, steps: int, alpha: float, k: int) -> None:
+def _calibrate(method: str, targets, ours, theirs, batches, steps: int, alpha: float, k: int, res: bool) -> None:
     loader = [(x, None) for x in batches]
     if method in ("light", "advanced"):
         (snnc_light if method == "light" else snnc_advanced)(targets, ours, batches[0], steps)
         official.bias_corr_model(theirs, loader, correct_mempot=method == "advanced", num_cali_sample_batches=1)
     elif method == "ours_wo_avg":
-        ftbc_snnc(targets, ours, batches[:k], steps, alpha, average=False)
+        ftbc_snnc(targets, ours, batches[:k], steps, alpha, average=False, residual_biases=res)
         theirs.set_time_dependent_bias()
         official.bias_corr_model_update_step_by_step(theirs, loader, num_cali_sample_batches=k, curr_t_alpha=alpha)
     elif method == "ours_w_avg":  # the official loop stops after batch index K: K + 1 batches
-        ftbc_snnc(targets, ours, batches[: k + 1], steps, alpha, average=True)
+        ftbc_snnc(targets, ours, batches[: k + 1], steps, alpha, average=True, residual_biases=res)
         theirs.set_time_dependent_bias()
         official.x_bias_corr_model_update_step_by_step(theirs, loader, num_cali_sample_batches=k, curr_t_alpha=alpha)
 
 
-@pytest.mark.parametrize("granularity,steps,method,alpha,k,dyadic", CASES)
-def test_resnet_calibrations_match_the_official_code(granularity, steps, method, alpha, k, dyadic) -> None:
-    targets, ours, theirs = _both(granularity, steps, dyadic)
-    _calibrate(method, targets, ours, theirs, _batches(k + 1), steps, alpha, k)
+@pytest.mark.parametrize("granularity,steps,method,alpha,k,dyadic,res", CASES)
+def test_resnet_calibrations_match_the_official_code(granularity, steps, method, alpha, k, dyadic, res) -> None:
+    targets, ours, theirs = _both(granularity, steps, dyadic, imagenet=res)
+    _calibrate(method, targets, ours, theirs, _batches(k + 1), steps, alpha, k, res)
     residual = residual_layers(ours)
     convs = preceding_affine(ours)
     names = [name for name, m in ours.named_modules() if hasattr(m, "sim_length")]
     for name, module in zip(names, _spike_modules(theirs), strict=True):
         layer = ours.get_submodule(name)
-        assert (name in residual) == isinstance(module, official.SpikeResModule)
-        if method.startswith("ours") and name in residual:
-            # Updated officially, but SpikeResModule's forward never subtracts them: none here.
+        assert (name in residual) == isinstance(module, RES_MODULES)
+        if method.startswith("ours") and name in residual and not res:
+            # Updated officially, but the CIFAR SpikeResModule's forward never subtracts them: none here.
             assert not layer.neuron.has_bias()
         elif method.startswith("ours"):
             assert torch.equal(layer.neuron.bias, torch.stack(module.time_dependent_biases))
