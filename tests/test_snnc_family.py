@@ -154,6 +154,26 @@ def test_an_snnc_cell_converts_once_per_t(tmp_path) -> None:
     assert metrics["calibration_batches"] == 2
 
 
+@pytest.mark.parametrize("entry", [{}, {"residual_biases": False}])
+def test_residual_biases_reach_the_calibration_and_stay_out_of_old_keys(entry) -> None:
+    from torch.utils.data import TensorDataset
+
+    from snnbench.config import MethodSpec
+    from snnbench.conversion.calibration import CalibrationRequest, calibrate
+
+    method = MethodSpec.model_validate({"name": "ftbc_snnc", "batches": 1, "batch_size": 4, "iterations": 1, **entry})
+    # At its default the option is not in the record, so cells recorded before it keep their keys.
+    assert ("residual_biases" in method.params) == bool(entry)
+    graph = relu_graph(_Residual(conv_first=True), fold="snnc")
+    for clip in (m for m in graph.modules() if isinstance(m, ClipReLU)):
+        clip.thresh = torch.full((1,), 0.5)
+    snn = to_snnc(convert(graph), 3)
+    data = TensorDataset(torch.rand(4, 2, 4, 4), torch.zeros(4))
+    cpu = torch.device("cpu")
+    calibrate("ftbc_snnc", CalibrationRequest(relu_targets(graph), snn, data, 3, method.params, cpu, 0, family="snnc"))
+    assert snn.relu.neuron.has_bias() == (entry == {})
+
+
 def test_an_snnc_resnet_cell_runs_light_and_ftbc(tmp_path) -> None:
     from snnbench.context import RunContext
     from snnbench.conversion.pipeline import run_conversion_cell
@@ -164,7 +184,10 @@ def test_an_snnc_resnet_cell_runs_light_and_ftbc(tmp_path) -> None:
         tiny_digits_suite(
             tmp_path,
             models=[model],
-            methods=["light", {"name": "ftbc_snnc", "batches": 1, "batch_size": 32, "iterations": 1}],
+            methods=[
+                "light",
+                {"name": "ftbc_snnc", "batches": 1, "batch_size": 32, "iterations": 1, "residual_biases": False},
+            ],
             timesteps=[2],
         )
     )
