@@ -103,6 +103,21 @@ def test_a_residual_if_layer_is_its_blocks_convolution_plus_the_shortcut() -> No
     assert preceding_affine(snn) == {"relu": snn.conv}
 
 
+@pytest.mark.parametrize("block,last_conv", [("BasicBlock", "conv2"), ("Bottleneck", "conv3")])
+def test_torchvision_blocks_map_to_the_official_spike_res_module(block: str, last_conv: str) -> None:
+    # out += identity after bn2 / bn3, the block's ReLU module called again: its second call is the
+    # SpikeResModule's neuron, and the block's last convolution (not the downsample) its convolution.
+    from torchvision.models import resnet
+
+    model = resnet.ResNet(getattr(resnet, block), [1, 1, 1, 1], num_classes=3).eval()
+    snn = to_snnc(convert(relu_graph(model, fold="snnc")), 2)
+    names = {id(m): n for n, m in snn.named_modules()}
+    convs = {layer: names[id(conv)] for layer, conv in preceding_affine(snn).items()}
+    residual = residual_layers(snn)
+    assert len(residual) == 4
+    assert {convs[layer] for layer in residual} == {f"layer{i}.0.{last_conv}" for i in range(1, 5)}
+
+
 def test_a_residual_sum_without_its_convolution_first_is_refused_by_name() -> None:
     # SpikeResModule is conv(input) + residual: the main branch is the add's first operand.
     graph = relu_graph(_Residual(conv_first=False), fold="snnc")
