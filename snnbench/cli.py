@@ -122,8 +122,8 @@ def _load_suite_or_exit(path: Path, overrides: List[str]):
 
 @app.command()
 def validate(
-    suite: Path = typer.Argument(..., help="YAML suite file"),
-    overrides: List[str] = typer.Option([], "--set", help=_SET_HELP),
+    suites: List[Path] = typer.Argument(..., help="YAML suite files"),
+    overrides: List[str] = typer.Option([], "--set", help=_SET_HELP + " (applies to every suite)"),
     deep: bool = typer.Option(
         False,
         "--deep",
@@ -135,33 +135,36 @@ def validate(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="with --deep: as for run"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="with --deep: as for run"),
 ) -> None:
-    """Check a suite file (schema, limits, models, that checkpoints exist) and list its cells.
+    """Check suite files (schema, limits, models, that checkpoints exist) and list their cells.
 
     Example: snnbench validate suites/cifar100.yaml --set training.epochs=1 --deep
     """
     from snnbench.records.cells import expand
 
-    parsed = _load_suite_or_exit(suite, overrides)
-    cells = expand(parsed)
-    if deep:
-        from snnbench.runner.preflight import preflight
-        from snnbench.runner.sweep import resolve_cache_dir
+    parsed = [_load_suite_or_exit(suite, overrides) for suite in suites]
+    for suite, one in zip(suites, parsed):
+        cells = expand(one)
+        if deep:
+            from snnbench.runner.preflight import preflight
+            from snnbench.runner.sweep import resolve_cache_dir
 
-        preflight(
-            parsed, cells, parsed.results_path(results_dir), data_root=data_root, cache_dir=resolve_cache_dir(cache_dir)
+            preflight(
+                one, cells, one.results_path(results_dir), data_root=data_root, cache_dir=resolve_cache_dir(cache_dir)
+            )
+        _say(
+            f"{suite}: valid suite '{one.name}' ({one.track} track), {len(cells)} cells, "
+            f"T = {one.timesteps}, results → {one.results_path(results_dir)}"
         )
-    _say(
-        f"{suite}: valid suite '{parsed.name}' ({parsed.track} track), {len(cells)} cells, "
-        f"T = {parsed.timesteps}, results → {parsed.results_path(results_dir)}"
-    )
-    for cell in cells:
-        _say(f"  {cell.key}")
+        for cell in cells:
+            _say(f"  {cell.key}")
 
 
 @app.command()
 def run(
     ctx: typer.Context,
-    suite: Path = typer.Argument(..., help="YAML suite file"),
+    suites: List[Path] = typer.Argument(
+        ..., help="YAML suite files: their cells share the worker pool, handed out in this order (longest first)"
+    ),
     force: bool = typer.Option(False, "--force", help="rerun cells that are already recorded"),
     results_dir: Optional[Path] = typer.Option(
         None, "--results-dir", help="write <dir>/<suite>.jsonl instead of the suite's output"
@@ -189,24 +192,28 @@ def run(
         help="cells run side by side in this many local processes, each with its share of the threads "
         "(default: one per core on the CPU, one per GPU; 1 where the suite says parallel: false)",
     ),
-    overrides: List[str] = typer.Option([], "--set", help=_SET_HELP),
+    overrides: List[str] = typer.Option([], "--set", help=_SET_HELP + " (applies to every suite)"),
 ) -> None:
-    """Run every cell of a suite that is not yet recorded and append one record per cell.
+    """Run every cell of the suites that is not yet recorded and append one record per cell.
 
-    Example: snnbench run suites/digits.yaml --results-dir build/demo --jobs 2
+    Several suites run in one sweep: one start-up, one worker pool, each record in its own suite's
+    results file. Example: snnbench run suites/digits_spiking.yaml suites/digits.yaml --results-dir build/demo
     """
     from snnbench.runner.cli_run import run_with_progress
+    from snnbench.runner.sweep import check_distinct_results
 
-    parsed = _load_suite_or_exit(suite, overrides)
+    parsed = [_load_suite_or_exit(suite, overrides) for suite in suites]
+    check_distinct_results(parsed, results_dir, [str(suite) for suite in suites])
     # Unusable input found by the preflight (data, checkpoints, folders, Ray) is an
     # UnusableInputError: _Group prints it as one line and exits 2. Anything else is a bug (exit 1).
-    # The verb's other options are the sweep's (run_suite's), under the same names.
-    options = {name: value for name, value in ctx.params.items() if name not in ("suite", "overrides")}
-    outcome = run_with_progress(parsed, console=console, **options)
+    # The verb's other options are the sweep's (run_suites'), under the same names.
+    options = {name: value for name, value in ctx.params.items() if name not in ("suites", "overrides")}
+    outcomes = run_with_progress(parsed, console=console, **options)
     from snnbench.report.table import leaderboard, render_rich
 
-    console.print(render_rich(leaderboard(outcome.records), title=f"{parsed.name} ({outcome.path})"))
-    raise typer.Exit(outcome.exit_code)
+    for one, outcome in zip(parsed, outcomes):
+        console.print(render_rich(leaderboard(outcome.records), title=f"{one.name} ({outcome.path})"))
+    raise typer.Exit(max(outcome.exit_code for outcome in outcomes))
 
 
 def _refuse_if_nothing_usable(inputs, paths: List[Path]) -> None:

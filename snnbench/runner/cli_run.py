@@ -12,17 +12,18 @@ from snnbench.config import Suite
 from snnbench.context import RichProgressReporter
 from snnbench.records.store import ResultStore
 from snnbench.runner.executors import Outcome
-from snnbench.runner.sweep import SweepPlan, SweepSummary, run_suite
+from snnbench.runner.sweep import SweepPlan, SweepSummary, run_suites
 
 
 def run_with_progress(
-    suite: Suite,
+    suites: list[Suite],
     *,
     console: Console,
     **options: Any,
-) -> SweepSummary:
-    """Run the suite with live progress; the caller renders the closing table. ``options`` are those of
-    :func:`run_suite` (results_dir, force, data_root, cache_dir, executor, address, compare_reference)."""
+) -> list[SweepSummary]:
+    """Run the suites in one sweep with live progress: a "cells" bar per suite, a line per finished
+    cell; the caller renders the closing tables. ``options`` are those of :func:`run_suites`
+    (results_dir, force, data_root, cache_dir, executor, address, compare_reference, jobs)."""
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -31,10 +32,11 @@ def run_with_progress(
         console=console,
         transient=False,
     )
-    cells_task = None
+    bar_of: dict[int, Any] = {}  # a planned cell (by identity) → its suite's "cells" bar
+    planned: list[SweepPlan] = []
 
     def announce(plan: SweepPlan) -> None:
-        nonlocal cells_task
+        planned.append(plan)
         for problem in plan.problems:
             console.print(
                 Text.assemble(("warning:", "yellow"), f" {problem}; that cell will be run again"), highlight=False
@@ -42,16 +44,17 @@ def run_with_progress(
         console.print(
             Text.assemble(
                 "suite ",
-                (suite.name, "bold"),
+                (plan.suite.name, "bold"),
                 f": {len(plan.todo) + len(plan.skipped)} cells, "
                 f"{len(plan.skipped)} already in {plan.path}, {len(plan.todo)} to run",
             ),
             highlight=False,
         )
-        cells_task = progress.add_task("cells", total=len(plan.todo))
+        bar = progress.add_task("cells" if len(suites) == 1 else f"cells {plan.suite.name}", total=len(plan.todo))
+        bar_of.update({id(cell): bar for cell in plan.todo})
 
     def report(outcome: Outcome) -> None:
-        progress.advance(cells_task)
+        progress.advance(bar_of[id(outcome.cell)])
         if outcome.error:
             progress.console.print(
                 Text.assemble(("cell failed", "red"), f" {outcome.cell.key}: {outcome.error}"), highlight=False
@@ -61,27 +64,28 @@ def run_with_progress(
                 Text.assemble(("done", "green"), f" {outcome.cell.key} ({outcome.wall_s:.1f} s)"), highlight=False
             )
 
-    planned: list[SweepPlan] = []
     try:
         with progress:
-            summary = run_suite(
-                suite,
-                progress=RichProgressReporter(progress),
-                on_outcome=report,
-                on_plan=lambda plan: (planned.append(plan), announce(plan)),
-                **options,
+            summaries = run_suites(
+                suites, progress=RichProgressReporter(progress), on_outcome=report, on_plan=announce, **options
             )
     except KeyboardInterrupt:
         if not planned:
             raise
-        plan = planned[0]
+        raise KeyboardInterrupt(_interrupted(planned)) from None
+    for summary in summaries:
+        for failed in summary.failed:
+            console.print(Text.assemble(("failed:", "red"), f" {failed.cell.key}: {failed.error}"), highlight=False)
+            if failed.detail:
+                console.print(failed.detail, highlight=False, markup=False)
+    return summaries
+
+
+def _interrupted(plans: list[SweepPlan]) -> str:
+    """What an interruption leaves behind: per suite, how many of its cells are recorded where."""
+    counts = []
+    for plan in plans:
         keys = plan.keys
         recorded = len(keys & ResultStore(plan.path).recorded_keys())
-        raise KeyboardInterrupt(
-            f"interrupted: {recorded} of {len(keys)} cells recorded in {plan.path}; rerun to resume"
-        ) from None
-    for failed in summary.failed:
-        console.print(Text.assemble(("failed:", "red"), f" {failed.cell.key}: {failed.error}"), highlight=False)
-        if failed.detail:
-            console.print(failed.detail, highlight=False, markup=False)
-    return summary
+        counts.append(f"{recorded} of {len(keys)} cells recorded in {plan.path}")
+    return f"interrupted: {', '.join(counts)}; rerun to resume"

@@ -1,9 +1,10 @@
-"""Run the cells of a suite in several local processes (``snnbench run --jobs N``).
+"""Run the cells of one or more suites in several local processes (``snnbench run --jobs N``).
 
 Each worker is a process of its own with its share of the CPU threads (``threads``: the driver's
 torch threads divided among the workers) or, on CUDA, one GPU of its own. Workers are forked from a
-``forkserver`` that imported torch and the track's code once, so a worker starts in a fraction of a
-second and never inherits an OpenMP pool the driver already used.
+``forkserver`` that imported torch and the code of every track to run once, so a worker starts in a
+fraction of a second and never inherits an OpenMP pool the driver already used. The suites of one
+``snnbench run A B C`` share the pool: their cells are handed out in the order the suites are given.
 
 The driver hands out cells as workers free up, a group of shared work (runner.groups) to one worker:
 the methods of one ANN queue behind the cell that trains it, so the ANN is trained once and the
@@ -162,12 +163,15 @@ class ParallelExecutor:
 
     name = "local"
 
-    def __init__(self, ctx: RunContext, jobs: int, threads: int, track: str) -> None:
-        self.ctx, self.jobs, self.threads, self.track = ctx, jobs, max(1, threads), track
+    def __init__(self, ctx: RunContext, jobs: int, threads: int, tracks: Iterable[str]) -> None:
+        """``tracks``: the tracks of the cells it will run (those of several suites may share one pool)."""
+        self.ctx, self.jobs, self.threads = ctx, jobs, max(1, threads)
+        self.tracks = [tracks] if isinstance(tracks, str) else list(tracks)
 
     def _start(self) -> tuple[list[_Slot], Any]:
         context = mp.get_context("forkserver")
-        context.set_forkserver_preload(["torch", _PRELOAD.get(self.track, "snnbench.runner.tracks")])
+        modules = dict.fromkeys(_PRELOAD.get(track, "snnbench.runner.tracks") for track in self.tracks)
+        context.set_forkserver_preload(["torch", *modules])
         results = context.Queue()
         worker_ctx = replace(self.ctx, progress=ProgressReporter())  # replaced in the worker
         cuda = self.ctx.device.type == "cuda"

@@ -6,6 +6,7 @@ progress; a rerun skips what is recorded and redoes the rest. ``force`` reruns e
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import warnings
@@ -211,10 +212,15 @@ def default_context(
 
 
 def make_executor(
-    name: str, suite: Suite, ctx: RunContext, address: Optional[str] = None, jobs: int = 1, groups: int = 1
+    name: str,
+    suites: list[Suite],
+    ctx: RunContext,
+    address: Optional[str] = None,
+    jobs: int = 1,
+    groups: int = 1,
 ):
-    """The executor for ``name``; the local one runs ``jobs`` worker processes when the suite's
-    cells form more than one group of shared work (runner.groups), else in this process."""
+    """The executor for the cells of ``suites``; the local one runs ``jobs`` worker processes when
+    those cells form more than one group of shared work (runner.groups), else in this process."""
     if name == "local":
         jobs = min(jobs, groups)
         if jobs > 1:
@@ -223,52 +229,71 @@ def make_executor(
             from snnbench.runner.parallel import ParallelExecutor
 
             # Each worker gets its share of the threads a serial run would use (at least one).
-            return ParallelExecutor(ctx, jobs, max(1, torch.get_num_threads() // jobs), suite.track)
+            threads = max(1, torch.get_num_threads() // jobs)
+            return ParallelExecutor(ctx, jobs, threads, [suite.track for suite in suites])
         return LocalExecutor(ctx)
     if jobs > 1:
         raise UsageError(f"--jobs {jobs} runs local worker processes; with --executor {name} the cluster schedules")
     if name == "ray":
         from snnbench.runner.ray_executor import RayExecutor
 
+        (suite,) = suites  # a Ray sweep runs one suite at a time (see _partitions)
         return RayExecutor(ctx, address=address, suite=suite)
     raise UsageError(f"--executor {name!r}: expected one of {', '.join(EXECUTORS)}")
 
 
+@dataclass
+class _Target:
+    """Where the records of one plan go: its results file, that file's cell claims, its summary."""
+
+    plan: SweepPlan
+    store: ResultStore
+    claims: CellClaims
+    summary: SweepSummary
+
+
 def execute(
-    plan: SweepPlan,
+    plans: list[SweepPlan],
     executor,
     *,
     on_outcome: Optional[Callable[[Outcome], None]] = None,
     poll_s: float = 1.0,
-) -> SweepSummary:
-    """Run the planned cells with ``executor`` and append a record for each success, as it arrives."""
-    store = ResultStore(plan.path)
-    store.prepare()
-    summary = SweepSummary(plan.path, skipped=len(plan.skipped), problems=list(plan.problems))
-    if not plan.todo:
-        summary.records = suite_records(plan)
-        return summary  # a complete suite: no fingerprint (seconds of subprocess calls) for nothing
-    env = environment()
-    claims = CellClaims(plan.path)
-    cells = plan.todo if plan.force else _claimed(plan.todo, store, claims, summary, poll_s)
-    try:
-        for outcome in executor.run(cells):
-            if outcome.metrics is not None:
-                # Without --force a cell that a concurrent run recorded meanwhile is not recorded twice.
-                store.append(
-                    make_record(outcome.cell, outcome.metrics, outcome.wall_s, _env_of(env, outcome), outcome.cpu_s),
-                    unless_recorded=not plan.force,
-                )
-                summary.ran.append(outcome)
-            else:
-                summary.failed.append(outcome)
-            claims.release(outcome.cell.key)
-            if on_outcome is not None:
-                on_outcome(outcome)
-    finally:
-        claims.release_all()
-    summary.records = suite_records(plan)
-    return summary
+    fingerprint: Callable[[], dict[str, Any]] = environment,
+) -> list[SweepSummary]:
+    """Run the planned cells of every plan with one ``executor`` and append a record for each success,
+    as it arrives, to its own suite's results file. A summary per plan, in the plans' order."""
+    targets = []
+    for plan in plans:
+        summary = SweepSummary(plan.path, skipped=len(plan.skipped), problems=list(plan.problems))
+        targets.append(_Target(plan, ResultStore(plan.path), CellClaims(plan.path), summary))
+        targets[-1].store.prepare()
+    running = [target for target in targets if target.plan.todo]
+    if running:  # a complete suite takes no fingerprint (seconds of subprocess calls) for nothing
+        env = fingerprint()
+        # Executors hand back the very cell objects they were given: the cell names its target.
+        target_of = {id(cell): target for target in running for cell in target.plan.todo}
+        try:
+            for outcome in executor.run(_claimed(running, poll_s)):
+                _record(target_of[id(outcome.cell)], outcome, env)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+        finally:
+            for target in running:
+                target.claims.release_all()
+    for target in targets:
+        target.summary.records = suite_records(target.plan)
+    return [target.summary for target in targets]
+
+
+def _record(target: _Target, outcome: Outcome, env: dict[str, Any]) -> None:
+    if outcome.metrics is not None:
+        # Without --force a cell that a concurrent run recorded meanwhile is not recorded twice.
+        record = make_record(outcome.cell, outcome.metrics, outcome.wall_s, _env_of(env, outcome), outcome.cpu_s)
+        target.store.append(record, unless_recorded=not target.plan.force)
+        target.summary.ran.append(outcome)
+    else:
+        target.summary.failed.append(outcome)
+    target.claims.release(outcome.cell.key)
 
 
 def _env_of(env: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
@@ -278,24 +303,26 @@ def _env_of(env: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
     return {**env, "hardware": {**env["hardware"], "torch_threads": outcome.threads}}
 
 
-def _claimed(
-    todo: list[Cell], store: ResultStore, claims: CellClaims, summary: SweepSummary, poll_s: float
-) -> Iterator[Cell]:
-    """The cells of ``todo`` this process gets to compute, each claimed just before it runs.
+def _claimed(targets: list[_Target], poll_s: float) -> Iterator[Cell]:
+    """The cells of the targets' plans this process gets to compute, in plan order, each claimed just
+    before it runs (with --force, every cell, unclaimed).
 
     A cell another live process is computing is passed over and asked for again later: recorded
     by then, it is skipped; its process died, it is claimed here and computed.
     """
-    pending = list(todo)
+    pending = [(target, cell) for target in targets for cell in target.plan.todo]
     while pending:
         busy = []
-        for cell in pending:
-            with store.lock():
-                if cell.key in store.recorded_keys():
-                    summary.skipped += 1  # another process recorded it meanwhile
+        for target, cell in pending:
+            if target.plan.force:
+                yield cell
+                continue
+            with target.store.lock():
+                if cell.key in target.store.recorded_keys():
+                    target.summary.skipped += 1  # another process recorded it meanwhile
                     continue
-                if not claims.try_claim(cell.key):
-                    busy.append(cell)
+                if not target.claims.try_claim(cell.key):
+                    busy.append((target, cell))
                     continue
             yield cell
         if busy and len(busy) == len(pending):
@@ -309,8 +336,40 @@ def suite_records(plan: SweepPlan) -> list[dict[str, Any]]:
     return [r for r in latest_by_key(read_records(plan.path, warn=False).records) if r["key"] in keys]
 
 
-def run_suite(
-    suite: Suite,
+def check_distinct_results(
+    suites: list[Suite], results_dir: Optional[Path] = None, labels: Optional[list[str]] = None
+) -> None:
+    """Two suites of one sweep never write one results file (each file's records are one suite's)."""
+    labels = labels or [f"suite {suite.name!r}" for suite in suites]
+    seen: dict[Path, int] = {}
+    for i, suite in enumerate(suites):
+        path = suite.results_path(results_dir)
+        first = seen.setdefault(path.expanduser().resolve(), i)
+        if first != i:
+            raise UsageError(
+                f"{labels[first]} and {labels[i]} would both write {path}; expected one results file per "
+                "suite (give each suite its own name or output:, or run them one at a time)"
+            )
+
+
+def _partitions(plans: list[SweepPlan], executor: str) -> list[list[SweepPlan]]:
+    """The plans that share one executor. Local: the suites that allow parallel cells and run on the
+    same device share one worker pool, in the order given; a ``parallel: false`` suite runs alone after
+    them (its wall times are its result). Ray: one suite at a time."""
+    if executor != "local":
+        return [[plan] for plan in plans]
+    shared: dict[str, list[SweepPlan]] = {}
+    alone = []
+    for plan in plans:
+        if plan.suite.parallel:
+            shared.setdefault(str(resolve_device(plan.suite.device)), []).append(plan)
+        else:
+            alone.append([plan])
+    return list(shared.values()) + alone
+
+
+def run_suites(
+    suites: list[Suite],
     *,
     results_dir: Optional[Path] = None,
     force: bool = False,
@@ -323,34 +382,64 @@ def run_suite(
     jobs: Optional[int] = None,
     on_plan: Optional[Callable[[SweepPlan], None]] = None,
     on_outcome: Optional[Callable[[Outcome], None]] = None,
-) -> SweepSummary:
-    """Plan, check the data, run what is not recorded and append a record per finished cell.
+) -> list[SweepSummary]:
+    """Several suites in one sweep: every suite is planned and checked before any cell runs, then the
+    cells of the suites that can share a worker pool (runner.parallel) run in one, handed out in the
+    order the suites are given (give the longest suite first, so that no core idles at the end). Each
+    record goes to its own suite's results file; a summary per suite, in the order given.
 
-    The one sweep both ``snnbench run`` and :func:`snnbench.run` call; they differ only in the
-    ``progress``, ``on_plan`` and ``on_outcome`` hooks (rich bars and lines, or nothing).
-    ``jobs``: worker processes of the local executor (runner.parallel); None: one per core on the
-    CPU and one per GPU when the suite allows it (``parallel: true``, the default), else 1.
+    ``run_suite`` is this sweep for one suite; the options are its own.
     """
     if address is not None and executor != "ray":
         raise UsageError(f"--address {address} needs --executor ray (the local executor runs no cluster)")
-    plan = plan_sweep(suite, results_dir, force)
-    if on_plan is not None:
-        on_plan(plan)
-    preflight(
-        suite,
-        plan.todo,
-        plan.path,
-        data_root=data_root,
-        cache_dir=resolve_cache_dir(cache_dir),
-        executor=executor,
-        address=address,
-    )
-    ctx = default_context(
-        suite, data_root=data_root, cache_dir=cache_dir, progress=progress, compare_reference=compare_reference
-    )
-    if jobs is None:  # one worker per core on the CPU, one per GPU; none beyond the work there is
-        jobs = default_jobs(ctx.device.type) if executor == "local" and suite.parallel else 1
-    elif jobs < 1:
+    if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs {jobs}: expected a positive number of worker processes")
-    groups = len(grouped(plan.todo))
-    return execute(plan, make_executor(executor, suite, ctx, address, jobs, groups), on_outcome=on_outcome)
+    check_distinct_results(suites, results_dir)
+    plans = [plan_sweep(suite, results_dir, force) for suite in suites]
+    for plan in plans:
+        if on_plan is not None:
+            on_plan(plan)
+    for plan in plans:  # bad input in the last suite stops the sweep before the first suite's cells
+        preflight(
+            plan.suite,
+            plan.todo,
+            plan.path,
+            data_root=data_root,
+            cache_dir=resolve_cache_dir(cache_dir),
+            executor=executor,
+            address=address,
+        )
+    summaries: dict[int, SweepSummary] = {}
+    fingerprint = functools.cache(environment)  # taken once for the whole sweep, when a cell runs
+    for part in _partitions(plans, executor):
+        ctx = default_context(
+            part[0].suite,
+            data_root=data_root,
+            cache_dir=cache_dir,
+            progress=progress,
+            compare_reference=compare_reference,
+        )
+        chosen = _executor_for(part, executor, ctx, address, jobs)
+        done = execute(part, chosen, on_outcome=on_outcome, fingerprint=fingerprint)
+        summaries.update({id(plan): summary for plan, summary in zip(part, done)})
+    return [summaries[id(plan)] for plan in plans]
+
+
+def _executor_for(part: list[SweepPlan], executor: str, ctx: RunContext, address: Optional[str], jobs: Optional[int]):
+    """``jobs`` None: one worker per core on the CPU, one per GPU, where the suites allow it (a partition
+    is all ``parallel: true`` or one suite); never more workers than groups of shared work."""
+    if jobs is None:
+        jobs = default_jobs(ctx.device.type) if executor == "local" and part[0].suite.parallel else 1
+    groups = sum(len(grouped(plan.todo)) for plan in part)
+    return make_executor(executor, [plan.suite for plan in part], ctx, address, jobs, groups)
+
+
+def run_suite(suite: Suite, **options: Any) -> SweepSummary:
+    """Plan, check the data, run what is not recorded and append a record per finished cell.
+
+    The one sweep both ``snnbench run`` and :func:`snnbench.run` call (:func:`run_suites` with one
+    suite); they differ only in the ``progress``, ``on_plan`` and ``on_outcome`` hooks (rich bars and
+    lines, or nothing). ``jobs``: worker processes of the local executor (runner.parallel); None: one
+    per core on the CPU and one per GPU when the suite allows it (``parallel: true``, the default), else 1.
+    """
+    return run_suites([suite], **options)[0]
