@@ -5,8 +5,11 @@ From github.com/shizukanaskytree/FTBC, ``SNNC/SNN_Calibration``: ``models/spikin
 ``models/fold_bn.py`` (``search_fold_and_remove_bn``) and ``models/calibration.py``
 (``bias_corr_model`` / ``emp_bias_corr``, ``bias_corr_model_update_step_by_step`` /
 ``emp_bias_corr_one_step``, ``x_bias_corr_model_update_step_by_step``), with the same operations in
-the same order. Left out: distributed averaging, printing, ``.cuda()``, residual blocks
-(``SpikeResModule``) and the weights calibration. A "loader" is a list of ``(input, target)``.
+the same order; the weights calibration (``weights_cali_model`` / ``weights_cali_layer``,
+``GetLayerInputOutput``, ``floor_ste``) from github.com/yhhhli/SNN_Calibration ``models/calibration.py``
+(the FTBC copy runs the same operations). Left out: distributed averaging, printing, ``.cuda()`` and
+residual blocks (``SpikeResModule``, ``weights_cali_res_layer``). A "loader" is a list of
+``(input, target)``.
 """
 
 from __future__ import annotations
@@ -375,6 +378,97 @@ def x_bias_corr_model_update_step_by_step(model, train_loader, num_cali_sample_b
                     )
         if i == num_cali_sample_batches:
             break
+
+
+# ------------------------------------------------------------------ weights calibration (SNN_Calibration)
+
+
+class ActivationSaverHook:
+    """Output and first input of a module, each summed over the calls (one call per time step)."""
+
+    def __init__(self):
+        self.stored_output = None
+        self.stored_input = None
+
+    def __call__(self, module, input_batch, output_batch):
+        if self.stored_output is None:
+            self.stored_output = output_batch
+        else:
+            self.stored_output = output_batch + self.stored_output
+        if self.stored_input is None:
+            self.stored_input = input_batch[0]
+        else:
+            self.stored_input = input_batch[0] + self.stored_input
+
+    def reset(self):
+        self.stored_output = None
+        self.stored_input = None
+
+
+class GetLayerInputOutput:
+    def __init__(self, model, target_module):
+        self.model = model
+        self.module = target_module
+        self.data_saver = ActivationSaverHook()
+
+    @torch.no_grad()
+    def __call__(self, input):
+        self.model.eval()
+        h = self.module.register_forward_hook(self.data_saver)
+        _ = self.model(input)
+        h.remove()
+        return self.data_saver.stored_input.detach(), self.data_saver.stored_output.detach()
+
+
+def floor_ste(x):
+    return (x.floor() - x).detach() + x
+
+
+def weights_cali_model(model, train_loader, learning_rate=4e-5, optimize_iter=5000, batch_size=32,
+                       num_cali_samples=1024):  # fmt: skip
+    data_sample = []
+    for input, target in train_loader:
+        data_sample += [input]
+        if len(data_sample) * data_sample[-1].shape[0] >= num_cali_samples:
+            break
+    data_sample = torch.cat(data_sample, dim=0)[:num_cali_samples]
+    for name, module in model.named_modules():
+        if isinstance(module, SpikeModule):
+            weights_cali_layer(model, module, data_sample, learning_rate, optimize_iter, batch_size, num_cali_samples)
+
+
+def weights_cali_layer(model, module, data_sample, learning_rate=2e-5, optimize_iter=10000, batch_size=32,
+                       num_cali_samples=1024, loss_func=lp_loss):  # fmt: skip
+    get_out = GetLayerInputOutput(model, module)
+    cached_batches = []
+    for i in range(int(data_sample.size(0) / batch_size)):
+        model.set_spike_state(use_spike=False)
+        _, cur_out = get_out(data_sample[i * batch_size : (i + 1) * batch_size])
+        get_out.data_saver.reset()
+        model.set_spike_state(use_spike=True)
+        cur_inp, _ = get_out(data_sample[i * batch_size : (i + 1) * batch_size])
+        get_out.data_saver.reset()
+        cached_batches.append((cur_inp.cpu(), cur_out.cpu()))
+    cached_inps = torch.cat([x[0] for x in cached_batches])
+    cached_inps = cached_inps / model.T
+    cached_outs = torch.cat([x[1] for x in cached_batches])
+
+    optimizer = torch.optim.Adam([module.weight], lr=learning_rate)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=optimize_iter, eta_min=0.0)
+    model.set_spike_state(use_spike=True)
+    for i in range(optimize_iter):
+        idx = torch.randperm(num_cali_samples)[:batch_size]
+        cur_inp = cached_inps[idx]
+        cur_out = cached_outs[idx]
+        optimizer.zero_grad()
+        module.zero_grad()
+        snn_out = module.fwd_func(cur_inp, module.weight, module.bias, **module.fwd_kwargs)
+        snn_out = torch.clamp(snn_out / module.threshold * model.T, min=0, max=model.T)
+        snn_out = floor_ste(snn_out) * module.threshold / model.T
+        err = loss_func(snn_out, cur_out)
+        err.backward()
+        optimizer.step()
+        scheduler.step()
 
 
 @torch.no_grad()
