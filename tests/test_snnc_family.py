@@ -42,7 +42,7 @@ def test_the_families_suite_makes_each_family_only_its_own_cells() -> None:
         "snnc": {"none", "light", "advanced", "ftbc_snnc"},
         "rts": {"rts", "light", "ftbc_rts"},
     }
-    assert len(cells) == (3 + 5 + 3) * 3
+    assert len(cells) == (3 + 6 + 3) * 3
 
 
 def test_a_family_method_stays_on_its_family_without_a_methods_list(tmp_path) -> None:
