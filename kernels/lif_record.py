@@ -9,11 +9,10 @@ import torch
 import triton
 import triton.language as tl
 
-from . import philox_cpu
 from .common import launch, resolve_backend
-from .localzo import DISTRIBUTION_ID, localzo_gain, localzo_gain_reference
+from .localzo import DISTRIBUTION_ID, localzo_gain
+from .localzo_banded import localzo_gain_banded
 from .sparse_common import (
-    MAX_ABS_Z,
     TRACE_DTYPES,
     ActiveSet,
     Backend,
@@ -311,19 +310,7 @@ def reference_spike_g(u_minus_theta: torch.Tensor, rule: SpikeRule, seed: int = 
     if rule.rule == "sparseprop":
         g = surrogate_grad_reference(d, rule.surrogate, rule.width)
         return torch.where(d < rule.b_th, g, torch.zeros_like(g))
-    g = torch.zeros_like(d, dtype=torch.float32)
-    # Philox costs ~100 tensor ops per element, so the PyTorch stream runs only where some draw can
-    # reach: inside the band δ·max|z|, then (on the CPU) where a compiled bound on this entry's own
-    # draws says g may be nonzero. Both filters only drop entries whose g is 0, so g is unchanged.
-    band = rule.delta * MAX_ABS_Z[rule.distribution]
-    candidates = philox_cpu.reachable(u_minus_theta, int(seed), rule.delta, rule.q, rule.distribution, band)
-    t, b, j = (d < band if candidates is None else candidates).nonzero(as_tuple=True)
-    H = d.shape[2]
-    if t.numel():
-        g[t, b, j] = localzo_gain_reference(
-            u_minus_theta[t, b, j], int(seed), t, b * H + j, rule.delta, rule.q, rule.distribution
-        )
-    return g
+    return localzo_gain_banded(u_minus_theta, seed, rule.delta, rule.q, rule.distribution)
 
 
 def reference_lif_scan(current: torch.Tensor, beta: float, theta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -158,6 +158,20 @@ class FTBCSNNCParams(_Strict):
     bias_order: Literal["official", "kernel"] = Field(
         "official", description="u = (v + x) - b (official) or the QCFS route's (v - b) + x (kernel)"
     )
+    residual_biases: bool = Field(
+        True,
+        description="per-step biases on a residual block's output IF layer too (the FTBC repository's ImageNet "
+        "SpikeResModule); false: none there (its CIFAR SpikeResModule, main_cal_cifar.py's res20, ignores them)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_residual_biases(self, handler):
+        # Left out at its default so that the records (and cell keys) made before the option existed
+        # stay what they were (as DatasetSpec's event options).
+        data = handler(self)
+        if data.get("residual_biases") is True:
+            data.pop("residual_biases")
+        return data
 
 
 def surrogate_names() -> tuple[str, ...]:

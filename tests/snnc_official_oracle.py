@@ -4,12 +4,15 @@ From github.com/shizukanaskytree/FTBC, ``SNNC/SNN_Calibration``: ``models/spikin
 (``SpikeModule``, ``SpikeModel``, ``DataSaverHook``, ``find_threshold_mse``, ``get_maximum_activation``),
 ``models/fold_bn.py`` (``search_fold_and_remove_bn``) and ``models/calibration.py``
 (``bias_corr_model`` / ``emp_bias_corr``, ``bias_corr_model_update_step_by_step`` /
-``emp_bias_corr_one_step``, ``x_bias_corr_model_update_step_by_step``), with the same operations in
-the same order; the weights calibration (``weights_cali_model`` / ``weights_cali_layer``,
-``GetLayerInputOutput``, ``floor_ste``) from github.com/yhhhli/SNN_Calibration ``models/calibration.py``
-(the FTBC copy runs the same operations). Left out: distributed averaging, printing, ``.cuda()`` and
-residual blocks (``SpikeResModule``, ``weights_cali_res_layer``). A "loader" is a list of
-``(input, target)``.
+``emp_bias_corr_one_step``, ``x_bias_corr_model_update_step_by_step``), and the CIFAR ResNet of
+``models/CIFAR/models/resnet.py`` (``BasicBlock``, ``ResNet_Cifar`` with its width and input channels
+as parameters, ``SpikeResModule``, ``SpikeBasicBlock``, ``res_specials``) and the SpikeResModule of
+``models/ImageNet/models/resnet.py`` (which, unlike the CIFAR one, applies the FTBC biases), with the
+same operations in the same order; the weights calibration (``weights_cali_model`` /
+``weights_cali_layer``, ``GetLayerInputOutput``, ``floor_ste``) from github.com/yhhhli/SNN_Calibration
+``models/calibration.py`` (the FTBC copy runs the same operations). Left out: distributed averaging,
+printing, ``.cuda()``, weight initialisation and the residual weights calibration
+(``weights_cali_res_layer``). A "loader" is a list of ``(input, target)``.
 """
 
 from __future__ import annotations
@@ -63,21 +66,25 @@ class SpikeModule(nn.Module):
     def forward(self, input):
         if self.use_spike and not isinstance(self.relu, StraightThrough):
             x = self.fwd_func(input, self.weight, self.bias, **self.fwd_kwargs)
-            if self.enable_shift is True and self.threshold is not None:
-                x = x + self.threshold * 0.5 / self.sim_length
-            self.mem_pot = self.mem_pot + x
-            if self.enable_time_dependent_bias:
-                time_dependent_bias = self.time_dependent_biases[self.cur_t % self.sim_length]
-                if self.mem_pot.dim() == 4:
-                    reshaped_bias = time_dependent_bias.view(1, -1, 1, 1)
-                else:
-                    reshaped_bias = time_dependent_bias.view(1, -1)
-                self.mem_pot -= reshaped_bias
-            spike = (self.mem_pot >= self.threshold).float() * self.threshold
-            self.mem_pot -= spike
-            self.cur_t += 1
-            return spike
+            return self.fire(x)
         return self.relu(self.fwd_func(input, self.org_weight, self.org_bias, **self.fwd_kwargs))
+
+    def fire(self, x):
+        """The spiking half of ``forward`` from the shift on (also the ImageNet SpikeResModule's)."""
+        if self.enable_shift is True and self.threshold is not None:
+            x = x + self.threshold * 0.5 / self.sim_length
+        self.mem_pot = self.mem_pot + x
+        if self.enable_time_dependent_bias:
+            time_dependent_bias = self.time_dependent_biases[self.cur_t % self.sim_length]
+            if self.mem_pot.dim() == 4:
+                reshaped_bias = time_dependent_bias.view(1, -1, 1, 1)
+            else:
+                reshaped_bias = time_dependent_bias.view(1, -1)
+            self.mem_pot -= reshaped_bias
+        spike = (self.mem_pot >= self.threshold).float() * self.threshold
+        self.mem_pot -= spike
+        self.cur_t += 1
+        return spike
 
     def init_membrane_potential(self):
         self.mem_pot = self.mem_pot_init if isinstance(self.mem_pot_init, int) else self.mem_pot_init.clone()
@@ -85,9 +92,10 @@ class SpikeModule(nn.Module):
 
 
 class SpikeModel(nn.Module):
-    def __init__(self, model: nn.Module, sim_length: int):
+    def __init__(self, model: nn.Module, sim_length: int, specials: dict | None = None):
         super().__init__()
         self.model = model
+        self.specials = specials or {}
         self.spike_module_refactor(self.model, sim_length)
         self.use_spike = False
         self.T = sim_length
@@ -95,7 +103,9 @@ class SpikeModel(nn.Module):
 
     def spike_module_refactor(self, module: nn.Module, sim_length: int, prev_module=None):
         for name, child in module.named_children():
-            if isinstance(child, nn.Conv2d):
+            if type(child) in self.specials:
+                setattr(module, name, self.specials[type(child)](child, sim_length=sim_length))
+            elif isinstance(child, nn.Conv2d):
                 setattr(module, name, SpikeModule(sim_length=sim_length, conv=child))
                 prev_module = getattr(module, name)
             elif isinstance(child, (nn.ReLU, nn.ReLU6)):
@@ -137,6 +147,142 @@ class SpikeModel(nn.Module):
         else:
             out = self.model(input)
         return out
+
+
+# ------------------------------------------------------------------ CIFAR ResNet (models/CIFAR/models/resnet.py)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+        self.relu2 = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        residual = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu1(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        if self.downsample is not None:
+            residual = self.downsample(x)
+        out += residual
+        out = self.relu2(out)
+        return out
+
+
+class ResNet_Cifar(nn.Module):
+    """``ResNet_Cifar(BasicBlock, layers, use_bn=True)`` with ``width`` (64 officially) and ``in_channels`` (3)."""
+
+    def __init__(self, block, layers, num_classes=10, width=64, in_channels=3):
+        super().__init__()
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, width * 2, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, width * 4, layers[2], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(width * 4 * block.expansion, num_classes)
+
+    def _make_layer(self, block, planes, blocks, stride=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        for _ in range(1, blocks):
+            layers.append(block(self.inplanes, planes))
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.avgpool(x)
+        x = x.view(x.size(0), -1)
+        x = self.fc(x)
+        return x
+
+
+class SpikeResModule(SpikeModule):
+    """The FTBC copy's: no ``time_dependent_biases`` and no ``cur_t`` in its forward."""
+
+    def __init__(self, sim_length: int, conv, enable_shift: bool = True):
+        super().__init__(sim_length, conv, enable_shift)
+
+    def forward(self, input, residual):
+        if self.use_spike:
+            x = (self.fwd_func(input, self.weight, self.bias, **self.fwd_kwargs)) + residual
+            if self.enable_shift is True and self.threshold is not None:
+                x = x + self.threshold * 0.5 / self.sim_length
+            self.mem_pot = self.mem_pot + x
+            spike = (self.mem_pot >= self.threshold).float() * self.threshold
+            self.mem_pot -= spike
+            return spike
+        return self.relu(self.fwd_func(input, self.org_weight, self.org_bias, **self.fwd_kwargs) + residual)
+
+
+class ImageNetSpikeResModule(SpikeModule):
+    """The FTBC copy's ``models/ImageNet/models/resnet.py`` SpikeResModule: it subtracts the step's
+    ``time_dependent_biases`` after the input and counts ``cur_t``, in SpikeModule's lines (``fire``)."""
+
+    def __init__(self, sim_length: int, conv, enable_shift: bool = True):
+        super().__init__(sim_length, conv, enable_shift)
+
+    def forward(self, input, residual):
+        if self.use_spike:
+            x = (self.fwd_func(input, self.weight, self.bias, **self.fwd_kwargs)) + residual
+            return self.fire(x)
+        return self.relu(self.fwd_func(input, self.org_weight, self.org_bias, **self.fwd_kwargs) + residual)
+
+
+class SpikeBasicBlock(nn.Module):
+    """Both copies' SpikeBasicBlock; ``res_module`` is the copy's SpikeResModule (the CIFAR one here,
+    the ImageNet one in :class:`ImageNetSpikeBasicBlock`; their BasicBlocks have the same attributes)."""
+
+    res_module = SpikeResModule
+
+    def __init__(self, basic_block: BasicBlock, **spike_params):
+        super().__init__()
+        self.conv1 = SpikeModule(conv=basic_block.conv1, **spike_params)
+        self.conv1.add_module("relu", basic_block.relu1)
+        self.conv2 = self.res_module(conv=basic_block.conv2, **spike_params)
+        self.conv2.add_module("relu", basic_block.relu2)
+        self.downsample = basic_block.downsample
+        self.stride = basic_block.stride
+
+    def forward(self, x):
+        residual = x
+        out = self.conv1(x)
+        if self.downsample is not None:
+            residual = self.downsample(x)
+        out = self.conv2(out, residual)
+        return out
+
+
+class ImageNetSpikeBasicBlock(SpikeBasicBlock):
+    res_module = ImageNetSpikeResModule
+
+
+res_specials = {BasicBlock: SpikeBasicBlock}
+imagenet_res_specials = {BasicBlock: ImageNetSpikeBasicBlock}
 
 
 # ------------------------------------------------------------------ thresholds (spiking_layer.py)

@@ -13,7 +13,7 @@ from snnbench.config import SuiteError, load_suite
 from snnbench.conversion.convert import convert, simulate
 from snnbench.conversion.graph import relu_graph
 from snnbench.conversion.snnc_calibration import ftbc_snnc, relu_targets
-from snnbench.conversion.snnc_layer import preceding_affine, to_snnc
+from snnbench.conversion.snnc_layer import preceding_affine, residual_layers, to_snnc
 from snnbench.models.activations import ClipReLU
 from snnbench.records.cells import expand
 from snnbench.records.labels import method_label
@@ -140,18 +140,41 @@ def test_advanced_refuses_more_weight_samples_than_the_calibration_set_has() -> 
 
 
 class _Residual(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, conv_first: bool) -> None:
         super().__init__()
         self.conv = nn.Conv2d(2, 2, 3, padding=1)
         self.relu = nn.ReLU()
+        self.conv_first = conv_first
 
     def forward(self, x):
-        return self.relu(self.conv(x) + x)
+        return self.relu(self.conv(x) + x if self.conv_first else x + self.conv(x))
 
 
-def test_a_residual_sum_before_an_if_layer_is_refused_by_name() -> None:
-    graph = relu_graph(_Residual(), fold="snnc")
-    with pytest.raises(ValueError, match="'relu' integrates"):
+def test_a_residual_if_layer_is_its_blocks_convolution_plus_the_shortcut() -> None:
+    snn = to_snnc(convert(relu_graph(_Residual(conv_first=True), fold="snnc")), 4)
+    assert residual_layers(snn) == {"relu"}
+    assert preceding_affine(snn) == {"relu": snn.conv}
+
+
+@pytest.mark.parametrize("block,last_conv", [("BasicBlock", "conv2"), ("Bottleneck", "conv3")])
+def test_torchvision_blocks_map_to_the_official_spike_res_module(block: str, last_conv: str) -> None:
+    # out += identity after bn2 / bn3, the block's ReLU module called again: its second call is the
+    # SpikeResModule's neuron, and the block's last convolution (not the downsample) its convolution.
+    from torchvision.models import resnet
+
+    model = resnet.ResNet(getattr(resnet, block), [1, 1, 1, 1], num_classes=3).eval()
+    snn = to_snnc(convert(relu_graph(model, fold="snnc")), 2)
+    names = {id(m): n for n, m in snn.named_modules()}
+    convs = {layer: names[id(conv)] for layer, conv in preceding_affine(snn).items()}
+    residual = residual_layers(snn)
+    assert len(residual) == 4
+    assert {convs[layer] for layer in residual} == {f"layer{i}.0.{last_conv}" for i in range(1, 5)}
+
+
+def test_a_residual_sum_without_its_convolution_first_is_refused_by_name() -> None:
+    # SpikeResModule is conv(input) + residual: the main branch is the add's first operand.
+    graph = relu_graph(_Residual(conv_first=False), fold="snnc")
+    with pytest.raises(ValueError, match="'relu' integrates 'x'"):
         preceding_affine(to_snnc(convert(graph), 4))
 
 
@@ -197,6 +220,49 @@ def test_an_snnc_cell_converts_once_per_t(tmp_path) -> None:
     assert set(per_t) == {"2", "3"} and per_t["2"] != per_t["3"]
     assert any(isinstance(v, list) and len(set(v)) > 1 for v in per_t["2"].values())
     assert metrics["calibration_batches"] == 2
+
+
+@pytest.mark.parametrize("entry", [{}, {"residual_biases": False}])
+def test_residual_biases_reach_the_calibration_and_stay_out_of_old_keys(entry) -> None:
+    from torch.utils.data import TensorDataset
+
+    from snnbench.config import MethodSpec
+    from snnbench.conversion.calibration import CalibrationRequest, calibrate
+
+    method = MethodSpec.model_validate({"name": "ftbc_snnc", "batches": 1, "batch_size": 4, "iterations": 1, **entry})
+    # At its default the option is not in the record, so cells recorded before it keep their keys.
+    assert ("residual_biases" in method.params) == bool(entry)
+    graph = relu_graph(_Residual(conv_first=True), fold="snnc")
+    for clip in (m for m in graph.modules() if isinstance(m, ClipReLU)):
+        clip.thresh = torch.full((1,), 0.5)
+    snn = to_snnc(convert(graph), 3)
+    data = TensorDataset(torch.rand(4, 2, 4, 4), torch.zeros(4))
+    cpu = torch.device("cpu")
+    calibrate("ftbc_snnc", CalibrationRequest(relu_targets(graph), snn, data, 3, method.params, cpu, 0, family="snnc"))
+    assert snn.relu.neuron.has_bias() == (entry == {})
+
+
+def test_an_snnc_resnet_cell_runs_light_and_ftbc(tmp_path) -> None:
+    from snnbench.context import RunContext
+    from snnbench.conversion.pipeline import run_conversion_cell
+    from tests.helpers import tiny_digits_suite
+
+    model = {**SNNC_MODEL, "name": "resnet20", "width": 2, "threshold_batches": 1}
+    suite = load_suite(
+        tiny_digits_suite(
+            tmp_path,
+            models=[model],
+            methods=[
+                "light",
+                {"name": "ftbc_snnc", "batches": 1, "batch_size": 32, "iterations": 1, "residual_biases": False},
+            ],
+            timesteps=[2],
+        )
+    )
+    for cell in expand(suite):
+        metrics = run_conversion_cell(cell, RunContext(device=torch.device("cpu"), cache_dir=tmp_path))
+        assert 0.0 <= metrics["snn_acc"]["2"] <= 100.0
+        assert len(metrics["thresholds"]["2"]) == 19  # the stem and two IF layers per block
 
 
 def test_the_official_order_runs_the_same_on_the_fused_kernel() -> None:

@@ -51,24 +51,28 @@ class TinyVGG(nn.Module):
 
 def _model(seed: int, use_bn: bool = True, dyadic: bool = False) -> TinyVGG:
     torch.manual_seed(seed)
-    model = TinyVGG(use_bn).eval()
-    with torch.no_grad():
+    return with_test_weights(TinyVGG(use_bn).eval(), dyadic)
+
+
+@torch.no_grad()
+def with_test_weights(model: nn.Module, dyadic: bool) -> nn.Module:
+    """``model`` with random BN statistics, and with dyadic weights if ``dyadic``."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.1, 0.3)
+    if dyadic:
+        # Weights on a 1/16 grid and an exact BN (var 1, eps 0): currents are exact, so
+        # membranes sit on θ and a different order of operations would flip spikes.
+        for p in model.parameters():
+            p.copy_(torch.round(p * 16) / 16)
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.3)
-        if dyadic:
-            # Weights on a 1/16 grid and an exact BN (var 1, eps 0): currents are exact, so
-            # membranes sit on θ and a different order of operations would flip spikes.
-            for p in model.parameters():
-                p.copy_(torch.round(p * 16) / 16)
-            for m in model.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eps = 0.0
-                    m.running_var.fill_(1.0)
-                    m.running_mean.copy_(torch.round(m.running_mean * 16) / 16)
+                m.eps = 0.0
+                m.running_var.fill_(1.0)
+                m.running_mean.copy_(torch.round(m.running_mean * 16) / 16)
     return model
 
 
@@ -89,20 +93,30 @@ def _spike_modules(snn: official.SpikeModel) -> list[official.SpikeModule]:
     return [m for m in snn.modules() if isinstance(m, official.SpikeModule)]
 
 
-@pytest.mark.parametrize("granularity,steps", [("layer", 7), ("channel", 4), ("channel", 7)])
-def test_mse_thresholds_match_the_official_search(granularity: str, steps: int) -> None:
-    model, batches = _model(0), _batches(3, size=8)
-    graph = relu_graph(model, fold="snnc")
-    ours = relu_thresholds(graph, batches, parse_threshold("mse"), steps, granularity=granularity)
-    snn = _official_snn(model, steps)
+def assert_official_thresholds(
+    model: nn.Module, snn: official.SpikeModel, batches: list[torch.Tensor], steps: int, granularity: str
+) -> dict:
+    """snnbench's MSE thresholds of ``model`` (by IF layer) after checking them against the official
+    search run on ``snn`` (the official SpikeModel of the same model)."""
+    ours = relu_thresholds(
+        relu_graph(model, fold="snnc"), batches, parse_threshold("mse"), steps, granularity=granularity
+    )
     official.get_maximum_activation([(x, None) for x in batches], snn, iters=5, sim_length=steps,
                                     channel_wise=granularity == "channel")  # fmt: skip
     # A channel that never fired gets θ = 0 there (it then emits 0·s forever) and θ = 1 here (the IF
     # kernels need θ > 0; it stays silent on data like the calibration's).
     theirs = [torch.where(m.threshold > 0, m.threshold, 1.0).reshape(-1) for m in _spike_modules(snn)]
-    assert len(ours) == len(theirs) == 3
+    assert len(ours) == len(theirs)
     for value, expected in zip(ours.values(), theirs):
         assert torch.equal(torch.tensor(value, dtype=torch.float32).reshape(-1), expected)
+    return ours
+
+
+@pytest.mark.parametrize("granularity,steps", [("layer", 7), ("channel", 4), ("channel", 7)])
+def test_mse_thresholds_match_the_official_search(granularity: str, steps: int) -> None:
+    model = _model(0)
+    ours = assert_official_thresholds(model, _official_snn(model, steps), _batches(3, size=8), steps, granularity)
+    assert len(ours) == 3
     if granularity == "channel":
         assert any(len(set(v)) > 1 for v in ours.values())  # the rule really is per channel
 

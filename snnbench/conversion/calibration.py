@@ -282,7 +282,12 @@ def _snnc(method: str, request: CalibrationRequest, params: dict[str, Any]) -> d
         # Each iteration reads new batches, as the official script reseeds (seed + i) before each.
         batches = calibration_batches(data, params["batches"], params["batch_size"], request.seed + i, device)
         images += sum(int(x.shape[0]) for x in batches)
-        seconds += _timed(lambda: ftbc_snnc(ann, snn, batches, steps, params["alpha"], params["average"]), device)
+        seconds += _timed(
+            lambda: ftbc_snnc(
+                ann, snn, batches, steps, params["alpha"], params["average"], params.get("residual_biases", True)
+            ),
+            device,
+        )
     return {
         "calibration_batches": params["batches"] * params["iterations"],
         "calibration_images": images,

@@ -7,7 +7,9 @@
 - ``advanced`` (``correct_mempot=True``): per layer, the initial membrane of every neuron becomes
   ``(mean_batch ANN − mean_batch SNN/T)·T``; one pass (the membrane is the layer's own state).
 - FTBC ``ours_wo_avg`` (``bias_corr_model_update_step_by_step``) and ``ours_w_avg``
-  (``x_bias_corr_model_update_step_by_step``): per-step, per-channel biases, see :func:`ftbc_snnc`.
+  (``x_bias_corr_model_update_step_by_step``): per-step, per-channel biases, see :func:`ftbc_snnc`;
+  a residual block's output layer (the official ``SpikeResModule``) gets them as the ImageNet copy
+  does, or none (``residual_biases=False``) as the CIFAR copy, which ignores them.
 
 The ANN targets are the *unclipped* ReLU activations (SNN Calibration's ANN mode), and means are
 taken in the official order (``mean(3).mean(2).mean(0)``), so the biases match bit for bit.
@@ -29,7 +31,7 @@ from snnbench.conversion.layers import (
     layer_pairs,
     unfold,
 )
-from snnbench.conversion.snnc_layer import SNNCSpikingLayer, channel_view, preceding_affine
+from snnbench.conversion.snnc_layer import SNNCSpikingLayer, channel_view, preceding_affine, residual_layers
 from snnbench.models.hooks import forward_hooks
 
 
@@ -130,16 +132,34 @@ def _with_average(
         prefix = prefix + spike
 
 
+def _calibrated_pairs(ann: nn.Module, snn: nn.Module, residual_biases: bool) -> list[LayerPair]:
+    """The layers FTBC gives per-step biases. The FTBC repository's CIFAR ``SpikeResModule`` never
+    reads its ``time_dependent_biases`` (its ImageNet one does): there a block's output layer is updated
+    but runs, and feeds the next layers, without them, which ``residual_biases=False`` reproduces."""
+    pairs = _snnc_pairs(ann, snn)
+    if residual_biases:
+        return pairs
+    residual = residual_layers(snn)
+    return [pair for pair in pairs if pair.name not in residual]
+
+
 @torch.no_grad()
 def ftbc_snnc(
-    ann: nn.Module, snn: nn.Module, batches: list[torch.Tensor], steps: int, alpha: float, average: bool
+    ann: nn.Module,
+    snn: nn.Module,
+    batches: list[torch.Tensor],
+    steps: int,
+    alpha: float,
+    average: bool,
+    residual_biases: bool = True,
 ) -> None:
     """FTBC on the SNN Calibration family: ``ours_w_avg`` if ``average`` else ``ours_wo_avg``.
 
     One SNN simulation per batch: just before layer l runs, its T steps of input (computed with the
     biases layers < l got from this batch, as the official per-layer simulations have them) go
-    through the official per-step update, and the layer then runs with its new biases."""
-    pairs = _snnc_pairs(ann, snn)
+    through the official per-step update, and the layer then runs with its new biases.
+    ``residual_biases=False`` leaves a residual block's output layer without biases."""
+    pairs = _calibrated_pairs(ann, snn, residual_biases)
     update = _with_average if average else _without_average
     for x in batches:
         acts = ann_activations(ann, pairs, x)

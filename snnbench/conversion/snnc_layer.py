@@ -17,7 +17,8 @@ Every layer runs on the fused IF kernel on CUDA and on its PyTorch reference on 
 
 from __future__ import annotations
 
-from typing import Optional
+import operator
+from typing import Iterator, Optional
 
 import torch
 from torch import fx, nn
@@ -86,25 +87,47 @@ def to_snnc(snn: nn.Module, sim_length: int, bias_order: str = "official") -> nn
     return snn
 
 
+_ADDS = {operator.add, torch.add, "add"}
+
+
+def _is_residual_add(node: fx.Node) -> bool:
+    return node.op in ("call_function", "call_method") and node.target in _ADDS
+
+
+def _if_layer_sources(snn: nn.Module) -> Iterator[tuple[str, fx.Node]]:
+    """Each IF layer of a traced SNN with the node whose output it integrates."""
+    if not isinstance(snn, fx.GraphModule):
+        raise ValueError("the SNN Calibration family needs a traced ReLU network (activation: relu)")
+    modules = dict(snn.named_modules())
+    for node in snn.graph.nodes:
+        if node.op == "call_module" and isinstance(modules.get(node.target), SpikingLayer):
+            yield node.target, node.args[0]
+
+
+def residual_layers(snn: nn.Module) -> set[str]:
+    """The IF layers that integrate a residual sum: the official ``SpikeResModule``s (a block's last
+    convolution, its shortcut added before the shift ``θ·0.5/T``, the block output's threshold)."""
+    return {name for name, source in _if_layer_sources(snn) if _is_residual_add(source)}
+
+
 def preceding_affine(snn: nn.Module) -> dict[str, nn.Module]:
     """The convolution or linear layer whose output each IF layer integrates, by IF layer name.
 
     SNN Calibration's ``SpikeModule`` is a convolution and its neuron; ``light`` moves that
-    convolution's bias. An IF layer fed by anything else (a residual sum, a pooling) has none."""
-    if not isinstance(snn, fx.GraphModule):
-        raise ValueError("the SNN Calibration family needs a traced ReLU network (activation: relu)")
+    convolution's bias. A ``SpikeResModule`` integrates its convolution plus the block's shortcut:
+    its convolution is the main branch, the add's first operand in snnbench's and torchvision's
+    blocks (``residual_function(x) + shortcut(x)``, ``out += identity``); the shortcut's 1×1
+    convolution is no SpikeModule officially and ``light`` leaves it alone."""
     modules = dict(snn.named_modules())
     found: dict[str, nn.Module] = {}
-    for node in snn.graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), SpikingLayer):
-            continue
-        source = node.args[0]
-        affine = modules.get(source.target) if getattr(source, "op", None) == "call_module" else None
+    for name, source in _if_layer_sources(snn):
+        branch = source.args[0] if _is_residual_add(source) else source
+        affine = modules.get(branch.target) if getattr(branch, "op", None) == "call_module" else None
         if not isinstance(affine, (nn.Conv2d, nn.Linear)):
             raise ValueError(
-                f"IF layer {node.target!r} integrates {getattr(source, 'name', source)!r}, not a convolution or "
-                "linear layer; SNN Calibration's light bias lives in the layer's convolution "
-                "(residual blocks, its SpikeResModule, are not built)"
+                f"IF layer {name!r} integrates {getattr(branch, 'name', branch)!r}, not a convolution or "
+                "linear layer (nor a residual sum whose first operand is one); SNN Calibration's light "
+                "bias lives in the layer's convolution"
             )
-        found[node.target] = affine
+        found[name] = affine
     return found
