@@ -171,6 +171,14 @@ def test_torchvision_blocks_map_to_the_official_spike_res_module(block: str, las
     assert {convs[layer] for layer in residual} == {f"layer{i}.0.{last_conv}" for i in range(1, 5)}
 
 
+def test_a_shortcut_that_is_no_modules_output_is_refused_by_name() -> None:
+    # The weights calibration caches the shortcut's output through a hook: here it is the input itself.
+    from snnbench.conversion.snnc_layer import shortcut_sources
+
+    with pytest.raises(ValueError, match="'relu' adds 'x', not a module's output"):
+        shortcut_sources(to_snnc(convert(relu_graph(_Residual(conv_first=True), fold="snnc")), 4))
+
+
 def test_a_residual_sum_without_its_convolution_first_is_refused_by_name() -> None:
     # SpikeResModule is conv(input) + residual: the main branch is the add's first operand.
     graph = relu_graph(_Residual(conv_first=False), fold="snnc")
