@@ -12,6 +12,7 @@ import triton.language as tl
 from .common import launch, resolve_backend
 from .localzo import DISTRIBUTION_ID, localzo_gain
 from .localzo_banded import localzo_gain_banded
+from .scan_cpu import input_trace_cpu, lif_scan_cpu
 from .sparse_common import (
     TRACE_DTYPES,
     ActiveSet,
@@ -157,7 +158,8 @@ def input_trace(
 def input_trace_unchecked(x: torch.Tensor, beta: float, backend: Backend, dtype: torch.dtype) -> torch.Tensor:
     """:func:`input_trace` on arguments already checked."""
     if resolve_backend(backend, x, name="x") == "torch":
-        return reference_input_trace(x, beta).to(dtype)
+        fast = input_trace_cpu(x, beta)
+        return (reference_input_trace(x, beta) if fast is None else fast).to(dtype)
     return trace_launch(x.contiguous(), beta, dtype)
 
 
@@ -280,7 +282,7 @@ def lif_forward(current: torch.Tensor, beta: float, theta: float = 1.0, backend:
     check_tensor("current", current, 3)
     beta = check_beta(beta)
     if resolve_backend(backend, current, name="current") == "torch":
-        return reference_lif_scan(current, beta, theta)[1]
+        return _lif_scan(current, beta, theta)[1]
     current = current.contiguous()
     spikes = torch.empty_like(current)
     if current.numel():
@@ -302,6 +304,12 @@ def reference_input_trace(x: torch.Tensor, beta: float) -> torch.Tensor:
         acc = beta * acc + x[t].float()
         tr[t] = acc
     return tr
+
+
+def _lif_scan(current: torch.Tensor, beta: float, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CPU path's scan: the compiled loop (the same bits) where it applies, else the reference."""
+    fast = lif_scan_cpu(current, beta, theta)
+    return reference_lif_scan(current, beta, theta) if fast is None else fast
 
 
 def reference_spike_g(u_minus_theta: torch.Tensor, rule: SpikeRule, seed: int = 0) -> torch.Tensor:
@@ -350,6 +358,6 @@ def active_set_from_dense(g: torch.Tensor) -> ActiveSet:
 def reference_lif_record_forward(
     current: torch.Tensor, beta: float, rule: SpikeRule, seed: int = 0, dense_g: bool = False
 ) -> tuple[torch.Tensor, ActiveSet, Optional[torch.Tensor]]:
-    u, spikes = reference_lif_scan(current, beta, rule.theta)
+    u, spikes = _lif_scan(current, beta, rule.theta)
     g = reference_spike_g(u - rule.theta, rule, seed)
     return spikes, active_set_from_dense(g), (g if dense_g else None)
