@@ -4,35 +4,43 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS ?= test,ray,neuromorphic
+# What the test suite needs beyond the demo: pytest and ruff, Ray, tonic (event datasets) and the SNN
+# libraries `bench layer` compares against (snnTorch, Norse, Sinabs, SpikingJelly).
+TEST_EXTRAS ?= test,ray,neuromorphic,peers
+TEST_STAMP  := $(VENV)/.installed-test
 # Pin torch to the build this machine family ships on disk; pip would otherwise pull several GB.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 # The GPU machines' Triton, beside the venv: the compile check (tests/test_compile_check.py) compiles
 # every kernel with it too, through PYTHONPATH, without replacing the venv's own.
 TRITON_SIDE := $(VENV)/triton36/triton/__init__.py
 
-.PHONY: demo test lint format setup env leaderboard clean-demo compile-table
+# Bytecode: pip's own compile step byte-compiles every installed file (torch alone is over ten thousand,
+# about two minutes on two cores) although a run imports a third of them. So pip installs with
+# --no-compile and Python writes the bytecode of each module the first time it is imported, once. That
+# needs bytecode writing on in the venv this Makefile owns, also where the environment turns it off
+# (PYTHONDONTWRITEBYTECODE; then every process would compile its ~3,000 imports again, 10+ s each).
+unexport PYTHONDONTWRITEBYTECODE
+
+.PHONY: demo test lint format setup setup-test env leaderboard clean-demo compile-table
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# One pip call (one resolution) for torch and the project; `make demo` needs nothing more.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/pip install -q --no-compile $(TORCH) -e .
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q --no-compile -e ".[$(TEST_EXTRAS)]"
+	touch $(TEST_STAMP)
+
 $(TRITON_SIDE): | $(STAMP)
-	$(BIN)/pip install -q --target $(VENV)/triton36 triton==3.6.0 --no-deps
+	$(BIN)/pip install -q --no-compile --target $(VENV)/triton36 triton==3.6.0 --no-deps
 
 setup: $(STAMP)
 
-# The SNN libraries `bench layer` compares against (snnTorch, Norse, Sinabs, SpikingJelly): the test
-# suite checks each one's equivalence to snnbench's LIF, the demo does not need them.
-PEERS := $(VENV)/.peers
-$(PEERS): $(STAMP)
-	$(BIN)/pip install -q -e ".[$(EXTRAS),peers]"
-	touch $(PEERS)
+setup-test: $(TEST_STAMP)
 
 # The demo writes to an untracked folder so committed results never make it skip its cells. Its three
 # suites run in one sweep (one start-up, one worker pool), the longest first so no core idles at the end.
@@ -44,12 +52,12 @@ demo: setup
 # The tests are single-threaded (tests/conftest.py): one pytest worker per core halves the wall time
 # on the 2-core CI machine. TEST_JOBS=0 runs them in this process (a debugger, -x, -s).
 TEST_JOBS ?= auto
-test: lint $(PEERS) $(TRITON_SIDE)
+test: lint $(TRITON_SIDE)
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 # ruff's lint rules and format, and the layer contracts (pyproject's [tool.ruff] and [tool.importlinter]).
 # `make format` rewrites the tree the way `ruff format --check` wants it.
-lint: setup
+lint: setup-test
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/lint-imports
@@ -64,7 +72,7 @@ compile-table: setup $(TRITON_SIDE)
 leaderboard: setup
 	$(BIN)/snnbench leaderboard --out results/LEADERBOARD.md
 
-format: setup
+format: setup-test
 	$(BIN)/python -m ruff format .
 
 clean-demo:

@@ -9,11 +9,11 @@ import torch
 import triton
 import triton.language as tl
 
-from . import philox_cpu
 from .common import launch, resolve_backend
-from .localzo import DISTRIBUTION_ID, localzo_gain, localzo_gain_reference
+from .localzo import DISTRIBUTION_ID, localzo_gain
+from .localzo_banded import localzo_gain_banded
+from .scan_cpu import input_trace_cpu, lif_scan_cpu
 from .sparse_common import (
-    MAX_ABS_Z,
     TRACE_DTYPES,
     ActiveSet,
     Backend,
@@ -158,7 +158,8 @@ def input_trace(
 def input_trace_unchecked(x: torch.Tensor, beta: float, backend: Backend, dtype: torch.dtype) -> torch.Tensor:
     """:func:`input_trace` on arguments already checked."""
     if resolve_backend(backend, x, name="x") == "torch":
-        return reference_input_trace(x, beta).to(dtype)
+        fast = input_trace_cpu(x, beta)
+        return (reference_input_trace(x, beta) if fast is None else fast).to(dtype)
     return trace_launch(x.contiguous(), beta, dtype)
 
 
@@ -281,7 +282,7 @@ def lif_forward(current: torch.Tensor, beta: float, theta: float = 1.0, backend:
     check_tensor("current", current, 3)
     beta = check_beta(beta)
     if resolve_backend(backend, current, name="current") == "torch":
-        return reference_lif_scan(current, beta, theta)[1]
+        return _lif_scan(current, beta, theta)[1]
     current = current.contiguous()
     spikes = torch.empty_like(current)
     if current.numel():
@@ -305,25 +306,19 @@ def reference_input_trace(x: torch.Tensor, beta: float) -> torch.Tensor:
     return tr
 
 
+def _lif_scan(current: torch.Tensor, beta: float, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CPU path's scan: the compiled loop (the same bits) where it applies, else the reference."""
+    fast = lif_scan_cpu(current, beta, theta)
+    return reference_lif_scan(current, beta, theta) if fast is None else fast
+
+
 def reference_spike_g(u_minus_theta: torch.Tensor, rule: SpikeRule, seed: int = 0) -> torch.Tensor:
     """Dense g for every element of ``u − θ[T, B, H]`` (zero outside the active set)."""
     d = u_minus_theta.abs()
     if rule.rule == "sparseprop":
         g = surrogate_grad_reference(d, rule.surrogate, rule.width)
         return torch.where(d < rule.b_th, g, torch.zeros_like(g))
-    g = torch.zeros_like(d, dtype=torch.float32)
-    # Philox costs ~100 tensor ops per element, so the PyTorch stream runs only where some draw can
-    # reach: inside the band δ·max|z|, then (on the CPU) where a compiled bound on this entry's own
-    # draws says g may be nonzero. Both filters only drop entries whose g is 0, so g is unchanged.
-    band = rule.delta * MAX_ABS_Z[rule.distribution]
-    candidates = philox_cpu.reachable(u_minus_theta, int(seed), rule.delta, rule.q, rule.distribution, band)
-    t, b, j = (d < band if candidates is None else candidates).nonzero(as_tuple=True)
-    H = d.shape[2]
-    if t.numel():
-        g[t, b, j] = localzo_gain_reference(
-            u_minus_theta[t, b, j], int(seed), t, b * H + j, rule.delta, rule.q, rule.distribution
-        )
-    return g
+    return localzo_gain_banded(u_minus_theta, seed, rule.delta, rule.q, rule.distribution)
 
 
 def reference_lif_scan(current: torch.Tensor, beta: float, theta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -363,6 +358,6 @@ def active_set_from_dense(g: torch.Tensor) -> ActiveSet:
 def reference_lif_record_forward(
     current: torch.Tensor, beta: float, rule: SpikeRule, seed: int = 0, dense_g: bool = False
 ) -> tuple[torch.Tensor, ActiveSet, Optional[torch.Tensor]]:
-    u, spikes = reference_lif_scan(current, beta, rule.theta)
+    u, spikes = _lif_scan(current, beta, rule.theta)
     g = reference_spike_g(u - rule.theta, rule, seed)
     return spikes, active_set_from_dense(g), (g if dense_g else None)

@@ -51,7 +51,7 @@ def _compiled() -> dict:
             o0[i], o1[i], o2[i], o3[i] = _philox(k0, k1, c0[i], c1[i], c2[i], c3[i], rounds)
 
     @numba.njit(cache=True, nogil=True)
-    def _reach_loop(k0, k1, d, plane, band, delta, q, dist, out):  # pragma: no cover - compiled
+    def _reach_loop(k0, k1, d, plane, first_step, band, delta, q, dist, out):  # pragma: no cover - compiled
         # d = |u − θ| of a [T, B·H] layer, flat. out[e] = some draw k may have δ·|z_k| > d[e]: |z_k|
         # is recomputed in fp64 and widened by 10⁻⁴ (relative) and 10⁻⁵ (on |cos|, |sin| of
         # Box-Muller) — far above the fp32 rounding of the reference's log, sqrt, cos and products —
@@ -64,7 +64,7 @@ def _compiled() -> dict:
             # radius √(−2·ln ua) ≥ x (with the margins below) ⟺ ua ≤ exp(−x²/2); 1e-3 more slack
             x = d[e] / (delta * (1.0 + 1e-4) * (1.0 + 1e-5))
             reach_u = np.exp(-0.5 * x * x) * (1.0 + 1e-3)
-            t = np.uint64(e // plane)
+            t = np.uint64(first_step + e // plane)
             index = np.uint64(e % plane)  # b·H + j < 2³¹: the counter's high word is 0
             for g in range((q + 3) // 4):
                 r = _philox(k0, k1, index, np.uint64(0), t, np.uint64(g), 10)
@@ -105,10 +105,10 @@ def philox4x32_words(seed: int, counters: tuple, rounds: int = 10) -> Optional[t
 
 
 def reachable(
-    u_minus_theta: torch.Tensor, seed: int, delta: float, q: int, distribution: str, band: float
+    u_minus_theta: torch.Tensor, seed: int, delta: float, q: int, distribution: str, band: float, first_step: int = 0
 ) -> Optional[torch.Tensor]:
     """A superset of the LocalZO-active entries of a CPU layer ``u − θ[T, B, H]`` (bool, same shape):
-    False only where |u − θ| ≥ ``band`` or every draw k of the stream (seed, t, b·H + j) has
+    False only where |u − θ| ≥ ``band`` or every draw k of the stream (seed, first_step + t, b·H + j) has
     δ·|z_k| ≤ |u − θ|, so g = 0 there. None off the CPU.
 
     The reference then runs its exact fp32 test on the survivors only: about the active entries
@@ -126,6 +126,7 @@ def reachable(
             np.uint64((seed >> 32) & _M32),
             d,
             B * H,
+            int(first_step),
             float(band),
             float(delta),
             int(q),

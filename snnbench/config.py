@@ -110,14 +110,34 @@ class FTBCIterParams(FTBCParams):
 
 
 class AdvancedParams(_Strict):
-    """SNN Calibration's advanced calibration (family: snnc): every neuron's initial membrane from one
-    batch, as the FTBC repository's SNNC script and SNN_Calibration's CIFAR script run it (their weights
-    calibration is commented out there; only SNN_Calibration's ImageNet script runs it)."""
+    """SNN Calibration's advanced pipeline (family: snnc): with ``weights`` (the default) each layer's
+    weights calibrated first (``weights_cali_model``: Adam on the layer's quantised output against the
+    ANN's, layer by layer, as SNN_Calibration's and the FTBC repository's ImageNet scripts run it), then
+    every neuron's initial membrane from one batch (``bias_corr_model(correct_mempot=True)``).
+    ``weights: false`` is the potential-only variant both repositories' CIFAR scripts run (their
+    ``weights_cali_model`` call is commented out there). Weight defaults: SNN_Calibration's
+    ``main_cal_imagenet.py`` (the FTBC repository's copy uses ``weights_lr: 1.0e-4``)."""
 
-    batch_size: int = Field(128, gt=0, description="training images in the calibration batch")
+    batch_size: int = Field(128, gt=0, description="training images in the potential-correction batch")
     calibration_augment: bool = Field(
         True, description="calibrate on training images with the training augmentation, as the official loader"
     )
+    weights: bool = Field(True, description="calibrate each layer's weights before the potentials")
+    weights_lr: float = Field(1e-5, gt=0, allow_inf_nan=False, description="Adam learning rate (learning_rate)")
+    weights_iterations: int = Field(5000, gt=0, description="Adam steps per layer (optimize_iter)")
+    weights_samples: int = Field(1024, gt=0, description="training images cached per layer (num_cali_samples)")
+    weights_batch_size: int = Field(32, gt=0, description="images per Adam step and per caching pass (batch_size)")
+
+    @model_validator(mode="after")
+    def _whole_batches(self) -> "AdvancedParams":
+        # The official code caches whole batches only and draws its steps from all num_cali_samples
+        # indices: any other count would index past the cache.
+        if self.weights_samples % self.weights_batch_size:
+            raise ValueError(
+                f"weights_samples ({self.weights_samples}) must be a multiple of weights_batch_size "
+                f"({self.weights_batch_size})"
+            )
+        return self
 
 
 class FTBCSNNCParams(_Strict):

@@ -8,8 +8,10 @@ From github.com/shizukanaskytree/FTBC, ``SNNC/SNN_Calibration``: ``models/spikin
 ``models/CIFAR/models/resnet.py`` (``BasicBlock``, ``ResNet_Cifar`` with its width and input channels
 as parameters, ``SpikeResModule``, ``SpikeBasicBlock``, ``res_specials``) and the SpikeResModule of
 ``models/ImageNet/models/resnet.py`` (which, unlike the CIFAR one, applies the FTBC biases), with the
-same operations in the same order. Left out: distributed averaging, printing, ``.cuda()``, weight initialisation and the
-weights calibration. A "loader" is a list of ``(input, target)``.
+same operations in the same order; the weights calibration (``weights_cali_model``,
+``weights_cali_layer``, ``weights_cali_res_layer``, ``GetLayerInputOutput``, ``floor_ste``) from
+github.com/yhhhli/SNN_Calibration ``models/calibration.py`` (the FTBC copy runs the same operations). Left out: distributed averaging,
+printing, ``.cuda()`` and weight initialisation. A "loader" is a list of ``(input, target)``.
 """
 
 from __future__ import annotations
@@ -521,6 +523,133 @@ def x_bias_corr_model_update_step_by_step(model, train_loader, num_cali_sample_b
                     )
         if i == num_cali_sample_batches:
             break
+
+
+# ------------------------------------------------------------------ weights calibration (SNN_Calibration)
+
+
+class ActivationSaverHook:
+    """Output and first input of a module, each summed over the calls (one call per time step)."""
+
+    def __init__(self):
+        self.stored_output = None
+        self.stored_input = None
+        self.stored_residual = None
+
+    def __call__(self, module, input_batch, output_batch):
+        if self.stored_output is None:
+            self.stored_output = output_batch
+        else:
+            self.stored_output = output_batch + self.stored_output
+        if self.stored_input is None:
+            self.stored_input = input_batch[0]
+        else:
+            self.stored_input = input_batch[0] + self.stored_input
+        if len(input_batch) == 2:
+            if self.stored_residual is None:
+                self.stored_residual = input_batch[1].detach()
+            else:
+                self.stored_residual = input_batch[1].detach() + self.stored_residual
+        else:
+            if self.stored_residual is None:
+                self.stored_residual = 0
+
+    def reset(self):
+        self.stored_output = None
+        self.stored_input = None
+        self.stored_residual = None
+
+
+class GetLayerInputOutput:
+    def __init__(self, model, target_module):
+        self.model = model
+        self.module = target_module
+        self.data_saver = ActivationSaverHook()
+
+    @torch.no_grad()
+    def __call__(self, input):
+        self.model.eval()
+        h = self.module.register_forward_hook(self.data_saver)
+        _ = self.model(input)
+        h.remove()
+        return (
+            self.data_saver.stored_input.detach(),
+            self.data_saver.stored_output.detach(),
+            self.data_saver.stored_residual,
+        )
+
+
+def floor_ste(x):
+    return (x.floor() - x).detach() + x
+
+
+def weights_cali_model(model, train_loader, learning_rate=4e-5, optimize_iter=5000, batch_size=32,
+                       num_cali_samples=1024):  # fmt: skip
+    data_sample = []
+    for input, target in train_loader:
+        data_sample += [input]
+        if len(data_sample) * data_sample[-1].shape[0] >= num_cali_samples:
+            break
+    data_sample = torch.cat(data_sample, dim=0)[:num_cali_samples]
+    for name, module in model.named_modules():
+        if isinstance(module, (SpikeResModule, ImageNetSpikeResModule)):
+            weights_cali_res_layer(model, module, data_sample, learning_rate, optimize_iter, batch_size,
+                                   num_cali_samples)  # fmt: skip
+        elif isinstance(module, SpikeModule):
+            weights_cali_layer(model, module, data_sample, learning_rate, optimize_iter, batch_size, num_cali_samples)
+
+
+def weights_cali_layer(model, module, data_sample, learning_rate=2e-5, optimize_iter=10000, batch_size=32,
+                       num_cali_samples=1024, loss_func=lp_loss):  # fmt: skip
+    _weights_cali(model, module, data_sample, learning_rate, optimize_iter, batch_size, num_cali_samples,
+                  loss_func, residual=False)  # fmt: skip
+
+
+def weights_cali_res_layer(model, module, data_sample, learning_rate=1e-5, optimize_iter=10000, batch_size=8,
+                           num_cali_samples=256, loss_func=lp_loss):  # fmt: skip
+    _weights_cali(model, module, data_sample, learning_rate, optimize_iter, batch_size, num_cali_samples,
+                  loss_func, residual=True)  # fmt: skip
+
+
+def _weights_cali(model, module, data_sample, learning_rate, optimize_iter, batch_size, num_cali_samples,
+                  loss_func, residual):  # fmt: skip
+    """The two official functions' shared body; their only differences are the ``residual`` lines (the
+    res layer's ``weight_decay=0`` is Adam's default)."""
+    get_out = GetLayerInputOutput(model, module)
+    cached_batches = []
+    for i in range(int(data_sample.size(0) / batch_size)):
+        model.set_spike_state(use_spike=False)
+        _, cur_out, _ = get_out(data_sample[i * batch_size : (i + 1) * batch_size])
+        get_out.data_saver.reset()
+        model.set_spike_state(use_spike=True)
+        cur_inp, _, cur_res = get_out(data_sample[i * batch_size : (i + 1) * batch_size])
+        get_out.data_saver.reset()
+        cached_batches.append((cur_inp.cpu(), cur_out.cpu(), cur_res.cpu() if residual else None))
+    cached_inps = torch.cat([x[0] for x in cached_batches])
+    cached_inps = cached_inps / model.T
+    if residual:
+        cached_ress = torch.cat([x[2] for x in cached_batches])
+        cached_ress = cached_ress / model.T
+    cached_outs = torch.cat([x[1] for x in cached_batches])
+
+    optimizer = torch.optim.Adam([module.weight], lr=learning_rate, weight_decay=0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=optimize_iter, eta_min=0.0)
+    model.set_spike_state(use_spike=True)
+    for i in range(optimize_iter):
+        idx = torch.randperm(num_cali_samples)[:batch_size]
+        cur_inp = cached_inps[idx]
+        cur_out = cached_outs[idx]
+        optimizer.zero_grad()
+        module.zero_grad()
+        snn_out = module.fwd_func(cur_inp, module.weight, module.bias, **module.fwd_kwargs)
+        if residual:
+            snn_out = snn_out + cached_ress[idx]
+        snn_out = torch.clamp(snn_out / module.threshold * model.T, min=0, max=model.T)
+        snn_out = floor_ste(snn_out) * module.threshold / model.T
+        err = loss_func(snn_out, cur_out)
+        err.backward()
+        optimizer.step()
+        scheduler.step()
 
 
 @torch.no_grad()

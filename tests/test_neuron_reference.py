@@ -66,3 +66,28 @@ def test_inference_saves_nothing_and_equals_training_forward():
     assert not out.requires_grad
     trained, v2 = neuron_reference(x.clone().requires_grad_(True), opts, call)
     assert torch.equal(out, trained.detach()) and torch.equal(v, v2.detach())
+
+
+@pytest.mark.parametrize(
+    "surrogate,extra",
+    [
+        ("fast_sigmoid", {}),
+        ("atan", {}),
+        ("localzo", dict(delta=0.3, q=1, seed=5)),
+        ("localzo", dict(delta=0.2, q=3, seed=9, distribution="uniform")),
+    ],
+)
+def test_surrogate_blocks_give_the_per_step_gradient(monkeypatch, surrogate, extra):
+    """σ' of several steps at once (small steps) is the per-step σ' bit for bit: the gradient does not
+    depend on the block size, including blocks that split T unevenly (LocalZO's z keeps its step t)."""
+    from snnbench.kernels import neuron_reference as reference
+
+    gen = torch.Generator().manual_seed(abs(hash((surrogate, tuple(extra.items())))) % 2**31)
+    x = torch.randn(11, 3, 2, 5, generator=gen) * 0.8 + 0.5
+    options = dict(reset="hard", surrogate=surrogate, **extra)
+    grads = []
+    for block in (1, 4 * 30, 1 << 16):  # one step per block; 4 steps (11 = 3 + 4 + 4); all steps
+        monkeypatch.setattr(reference, "_SURROGATE_BLOCK", block)
+        grads.append(_run(neuron_reference, x, None, 1.0, None, **options)[2][0])
+    assert grads[0].abs().sum() > 0
+    assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], grads[2])

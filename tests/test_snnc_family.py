@@ -42,7 +42,7 @@ def test_the_families_suite_makes_each_family_only_its_own_cells() -> None:
         "snnc": {"none", "light", "advanced", "ftbc_snnc"},
         "rts": {"rts", "light", "ftbc_rts"},
     }
-    assert len(cells) == (3 + 5 + 3) * 3
+    assert len(cells) == (3 + 6 + 3) * 3
 
 
 def test_a_family_method_stays_on_its_family_without_a_methods_list(tmp_path) -> None:
@@ -69,6 +69,12 @@ def test_a_family_method_stays_on_its_family_without_a_methods_list(tmp_path) ->
             {"models": [SNNC_MODEL], "methods": [{"name": "ftbc_snnc", "bias_order": "late"}]},
             ["methods.0", "bias_order"],
         ),
+        (
+            {"models": [SNNC_MODEL], "methods": [{"name": "advanced", "weights_samples": 100}]},
+            ["methods.0", "weights_samples (100) must be a multiple of weights_batch_size (32)"],
+        ),
+        ({"models": [SNNC_MODEL], "methods": [{"name": "advanced", "weights_lr": 0}]}, ["methods.0", "weights_lr"]),
+        ({"models": [SNNC_MODEL], "methods": [{"name": "advanced", "weights": "yes"}]}, ["methods.0", "weights"]),
     ],
 )
 def test_family_mistakes_are_refused_by_field(tmp_path, fields, needles) -> None:
@@ -82,8 +88,55 @@ def test_records_carry_the_family_label() -> None:
     assert method_label("ftbc", {}, {}) == "FTBC (+QCFS)"
     assert method_label("ftbc", {}, {"activation": "relu"}) == "FTBC (+ReLU)"
     assert method_label("light", {}, {"activation": "rts"}) == "light (+RTS)"
-    assert method_label("advanced", {}, SNNC_MODEL) == "SNNC-AP"
+    assert method_label("advanced", {"weights": True}, SNNC_MODEL) == "SNNC-AP"
+    assert method_label("advanced", {"weights": False}, SNNC_MODEL) == "SNNC-AP (potentials only)"
+    # Records from before the weights calibration have no ``weights``: they ran potentials only.
+    assert method_label("advanced", {"batch_size": 128}, SNNC_MODEL) == "SNNC-AP (potentials only)"
     assert method_label("ftbc_snnc", {"average": True}, SNNC_MODEL) == "FTBC w/ avg (+SNNC)"
+
+
+def _advanced_request(images: int, **params):
+    from torch.utils.data import TensorDataset
+
+    from snnbench.conversion.calibration import CalibrationRequest
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 8 * 8, 4)).eval()
+    graph = relu_graph(model, fold="snnc")
+    for clip in (m for m in graph.modules() if isinstance(m, ClipReLU)):
+        clip.thresh = torch.full((1,), 0.7)
+    data = TensorDataset(torch.rand(images, 1, 8, 8), torch.zeros(images, dtype=torch.long))
+    snn = to_snnc(convert(graph), 4)
+    return CalibrationRequest(relu_targets(graph), snn, data, 4, params, torch.device("cpu"), seed=0, family="snnc")
+
+
+def test_advanced_calibrates_weights_then_potentials_unless_told_not_to() -> None:
+    from snnbench.conversion.calibration import calibrate
+
+    small = {
+        "batch_size": 8,
+        "weights_samples": 16,
+        "weights_batch_size": 8,
+        "weights_iterations": 3,
+        "weights_lr": 0.05,
+    }
+    results = {}
+    for weights in (True, False):
+        request = _advanced_request(24, **small, weights=weights)
+        conv = next(m for m in request.snn.modules() if isinstance(m, nn.Conv2d))
+        before = conv.weight.detach().clone()
+        extra = calibrate("advanced", request)
+        layer = next(m for m in request.snn.modules() if hasattr(m, "sim_length"))
+        assert layer.initial.numel() > 0  # the potentials, in both variants
+        results[weights] = (torch.equal(conv.weight, before), extra.get("weights_calibration_images"))
+    assert results == {True: (False, 16), False: (True, None)}
+
+
+def test_advanced_refuses_more_weight_samples_than_the_calibration_set_has() -> None:
+    from snnbench.conversion.calibration import calibrate
+
+    with pytest.raises(ValueError, match="weights_samples is 32 but the calibration set has 24 images"):
+        calibrate("advanced", _advanced_request(24, weights_samples=32, weights_batch_size=8))
 
 
 class _Residual(nn.Module):
@@ -116,6 +169,14 @@ def test_torchvision_blocks_map_to_the_official_spike_res_module(block: str, las
     residual = residual_layers(snn)
     assert len(residual) == 4
     assert {convs[layer] for layer in residual} == {f"layer{i}.0.{last_conv}" for i in range(1, 5)}
+
+
+def test_a_shortcut_that_is_no_modules_output_is_refused_by_name() -> None:
+    # The weights calibration caches the shortcut's output through a hook: here it is the input itself.
+    from snnbench.conversion.snnc_layer import shortcut_sources
+
+    with pytest.raises(ValueError, match="'relu' adds 'x', not a module's output"):
+        shortcut_sources(to_snnc(convert(relu_graph(_Residual(conv_first=True), fold="snnc")), 4))
 
 
 def test_a_residual_sum_without_its_convolution_first_is_refused_by_name() -> None:

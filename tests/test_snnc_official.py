@@ -2,7 +2,8 @@
 
 The oracle (tests/snnc_official_oracle.py) transcribes the official SpikeModule / SpikeModel, the MSE
 threshold search (layer and ``--channel_wise_vth``), the BN fold and the calibrations (light,
-advanced, FTBC ``ours_wo_avg`` and ``ours_w_avg``). snnbench's thresholds, biases, initial membranes
+advanced with and without SNN_Calibration's weights calibration, FTBC ``ours_wo_avg`` and
+``ours_w_avg``). snnbench's thresholds, biases, initial membranes
 and SNN logits must equal its own exactly. snnbench runs each FTBC variant in one pass over T (the
 official ``ours_w_avg`` re-simulates steps 0..t for every t) and with the official bias order
 (``bias_order: official``: ``u = (v + x_t) - b_t``); the fused kernel's order is not compared here.
@@ -21,6 +22,7 @@ from snnbench.conversion.convert import convert, simulate
 from snnbench.conversion.graph import relu_graph
 from snnbench.conversion.snnc_calibration import ftbc_snnc, relu_targets, snnc_advanced, snnc_light
 from snnbench.conversion.snnc_layer import to_snnc
+from snnbench.conversion.snnc_weights import snnc_weights
 from snnbench.conversion.thresholds import relu_thresholds
 from snnbench.models.activations import ClipReLU
 from snnbench.threshold_rule import parse_threshold
@@ -187,6 +189,47 @@ def test_calibrations_match_the_official_code(granularity, steps, method, alpha,
         convs = [m for m in ours.modules() if isinstance(m, nn.Conv2d)]
         assert all(torch.equal(c.bias, m.bias) for c, m in zip(convs, _spike_modules(theirs)))
     _same_simulation(ours, theirs, _batches(1, seed=7, size=10)[0], steps)
+
+
+WEIGHT_CASES = [  # granularity, T, dyadic weights, Adam learning rate, steps per layer
+    ("channel", 4, True, 1e-2, 12),
+    ("layer", 3, False, 3e-2, 9),
+]
+
+
+@pytest.mark.parametrize("granularity,steps,dyadic,lr,iterations", WEIGHT_CASES)
+def test_advanced_with_weights_matches_the_official_pipeline(granularity, steps, dyadic, lr, iterations) -> None:
+    """SNN_Calibration's ImageNet ``advanced``: weights_cali_model, then bias_corr_model(correct_mempot).
+    The official loop draws its batches with the global RNG's randperm; snnbench with its generator,
+    seeded alike. Every calibrated weight, initial membrane, step logit and final membrane is equal."""
+    targets, ours, theirs = _both(granularity, steps, dyadic=dyadic)
+    samples, batch = torch.cat(_batches(3, seed=2)), 8  # 24 images, 3 cached batches
+    convs = [m for m in ours.modules() if isinstance(m, nn.Conv2d)]
+    before = [c.weight.detach().clone() for c in convs]
+    trainable = [c.weight.requires_grad for c in convs]
+    snnc_weights(targets, ours, samples, steps, lr=lr, iterations=iterations, batch_size=batch,
+                 generator=torch.Generator().manual_seed(5))  # fmt: skip
+    torch.manual_seed(5)
+    official.weights_cali_model(theirs, [(samples, None)], learning_rate=lr, optimize_iter=iterations,
+                                batch_size=batch, num_cali_samples=samples.shape[0])  # fmt: skip
+    for conv, module, old, flag in zip(convs, _spike_modules(theirs), before, trainable):
+        assert torch.equal(conv.weight, module.weight)
+        assert not torch.equal(conv.weight, old)  # the weights really moved
+        assert conv.weight.requires_grad == flag and conv.weight.grad is None  # left as found
+    x = _batches(1, seed=3)[0]
+    snnc_advanced(targets, ours, x, steps)
+    official.bias_corr_model(theirs, [(x, None)], correct_mempot=True, num_cali_sample_batches=1)
+    layers = [m for m in ours.modules() if hasattr(m, "sim_length")]
+    for layer, module in zip(layers, _spike_modules(theirs)):
+        assert torch.equal(layer.initial, module.mem_pot_init)
+    _same_simulation(ours, theirs, _batches(1, seed=7, size=10)[0], steps)
+
+
+def test_the_weights_calibration_takes_whole_batches_only() -> None:
+    targets, ours, _ = _both("layer", 3)
+    with pytest.raises(ValueError, match="multiple of 8 images, got 12"):
+        snnc_weights(targets, ours, torch.rand(12, 1, 8, 8), 3, lr=1e-3, iterations=1, batch_size=8,
+                     generator=torch.Generator())  # fmt: skip
 
 
 def _same_simulation(ours: nn.Module, theirs: official.SpikeModel, x: torch.Tensor, steps: int) -> None:

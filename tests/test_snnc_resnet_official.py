@@ -6,7 +6,8 @@ ResNet-20 (widths 2/4/8, one input channel): the block's second convolution and 
 before the shift ``θ·0.5/T`` (``SpikeResModule``), the shortcut's 1×1 convolution (its BN folded
 officially) runs on the spikes without a neuron of its own, and the block output's threshold comes
 from the post-add ReLU. Thresholds, light biases, advanced potentials, FTBC biases, per-step logits
-and final membranes must be equal, on dyadic weights (membranes on θ) and on random ones.
+and final membranes must be equal, on dyadic weights (membranes on θ) and on random ones; so must
+advanced's weights calibration (``weights_cali_res_layer`` for the blocks' output layers).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from snnbench.conversion.convert import convert
 from snnbench.conversion.graph import relu_graph
 from snnbench.conversion.snnc_calibration import ftbc_snnc, relu_targets, snnc_advanced, snnc_light
 from snnbench.conversion.snnc_layer import preceding_affine, residual_layers, to_snnc
+from snnbench.conversion.snnc_weights import snnc_weights
 from snnbench.models.activations import ClipReLU
 from snnbench.models.registry import build_model
 
@@ -175,4 +177,28 @@ def test_resnet_calibrations_match_the_official_code(granularity, steps, method,
             assert torch.equal(layer.initial, module.mem_pot_init)
         if method == "light":
             assert torch.equal(convs[name].bias, module.bias)
+    _same_simulation(ours, theirs, _batches(1, seed=7, size=8)[0], steps)
+
+
+@pytest.mark.parametrize("granularity,steps,dyadic", [("channel", 4, True), ("layer", 3, False)])
+def test_resnet_weights_calibration_matches_the_official_code(granularity, steps, dyadic) -> None:
+    """advanced with SNN_Calibration's weights calibration on ResNet-20: a block's output layer is fitted
+    with the shortcut's mean input added (weights_cali_res_layer), the others as plain layers; every
+    weight, potential, step logit and final membrane equals the official code's."""
+    targets, ours, theirs = _both(granularity, steps, dyadic, imagenet=False)
+    samples, batch, lr, iterations = torch.cat(_batches(2, seed=2)), 8, 2e-2, 4
+    snnc_weights(targets, ours, samples, steps, lr=lr, iterations=iterations, batch_size=batch,
+                 generator=torch.Generator().manual_seed(3))  # fmt: skip
+    torch.manual_seed(3)
+    official.weights_cali_model(theirs, [(samples, None)], learning_rate=lr, optimize_iter=iterations,
+                                batch_size=batch, num_cali_samples=samples.shape[0])  # fmt: skip
+    convs, residual = preceding_affine(ours), residual_layers(ours)
+    names = [name for name, m in ours.named_modules() if hasattr(m, "sim_length")]
+    for name, module in zip(names, _spike_modules(theirs), strict=True):
+        assert torch.equal(convs[name].weight, module.weight)
+        assert not torch.equal(module.weight, module.org_weight)  # every layer's weights moved
+    assert len(residual) == 9
+    x = _batches(1, seed=3)[0]
+    snnc_advanced(targets, ours, x, steps)
+    official.bias_corr_model(theirs, [(x, None)], correct_mempot=True, num_cali_sample_batches=1)
     _same_simulation(ours, theirs, _batches(1, seed=7, size=8)[0], steps)

@@ -1,16 +1,18 @@
 """Calibration methods applied to a converted SNN, by method name.
 
-Every method runs forward-only under ``no_grad`` on training images (never the test split) and
-writes its biases into the IF layers' ``bias`` buffers, so they are saved with the model.
+Every method runs on training images (never the test split), forward-only under ``no_grad`` but for
+``advanced``'s weights calibration (Adam on one layer's weight at a time), and writes its biases into
+the IF layers' ``bias`` buffers (or weights, or initial membranes), so they are saved with the model.
 
 - ``qcfs`` / ``none`` / ``rts``: no calibration (plain conversion; ``none`` reads better for a ReLU
   ANN, ``rts`` names the RTS family's uncalibrated row);
 - ``light``: Li et al. 2021, a time-invariant per-channel bias from one batch (light.py);
 - ``ftbc``: the official single pass, α, K batches (ftbc.py fast / ftbc_reference.py official loop);
 - ``ftbc_iter``: ``passes`` sweeps with each layer's own bias applied, α per pass;
-- the SNN Calibration family (``family: snnc``; snnc_calibration.py): ``light`` as its
-  ``bias_corr_model``, ``advanced`` (initial membranes) and ``ftbc_snnc`` (FTBC ``ours_wo_avg`` /
-  ``ours_w_avg`` as the FTBC repository's SNNC script runs them).
+- the SNN Calibration family (``family: snnc``; snnc_calibration.py, snnc_weights.py): ``light`` as
+  its ``bias_corr_model``, ``advanced`` (weights, then initial membranes; ``weights: false``: the
+  membranes only) and ``ftbc_snnc`` (FTBC ``ours_wo_avg`` / ``ours_w_avg`` as the FTBC repository's
+  SNNC script runs them).
 - ``ftbc_rts``: FTBC as the RTS code runs it on an RTS SNN (ftbc_rts.py): ``iterations`` rounds of
   ``sample_batches`` + 1 fresh batches (round i shuffled with seed + i, as the script reseeds), α.
 
@@ -225,6 +227,33 @@ def calibrate(method: str, request: CalibrationRequest) -> dict[str, Any]:
     return _ftbc(request, params, iterative=method == "ftbc_iter")
 
 
+def _snnc_weights(request: CalibrationRequest, params: dict[str, Any], data: Dataset) -> dict[str, Any]:
+    """``advanced``'s weights calibration (snnc_weights.py) on ``weights_samples`` training images: the
+    first of a shuffle seeded seed + 1 (the official code reads them in its own pass over the shuffled
+    loader, before the potentials' batch); its ``randperm`` draws from a generator seeded ``seed``."""
+    from snnbench.conversion.snnc_weights import snnc_weights
+
+    count = params["weights_samples"]
+    (samples,) = calibration_batches(data, 1, count, request.seed + 1, request.device)
+    if samples.shape[0] < count:
+        raise ValueError(
+            f"advanced: weights_samples is {count} but the calibration set has {samples.shape[0]} images; "
+            "give a smaller weights_samples (a multiple of weights_batch_size) or weights: false"
+        )
+    generator = torch.Generator().manual_seed(request.seed)
+    run = lambda: snnc_weights(  # noqa: E731
+        request.ann,
+        request.snn,
+        samples,
+        request.steps,
+        lr=params["weights_lr"],
+        iterations=params["weights_iterations"],
+        batch_size=params["weights_batch_size"],
+        generator=generator,
+    )
+    return {"calibration_core_s": _timed(run, request.device), "weights_calibration_images": count}
+
+
 def _snnc(method: str, request: CalibrationRequest, params: dict[str, Any]) -> dict[str, Any]:
     """The SNN Calibration family's light, advanced and FTBC (snnc_calibration.py)."""
     from snnbench.conversion.snnc_calibration import ftbc_snnc, snnc_advanced, snnc_light
@@ -235,10 +264,16 @@ def _snnc(method: str, request: CalibrationRequest, params: dict[str, Any]) -> d
     data = request.augmented_data if augmented else request.data
     ann, snn, steps, device = request.ann, request.snn, request.steps, request.device
     if method != "ftbc_snnc":
+        extra = _snnc_weights(request, params, data) if method == "advanced" and params["weights"] else {}
         (x,) = calibration_batches(data, 1, params["batch_size"], request.seed, device)
         calibrate_one = snnc_light if method == "light" else snnc_advanced
-        seconds = _timed(lambda: calibrate_one(ann, snn, x, steps), device)
-        return {"calibration_batches": 1, "calibration_images": int(x.shape[0]), "calibration_core_s": seconds}
+        seconds = _timed(lambda: calibrate_one(ann, snn, x, steps), device) + extra.pop("calibration_core_s", 0.0)
+        return {
+            "calibration_batches": 1,
+            "calibration_images": int(x.shape[0]),
+            "calibration_core_s": seconds,
+            **extra,
+        }
     for module in snn.modules():
         if hasattr(module, "bias_order"):
             module.bias_order = params["bias_order"]

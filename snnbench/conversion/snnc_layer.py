@@ -131,3 +131,20 @@ def preceding_affine(snn: nn.Module) -> dict[str, nn.Module]:
             )
         found[name] = affine
     return found
+
+
+def shortcut_sources(snn: nn.Module) -> dict[str, nn.Module]:
+    """For each IF layer that integrates a residual sum, the module whose output is the add's second
+    operand (the official ``SpikeResModule``'s ``residual``): the shortcut's convolution, or the layer
+    or pooling that gave the block its input."""
+    modules = dict(snn.named_modules())
+    found: dict[str, nn.Module] = {}
+    for name, source in _if_layer_sources(snn):
+        if not _is_residual_add(source):
+            continue
+        operand = source.args[1]
+        module = modules.get(operand.target) if getattr(operand, "op", None) == "call_module" else None
+        if module is None:
+            raise ValueError(f"IF layer {name!r} adds {getattr(operand, 'name', operand)!r}, not a module's output")
+        found[name] = module
+    return found

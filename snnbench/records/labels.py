@@ -30,12 +30,15 @@ def ann_family(model_params: dict[str, Any], model_name: str = "") -> str:
 def method_label(
     method: str, method_params: dict[str, Any], model_params: dict[str, Any], model_name: str = ""
 ) -> Optional[str]:
-    """The label of a conversion cell: ``QCFS``, ``FTBC (+QCFS)``, ``light (+RTS)``, ``SNNC-AP``,
-    ``FTBC w/ avg (+SNNC)``..."""
+    """The label of a conversion cell: ``QCFS``, ``FTBC (+QCFS)``, ``light (+RTS)``, ``SNNC-AP`` (weights
+    and potentials), ``SNNC-AP (potentials only)``, ``FTBC w/ avg (+SNNC)``..."""
     family = ann_family(model_params, model_name)
     name = _FAMILY_NAMES[family]
     if method in _UNCALIBRATED:
         return name
+    if family == "snnc" and method == "advanced" and not method_params.get("weights", False):
+        # A record from before the weights calibration existed has no ``weights``: it ran potentials only.
+        return "SNNC-AP (potentials only)"
     if family == "snnc" and method in _SNNC_NAMES:
         return _SNNC_NAMES[method]
     if method == "ftbc_snnc" and method_params.get("average"):
