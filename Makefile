@@ -43,11 +43,12 @@ setup: $(STAMP)
 setup-test: $(TEST_STAMP)
 
 # The demo writes to an untracked folder so committed results never make it skip its cells. Its three
-# suites run in one sweep (one start-up, one worker pool), the longest first so no core idles at the end.
+# suites run in one sweep (one start-up, one worker pool), the longest first so no core idles at the
+# end; the sweep prints each suite's leaderboard, then the figures of the demo's own results.
+DEMO_RESULTS := build/demo/digits.jsonl build/demo/digits_spiking.jsonl build/demo/digits_conv_spiking.jsonl
 demo: setup
 	$(BIN)/snnbench run suites/digits_spiking.yaml suites/digits.yaml suites/digits_conv_spiking.yaml --results-dir build/demo --force
-	$(BIN)/snnbench table build/demo/digits.jsonl build/demo/digits_spiking.jsonl build/demo/digits_conv_spiking.jsonl
-	$(BIN)/snnbench plot build/demo/digits.jsonl build/demo/digits_spiking.jsonl build/demo/digits_conv_spiking.jsonl results/bench/h200 --out build/demo/plots
+	$(BIN)/snnbench plot $(DEMO_RESULTS) --out build/demo/plots
 
 # The tests are single-threaded (tests/conftest.py): one pytest worker per core halves the wall time
 # on the 2-core CI machine. TEST_JOBS=0 runs them in this process (a debugger, -x, -s).

@@ -23,7 +23,7 @@ from snnbench.training.sparse_train import (
 )
 
 SPEEDUP_BATCHES = 3  # batches timed for both the method and the dense surrogate (after one warm-up)
-LAYER_TIMING_STRIDE = 5  # per-layer timing of the method and both dense baselines every 5th training step
+LAYER_TIMING_STRIDE = 10  # per-layer timing of the method and both dense baselines every 10th training step
 SUPPORTED_MODELS = ("snn_mlp",)
 
 

@@ -291,7 +291,9 @@ class SpikingMLP(nn.Module):
         self.weights = nn.ParameterList()
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             w = torch.empty(n_in, n_out)
-            if cfg.init == "normal":
+            if w.is_meta:
+                pass  # the preflight's build holds no values; a first meta normal_ costs ~2 s of imports
+            elif cfg.init == "normal":
                 w.normal_(0.0, cfg.weight_multiplier * (1.0 - cfg.beta) / math.sqrt(n_in), generator=generator)
             else:
                 bound = cfg.weight_multiplier / math.sqrt(n_in)
