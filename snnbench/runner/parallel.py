@@ -55,6 +55,23 @@ def default_jobs(device_type: str) -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def _forkserver_context(tracks: Iterable[str]):
+    """The forkserver context, set to preload torch and the code of ``tracks``."""
+    context = mp.get_context("forkserver")
+    modules = dict.fromkeys(_PRELOAD.get(track, "snnbench.runner.tracks") for track in tracks)
+    context.set_forkserver_preload(["torch", *modules])
+    return context
+
+
+def start_forkserver(tracks: Iterable[str]) -> None:
+    """Start the fork server now: it imports torch and the tracks' code (3–4 s on a CPU), which then
+    overlaps the driver's preflight on another core; the pool started later forks from it."""
+    from multiprocessing import forkserver
+
+    _forkserver_context(tracks)
+    forkserver.ensure_running()
+
+
 class _ForwardedProgress(ProgressReporter):
     """A worker's progress bars, sent to the driver as one line of text per running cell."""
 
@@ -169,9 +186,7 @@ class ParallelExecutor:
         self.tracks = [tracks] if isinstance(tracks, str) else list(tracks)
 
     def _start(self) -> tuple[list[_Slot], Any]:
-        context = mp.get_context("forkserver")
-        modules = dict.fromkeys(_PRELOAD.get(track, "snnbench.runner.tracks") for track in self.tracks)
-        context.set_forkserver_preload(["torch", *modules])
+        context = _forkserver_context(self.tracks)
         results = context.Queue()
         worker_ctx = replace(self.ctx, progress=ProgressReporter())  # replaced in the worker
         cuda = self.ctx.device.type == "cuda"

@@ -399,6 +399,7 @@ def run_suites(
     for plan in plans:
         if on_plan is not None:
             on_plan(plan)
+    _start_pool_early(plans, executor, jobs)
     for plan in plans:  # bad input in the last suite stops the sweep before the first suite's cells
         preflight(
             plan.suite,
@@ -423,6 +424,23 @@ def run_suites(
         done = execute(part, chosen, on_outcome=on_outcome, fingerprint=fingerprint)
         summaries.update({id(plan): summary for plan, summary in zip(part, done)})
     return [summaries[id(plan)] for plan in plans]
+
+
+def _start_pool_early(plans: list[SweepPlan], executor: str, jobs: Optional[int]) -> None:
+    """Where a local worker pool will run, its fork server starts before the preflight, so that the
+    imports of the one and the checks of the other share the cores (wasted only if a check fails)."""
+    pooled = [plan for plan in plans if plan.todo and plan.suite.parallel]
+    if executor != "local" or jobs == 1 or not pooled:
+        return
+    try:
+        device = resolve_device(pooled[0].suite.device)
+    except Exception:  # noqa: BLE001 - the preflight reports an unusable device with its own message
+        return
+    groups = sum(len(grouped(plan.todo)) for plan in pooled)
+    if min(jobs or default_jobs(device.type), groups) > 1:
+        from snnbench.runner.parallel import start_forkserver
+
+        start_forkserver({plan.suite.track for plan in pooled})
 
 
 def _executor_for(part: list[SweepPlan], executor: str, ctx: RunContext, address: Optional[str], jobs: Optional[int]):
