@@ -260,6 +260,7 @@ CATALOG: tuple[Metric, ...] = (
     _setting("lif_layers", "LIF layers"),
     _setting("layer_timing.*", "layer-timing sampling"),
     _setting("threshold_batches", "threshold batches"),
+    _setting("weights_calibration_images", "images of SNN Calibration's weight calibration (advanced)"),
     _info("thresholds.*", "", "IF threshold of a layer (ReLU ANN; SNN Calibration family: by T, then layer)"),
     _setting("conversion_per_t", "each T converted on its own (SNN Calibration family)"),
     _setting("neuron.*", "neuron setting"),
