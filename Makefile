@@ -25,21 +25,16 @@ unexport PYTHONDONTWRITEBYTECODE
 
 # The venv is made without ensurepip (5 s, most of it byte-compiling pip) where the host's pip can
 # install into it (pip >= 22.3: --python); the first install then puts pip into the venv, uncompiled.
-HOST_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
-ifeq ($(shell $(PYTHON) -m pip --python "$(HOST_PYTHON)" --version >/dev/null 2>&1 && echo yes),yes)
-VENV_ARGS := --without-pip
-FIRST_PIP := $(PYTHON) -m pip --python $(BIN)/python
-else
-VENV_ARGS :=
-FIRST_PIP := $(BIN)/pip
-endif
-
+# Decided when the venv is made, not each time make starts (the check imports pip: about a second).
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV_ARGS) $(VENV)
+	if $(PYTHON) -m pip --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')" --version >/dev/null 2>&1; \
+	then $(PYTHON) -m venv --without-pip $(VENV); else $(PYTHON) -m venv $(VENV); fi
 
-# One pip call (one resolution) for pip, torch and the project; `make demo` needs nothing more.
+# One pip call (one resolution) for pip, torch and the project; `make demo` needs nothing more. A venv
+# without pip yet is installed into by the host's pip.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(FIRST_PIP) install -q --no-compile pip $(TORCH) -e .
+	if [ -x $(BIN)/pip ]; then pip="$(BIN)/pip"; else pip="$(PYTHON) -m pip --python $(BIN)/python"; fi; \
+	$$pip install -q --no-compile pip $(TORCH) -e .
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)

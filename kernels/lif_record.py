@@ -314,8 +314,8 @@ def _lif_scan(current: torch.Tensor, beta: float, theta: float) -> tuple[torch.T
 
 def reference_spike_g(u_minus_theta: torch.Tensor, rule: SpikeRule, seed: int = 0) -> torch.Tensor:
     """Dense g for every element of ``u − θ[T, B, H]`` (zero outside the active set)."""
-    d = u_minus_theta.abs()
     if rule.rule == "sparseprop":
+        d = u_minus_theta.abs()
         g = surrogate_grad_reference(d, rule.surrogate, rule.width)
         return torch.where(d < rule.b_th, g, torch.zeros_like(g))
     return localzo_gain_banded(u_minus_theta, seed, rule.delta, rule.q, rule.distribution)

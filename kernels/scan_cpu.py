@@ -11,18 +11,16 @@ keeps its reference.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
 import torch
 
-_COMPILED: dict = {}
 
-
+@functools.cache
 def _compiled() -> dict:
     """The numba loops, built on first use (importing numba costs about a second)."""
-    if _COMPILED:
-        return _COMPILED
     import numba
 
     @numba.njit(cache=True, nogil=True)
@@ -44,8 +42,7 @@ def _compiled() -> dict:
             for n in range(N):
                 out[t, n] = (beta * out[t - 1, n] if t else np.float32(0.0)) + x[t, n]
 
-    _COMPILED.update(lif=_lif_loop, trace=_trace_loop)
-    return _COMPILED
+    return {"lif": _lif_loop, "trace": _trace_loop}
 
 
 def _usable(x: torch.Tensor) -> bool:

@@ -429,27 +429,37 @@ def run_suites(
 def _start_pool_early(plans: list[SweepPlan], executor: str, jobs: Optional[int]) -> None:
     """Where a local worker pool will run, its fork server starts before the preflight, so that the
     imports of the one and the checks of the other share the cores (wasted only if a check fails)."""
-    pooled = [plan for plan in plans if plan.todo and plan.suite.parallel]
-    if executor != "local" or jobs == 1 or not pooled:
+    if executor != "local":
         return
     try:
-        device = resolve_device(pooled[0].suite.device)
+        parts = _partitions(plans, executor)
     except Exception:  # noqa: BLE001 - the preflight reports an unusable device with its own message
         return
-    groups = sum(len(grouped(plan.todo)) for plan in pooled)
-    if min(jobs or default_jobs(device.type), groups) > 1:
-        from snnbench.runner.parallel import start_forkserver
+    for part in parts:
+        device = resolve_device(part[0].suite.device)
+        if min(_requested_jobs(part, executor, device.type, jobs), _groups(part)) > 1:
+            from snnbench.runner.parallel import start_forkserver
 
-        start_forkserver({plan.suite.track for plan in pooled})
+            start_forkserver({plan.suite.track for plan in part})
+            return  # one fork server per process: the first pool's
+
+
+def _requested_jobs(part: list[SweepPlan], executor: str, device_type: str, jobs: Optional[int]) -> int:
+    """``jobs`` None: one worker per core on the CPU, one per GPU, where the suites allow it (a partition
+    is all ``parallel: true`` or one suite)."""
+    if jobs is None:
+        return default_jobs(device_type) if executor == "local" and part[0].suite.parallel else 1
+    return jobs
+
+
+def _groups(part: list[SweepPlan]) -> int:
+    """Groups of shared work among the partition's cells: never more workers than these."""
+    return sum(len(grouped(plan.todo)) for plan in part)
 
 
 def _executor_for(part: list[SweepPlan], executor: str, ctx: RunContext, address: Optional[str], jobs: Optional[int]):
-    """``jobs`` None: one worker per core on the CPU, one per GPU, where the suites allow it (a partition
-    is all ``parallel: true`` or one suite); never more workers than groups of shared work."""
-    if jobs is None:
-        jobs = default_jobs(ctx.device.type) if executor == "local" and part[0].suite.parallel else 1
-    groups = sum(len(grouped(plan.todo)) for plan in part)
-    return make_executor(executor, [plan.suite for plan in part], ctx, address, jobs, groups)
+    requested = _requested_jobs(part, executor, ctx.device.type, jobs)
+    return make_executor(executor, [plan.suite for plan in part], ctx, address, requested, _groups(part))
 
 
 def run_suite(suite: Suite, **options: Any) -> SweepSummary:
