@@ -10,6 +10,7 @@ PyTorch loop.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
@@ -17,76 +18,15 @@ import torch
 
 from .localzo import DISTRIBUTION_ID as _DIST_ID
 from .localzo import M32 as _M32
-from .localzo import PHILOX_KEYS, PHILOX_ROUNDS
-
-_ROUND_A, _ROUND_B = PHILOX_ROUNDS
-_KEY_A, _KEY_B = PHILOX_KEYS
-
-_COMPILED: dict = {}
 
 
+@functools.cache
 def _compiled() -> dict:
-    """The numba loops, built on first use (importing numba costs about a second)."""
-    if _COMPILED:
-        return _COMPILED
-    import numba
+    """The numba loops (kernels/philox_loops.py), imported on first use (importing numba costs about a
+    second)."""
+    from . import philox_loops
 
-    @numba.njit(inline="always")
-    def _philox(k0, k1, x0, x1, x2, x3, rounds):  # pragma: no cover - compiled
-        mask = np.uint64(_M32)
-        mul_a, mul_b = np.uint64(_ROUND_A), np.uint64(_ROUND_B)
-        key_a, key_b = np.uint64(_KEY_A), np.uint64(_KEY_B)
-        shift = np.uint64(32)
-        for _ in range(rounds):
-            pb = mul_b * x2  # < 2⁶⁴: both factors are below 2³²
-            pa = mul_a * x0
-            x0, x1, x2, x3 = (pb >> shift) ^ x1 ^ k0, pb & mask, (pa >> shift) ^ x3 ^ k1, pa & mask
-            k0 = (k0 + key_a) & mask
-            k1 = (k1 + key_b) & mask
-        return x0, x1, x2, x3
-
-    @numba.njit(cache=True, nogil=True)
-    def _philox_loop(k0, k1, c0, c1, c2, c3, o0, o1, o2, o3, rounds):  # pragma: no cover - compiled
-        for i in range(c0.shape[0]):
-            o0[i], o1[i], o2[i], o3[i] = _philox(k0, k1, c0[i], c1[i], c2[i], c3[i], rounds)
-
-    @numba.njit(cache=True, nogil=True)
-    def _reach_loop(k0, k1, d, plane, first_step, band, delta, q, dist, out):  # pragma: no cover - compiled
-        # d = |u − θ| of a [T, B·H] layer, flat. out[e] = some draw k may have δ·|z_k| > d[e]: |z_k|
-        # is recomputed in fp64 and widened by 10⁻⁴ (relative) and 10⁻⁵ (on |cos|, |sin| of
-        # Box-Muller) — far above the fp32 rounding of the reference's log, sqrt, cos and products —
-        # so no entry the reference would find active is dropped.
-        low_bits = np.uint64(9)
-        for e in range(d.shape[0]):
-            out[e] = False
-            if not d[e] < band:
-                continue
-            # radius √(−2·ln ua) ≥ x (with the margins below) ⟺ ua ≤ exp(−x²/2); 1e-3 more slack
-            x = d[e] / (delta * (1.0 + 1e-4) * (1.0 + 1e-5))
-            reach_u = np.exp(-0.5 * x * x) * (1.0 + 1e-3)
-            t = np.uint64(first_step + e // plane)
-            index = np.uint64(e % plane)  # b·H + j < 2³¹: the counter's high word is 0
-            for g in range((q + 3) // 4):
-                r = _philox(k0, k1, index, np.uint64(0), t, np.uint64(g), 10)
-                for j in range(min(4, q - 4 * g)):
-                    if dist == 0:
-                        a = r[0] if j < 2 else r[2]
-                        b = r[1] if j < 2 else r[3]
-                        ua = (np.float64(a >> low_bits) * 2.0 + 1.0) * 5.9604644775390625e-08
-                        if not ua < reach_u:  # cheap first test: the radius alone cannot reach
-                            continue
-                        ub = (np.float64(b >> low_bits) * 2.0 + 1.0) * 5.9604644775390625e-08
-                        ang = 6.283185307179586 * ub
-                        trig = np.cos(ang) if j % 2 == 0 else np.sin(ang)
-                        z = np.sqrt(-2.0 * np.log(ua)) * (abs(trig) + 1e-5)
-                    else:
-                        u = (np.float64(r[j] >> low_bits) * 2.0 + 1.0) * 5.9604644775390625e-08
-                        z = 1.7320508075688772 * u if dist == 1 else -0.7071067811865476 * np.log(u)
-                    if d[e] < delta * z * (1.0 + 1e-4):
-                        out[e] = True
-
-    _COMPILED.update(philox=_philox_loop, reach=_reach_loop)
-    return _COMPILED
+    return {"philox": philox_loops.philox_loop, "reach": philox_loops.reach_loop}
 
 
 def philox4x32_words(seed: int, counters: tuple, rounds: int = 10) -> Optional[tuple[torch.Tensor, ...]]:

@@ -40,3 +40,14 @@ def test_filter_keeps_every_active_entry(distribution, q, monkeypatch):
         # the filter drops part of the band (most of it for one normal draw): the point of it
         in_band = int((u.abs() < 0.2 * MAX_ABS_Z[distribution]).sum())
         assert int(kept.sum()) < (0.6 if (q, distribution) == (1, "normal") else 1.0) * in_band
+
+
+def test_the_cached_numba_loops_have_no_closure():
+    """numba keys its on-disk cache by the pickled closure as well: loops that called a jitted helper
+    from their closure missed the cache in every new process (~2 s of compiling each) and added an
+    entry to it each time."""
+    from snnbench.kernels import scan_cpu
+
+    loops = [*philox_cpu._compiled().values(), *scan_cpu._compiled().values()]
+    assert len(loops) == 4
+    assert all(loop.py_func.__closure__ is None for loop in loops)
