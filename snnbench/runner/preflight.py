@@ -147,10 +147,15 @@ def _entry(suite: Suite, cell: Cell) -> str:
 def build_on_meta(track, cell: Cell, bundle, entry: str) -> Optional[str]:
     """The cell's model built by the cell's own builder on the meta device (no memory) and its size
     checked; the problem, naming the model entry, or None."""
+    import warnings
+
     import torch
 
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            # A weights file loaded into the meta model is checked (keys, shapes) and its copy skipped,
+            # as meant: torch's warning about the skipped copy (one per tensor) would flood stderr.
+            warnings.filterwarnings("ignore", "for .*: copying from a non-meta parameter", UserWarning)
             built = track.build_cell_model(cell, bundle, torch.device("meta"))
     except Exception as err:  # noqa: BLE001 - every way a model entry fails to build is the entry's
         return f"{entry}: cannot be built ({_reason(err)})"
