@@ -59,7 +59,8 @@ PART_LIMITS = {
 LAYER_CARD_ARGS = ["--budget-s", "45"]
 # bench sparse on a card: the sizes of the ≥ 100× targets, largest gap first (a cut-off run keeps
 # what it wrote), every input-gradient design side by side, Bernoulli input only to fit the budget.
-SPARSE_CARD_ARGS = ["--hidden", "1000,4000,200", "--inputs", "bernoulli", "--design", "pairs,rows,scan"]
+SPARSE_OPTIONS = ["--inputs", "bernoulli", "--design", "pairs,rows,scan"]
+SPARSE_CARD_ARGS = ["--hidden", "1000,4000,200", *SPARSE_OPTIONS]
 # The dry run shrinks every suite to this (CPU, seconds).
 DRY_SUITE = {
     "conversion": {
@@ -81,6 +82,13 @@ DRY_SUITE = {
 }
 # The kernel tests the dry run keeps (under the interpreter every case costs a second or more).
 DRY_TESTS = "philox or autotune"
+# The dry run's bench options beside --quick --device cpu. bench sparse: the card's options at one
+# small hidden size (the quick tier's sizes, 32 and 64 on three input kinds, took twice the CPU time;
+# tests/test_sparse_bench.py covers the input kinds).
+DRY_BENCH_ARGS = {
+    "sparse": ["--hidden", "24", *SPARSE_OPTIONS],
+    "layer": ["--no-figure", "--impls", "snnbench,torch_loop"],
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,10 +259,7 @@ def plan(work: Path, dry_run: bool) -> list[tuple[str, list[str], dict[str, str]
         )
     device = ["--device", "cpu", "--quick"] if dry_run else ["--device", "cuda"]
     for bench in BENCHES:
-        extra = {
-            "sparse": ["--design", "pairs,rows,scan"] if dry_run else SPARSE_CARD_ARGS,
-            "layer": ["--no-figure", "--impls", "snnbench,torch_loop"] if dry_run else LAYER_CARD_ARGS,
-        }.get(bench, [])
+        extra = (DRY_BENCH_ARGS if dry_run else {"sparse": SPARSE_CARD_ARGS, "layer": LAYER_CARD_ARGS}).get(bench, [])
         parts.append(
             (
                 f"bench_{bench}",
@@ -335,15 +340,28 @@ def run_part_in_process(name: str, argv: list[str], env_extra: dict[str, str], l
     return _part_result(name, rc, started, log_path, None)
 
 
-def _environment() -> dict[str, Any]:
-    """Card and versions, asked of a part process (this one imports no torch)."""
-    code = (
-        "import json, torch; from snnbench.records.env import environment; "
-        "print(json.dumps(environment('cuda' if torch.cuda.is_available() else 'cpu'), default=str))"
-    )
+_ENVIRONMENT_CODE = (
+    "import json, torch; from snnbench.records.env import environment; "
+    "print(json.dumps(environment('cuda' if torch.cuda.is_available() else 'cpu'), default=str))"
+)
+
+
+def _environment(in_process: bool = False) -> dict[str, Any]:
+    """Card and versions, asked of a part process (this one imports no torch); the dry run, whose
+    parts ran in this process, runs the same code here (a fresh interpreter would import torch again)."""
+    import contextlib
+    import io
+
     try:
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        if in_process:
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                exec(_ENVIRONMENT_CODE, {})
+            text = printed.getvalue()
+        else:
+            cmd = [sys.executable, "-c", _ENVIRONMENT_CODE]
+            text = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
+        return json.loads(text.strip().splitlines()[-1])
     except Exception as err:  # noqa: BLE001 - the summary says so instead of losing the run
         return {"error": f"{type(err).__name__}: {err}"}
 
@@ -418,7 +436,7 @@ def _summary(args: argparse.Namespace, tree: dict, results: list, work: Path, st
     tests = next((r for r in results if r["part"] == "tests"), None)
     if tests is not None:
         tests["counts"] = _pytest_counts(work / "pytest.xml")
-    env_info = _environment()
+    env_info = _environment(in_process=args.dry_run)
     return {
         "benchmark": "gpu_check",
         "dry_run": args.dry_run,

@@ -83,3 +83,15 @@ class _GivenG(torch.autograd.Function):
 def spike_with_given_g(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Spikes ``H(v)`` whose backward uses the spike derivative ``g``: dense masked BPTT for oracles."""
     return _GivenG.apply(v, g)
+
+
+def timed_once(fn, device: str, **timing: Any) -> dict[str, float]:
+    """A bench's ``measure`` for tests that check rows, not timings: one timed call instead of a
+    warm-up and blocks (three calls or more; an interpreted kernel takes a good part of a second).
+    The benches' real timings are checked on the GPU check's dry run (tests/test_gpu_check.py)."""
+    import time
+
+    start = time.perf_counter()
+    fn()
+    ms = (time.perf_counter() - start) * 1e3
+    return {"median_ms": ms, "p20_ms": ms, "p80_ms": ms}

@@ -45,21 +45,24 @@ def test_a_peer_whose_gradients_differ_is_flagged():
     assert "gradients differ" in row["note"]
 
 
-@pytest.fixture
-def tiny_run(monkeypatch, tmp_path):
-    """A quick run over snnbench, the PyTorch loop and a peer that differs, at two tiny points."""
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A quick run over snnbench, the PyTorch loop and a peer that differs, at two tiny points (run
+    once for the tests that read it)."""
     from rich.console import Console
 
     liar = Peer("liar", None, SJ_NEURON, _loop_with(threshold=0.9), "fires at 0.9")
-    monkeypatch.setattr(layer, "PEERS", (peer_named("snnbench"), peer_named("torch_loop"), liar))
     plan = {
         **layer.PLANS["quick"],
         "points": [{**layer._ON, "T": 4, "B": 2, "n": 32}, {"shape": "neuron", "T": 4, "N": 64}],
     }
-    monkeypatch.setitem(layer.PLANS, "quick", plan)
+    folder = tmp_path_factory.mktemp("layer")
     screen = io.StringIO()
-    result = layer.run_layer_bench(device="cpu", out=tmp_path, quick=True, console=Console(file=screen, width=200))
-    return result, tmp_path, screen.getvalue()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(layer, "PEERS", (peer_named("snnbench"), peer_named("torch_loop"), liar))
+        patch.setitem(layer.PLANS, "quick", plan)
+        result = layer.run_layer_bench(device="cpu", out=folder, quick=True, console=Console(file=screen, width=200))
+    return result, folder, screen.getvalue()
 
 
 def test_quick_run_checks_first_and_never_times_a_peer_that_differs(tiny_run):

@@ -1,55 +1,21 @@
-"""``snnbench bench sparse`` on the CPU in quick mode: rows, speed-up columns and the JSON file."""
+"""``snnbench bench sparse`` on the CPU: its rows at tiny sizes with the kernels interpreted, its
+options, its correctness check. The quick run end to end (JSON, rows on every input kind, screen) is
+checked on the GPU check's dry run, which runs it (tests/test_gpu_check.py)."""
 
 from __future__ import annotations
 
+import io
 import json
 
-from rich.console import Console
+from tests.helpers import timed_once
 
 
-def test_sparse_bench_quick_cpu(tmp_path):
-    from snnbench.bench.sparse import run_sparse_bench
-
-    console = Console(file=open(tmp_path / "console.txt", "w"), width=200)
-    result = run_sparse_bench(device="cpu", out=tmp_path, quick=True, hidden=[24], console=console)
-    saved = json.loads((tmp_path / "sparse.json").read_text())
-    assert saved["benchmark"] == "sparse" and saved["schema"] == 2 and saved["environment"]["torch"]
-    assert saved["ceiling"]["gbps"] > 0 and saved["config"]["designs"] == ["pairs", "rows", "scan"]
-    assert not list(tmp_path.glob(".*.tmp"))  # written atomically
-    rows = saved["rows"]
-    impls = {(r["kind"], r["impl"]) for r in rows}
-    assert {("layer", "dense_pytorch"), ("layer", "sparseprop"), ("layer", "localzo")} <= impls
-    assert {("step", "dense_pytorch"), ("step", "sparseprop"), ("step", "localzo")} <= impls
-    # The tests interpret Triton, so the fused dense baseline runs too, as it would on CUDA.
-    assert {("layer", "dense_fused"), ("step", "dense_fused")} <= impls
-    # hidden layer 2 on each data-like input, sparse and dense
-    assert {(r["input"], r["impl"]) for r in rows if r["kind"] == "layer"} >= {
-        (kind, impl) for kind in ("bernoulli", "latency", "events") for impl in ("dense_pytorch", "localzo")
-    }
-    for r in rows:  # the shared row vocabulary, with the spread of every time
-        assert 0 < r["p20_ms"] <= r["median_ms"] <= r["p80_ms"] and r["bwd_ms"] == r["median_ms"]
-        assert r["fwd_p20_ms"] <= r["fwd_ms"] <= r["fwd_p80_ms"]
-        if r["impl"] in ("sparseprop", "localzo", "localzo_fp16"):
-            assert 0 < r["active_fraction"] < 0.2
-            assert r["bwd_speedup"] > 0
-        if r["kind"] == "layer" and r["impl"] in ("sparseprop", "localzo"):
-            assert r["max_rel_err"] < 1e-5  # dW equals the dense masked gradient
-            assert r["prev_entries"] > 0 and r["max_rel_err_dx"] < 1e-5  # so does the input gradient
-            assert r["frac_of_ceiling"] > 0 and r["gathered_gbps"] > 0 and r["bytes"] > 0
-    for r in rows:  # on a CPU the sparse rows time the reference: one row per implementation
-        if r["kind"] == "layer" and "target_active" in r:
-            assert r["backend"] == "torch" and r["design"] == "reference"
-    assert result["summary"] and "sparse backward" in (tmp_path / "console.txt").read_text()
-
-
-def test_every_design_gets_its_row_and_byte_model(monkeypatch):
-    """With the kernels (interpreted here, on a card in a real run) a layer gets one row per design,
-    each with its own bytes gathered and moved, all on the same entries and all exact."""
-    from snnbench.bench import sparse, sparse_rows
+def _tiny_cfg() -> dict:
+    """The quick tier at a few neurons and steps, every design, 1 ms timings (the kernels interpreted)."""
+    from snnbench.bench import sparse
     from snnbench.bench.sweep import load_section, tier_of
 
-    monkeypatch.setattr(sparse_rows, "_sparse_backend", lambda device: "triton")
-    cfg = dict(
+    return dict(
         tier_of(load_section("sparse", sparse.SWEEP_KEYS, sparse.TIERS), "quick", sparse.TIERS),
         timesteps=6,
         batch=4,
@@ -58,8 +24,29 @@ def test_every_design_gets_its_row_and_byte_model(monkeypatch):
         ceiling_gbps=10.0,
         timing={"warmup_ms": 1, "rep_ms": 1},
     )
-    rows = sparse_rows.layer_rows(8, cfg, "cpu", cfg["timing"], [(0.05, 0.3)], False)
-    layer = {(r["impl"], r["design"]): r for r in rows}
+
+
+def _check_times(rows: list[dict]) -> None:
+    for r in rows:  # the shared row vocabulary: the backward's time and the forward's
+        assert r["median_ms"] > 0 and r["bwd_ms"] == r["median_ms"] and r["fwd_ms"] > 0
+        assert r["step_ms"] == r["fwd_ms"] + r["bwd_ms"]
+
+
+def test_every_design_gets_its_row_and_byte_model(monkeypatch):
+    """With the kernels (interpreted here, on a card in a real run) a layer gets one row per design,
+    each with its own bytes gathered and moved, all on the same entries and all exact; the dense
+    baselines beside them include the fused Triton one (a CPU run has only dense_pytorch)."""
+    from snnbench.bench import sparse_rows
+
+    monkeypatch.setattr(sparse_rows, "_sparse_backend", lambda device: "triton")
+    monkeypatch.setattr(sparse_rows, "measure", timed_once)
+    cfg = _tiny_cfg()
+    rows = sparse_rows.layer_rows(8, cfg, "cpu", cfg["timing"], [(0.05, 0.3)], True)
+    _check_times(rows)
+    dense = {r["impl"]: r for r in rows if "design" not in r}
+    assert set(dense) == {"dense_pytorch", "dense_fused"}
+    assert all(r["active_fraction"] == 1.0 and r["bytes"] > 0 and r["input"] == "bernoulli" for r in dense.values())
+    layer = {(r["impl"], r["design"]): r for r in rows if "design" in r}
     assert set(layer) == {("sparseprop", "pairs")} | {
         (i, d) for i in ("localzo", "localzo_fp16") for d in ("pairs", "rows", "scan")
     }
@@ -79,14 +66,50 @@ def test_every_design_gets_its_row_and_byte_model(monkeypatch):
         else:
             assert r["max_rel_err"] < 1e-5
     assert layer[("localzo", "rows")]["dx_moved_bytes"] > layer[("localzo", "scan")]["dx_moved_bytes"]
+    assert all(r["bwd_speedup"] > 0 for r in layer.values())  # against dense_pytorch's backward
 
 
-def test_sparse_bench_cli_options(tmp_path):
+def test_training_step_rows_include_the_fused_dense_baseline(monkeypatch):
+    """The two-layer training step, dense (PyTorch and the fused Triton neuron, interpreted here) and
+    sparse (SparseProp, LocalZO at the target activity), each row timed with its speed-up."""
+    from snnbench.bench import sparse_rows
+
+    monkeypatch.setattr(sparse_rows, "measure", timed_once)
+    cfg = _tiny_cfg()
+    rows = sparse_rows.step_rows(8, cfg, "cpu", cfg["timing"], 0.3, 0.05)
+    _check_times(rows)
+    assert [r["impl"] for r in rows] == ["dense_pytorch", "dense_fused", "sparseprop", "localzo"]
+    assert all(r["kind"] == "step" and r["bwd_speedup"] > 0 and r["layers"] for r in rows)
+    for r in rows[2:]:
+        assert 0 < r["active_fraction"] < 0.2 and r["target_active"] == 0.05 and r["delta"] == 0.3
+
+
+def test_every_input_kind_gets_its_layer_stage_at_the_sizes_the_tier_names():
+    """The quick tier runs layer 2 on every data-like input at hidden 24 and 64, on Bernoulli input
+    alone at the other sizes; the training step at every size."""
+    from rich.console import Console
+
+    from snnbench.bench import sparse
+
+    cfg = sparse._settings("cpu", True, None, None, None, None)
+    assert cfg["kinds_hidden"] == [24, 64]
+    quiet = Console(file=io.StringIO())
+    assert [name for name, _ in sparse._stages(24, cfg, "cpu", cfg["timing"], quiet)] == [
+        "layer/bernoulli",
+        "layer/latency",
+        "layer/events",
+        "step",
+    ]
+    assert [name for name, _ in sparse._stages(32, cfg, "cpu", cfg["timing"], quiet)] == ["layer/bernoulli", "step"]
+
+
+def test_sparse_bench_cli_options(tmp_path, monkeypatch):
     """`bench sparse` takes its sizes, designs and input kinds on the command line; bad ones exit 2."""
     from typer.testing import CliRunner
 
     from snnbench.cli import app
 
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the options, not the interpreted fused baseline
     runner = CliRunner()
     args = [
         "bench",
