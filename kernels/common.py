@@ -20,6 +20,7 @@ import triton
 __all__ = [
     "BACKENDS",
     "interpreting",
+    "numba_cache_allowed",
     "resolve_backend",
     "f32",
     "finite_scalar",
@@ -41,6 +42,15 @@ BACKENDS = ("auto", "triton", "torch")
 def interpreting() -> bool:
     """True when Triton runs kernels on the CPU (``TRITON_INTERPRET=1``), read at call time."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def numba_cache_allowed(module_name: str) -> bool:
+    """Whether a module's numba loops may use numba's on-disk cache: under the package's own name only.
+    The cache (kernels/__pycache__) is shared by every name the file is imported under, and an entry
+    re-imports its module by the name that wrote it: one written as ``kernels.x`` (a script run from
+    the checkout, ``python -m kernels.compile_check``) broke every later ``snnbench.kernels.x`` process
+    where ``kernels`` is not importable (ModuleNotFoundError while loading the cached loop)."""
+    return module_name.startswith("snnbench.kernels.")
 
 
 def choice(name: str, value, allowed) -> str:

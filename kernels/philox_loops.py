@@ -11,7 +11,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .common import numba_cache_allowed
 from .localzo import M32, PHILOX_KEYS, PHILOX_ROUNDS
+
+_CACHE = numba_cache_allowed(__name__)
 
 _ROUND_A, _ROUND_B = PHILOX_ROUNDS
 _KEY_A, _KEY_B = PHILOX_KEYS
@@ -32,13 +35,13 @@ def philox(k0, k1, x0, x1, x2, x3, rounds):  # pragma: no cover - compiled
     return x0, x1, x2, x3
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def philox_loop(k0, k1, c0, c1, c2, c3, o0, o1, o2, o3, rounds):  # pragma: no cover - compiled
     for i in range(c0.shape[0]):
         o0[i], o1[i], o2[i], o3[i] = philox(k0, k1, c0[i], c1[i], c2[i], c3[i], rounds)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def reach_loop(k0, k1, d, plane, first_step, band, delta, q, dist, out):  # pragma: no cover - compiled
     # d = |u − θ| of a [T, B·H] layer, flat. out[e] = some draw k may have δ·|z_k| > d[e]: |z_k|
     # is recomputed in fp64 and widened by 10⁻⁴ (relative) and 10⁻⁵ (on |cos|, |sin| of

@@ -23,7 +23,11 @@ def _compiled() -> dict:
     """The numba loops, built on first use (importing numba costs about a second)."""
     import numba
 
-    @numba.njit(cache=True, nogil=True)
+    from .common import numba_cache_allowed
+
+    cache = numba_cache_allowed(__name__)
+
+    @numba.njit(cache=cache, nogil=True)
     def _lif_loop(current, beta, theta, u_all, spikes):  # pragma: no cover - compiled
         # current, u_all, spikes: [T, N] float32; beta, theta: float32 (the references' scalars).
         T, N = current.shape
@@ -35,7 +39,7 @@ def _compiled() -> dict:
                 u_all[t, n] = u
                 spikes[t, n] = np.float32(1.0) if u > theta else np.float32(0.0)
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(cache=cache, nogil=True)
     def _trace_loop(x, beta, out):  # pragma: no cover - compiled
         T, N = x.shape
         for t in range(T):

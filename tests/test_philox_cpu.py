@@ -51,3 +51,13 @@ def test_the_cached_numba_loops_have_no_closure():
     loops = [*philox_cpu._compiled().values(), *scan_cpu._compiled().values()]
     assert len(loops) == 4
     assert all(loop.py_func.__closure__ is None for loop in loops)
+
+
+def test_numba_caches_the_loops_under_the_package_name_only():
+    """An entry written under another name of the same file (``kernels.philox_loops``, run from the
+    checkout) made every ``snnbench.kernels`` process fail to load it: no module named 'kernels'."""
+    from snnbench.kernels import philox_loops
+    from snnbench.kernels.common import numba_cache_allowed
+
+    assert numba_cache_allowed("snnbench.kernels.scan_cpu") and philox_loops._CACHE
+    assert not numba_cache_allowed("kernels.philox_loops") and not numba_cache_allowed("philox_loops")
