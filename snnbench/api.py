@@ -1,6 +1,6 @@
 """The Python API: what the command line does, as functions that return pandas frames.
 
-``snnbench run`` and :func:`run` share one sweep (:func:`snnbench.runner.sweep.run_suite`), the
+``snnbench run`` and :func:`run` share one sweep (:func:`snnbench.runner.sweep.run_suites`), the
 same suite checks (:func:`load_suite`) and the same results store, so a notebook and a terminal
 write and skip the very same cells.
 """
@@ -60,8 +60,17 @@ def load_suite(source: SuiteSource, overrides: Optional[Sequence[str]] = None) -
     return suite
 
 
+def _sources(suite: Any) -> Optional[list]:
+    """The suites of a several-suite call (a list or tuple of suite sources), or None for one suite."""
+    if isinstance(suite, (list, tuple)):
+        if not suite:
+            raise ValueError("suite: expected a suite or a non-empty list of suites, got an empty list")
+        return list(suite)
+    return None
+
+
 def run(
-    suite: SuiteSource,
+    suite: Union[SuiteSource, Sequence[SuiteSource]],
     *,
     executor: str = "local",
     results_dir: Optional[Union[str, Path]] = None,
@@ -75,16 +84,24 @@ def run(
     """Run every cell of ``suite`` not yet recorded, append its record, and return the suite's
     records (newest per cell) in long form (see :func:`load_results`).
 
+    ``suite`` may be a list of suites: one sweep, as ``snnbench run A B C`` (every suite checked
+    before any cell runs, one worker pool, each record in its own suite's file, ``overrides`` applied
+    to each); the frame then holds every suite's records (its ``suite`` column tells them apart).
+    ``frame.attrs["paths"]`` lists the results files (``"path"``: the first).
+
     A failed cell does not stop the others: it is reported with a warning and listed in
     ``frame.attrs["failed"]`` as ``(key, error)`` pairs, as ``snnbench run`` lists it and exits 1.
     """
     from snnbench.report.frame import records_frame
-    from snnbench.runner.sweep import run_suite
+    from snnbench.runner.sweep import check_distinct_results, run_suites
 
-    parsed = load_suite(suite, overrides)
-    summary = run_suite(
+    several = _sources(suite)
+    parsed = [load_suite(one, overrides) for one in (several if several is not None else [suite])]
+    results = _optional_path(results_dir, "results_dir")
+    check_distinct_results(parsed, results)
+    summaries = run_suites(
         parsed,
-        results_dir=_optional_path(results_dir, "results_dir"),
+        results_dir=results,
         force=force,
         data_root=_optional_path(data_root, "data_root"),
         cache_dir=_optional_path(cache_dir, "cache_dir"),
@@ -92,13 +109,17 @@ def run(
         address=address,
         jobs=jobs,
     )
-    for problem in summary.problems:
-        warnings.warn(f"{problem}; that cell was run again", stacklevel=2)
-    for failed in summary.failed:
-        warnings.warn(f"cell failed: {failed.cell.key}: {failed.error}", stacklevel=2)
-    frame = records_frame(summary.records)
-    frame.attrs["path"] = str(summary.path)
-    frame.attrs["failed"] = [(f.cell.key, f.error) for f in summary.failed]
+    failed = []
+    for summary in summaries:
+        for problem in summary.problems:
+            warnings.warn(f"{problem}; that cell was run again", stacklevel=2)
+        for one in summary.failed:
+            warnings.warn(f"cell failed: {one.cell.key}: {one.error}", stacklevel=2)
+            failed.append((one.cell.key, one.error))
+    frame = records_frame([record for summary in summaries for record in summary.records])
+    frame.attrs["paths"] = [str(summary.path) for summary in summaries]
+    frame.attrs["path"] = frame.attrs["paths"][0]
+    frame.attrs["failed"] = failed
     return frame
 
 
