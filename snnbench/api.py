@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
 from snnbench.config import Suite, SuiteError, load_suite as _read_suite, parse_suite, suite_fields
+
+if TYPE_CHECKING:  # pandas (~0.8 s) loads with the first frame, not with a suite check
+    import pandas as pd
 
 SuiteSource = Union[str, Path, Mapping[str, Any], Suite]
 
@@ -41,9 +42,10 @@ def _optional_path(value: Any, parameter: str) -> Optional[Path]:
 def load_suite(source: SuiteSource, overrides: Optional[Sequence[str]] = None) -> Suite:
     """A validated suite from a YAML path or a mapping of suite fields; models and their
     parameters are checked against the code. ``overrides`` are ``"key.path=value"`` strings
-    (as ``--set``). Raises :class:`SuiteError` with a located message."""
-    from snnbench.runner.sweep import check_models
+    (as ``--set``). Raises :class:`SuiteError` with a located message.
 
+    The file and its schema are checked before the model registry (and with it torch, ~2 s) is
+    imported, so a YAML or schema error is reported in a fraction of a second."""
     overrides = _as_list(overrides)
     if isinstance(source, Suite):
         if overrides:
@@ -56,6 +58,8 @@ def load_suite(source: SuiteSource, overrides: Optional[Sequence[str]] = None) -
     else:
         where = _as_path(source, "suite (a path, a mapping of suite fields or a Suite)")
         suite = _read_suite(where, overrides or ())
+    from snnbench.runner.sweep import check_models
+
     check_models(suite, where)
     return suite
 

@@ -83,3 +83,14 @@ class _GivenG(torch.autograd.Function):
 def spike_with_given_g(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Spikes ``H(v)`` whose backward uses the spike derivative ``g``: dense masked BPTT for oracles."""
     return _GivenG.apply(v, g)
+
+
+def invoke_cli(*args: str):
+    """``snnbench ARGS`` run in this process by typer's CliRunner: ``exit_code``, ``stdout`` and
+    ``stderr`` apart, and an exception that escaped the CLI in ``exception`` (exit code 1). Milliseconds
+    where :func:`run_cli` pays seconds of imports; keep one ``run_cli`` per verb for the console entry."""
+    from typer.testing import CliRunner
+
+    from snnbench.cli import app
+
+    return CliRunner().invoke(app, [str(arg) for arg in args])
