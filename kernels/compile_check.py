@@ -173,34 +173,48 @@ def specs(spaces: Optional[list[LaunchSpace]] = None) -> list[Spec]:
     return list(found.values())
 
 
-def _resources(compiled, options, arch: int) -> dict:
-    """Registers, spilled bytes and stack frame of a compiled kernel, from ptxas's own report: Triton's
-    ``make_cubin`` run again on its PTX with the log printed (same ptxas, same flags). Kept beside
-    Triton's cache by the kernel's hash, so a cached kernel is not assembled again. (The driver's
-    ``n_spills`` counts the whole stack frame, which also holds libdevice's sin/cos reduction array.)"""
-    known = Path(os.environ["TRITON_CACHE_DIR"]) / "ptxas" / f"{compiled.metadata.hash}.json"
-    if known.exists():
-        return json.loads(known.read_text())
-    log = io.StringIO()
-    before = os.environ.get("TRITON_DUMP_PTXAS_LOG")
+@contextlib.contextmanager
+def _ptxas_report():
+    """Triton's own ptxas run reports registers, spills and stack (it passes ``-v``); with
+    ``TRITON_DUMP_PTXAS_LOG`` it prints that report, captured here, so each kernel is assembled once."""
+    log, before = io.StringIO(), os.environ.get("TRITON_DUMP_PTXAS_LOG")
     os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
     try:
         with contextlib.redirect_stdout(log):
-            make_backend(GPUTarget("cuda", arch, 32)).make_cubin(compiled.asm["ptx"], {}, options, arch)
+            yield log
     finally:
         if before is None:
             os.environ.pop("TRITON_DUMP_PTXAS_LOG")
         else:
             os.environ["TRITON_DUMP_PTXAS_LOG"] = before
-    text = log.getvalue()
+
+
+def _usage(text: str) -> Optional[dict]:
     found = {
         "regs": re.search(r"Used (\d+) registers", text),
         "spills": re.search(r"(\d+) bytes spill stores", text),
         "stack": re.search(r"(\d+) bytes stack frame", text),
     }
-    if not all(found.values()):
-        raise RuntimeError(f"ptxas -v gave no registers / spill / stack line:\n{text}")
-    usage = {k: int(m.group(1)) for k, m in found.items()}
+    return {k: int(m.group(1)) for k, m in found.items()} if all(found.values()) else None
+
+
+def _resources(compiled, options, arch: int, report: str) -> dict:
+    """Registers, spilled bytes and stack frame of a compiled kernel, from ptxas's ``report`` of the
+    compile. A kernel Triton's cache held was not assembled, so it has no report: then the usage kept
+    beside the cache by the kernel's hash, or (a cache filled elsewhere) Triton's ``make_cubin`` run
+    again on its PTX (same ptxas, same flags). (The driver's ``n_spills`` counts the whole stack frame,
+    which also holds libdevice's sin/cos reduction array.)"""
+    known = Path(os.environ["TRITON_CACHE_DIR"]) / "ptxas" / f"{compiled.metadata.hash}.json"
+    usage = _usage(report)
+    if usage is None and known.exists():
+        return json.loads(known.read_text())
+    if usage is None:
+        with _ptxas_report() as log:
+            make_backend(GPUTarget("cuda", arch, 32)).make_cubin(compiled.asm["ptx"], {}, options, arch)
+        report = log.getvalue()
+        usage = _usage(report)
+    if usage is None:
+        raise RuntimeError(f"ptxas -v gave no registers / spill / stack line:\n{report}")
     known.parent.mkdir(parents=True, exist_ok=True)
     known.write_text(json.dumps(usage))
     return usage
@@ -222,8 +236,9 @@ def compile_spec(spec: Spec, arch: int) -> dict:
     source = ASTSource(spec.fn, dict(spec.signature), dict(spec.constexprs), attrs)
     started = _cpu_seconds()
     try:
-        compiled = triton.compile(source, target=target, options=options.__dict__)
-        usage = _resources(compiled, options, arch)
+        with _ptxas_report() as log:
+            compiled = triton.compile(source, target=target, options=options.__dict__)
+        usage = _resources(compiled, options, arch, log.getvalue())
     except Exception as e:  # a compile error is this check's finding, reported per row
         return {**row, "error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"}
     cpu_s = round(_cpu_seconds() - started, 3)

@@ -1,6 +1,6 @@
 """The Python API: what the command line does, as functions that return pandas frames.
 
-``snnbench run`` and :func:`run` share one sweep (:func:`snnbench.runner.sweep.run_suite`), the
+``snnbench run`` and :func:`run` share one sweep (:func:`snnbench.runner.sweep.run_suites`), the
 same suite checks (:func:`load_suite`) and the same results store, so a notebook and a terminal
 write and skip the very same cells.
 """
@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
 from snnbench.config import Suite, SuiteError, load_suite as _read_suite, parse_suite, suite_fields
+
+if TYPE_CHECKING:  # pandas (~0.8 s) loads with the first frame, not with a suite check
+    import pandas as pd
 
 SuiteSource = Union[str, Path, Mapping[str, Any], Suite]
 
@@ -41,9 +42,10 @@ def _optional_path(value: Any, parameter: str) -> Optional[Path]:
 def load_suite(source: SuiteSource, overrides: Optional[Sequence[str]] = None) -> Suite:
     """A validated suite from a YAML path or a mapping of suite fields; models and their
     parameters are checked against the code. ``overrides`` are ``"key.path=value"`` strings
-    (as ``--set``). Raises :class:`SuiteError` with a located message."""
-    from snnbench.runner.sweep import check_models
+    (as ``--set``). Raises :class:`SuiteError` with a located message.
 
+    The file and its schema are checked before the model registry (and with it torch, ~2 s) is
+    imported, so a YAML or schema error is reported in a fraction of a second."""
     overrides = _as_list(overrides)
     if isinstance(source, Suite):
         if overrides:
@@ -56,12 +58,23 @@ def load_suite(source: SuiteSource, overrides: Optional[Sequence[str]] = None) -
     else:
         where = _as_path(source, "suite (a path, a mapping of suite fields or a Suite)")
         suite = _read_suite(where, overrides or ())
+    from snnbench.runner.sweep import check_models
+
     check_models(suite, where)
     return suite
 
 
+def _sources(suite: Any) -> Optional[list]:
+    """The suites of a several-suite call (a list or tuple of suite sources), or None for one suite."""
+    if isinstance(suite, (list, tuple)):
+        if not suite:
+            raise ValueError("suite: expected a suite or a non-empty list of suites, got an empty list")
+        return list(suite)
+    return None
+
+
 def run(
-    suite: SuiteSource,
+    suite: Union[SuiteSource, Sequence[SuiteSource]],
     *,
     executor: str = "local",
     results_dir: Optional[Union[str, Path]] = None,
@@ -75,16 +88,24 @@ def run(
     """Run every cell of ``suite`` not yet recorded, append its record, and return the suite's
     records (newest per cell) in long form (see :func:`load_results`).
 
+    ``suite`` may be a list of suites: one sweep, as ``snnbench run A B C`` (every suite checked
+    before any cell runs, one worker pool, each record in its own suite's file, ``overrides`` applied
+    to each); the frame then holds every suite's records (its ``suite`` column tells them apart).
+    ``frame.attrs["paths"]`` lists the results files (``"path"``: the first).
+
     A failed cell does not stop the others: it is reported with a warning and listed in
     ``frame.attrs["failed"]`` as ``(key, error)`` pairs, as ``snnbench run`` lists it and exits 1.
     """
     from snnbench.report.frame import records_frame
-    from snnbench.runner.sweep import run_suite
+    from snnbench.runner.sweep import check_distinct_results, run_suites
 
-    parsed = load_suite(suite, overrides)
-    summary = run_suite(
+    several = _sources(suite)
+    parsed = [load_suite(one, overrides) for one in (several if several is not None else [suite])]
+    results = _optional_path(results_dir, "results_dir")
+    check_distinct_results(parsed, results)
+    summaries = run_suites(
         parsed,
-        results_dir=_optional_path(results_dir, "results_dir"),
+        results_dir=results,
         force=force,
         data_root=_optional_path(data_root, "data_root"),
         cache_dir=_optional_path(cache_dir, "cache_dir"),
@@ -92,13 +113,17 @@ def run(
         address=address,
         jobs=jobs,
     )
-    for problem in summary.problems:
-        warnings.warn(f"{problem}; that cell was run again", stacklevel=2)
-    for failed in summary.failed:
-        warnings.warn(f"cell failed: {failed.cell.key}: {failed.error}", stacklevel=2)
-    frame = records_frame(summary.records)
-    frame.attrs["path"] = str(summary.path)
-    frame.attrs["failed"] = [(f.cell.key, f.error) for f in summary.failed]
+    failed = []
+    for summary in summaries:
+        for problem in summary.problems:
+            warnings.warn(f"{problem}; that cell was run again", stacklevel=2)
+        for one in summary.failed:
+            warnings.warn(f"cell failed: {one.cell.key}: {one.error}", stacklevel=2)
+            failed.append((one.cell.key, one.error))
+    frame = records_frame([record for summary in summaries for record in summary.records])
+    frame.attrs["paths"] = [str(summary.path) for summary in summaries]
+    frame.attrs["path"] = frame.attrs["paths"][0]
+    frame.attrs["failed"] = failed
     return frame
 
 

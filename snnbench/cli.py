@@ -199,10 +199,11 @@ def run(
     Several suites run in one sweep: one start-up, one worker pool, each record in its own suite's
     results file. Example: snnbench run suites/digits_spiking.yaml suites/digits.yaml --results-dir build/demo
     """
+    parsed = [_load_suite_or_exit(suite, overrides) for suite in suites]
+    # Imported once the suites are read: a YAML or schema error is reported before torch loads.
     from snnbench.runner.cli_run import run_with_progress
     from snnbench.runner.sweep import check_distinct_results
 
-    parsed = [_load_suite_or_exit(suite, overrides) for suite in suites]
     check_distinct_results(parsed, results_dir, [str(suite) for suite in suites])
     # Unusable input found by the preflight (data, checkpoints, folders, Ray) is an
     # UnusableInputError: _Group prints it as one line and exits 2. Anything else is a bug (exit 1).

@@ -85,6 +85,17 @@ def spike_with_given_g(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return _GivenG.apply(v, g)
 
 
+def invoke_cli(*args: str):
+    """``snnbench ARGS`` run in this process by typer's CliRunner: ``exit_code``, ``stdout`` and
+    ``stderr`` apart, and an exception that escaped the CLI in ``exception`` (exit code 1). Milliseconds
+    where :func:`run_cli` pays seconds of imports; keep one ``run_cli`` per verb for the console entry."""
+    from typer.testing import CliRunner
+
+    from snnbench.cli import app
+
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
 def timed_once(fn, device: str, **timing: Any) -> dict[str, float]:
     """A bench's ``measure`` for tests that check rows, not timings: one timed call instead of a
     warm-up and blocks (three calls or more; an interpreted kernel takes a good part of a second).

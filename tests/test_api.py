@@ -49,6 +49,32 @@ def _yaml_of(suite, tmp_path):
     return path
 
 
+def _tiny(name: str, method: str) -> dict:
+    return {
+        "name": name,
+        "datasets": [{"name": "digits", "limit_train": 64, "limit_test": 32}],
+        "models": [{"name": "digits_cnn", "width": 4}],
+        "timesteps": [1],
+        "methods": [method],
+        "training": {"epochs": 1},
+    }
+
+
+def test_run_takes_several_suites_as_one_sweep(tmp_path, monkeypatch):
+    monkeypatch.setenv("SNNBENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "runs"
+    frame = snnbench.run([_tiny("one", "qcfs"), _tiny("two", "light")], results_dir=out, overrides=["seeds=[1]"])
+    assert frame.attrs["paths"] == [str(out / "one.jsonl"), str(out / "two.jsonl")]
+    assert frame.attrs["path"] == str(out / "one.jsonl") and frame.attrs["failed"] == []
+    assert set(zip(frame.suite, frame.method, frame.seed)) == {("one", "qcfs", 1), ("two", "light", 1)}
+    # Each record went to its own suite's file: one record each.
+    assert [len(snnbench.load_results(out / f"{n}.jsonl").key.unique()) for n in ("one", "two")] == [1, 1]
+    with pytest.raises(ValueError, match="would both write"):
+        snnbench.run([_tiny("same", "qcfs"), _tiny("same", "light")], results_dir=out)
+    with pytest.raises(ValueError, match="non-empty list of suites"):
+        snnbench.run([], results_dir=out)
+
+
 def test_long_form_has_one_row_per_record_metric_and_t(tmp_path):
     frame = snnbench.load_results(REPO / "results/runs/digits.jsonl")
     expected_cols = {

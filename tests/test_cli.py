@@ -45,15 +45,15 @@ def test_table_of_missing_file_exits_2(tmp_path):
 
 
 def test_missing_dataset_stops_before_any_work_with_where_and_how(tmp_path):
-    from tests.helpers import run_cli, tiny_digits_suite
+    from tests.helpers import invoke_cli, tiny_digits_suite
 
     suite = tiny_digits_suite(tmp_path, name="cifar", datasets=[{"name": "cifar100"}], models=["resnet20"])
     empty = tmp_path / "no-data-here"
-    result = run_cli("run", str(suite), "--data-root", str(empty), "--results-dir", str(tmp_path / "out"))
-    assert result.returncode == 2, result.stdout + result.stderr
+    result = invoke_cli("run", suite, "--data-root", empty, "--results-dir", tmp_path / "out")
+    assert result.exit_code == 2, result.output
     message = " ".join(result.stderr.split())
     assert str(empty) in message and "To get it" in message
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.output
     assert not (tmp_path / "out" / "cifar.jsonl").exists()
 
 

@@ -57,8 +57,9 @@ def test_every_launched_specialisation_compiles_for_sm80_and_sm90_without_spills
 
 def test_a_kernel_that_fails_to_compile_or_spills_is_reported():
     """fp8 casts compile for sm_90 but not sm_80; two 8192-element tiles live across a loop in one warp
-    need 512 registers a thread, so they spill: both are failures of the check. (The probe lives under
-    build/ with its own cache, so a rerun does not assemble it again.)"""
+    need 512 registers a thread, so they spill: both are failures of the check. The usage ptxas reports
+    while Triton compiles equals that of the kernel assembled again from Triton's cache. (The probe
+    lives under build/ with its own cache, so a rerun does not compile it again.)"""
     probe_dir = ROOT / "build" / "compile_check" / "probe"
     probe_dir.mkdir(parents=True, exist_ok=True)
     (probe_dir / "probe_kernels.py").write_text(
@@ -85,7 +86,7 @@ def test_a_kernel_that_fails_to_compile_or_spills_is_reported():
     )
     probe = textwrap.dedent(
         f"""
-        import json, os, sys
+        import json, os, shutil, sys
         os.environ["TRITON_CACHE_DIR"] = {str(probe_dir / "cache")!r}
         sys.path.insert(0, {str(probe_dir)!r})
         import probe_kernels as pk
@@ -93,7 +94,13 @@ def test_a_kernel_that_fails_to_compile_or_spills_is_reported():
         sig = (("x_ptr", "*fp32"), ("out_ptr", "*fp32"), ("BLOCK", "constexpr"))
         rows = [cc.compile_spec(cc.Spec("probe", pk._fp8_kernel, sig, (("BLOCK", 128),), 4, 3), arch) for arch in cc.ARCHS]
         sig = sig[:2] + (("n", "i32"),) + sig[2:]
-        rows.append(cc.compile_spec(cc.Spec("probe", pk._spill_kernel, sig, (("BLOCK", 8192),), 1, 3), 90))
+        spill = cc.Spec("probe", pk._spill_kernel, sig, (("BLOCK", 8192),), 1, 3)
+        rows.append(cc.compile_spec(spill, 90))
+        # A kernel from Triton's cache has no ptxas report of its own: its usage is assembled again.
+        shutil.rmtree(os.path.join(os.environ["TRITON_CACHE_DIR"], "ptxas"))
+        again = cc.compile_spec(spill, 90)
+        usage = ("regs", "spills", "stack")
+        assert [again[k] for k in usage] == [rows[-1][k] for k in usage], (again, rows[-1])
         print(json.dumps(cc.failures(rows)))
         """
     )

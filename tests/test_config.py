@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from snnbench.config import SuiteError, load_suite
-from tests.helpers import REPO, run_cli, tiny_digits_suite
+from tests.helpers import REPO, invoke_cli, run_cli, tiny_digits_suite
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -138,41 +138,61 @@ def test_missing_file(tmp_path):
         load_suite(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize(
-    "text, needle",
-    [
-        ("name: x\nmodels: [digits_cnn\n", "YAML syntax error"),
-        (None, "unknown key"),
-        (None, "valid integer"),
-        (None, "positive integer"),
-    ],
-)
-def test_cli_exits_2_without_traceback(tmp_path, text, needle):
-    if text is None:
-        data = valid_dict()
-        if needle == "unknown key":
-            data["modles"] = data["models"]
-        elif needle == "valid integer":
-            data["training"]["batch_size"] = "big"
-        else:
-            data["timesteps"] = [-1, 2]
-        text = yaml.safe_dump(data)
-    path = write(tmp_path, text)
-    for verb in ("validate", "run"):
-        result = run_cli(verb, str(path))
-        assert result.returncode == 2, result.stderr
-        assert needle in result.stderr
-        assert str(path) in result.stderr
-        assert "Traceback" not in result.stderr + result.stdout
+def _bad_suite_text(needle: str) -> str:
+    """A suite file with one error of the kind ``needle`` names."""
+    if needle == "YAML syntax error":
+        return "name: x\nmodels: [digits_cnn\n"
+    data = valid_dict()
+    if needle == "unknown key":
+        data["modles"] = data["models"]
+    elif needle == "valid integer":
+        data["training"]["batch_size"] = "big"
+    else:
+        data["timesteps"] = [-1, 2]
+    return yaml.safe_dump(data)
+
+
+@pytest.mark.parametrize("verb", ["validate", "run"])
+@pytest.mark.parametrize("needle", ["YAML syntax error", "unknown key", "valid integer", "positive integer"])
+def test_cli_exits_2_without_traceback(tmp_path, needle, verb):
+    # In this process (the console entry itself: test_a_bad_suite_is_refused_by_the_console_entry_before_torch).
+    path = write(tmp_path, _bad_suite_text(needle))
+    result = invoke_cli(verb, path)
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr
+    assert str(path) in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("verb, needle", [("validate", "YAML syntax error"), ("run", "unknown key")])
+def test_a_bad_suite_is_refused_by_the_console_entry_before_torch(tmp_path, verb, needle):
+    # `python -m snnbench`: exit code 2, one unwrapped line on stderr, no traceback, and torch and
+    # pandas (seconds of imports) never loaded for a suite that fails on its YAML or its schema.
+    # A long path once pushed "YAML syntax error" onto a second line: errors must stay greppable.
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4)
+    deep.mkdir()
+    path = write(deep, _bad_suite_text(needle))
+    result = run_cli(verb, str(path), env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 2, result.stderr
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "snnbench.config" in imported  # the import log is there to read
+    assert not imported & {"torch", "pandas"}, "a bad suite's error path imported torch or pandas"
+    said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert str(path) in said[0], said  # the file, unbroken, on the error's first line
+    assert any(needle in line for line in said), said  # and what is wrong, unbroken
+    assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_validate_lists_cells(tmp_path):
     path = tiny_digits_suite(tmp_path, seeds=[0, 1], methods=["qcfs"])
-    result = run_cli("validate", str(path))
-    assert result.returncode == 0, result.stderr
+    result = invoke_cli("validate", path)
+    assert result.exit_code == 0, result.output
     assert result.stdout.count("digits/digits_cnn/qcfs/seed=") == 2
 
 
+@pytest.mark.parametrize("verb", ["validate", "run"])
 @pytest.mark.parametrize(
     "models, needle",
     [
@@ -180,28 +200,14 @@ def test_validate_lists_cells(tmp_path):
         (["vgg61"], "models.0.name: unknown model 'vgg61'"),
     ],
 )
-def test_model_typos_stop_the_run_with_exit_2(tmp_path, models, needle):
+def test_model_typos_stop_the_run_with_exit_2(tmp_path, models, needle, verb):
     path = tiny_digits_suite(tmp_path, models=models)
-    for verb in ("validate", "run"):
-        result = (
-            run_cli(verb, str(path), "--results-dir", str(tmp_path / "out"))
-            if verb == "run"
-            else run_cli(verb, str(path))
-        )
-        assert result.returncode == 2, result.stdout + result.stderr
-        assert needle in " ".join(result.stderr.split())
-        assert str(path) in result.stderr
+    result = invoke_cli(verb, path, *(["--results-dir", tmp_path / "out"] if verb == "run" else []))
+    assert result.exit_code == 2, result.output
+    assert needle in " ".join(result.stderr.split())
+    assert str(path) in result.stderr
+    assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
-
-
-def test_error_messages_are_never_wrapped(tmp_path):
-    # A long path once pushed "YAML syntax error" onto a second line: errors must stay greppable.
-    deep = tmp_path / ("a-rather-long-folder-name-" * 4)
-    deep.mkdir()
-    path = write(deep, "name: x\nmodels: [digits_cnn\n")
-    result = run_cli("validate", str(path))
-    assert result.returncode == 2
-    assert any(str(path) in line and "YAML syntax error" in line for line in result.stderr.splitlines())
 
 
 _BOMB = "".join(

@@ -123,6 +123,7 @@ def test_cli_runs_two_suites_and_prints_both_tables(tmp_path):
     for name in ("first", "second"):
         assert len(read_records(out / f"{name}.jsonl").records) == 1
         assert f"{name} ({out / name}.jsonl)" in result.output  # its closing table's title
+        assert f"done {name}: digits/" in result.output  # the interleaved lines name their suite
     # --set applies to every suite; a field it cannot set is named with the suite file it failed in.
     refused = runner.invoke(app, [*args, "--set", "training.epochz=1"])
     assert refused.exit_code == 2 and str(first) in " ".join(refused.output.split())
@@ -151,3 +152,15 @@ def test_ctrl_c_names_what_each_suite_has_recorded(tmp_path, monkeypatch):
         f"0 of 1 cells recorded in {out / 'second.jsonl'}; rerun to resume"
     )
     assert expected in " ".join(result.output.split())
+
+
+def test_a_pool_shared_by_several_suites_names_the_suite_on_its_lines(tmp_path):
+    from snnbench.context import RunContext
+    from snnbench.records.cells import expand
+    from snnbench.runner.parallel import ParallelExecutor
+
+    (cell,) = expand(load_suite(_conversion(tmp_path, name="first", methods=["qcfs"])))
+    ctx = RunContext(device=torch.device("cpu"), cache_dir=tmp_path / "c")
+    assert ParallelExecutor(ctx, 2, 1, ["conversion"])._label(0, cell) == f"[1] {cell.key}"
+    shared = ParallelExecutor(ctx, 2, 1, ["conversion", "direct"], name_suites=True)
+    assert shared._label(1, cell) == f"[2] first: {cell.key}"

@@ -182,10 +182,7 @@ def test_suite_runs_a_relu_registry_model_and_a_torchvision_model(tmp_path):
     torchvision and scikit-learn before the suites' ~2 s of work)."""
     import json
 
-    from typer.testing import CliRunner
-
-    from helpers import tiny_digits_suite
-    from snnbench.cli import app
+    from helpers import invoke_cli, tiny_digits_suite
 
     torch.save(torchvision.models.resnet18(num_classes=100).state_dict(), tmp_path / "r18.pth")
     relu = tiny_digits_suite(
@@ -203,10 +200,7 @@ def test_suite_runs_a_relu_registry_model_and_a_torchvision_model(tmp_path):
         datasets=[{"name": "synthetic", "limit_train": 8, "limit_test": 4}],
         models=[{"name": "torchvision:resnet18", "weights": str(tmp_path / "r18.pth"), "threshold_batches": 1}],
     )
-    runner = CliRunner()
-    done = runner.invoke(
-        app, ["run", str(relu), str(tv), "--results-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c")]
-    )
+    done = invoke_cli("run", relu, tv, "--results-dir", tmp_path, "--cache-dir", tmp_path / "c")
     assert done.exit_code == 0, done.output
     records = [json.loads(line) for name in ("relu", "tv") for line in open(tmp_path / f"{name}.jsonl")]
     assert [r["metrics"]["threshold_rule"] for r in records] == ["percentile(99.9)"] * 2 + ["max"]
@@ -215,5 +209,5 @@ def test_suite_runs_a_relu_registry_model_and_a_torchvision_model(tmp_path):
     bad = tiny_digits_suite(
         tmp_path, "bad", models=[{"name": "digits_cnn", "activation": "relu", "threshold": "median"}]
     )
-    refused = runner.invoke(app, ["run", str(bad), "--results-dir", str(tmp_path)])
-    assert refused.exit_code == 2 and "threshold must be" in refused.output and "Traceback" not in refused.output
+    refused = invoke_cli("run", bad, "--results-dir", tmp_path)
+    assert refused.exit_code == 2 and "threshold must be" in refused.stderr, refused.output

@@ -6,7 +6,7 @@ from snnbench.config import load_suite
 from snnbench.records.cells import expand
 from snnbench.records.store import read_records
 from snnbench.runner.sweep import plan_sweep, run_suite
-from tests.helpers import run_cli, tiny_digits_suite
+from tests.helpers import invoke_cli, tiny_digits_suite
 
 
 def test_cell_keys_are_stable_and_settings_sensitive(tmp_path):
@@ -63,10 +63,8 @@ def test_truncated_line_cell_is_redone(tmp_path):
     path.write_text(text[: len(text) // 2])  # a crash mid-write
     plan = plan_sweep(suite, out)
     assert len(plan.todo) == 1 and plan.problems
-    result = run_cli(
-        "run", str(tmp_path / "tiny.yaml"), "--results-dir", str(out), "--cache-dir", str(tmp_path / "cache")
-    )
-    assert result.returncode == 0, result.stderr
+    result = invoke_cli("run", tmp_path / "tiny.yaml", "--results-dir", out, "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
     assert "truncated" in result.stdout
     assert len(read_records(path, warn=False).records) == 1
 

@@ -53,15 +53,18 @@ def run_with_progress(
         bar = progress.add_task("cells" if len(suites) == 1 else f"cells {plan.suite.name}", total=len(plan.todo))
         bar_of.update({id(cell): bar for cell in plan.todo})
 
+    def named(cell) -> str:  # several suites' lines interleave: each names its suite
+        return cell.key if len(suites) == 1 else f"{cell.suite}: {cell.key}"
+
     def report(outcome: Outcome) -> None:
         progress.advance(bar_of[id(outcome.cell)])
         if outcome.error:
             progress.console.print(
-                Text.assemble(("cell failed", "red"), f" {outcome.cell.key}: {outcome.error}"), highlight=False
+                Text.assemble(("cell failed", "red"), f" {named(outcome.cell)}: {outcome.error}"), highlight=False
             )
         else:
             progress.console.print(
-                Text.assemble(("done", "green"), f" {outcome.cell.key} ({outcome.wall_s:.1f} s)"), highlight=False
+                Text.assemble(("done", "green"), f" {named(outcome.cell)} ({outcome.wall_s:.1f} s)"), highlight=False
             )
 
     try:
@@ -75,7 +78,7 @@ def run_with_progress(
         raise KeyboardInterrupt(_interrupted(planned)) from None
     for summary in summaries:
         for failed in summary.failed:
-            console.print(Text.assemble(("failed:", "red"), f" {failed.cell.key}: {failed.error}"), highlight=False)
+            console.print(Text.assemble(("failed:", "red"), f" {named(failed.cell)}: {failed.error}"), highlight=False)
             if failed.detail:
                 console.print(failed.detail, highlight=False, markup=False)
     return summaries

@@ -180,10 +180,17 @@ class ParallelExecutor:
 
     name = "local"
 
-    def __init__(self, ctx: RunContext, jobs: int, threads: int, tracks: Iterable[str]) -> None:
-        """``tracks``: the tracks of the cells it will run (those of several suites may share one pool)."""
+    def __init__(
+        self, ctx: RunContext, jobs: int, threads: int, tracks: Iterable[str], name_suites: bool = False
+    ) -> None:
+        """``tracks``: the tracks of the cells it will run (those of several suites may share one pool);
+        ``name_suites``: the pool runs several suites' cells, so its progress lines name the suite."""
         self.ctx, self.jobs, self.threads = ctx, jobs, max(1, threads)
         self.tracks = [tracks] if isinstance(tracks, str) else list(tracks)
+        self.name_suites = name_suites
+
+    def _label(self, index: int, cell: Cell) -> str:
+        return f"[{index + 1}] {cell.suite}: {cell.key}" if self.name_suites else f"[{index + 1}] {cell.key}"
 
     def _start(self) -> tuple[list[_Slot], Any]:
         context = _forkserver_context(self.tracks)
@@ -241,10 +248,10 @@ class ParallelExecutor:
             return
         kind, index = message[0], message[1]
         slot = slots[index]
-        if kind == "start":
-            slot.line = slot.closer.enter_context(self.ctx.progress.track(f"[{index + 1}] {message[2]}", None))
+        if kind == "start":  # the worker's first queued cell is the one it started
+            slot.line = slot.closer.enter_context(self.ctx.progress.track(self._label(index, slot.queued[0]), None))
         elif kind == "progress" and slot.line is not None and slot.queued:
-            slot.line.update(f"[{index + 1}] {slot.queued[0].key}: {message[2]}")
+            slot.line.update(f"{self._label(index, slot.queued[0])}: {message[2]}")
         elif kind == "done":
             _, _, key, metrics, wall_s, cpu_s, error, detail = message
             cell = slot.queued.pop(0)

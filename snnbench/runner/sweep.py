@@ -230,7 +230,7 @@ def make_executor(
 
             # Each worker gets its share of the threads a serial run would use (at least one).
             threads = max(1, torch.get_num_threads() // jobs)
-            return ParallelExecutor(ctx, jobs, threads, [suite.track for suite in suites])
+            return ParallelExecutor(ctx, jobs, threads, [suite.track for suite in suites], name_suites=len(suites) > 1)
         return LocalExecutor(ctx)
     if jobs > 1:
         raise UsageError(f"--jobs {jobs} runs local worker processes; with --executor {name} the cluster schedules")
