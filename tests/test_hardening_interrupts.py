@@ -136,3 +136,73 @@ def test_three_concurrent_runs_split_the_cells_and_survive_a_sigkill(tmp_path):
     keys = [json.loads(line)["key"] for line in results.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 5
     assert sorted(done) == sorted(keys), done  # computed once each, the killed cell by a survivor
+
+
+def _pydantic_wraps_it(cell, ctx) -> dict:
+    """Ctrl-C arriving inside pydantic's serializer, as in CI: pydantic raises a
+    PydanticSerializationError that keeps no chain to the KeyboardInterrupt."""
+    import os
+
+    from pydantic import BaseModel, field_serializer
+
+    class Config(BaseModel):
+        seed: int
+
+        @field_serializer("seed")
+        def _dump(self, seed: int) -> int:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the handler runs here, inside the serializer
+            return seed
+
+    Config(seed=cell.seed).model_dump()
+    return {"ann_acc": 1.0}
+
+
+def _chained(cell, ctx) -> dict:
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as err:
+        raise RuntimeError("a library's own error") from err
+
+
+def _swallowed(cell, ctx) -> dict:
+    import os
+
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass  # and carries on with half its work
+    return {"ann_acc": 1.0}
+
+
+@pytest.mark.parametrize("cell_runner", [_pydantic_wraps_it, _chained, _swallowed])
+def test_an_interrupt_a_library_wrapped_or_swallowed_stops_the_sweep(tmp_path, cell_runner):
+    """The interrupt ends the run (exit 130 in the CLI) instead of failing, or recording, that cell
+    and going on with the next."""
+    import torch
+
+    from snnbench.config import load_suite
+    from snnbench.context import RunContext
+    from snnbench.runner.executors import LocalExecutor
+    from snnbench.runner.sweep import execute, plan_sweep
+
+    # As from a terminal (pytest-xdist's workers ignore SIGINT); restored after the test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        plan = plan_sweep(load_suite(tiny_digits_suite(tmp_path, seeds=[0, 1, 2])), tmp_path / "out")
+        started: list[str] = []
+
+        def runner(cell, ctx):
+            started.append(cell.key)
+            return cell_runner(cell, ctx)
+
+        executor = LocalExecutor(RunContext(device=torch.device("cpu"), cache_dir=tmp_path), runner=runner)
+        with pytest.raises(KeyboardInterrupt):
+            execute([plan], executor, fingerprint=dict)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the sweep's own handler is gone
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(started) == 1, "the sweep went on after the interrupt"
+    results = tmp_path / "out" / "tiny.jsonl"
+    assert not results.exists() or not results.read_text(), "a cell that saw the interrupt was recorded"

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from snnbench.errors import UnusableInputError
 from snnbench.records.cells import Cell
 from snnbench.context import RunContext
+from snnbench.runner import interrupts
 from snnbench.runner.tracks import run_cell
 
 
@@ -36,14 +37,18 @@ class LocalExecutor:
 
     def run(self, cells: Iterable[Cell]) -> Iterator[Outcome]:
         for cell in cells:
+            interrupts.check()
             t0, c0 = time.perf_counter(), time.process_time()
             try:
                 metrics = self.runner(cell, self.ctx)
             except (KeyboardInterrupt, UnusableInputError):
                 raise  # unusable input ends the run (exit 2, its message) instead of failing cell after cell
             except Exception as err:  # one broken cell must not stop the others
+                if interrupts.is_interrupt(err):  # Ctrl-C that a library wrapped: not this cell's failure
+                    raise KeyboardInterrupt from err
                 yield Outcome(
                     cell, None, time.perf_counter() - t0, f"{type(err).__name__}: {err}", traceback.format_exc()
                 )
                 continue
+            interrupts.check()  # a cell that swallowed the interrupt may have cut its work short: not recorded
             yield Outcome(cell, metrics, time.perf_counter() - t0, cpu_s=time.process_time() - c0)

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 from snnbench.context import ProgressReporter, RunContext, StepTracker
 from snnbench.records.cells import Cell
+from snnbench.runner import interrupts
 from snnbench.runner.executors import Outcome
 from snnbench.runner.groups import shared_work_key
 
@@ -124,7 +125,8 @@ def _worker(index: int, tasks: Any, results: Any, ctx: RunContext, threads: int,
     _exit_with_the_driver()
     ctx = replace(ctx, progress=_ForwardedProgress(index, results))
     try:
-        _serve(index, tasks, results, ctx, run_cell)
+        with interrupts.watching():
+            _serve(index, tasks, results, ctx, run_cell)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the driver reports it
         return
 
@@ -152,10 +154,14 @@ def _serve(index: int, tasks: Any, results: Any, ctx: RunContext, run_cell: Any)
         try:
             metrics = run_cell(cell, ctx)
         except Exception as err:  # one broken cell must not stop the others
+            if interrupts.is_interrupt(err):  # Ctrl-C that a library wrapped: the driver reports it
+                return
             reason = f"{type(err).__name__}: {err}"
             failed = ("done", index, cell.key, None, time.perf_counter() - t0, None, reason, traceback.format_exc())
             results.put(failed)
             continue
+        if interrupts.requested():  # the cell swallowed the interrupt and may have cut its work short
+            return
         wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
         results.put(("done", index, cell.key, metrics, wall_s, cpu_s, None, None))
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from snnbench.errors import UnusableInputError, UsageError
 from snnbench.records.cells import Cell
 from snnbench.context import ProgressReporter, RunContext
+from snnbench.runner import interrupts
 from snnbench.runner.executors import Outcome
 from snnbench.runner.tracks import run_cell
 
@@ -42,6 +43,8 @@ def _run_cell_task(
     except UnusableInputError as err:  # the driver ends the run with this message, as a local run does
         return {"metrics": None, "wall_s": time.perf_counter() - t0, "unusable": str(err)}
     except Exception as err:  # reported to the driver, which decides about the retry
+        if interrupts.is_interrupt(err):  # ray.cancel's KeyboardInterrupt, wrapped by a library: cancelled
+            raise KeyboardInterrupt from err
         return {
             "metrics": None,
             "wall_s": time.perf_counter() - t0,

@@ -22,7 +22,7 @@ from snnbench.records.cells import Cell, expand
 from snnbench.records.device import resolve_device
 from snnbench.records.env import environment
 from snnbench.records.schema import make_record
-from snnbench.runner import EXECUTORS
+from snnbench.runner import EXECUTORS, interrupts
 from snnbench.runner.executors import LocalExecutor, Outcome
 from snnbench.runner.parallel import default_jobs
 from snnbench.runner.preflight import MAX_MODEL_PARAMETERS, preflight
@@ -273,10 +273,11 @@ def execute(
         # Executors hand back the very cell objects they were given: the cell names its target.
         target_of = {id(cell): target for target in running for cell in target.plan.todo}
         try:
-            for outcome in executor.run(_claimed(running, poll_s)):
-                _record(target_of[id(outcome.cell)], outcome, env)
-                if on_outcome is not None:
-                    on_outcome(outcome)
+            with interrupts.watching():
+                for outcome in executor.run(_claimed(running, poll_s)):
+                    _record(target_of[id(outcome.cell)], outcome, env)
+                    if on_outcome is not None:
+                        on_outcome(outcome)
         finally:
             for target in running:
                 target.claims.release_all()
