@@ -83,3 +83,21 @@ class _GivenG(torch.autograd.Function):
 def spike_with_given_g(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Spikes ``H(v)`` whose backward uses the spike derivative ``g``: dense masked BPTT for oracles."""
     return _GivenG.apply(v, g)
+
+
+def flocked_files(pid: int, folder: Path) -> list[Path]:
+    """The files in ``folder`` on which process ``pid`` holds an ``flock`` now (Linux: /proc/locks).
+
+    Lets a test see, without touching the locks, whether a run holds a cell's claim at the moment it
+    is killed, i.e. whether the kill lands inside that cell's work.
+    """
+    inodes = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "FLOCK" in fields and "->" not in fields and len(fields) > 5 and fields[4] == str(pid):
+            inodes.add(int(fields[5].rsplit(":", 1)[1]))
+    try:
+        files = list(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    return [path for path in files if path.stat().st_ino in inodes]
