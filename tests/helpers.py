@@ -106,3 +106,21 @@ def timed_once(fn, device: str, **timing: Any) -> dict[str, float]:
     fn()
     ms = (time.perf_counter() - start) * 1e3
     return {"median_ms": ms, "p20_ms": ms, "p80_ms": ms}
+
+
+def flocked_files(pid: int, folder: Path) -> list[Path]:
+    """The files in ``folder`` on which process ``pid`` holds an ``flock`` now (Linux: /proc/locks).
+
+    Lets a test see, without touching the locks, whether a run holds a cell's claim at the moment it
+    is killed, i.e. whether the kill lands inside that cell's work.
+    """
+    inodes = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "FLOCK" in fields and "->" not in fields and len(fields) > 5 and fields[4] == str(pid):
+            inodes.add(int(fields[5].rsplit(":", 1)[1]))
+    try:
+        files = list(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    return [path for path in files if path.stat().st_ino in inodes]

@@ -61,16 +61,23 @@ def _records(path):
 
 
 def test_two_tracks_in_one_pool_record_what_separate_runs_record(tmp_path):
-    suites = [load_suite(_direct(tmp_path)), load_suite(_conversion(tmp_path))]
+    """`--jobs 2` on two suites: the records of serial runs (up to timing fields and order), each
+    once, in its own suite's file; the methods of one ANN go to one worker, which trains it once."""
+    suites = [load_suite(_direct(tmp_path)), load_suite(_conversion(tmp_path, seeds=[0, 1]))]
     torch.set_num_threads(1)  # the workers' share below: one thread each, as here
     alone = [run_suite(s, results_dir=tmp_path / "alone", cache_dir=tmp_path / "c1", jobs=1) for s in suites]
     together = run_suites(suites, results_dir=tmp_path / "together", cache_dir=tmp_path / "c2", jobs=2)
     assert [s.path.name for s in together] == ["direct.jsonl", "conv.jsonl"]  # one summary per suite, in order
-    assert [len(s.ran) for s in together] == [1, 2] and not any(s.failed for s in alone + together)
+    assert [len(s.ran) for s in together] == [1, 4] and not any(s.failed for s in alone + together)
+    assert all(o.threads is None for s in alone for o in s.ran)  # computed in this process
     for one, both in zip(alone, together):
         assert all(o.threads == 1 for o in both.ran)  # computed by the pool's workers
         assert _records(both.path) == _records(one.path)  # each record in its own suite's file, as alone
         assert sorted(r["key"] for r in both.records) == sorted(_records(one.path))
+        assert all(r["env"]["hardware"]["torch_threads"] == 1 for r in read_records(both.path).records)
+    # Each ANN was trained by the first of its methods and reused by the other.
+    sources = {(r["method"], r["seed"]): r["metrics"]["ann_source"] for r in read_records(together[1].path).records}
+    assert sources == {("qcfs", 0): "trained", ("light", 0): "cache", ("qcfs", 1): "trained", ("light", 1): "cache"}
 
 
 def test_bad_input_in_the_last_suite_stops_the_sweep_before_any_cell(tmp_path):

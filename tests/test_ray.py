@@ -2,7 +2,8 @@
 only the driver writes, and a failed task is reported and retried once while the others finish.
 
 The equality check runs a two-seed digits suite shaped like suites/digits.yaml but trained for one
-epoch on a subset, to fit the CI budget.
+epoch on a subset, to fit the CI budget, on a Ray started beforehand (the path of a cluster user:
+``--address``); the retry check lets the executor start its own Ray and checks that it stops it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,32 @@ def _by_key(path: Path):
     return {r["key"]: r for r in report.records}
 
 
-def test_ray_executor_gives_the_same_records_as_local(tmp_path):
-    suite = tiny_digits_suite(tmp_path, seeds=[0, 1])
-    local = run_cli("run", str(suite), "--results-dir", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "c1"))
-    assert local.returncode == 0, local.stderr + local.stdout
+@pytest.fixture
+def running_ray():
+    """A local Ray started here, as a cluster user has one running: ``snnbench run --address`` joins
+    it (and leaves it running). Its address."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def test_ray_executor_on_a_running_cluster_gives_the_same_records_as_local(tmp_path, running_ray):
+    from snnbench.config import load_suite
+    from snnbench.runner.sweep import run_suite
+
+    suite = tiny_digits_suite(
+        tmp_path,
+        seeds=[0, 1],
+        timesteps=[1, 2],
+        datasets=[{"name": "digits", "limit_train": 128, "limit_test": 64}],
+        models=[{"name": "digits_cnn", "width": 4}],
+    )
+    # The local executor in this process, with one torch thread (tests/conftest.py); the Ray driver
+    # asks one CPU per cell for the same single thread, so both cells run at once on the 2 CPUs.
+    local = run_suite(load_suite(suite), results_dir=tmp_path / "local", cache_dir=tmp_path / "c1")
+    assert len(local.ran) == 2 and not local.failed
     # A separate cache: the Ray workers train their own ANNs instead of loading the local ones.
     remote = run_cli(
         "run",
@@ -42,8 +65,13 @@ def test_ray_executor_gives_the_same_records_as_local(tmp_path):
         str(tmp_path / "c2"),
         "--executor",
         "ray",
+        "--address",
+        running_ray,
+        env={"OMP_NUM_THREADS": "1"},
     )
     assert remote.returncode == 0, remote.stderr + remote.stdout
+    assert "Connecting to existing Ray cluster" in remote.stderr
+    assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2  # the cluster it joined still runs
     a, b = _by_key(tmp_path / "local" / "tiny.jsonl"), _by_key(tmp_path / "ray" / "tiny.jsonl")
     assert sorted(a) == sorted(b) and len(a) == 2
     for key in a:
