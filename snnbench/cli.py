@@ -33,9 +33,18 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx):
         from snnbench.errors import UnusableInputError
+        from snnbench.runner import interrupts
 
         try:
-            return super().invoke(ctx)
+            # Ctrl-C is noted as well as raised, so that an error a library made of it (pydantic's
+            # serializer wraps it) still ends the command as an interrupt, not as a bad input or a bug.
+            with interrupts.watching():
+                try:
+                    return super().invoke(ctx)
+                except Exception as err:
+                    if interrupts.is_interrupt(err):
+                        raise KeyboardInterrupt from err
+                    raise
         except UnusableInputError as err:
             _print_error(str(err))
             raise typer.Exit(2) from None

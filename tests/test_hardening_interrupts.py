@@ -262,3 +262,31 @@ def test_an_interrupt_a_library_wrapped_or_swallowed_stops_the_sweep(tmp_path, c
     assert len(started) == 1, "the sweep went on after the interrupt"
     results = tmp_path / "out" / "tiny.jsonl"
     assert not results.exists() or not results.read_text(), "a cell that saw the interrupt was recorded"
+
+
+def _wrapped_as_bad_input(*args, **kwargs):
+    from snnbench.errors import UsageError
+
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as err:  # as a preflight reports whatever a loader raised as the file's fault
+        raise UsageError("data/x.bin: cannot be read") from err
+
+
+def _wrapped_by_pydantic(*args, **kwargs):
+    return _pydantic_wraps_it(type("Cell", (), {"seed": 0})(), None)
+
+
+@pytest.mark.parametrize("expand", [_wrapped_as_bad_input, _wrapped_by_pydantic])
+def test_an_interrupt_a_library_wrapped_outside_a_sweep_exits_130(tmp_path, monkeypatch, expand):
+    """Not exit 2 (bad input) or 1 (a bug) with a traceback: the one line and 130."""
+    from tests.helpers import invoke_cli
+
+    monkeypatch.setattr("snnbench.records.cells.expand", expand)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
+    try:
+        result = invoke_cli("validate", tiny_digits_suite(tmp_path))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip() == "interrupted" and "Traceback" not in result.output
