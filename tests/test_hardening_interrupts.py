@@ -214,6 +214,15 @@ def _pydantic_wraps_it(cell, ctx) -> dict:
     return {"ann_acc": 1.0}
 
 
+def _wrapped_as_bad_input(*args, **kwargs):
+    from snnbench.errors import UsageError
+
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as err:  # as a preflight reports whatever a loader raised as the file's fault
+        raise UsageError("data/x.bin: cannot be read") from err
+
+
 def _chained(cell, ctx) -> dict:
     try:
         raise KeyboardInterrupt
@@ -232,7 +241,7 @@ def _swallowed(cell, ctx) -> dict:
     return {"ann_acc": 1.0}
 
 
-@pytest.mark.parametrize("cell_runner", [_pydantic_wraps_it, _chained, _swallowed])
+@pytest.mark.parametrize("cell_runner", [_pydantic_wraps_it, _chained, _wrapped_as_bad_input, _swallowed])
 def test_an_interrupt_a_library_wrapped_or_swallowed_stops_the_sweep(tmp_path, cell_runner):
     """The interrupt ends the run (exit 130 in the CLI) instead of failing, or recording, that cell
     and going on with the next."""
@@ -262,15 +271,6 @@ def test_an_interrupt_a_library_wrapped_or_swallowed_stops_the_sweep(tmp_path, c
     assert len(started) == 1, "the sweep went on after the interrupt"
     results = tmp_path / "out" / "tiny.jsonl"
     assert not results.exists() or not results.read_text(), "a cell that saw the interrupt was recorded"
-
-
-def _wrapped_as_bad_input(*args, **kwargs):
-    from snnbench.errors import UsageError
-
-    try:
-        raise KeyboardInterrupt
-    except KeyboardInterrupt as err:  # as a preflight reports whatever a loader raised as the file's fault
-        raise UsageError("data/x.bin: cannot be read") from err
 
 
 def _wrapped_by_pydantic(*args, **kwargs):

@@ -41,11 +41,11 @@ class LocalExecutor:
             t0, c0 = time.perf_counter(), time.process_time()
             try:
                 metrics = self.runner(cell, self.ctx)
-            except (KeyboardInterrupt, UnusableInputError):
-                raise  # unusable input ends the run (exit 2, its message) instead of failing cell after cell
             except Exception as err:  # one broken cell must not stop the others
                 if interrupts.is_interrupt(err):  # Ctrl-C that a library wrapped: not this cell's failure
                     raise KeyboardInterrupt from err
+                if isinstance(err, UnusableInputError):
+                    raise  # unusable input ends the run (exit 2, its message) instead of failing cell after cell
                 yield Outcome(
                     cell, None, time.perf_counter() - t0, f"{type(err).__name__}: {err}", traceback.format_exc()
                 )
