@@ -76,6 +76,14 @@ def test_the_environment_fingerprint_imports_no_package_for_its_version():
         "env = environment()\n"
         "assert env['triton'] and env['torchvision'] and env['torch'], env\n"
         "assert 'triton' not in sys.modules and 'torchvision' not in sys.modules\n"
+        # On the CPU, the instruction set torch dispatches to and the CPU's model are part of a number.
+        "import re, torch\n"
+        "hw = env['hardware']\n"
+        "if hw['device'] == 'cpu':\n"
+        "    assert hw['cpu_capability'] == torch.backends.cpu.get_cpu_capability(), hw\n"
+        "    info = open('/proc/cpuinfo').read()\n"
+        "    model = re.search(r'^model name\\s*:\\s*(.*)$', info, re.M)\n"
+        "    assert hw['name'] == (model.group(1).strip() if model else hw['name']), hw\n"
     )
 
 

@@ -69,13 +69,28 @@ def device_description(device: Optional[str] = None) -> dict[str, Any]:
             "sm_count": props.multi_processor_count,
             "cuda": torch.version.cuda,
         }
-    # CPU sums are reduced in a thread-count-dependent order, so the count is part of what produced a number.
+    # CPU sums are reduced in a thread-count-dependent order, and in vector widths that depend on the
+    # instruction set torch dispatches to (AVX2, AVX512): both are part of what produced a number (the
+    # demo's records differ between two 2-core hosts: docs/performance.md).
     return {
         "device": "cpu",
-        "name": platform.processor() or platform.machine(),
+        "name": _cpu_model() or platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), or "" where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def environment(device: Optional[str] = None) -> dict[str, Any]:
