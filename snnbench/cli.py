@@ -19,7 +19,7 @@ from typing import Annotated, List, Literal, Optional
 import typer
 from typer.core import TyperGroup
 
-from snnbench import user_text
+from snnbench import interrupts, user_text
 from snnbench.user_text import verbatim_console
 
 from snnbench.records.device import DEVICES
@@ -33,7 +33,6 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx):
         from snnbench.errors import UnusableInputError
-        from snnbench.runner import interrupts
 
         try:
             # Ctrl-C is noted as well as raised, so that an error a library made of it (pydantic's
@@ -42,8 +41,7 @@ class _Group(TyperGroup):
                 try:
                     return super().invoke(ctx)
                 except Exception as err:
-                    if interrupts.is_interrupt(err):
-                        raise KeyboardInterrupt from err
+                    interrupts.raise_if_interrupt(err)
                     raise
         except UnusableInputError as err:
             _print_error(str(err))
@@ -545,6 +543,7 @@ def _bench(name: str, runner: str):
             except (UnusableInputError, typer.Exit):
                 raise  # exit 2 with its message (the group prints it), or an exit already decided
             except Exception as err:  # noqa: BLE001 - not the input's fault: say so, exit 1
+                interrupts.raise_if_interrupt(err)
                 first = (str(err).strip().splitlines() or [""])[0]
                 _fail(f"bench {name} failed (internal error, not the input): {type(err).__name__}: {first}", 1)
 

@@ -45,6 +45,37 @@ def test_a_peer_whose_gradients_differ_is_flagged():
     assert "gradients differ" in row["note"]
 
 
+def _raising(make_error):
+    def build(device, dtype):
+        def step(x):
+            raise make_error()
+
+        return step
+
+    return build
+
+
+def _wrapped_interrupt() -> Exception:
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as err:
+        try:
+            raise RuntimeError("the peer's own error") from err
+        except RuntimeError as wrapped:
+            return wrapped
+
+
+def test_a_broken_peer_is_reported_but_an_interrupt_it_wrapped_stops_the_bench():
+    """A peer's error is its row's note and the others still run; Ctrl-C that a peer (or a library
+    under it) turned into an error of its own is not a broken peer: the bench stops (exit 130)."""
+    broken = Peer("broken", None, SJ_NEURON, _raising(lambda: RuntimeError("no kernel")), "raises")
+    row = check_peer(broken, "cpu")
+    assert not row["equal"] and row["note"] == "error: RuntimeError: no kernel"
+    wrapped = Peer("wrapped", None, SJ_NEURON, _raising(_wrapped_interrupt), "Ctrl-C, wrapped")
+    with pytest.raises(KeyboardInterrupt):
+        check_peer(wrapped, "cpu")
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A quick run over snnbench, the PyTorch loop and a peer that differs, at two tiny points (run

@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from snnbench import interrupts
 from snnbench.bench import harness
 from snnbench.bench.harness import (
     header,
@@ -183,7 +184,8 @@ def spikingjelly_loop(ann: nn.Module) -> tuple[Callable[[torch.Tensor, int], tor
                 node = sjn.IFNode(v_threshold=1.0, v_reset=None, step_mode="m", backend=backend)
                 backend_used["name"] = backend
                 return _SpikingJellyIF(thresh, node)
-            except Exception:  # noqa: BLE001 - that backend is not built here; try the next
+            except Exception as err:  # noqa: BLE001 - that backend is not built here; try the next
+                interrupts.raise_if_interrupt(err)
                 continue
         raise ImportError("no usable SpikingJelly IFNode backend")
 
@@ -281,6 +283,7 @@ def _case_rows(
             try:
                 impls.append(("snnbench", option, snnbench_loop(snn, chunk, option, device, x, steps), ""))
             except Exception as err:  # noqa: BLE001 - an option that cannot run here is reported, not fatal
+                interrupts.raise_if_interrupt(err)
                 impls.append(("snnbench", option, None, f"skipped: {type(err).__name__}: {err}"[:200]))
         for impl, option, fn, note in impls:
             row: dict[str, Any] = {
@@ -308,6 +311,7 @@ def _case_rows(
                 if note:
                     row["note"] = note
             except Exception as err:  # noqa: BLE001 - one failing path must not lose the others
+                interrupts.raise_if_interrupt(err)
                 row.update({"median_ms": None, "note": f"error: {type(err).__name__}: {str(err)[:200]}"})
                 traceback.print_exc()
             rows.append(row)

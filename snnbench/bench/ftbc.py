@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from snnbench import interrupts
 from snnbench.bench import harness
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, write_json
 from snnbench.bench.timing import gbps, json_out_path, release_memory, synchronize
@@ -69,6 +70,7 @@ def _graph_ms(fn: Callable[[], Any], device: str) -> Optional[float]:
     try:
         return graph_ms(fn, target_ms=10.0)
     except Exception as err:  # noqa: BLE001 - not capturable: the eager time stands alone
+        interrupts.raise_if_interrupt(err)
         print(f"graph timing failed: {type(err).__name__}: {err}")
         synchronize(device)
         return None

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
+from snnbench import interrupts
 from snnbench.bench import harness
 from snnbench.bench.harness import copy_ceiling, header, measure, render, with_bandwidth, with_flops, write_json
 from snnbench.bench.layer_peers import PEERS, Peer, check_peer, peer_named, unavailable, version
@@ -183,6 +184,7 @@ def _impl_rows(peer: Peer, base: dict[str, Any], module, x, currents, device, ti
     try:
         step = peer.build(device, x.dtype)
     except Exception as err:  # noqa: BLE001 - a peer that cannot be built is reported
+        interrupts.raise_if_interrupt(err)
         return [{**base, "impl": peer.name, "part": "layer", "mode": m, "note": _error_note(err)} for m in MODES]
     cur = currents.detach().requires_grad_(True)
     params = list(module.parameters()) if module is not None else []
@@ -197,6 +199,7 @@ def _impl_rows(peer: Peer, base: dict[str, Any], module, x, currents, device, ti
                 if part == "layer" or module is None:
                     row["peak_mb"] = _peak_mb(call, device)
             except Exception as err:  # noqa: BLE001 - one failing peer must not lose the point
+                interrupts.raise_if_interrupt(err)
                 row["note"] = _error_note(err)
                 traceback.print_exc()
             rows.append(row)

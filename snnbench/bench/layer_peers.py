@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from snnbench import interrupts
 from snnbench.errors import BenchInputError
 
 Step = Callable[[torch.Tensor], torch.Tensor]
@@ -60,7 +61,8 @@ def version(package: Optional[str]) -> Optional[str]:
     try:
         __import__(package.replace("-", "_"))
         return metadata.version(package)
-    except Exception:  # noqa: BLE001 - absent, or present but broken: the peer is skipped
+    except Exception as err:  # noqa: BLE001 - absent, or present but broken: the peer is skipped
+        interrupts.raise_if_interrupt(err)
         return None
 
 
@@ -298,6 +300,7 @@ def check_peer(peer: Peer, device: str, T: int = 16, shape: tuple[int, ...] = (4
         s_peer, g_peer = _spikes_and_grad(peer.build(device, torch.float32), x, grad)
         s_ref, g_ref = _spikes_and_grad(lambda v: _oracle(v, peer.neuron), x, grad)
     except Exception as err:  # noqa: BLE001 - a broken peer is reported, the others still run
+        interrupts.raise_if_interrupt(err)
         row.update(
             equal=False, note=f"error: {type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
         )

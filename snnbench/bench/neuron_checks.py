@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from snnbench import interrupts
 from snnbench.bench.timing import release_memory
 from snnbench.kernels.neuron_options import SAVE_DTYPES as DTYPES
 
@@ -95,6 +96,7 @@ def check_against_reference(device: str, T: int = 8, shape: tuple[int, ...] = (1
                     row["grad_v_init_max_abs_diff"] = (grads["triton"][1] - grads["torch"][1]).abs().max().item()
             results.append(row)
         except Exception as err:  # noqa: BLE001 - report, keep checking
+            interrupts.raise_if_interrupt(err)
             results.append({"check": name, "error": f"{type(err).__name__}: {err}"[:300]})
             traceback.print_exc()
     # The int64 indexing path must give the same result as the int32 one.
@@ -110,6 +112,7 @@ def check_against_reference(device: str, T: int = 8, shape: tuple[int, ...] = (1
             {"check": "index64_equals_index32", "equal": bool(torch.equal(a[0], b[0]) and torch.equal(ga, gb))}
         )
     except Exception as err:  # noqa: BLE001
+        interrupts.raise_if_interrupt(err)
         results.append({"check": "index64_equals_index32", "error": f"{type(err).__name__}: {err}"[:300]})
     release_memory(device)
     return results

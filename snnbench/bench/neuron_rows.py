@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from snnbench import interrupts
 from snnbench.bench.harness import copy_ceiling, measure, with_bandwidth
 from snnbench.bench.peers import LIF_PEERS, compiled_lif_loop
 from snnbench.bench.timing import gbps, release_memory, synchronize
@@ -50,6 +51,7 @@ def _try_graph_ms(fn: Callable[[], Any]) -> Optional[float]:
     try:
         return graph_ms(fn)
     except Exception as err:  # noqa: BLE001 - not capturable: the eager time stands alone
+        interrupts.raise_if_interrupt(err)
         print(f"graph timing failed: {type(err).__name__}: {err}")
         torch.cuda.synchronize()
         return None
@@ -193,6 +195,7 @@ def measure_point(
             times, first, gpu = _time_step(fn, impl, sweep, device, timing, compile_budget)
             add(impl, mode, times, note, first, gpu)
         except Exception as err:  # noqa: BLE001 - one failing peer must not lose the sweep
+            interrupts.raise_if_interrupt(err)
             add(impl, mode, None, _error_note(err))
             traceback.print_exc()
         finally:

@@ -13,6 +13,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from snnbench import interrupts
+
 
 class _SigmoidSpike(torch.autograd.Function):
     """H(u) forward, α·σ(αu)·(1-σ(αu)) backward: the surrogate a plain PyTorch user writes."""
@@ -86,7 +88,8 @@ def spikingjelly_lif_step(model: dict[str, Any]) -> Callable[[torch.Tensor], tor
                 backend=backend,
             )
             break
-        except Exception:  # noqa: BLE001 - that backend is not built here; try the next
+        except Exception as err:  # noqa: BLE001 - that backend is not built here; try the next
+            interrupts.raise_if_interrupt(err)
             continue
     if node is None:
         raise ImportError("no usable SpikingJelly LIFNode backend")
@@ -101,13 +104,15 @@ def spikingjelly_lif_step(model: dict[str, Any]) -> Callable[[torch.Tensor], tor
 def spikingjelly_version() -> Optional[str]:
     try:
         import spikingjelly  # noqa: F401
-    except Exception:  # noqa: BLE001 - absent or broken: the row is skipped
+    except Exception as err:  # noqa: BLE001 - absent or broken: the row is skipped
+        interrupts.raise_if_interrupt(err)
         return None
     try:
         from importlib.metadata import version
 
         return version("spikingjelly")
-    except Exception:  # noqa: BLE001 - importable from a path without metadata
+    except Exception as err:  # noqa: BLE001 - importable from a path without metadata
+        interrupts.raise_if_interrupt(err)
         return "unknown"
 
 

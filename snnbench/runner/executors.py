@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from snnbench.errors import UnusableInputError
 from snnbench.records.cells import Cell
 from snnbench.context import RunContext
-from snnbench.runner import interrupts
+from snnbench import interrupts
 from snnbench.runner.tracks import run_cell
 
 
@@ -42,8 +42,7 @@ class LocalExecutor:
             try:
                 metrics = self.runner(cell, self.ctx)
             except Exception as err:  # one broken cell must not stop the others
-                if interrupts.is_interrupt(err):  # Ctrl-C that a library wrapped: not this cell's failure
-                    raise KeyboardInterrupt from err
+                interrupts.raise_if_interrupt(err)  # Ctrl-C that a library wrapped: not this cell's failure
                 if isinstance(err, UnusableInputError):
                     raise  # unusable input ends the run (exit 2, its message) instead of failing cell after cell
                 yield Outcome(

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 from snnbench.context import ProgressReporter, RunContext, StepTracker
 from snnbench.records.cells import Cell
-from snnbench.runner import interrupts
+from snnbench import interrupts
 from snnbench.runner.executors import Outcome
 from snnbench.runner.groups import shared_work_key
 

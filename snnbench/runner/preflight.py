@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
+from snnbench import interrupts
 from snnbench.config import Suite
 from snnbench.errors import UsageError
 from snnbench.records.cells import Cell
@@ -128,6 +129,7 @@ def check_samples(bundle) -> None:
         except UnusableInputError:
             raise
         except Exception as err:  # noqa: BLE001 - whatever a loader raises on a bad file is that file's
+            interrupts.raise_if_interrupt(err)
             raise UnusableFileError(f"{where} cannot be read ({_reason(err)})") from None
         shape = tuple(getattr(x, "shape", ()))
         want = tuple(bundle.input_shape)
@@ -158,6 +160,7 @@ def build_on_meta(track, cell: Cell, bundle, entry: str) -> Optional[str]:
             warnings.filterwarnings("ignore", "for .*: copying from a non-meta parameter", UserWarning)
             built = track.build_cell_model(cell, bundle, torch.device("meta"))
     except Exception as err:  # noqa: BLE001 - every way a model entry fails to build is the entry's
+        interrupts.raise_if_interrupt(err)
         return f"{entry}: cannot be built ({_reason(err)})"
     model = built[0] if isinstance(built, tuple) else built
     count = sum(p.numel() for p in model.parameters())
@@ -190,6 +193,7 @@ def _load_data(track, cell: Cell, data_root: Optional[Path]):
     except UnusableInputError:
         raise
     except Exception as err:  # noqa: BLE001 - ValueError for image data on a spike-train track, and the like
+        interrupts.raise_if_interrupt(err)
         raise UsageError(f"dataset {cell.dataset.name!r} on the {cell.track} track: {_reason(err)}") from None
     check_samples(bundle)
     return bundle

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from snnbench.errors import UnusableInputError, UsageError
 from snnbench.records.cells import Cell
 from snnbench.context import ProgressReporter, RunContext
-from snnbench.runner import interrupts
+from snnbench import interrupts
 from snnbench.runner.executors import Outcome
 from snnbench.runner.tracks import run_cell
 
@@ -43,8 +43,7 @@ def _run_cell_task(
     except UnusableInputError as err:  # the driver ends the run with this message, as a local run does
         return {"metrics": None, "wall_s": time.perf_counter() - t0, "unusable": str(err)}
     except Exception as err:  # reported to the driver, which decides about the retry
-        if interrupts.is_interrupt(err):  # ray.cancel's KeyboardInterrupt, wrapped by a library: cancelled
-            raise KeyboardInterrupt from err
+        interrupts.raise_if_interrupt(err)  # ray.cancel's KeyboardInterrupt, wrapped by a library: cancelled
         return {
             "metrics": None,
             "wall_s": time.perf_counter() - t0,
@@ -171,6 +170,7 @@ class RayExecutor:
                 try:
                     result = ray.get(ref)
                 except Exception as err:  # the worker died or Ray lost the task
+                    interrupts.raise_if_interrupt(err)
                     result = {
                         "metrics": None,
                         "wall_s": time.perf_counter() - started,
@@ -190,6 +190,6 @@ class RayExecutor:
             for ref in pending:
                 try:
                     ray.cancel(ref, force=True)
-                except Exception:
+                except Exception:  # cleanup: one failed cancel must not keep the others or the shutdown from running
                     pass
             self._shutdown()

@@ -22,7 +22,8 @@ from snnbench.records.cells import Cell, expand
 from snnbench.records.device import resolve_device
 from snnbench.records.env import environment
 from snnbench.records.schema import make_record
-from snnbench.runner import EXECUTORS, interrupts
+from snnbench import interrupts
+from snnbench.runner import EXECUTORS
 from snnbench.runner.executors import LocalExecutor, Outcome
 from snnbench.runner.parallel import default_jobs
 from snnbench.runner.preflight import MAX_MODEL_PARAMETERS, preflight
@@ -133,6 +134,7 @@ def _model_size_problems(i: int, model, suite: Suite) -> list[str]:
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             net = build_model(model.name, levels=levels, num_classes=1000, in_channels=3, **params)
     except Exception as err:  # noqa: BLE001 - negative sizes fail in torch itself (RuntimeError)
+        interrupts.raise_if_interrupt(err)
         return [f"  models.{i}: model {model.name!r} cannot be built with {model.params}: {_first_line(err)}"]
     # A size of 0 builds (torch only warns) and trains a network whose output is its last bias.
     empty = [name for name, p in net.named_parameters() if p.numel() == 0]
@@ -434,7 +436,8 @@ def _start_pool_early(plans: list[SweepPlan], executor: str, jobs: Optional[int]
         return
     try:
         parts = _partitions(plans, executor)
-    except Exception:  # noqa: BLE001 - the preflight reports an unusable device with its own message
+    except Exception as err:  # noqa: BLE001 - the preflight reports an unusable device with its own message
+        interrupts.raise_if_interrupt(err)
         return
     for part in parts:
         device = resolve_device(part[0].suite.device)

@@ -1,12 +1,13 @@
-"""Ctrl-C ends a sweep even where a library catches the KeyboardInterrupt it raised.
+"""Ctrl-C ends a command even where a library catches the KeyboardInterrupt it raised.
 
 Python raises KeyboardInterrupt wherever the main thread happens to be, and the code in between may
 catch it: pydantic wraps it in a ``PydanticSerializationError`` that keeps no ``__cause__``, other
 code swallows it and carries on with half its work. A runner that treats every ``Exception`` of a cell
 as that cell's failure would then record a failed (or a truncated) cell and start the next one, and
-the run would end with exit 1 long after the user asked it to stop. So while a sweep runs, SIGINT also
-sets a flag (:func:`watching`), and the executors ask :func:`is_interrupt` about every exception of a
-cell and :func:`check` before and after each cell.
+the run would end with exit 1 long after the user asked it to stop. So while a command runs, SIGINT
+also sets a flag (:func:`watching`); every handler that turns an exception into a failure it reports
+and goes on from (a failed cell, a skipped peer, an untimed option) first calls
+:func:`raise_if_interrupt`, and the executors call :func:`check` before and after each cell.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ def is_interrupt(err: BaseException) -> bool:
         seen.add(id(current))
         stack += [current.__cause__, current.__context__]
     return False
+
+
+def raise_if_interrupt(err: BaseException) -> None:
+    """Raise KeyboardInterrupt (from ``err``) if ``err`` is the interrupt in disguise."""
+    if is_interrupt(err):
+        raise KeyboardInterrupt from err
 
 
 def check() -> None:
