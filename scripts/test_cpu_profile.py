@@ -2,8 +2,9 @@
 
 Wall time per test (``pytest --durations``) misleads under pytest-xdist on two cores: a test waits for
 the core the other worker holds, and its subprocesses are not its own. This plugin writes, per test,
-the CPU seconds of its worker and of the worker's children that ended during it (subprocesses, pool
-workers), and the wall seconds, one JSON line each; the workers append to one file.
+the CPU seconds of its worker and of the subprocesses the worker waited for during it (``python -m
+snnbench`` runs; not the run pool's workers, children of its fork server, nor Ray's processes), and
+the wall seconds, one JSON line each; the workers append to one file.
 
     PYTHONPATH=scripts SNNBENCH_TEST_PROFILE=prof.jsonl make test PYTEST_PLUGINS=test_cpu_profile
     python scripts/test_cpu_profile.py prof.jsonl            # the total and the 30 costliest tests

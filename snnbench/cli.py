@@ -34,15 +34,19 @@ class _Group(TyperGroup):
     def invoke(self, ctx):
         from snnbench.errors import UnusableInputError
 
+        if ctx.parent is not None:  # a group under the root (bench): the root's handling covers it, once
+            return super().invoke(ctx)
         try:
             # Ctrl-C is noted as well as raised, so that an error a library made of it (pydantic's
             # serializer wraps it) still ends the command as an interrupt, not as a bad input or a bug.
             with interrupts.watching():
                 try:
-                    return super().invoke(ctx)
+                    result = super().invoke(ctx)
                 except Exception as err:
                     interrupts.raise_if_interrupt(err)
                     raise
+                interrupts.check()  # a verb that swallowed the interrupt did not finish what it was asked
+                return result
         except UnusableInputError as err:
             _print_error(str(err))
             raise typer.Exit(2) from None

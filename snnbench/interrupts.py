@@ -32,8 +32,11 @@ def watching() -> Iterator[None]:
         yield
         return
 
+    active = True  # a copy of this handler that outlives the block (saved and put back) notes nothing
+
     def note_and_raise(signum: int, frame: object) -> None:
-        _requested.set()
+        if active:
+            _requested.set()
         signal.default_int_handler(signum, frame)
 
     _requested.clear()
@@ -41,7 +44,9 @@ def watching() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        active = False
+        if signal.getsignal(signal.SIGINT) is note_and_raise:  # a handler set meanwhile stays
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         _requested.clear()
 
 

@@ -114,8 +114,13 @@ def flocked_files(pid: int, folder: Path) -> list[Path]:
     Lets a test see, without touching the locks, whether a run holds a cell's claim at the moment it
     is killed, i.e. whether the kill lands inside that cell's work.
     """
+    import pytest
+
+    locks = Path("/proc/locks")
+    if not locks.exists():  # gVisor and some containers have none
+        pytest.skip("no /proc/locks here: cannot see which claim a run holds")
     inodes = set()
-    for line in Path("/proc/locks").read_text().splitlines():
+    for line in locks.read_text().splitlines():
         fields = line.split()
         if "FLOCK" in fields and "->" not in fields and len(fields) > 5 and fields[4] == str(pid):
             inodes.add(int(fields[5].rsplit(":", 1)[1]))

@@ -61,8 +61,9 @@ BROAD = {"Exception", "BaseException"}
 
 
 def handlers_that_may_swallow_an_interrupt(source: str, filename: str = "<source>") -> list[str]:
-    """``file:line`` of every ``except Exception`` (or bare ``except``) whose body neither raises nor
-    asks ``interrupts.raise_if_interrupt`` / ``is_interrupt``, unless marked ``# cleanup:``."""
+    """``file:line`` of every ``except Exception`` (or bare ``except``) whose body neither raises (as
+    one of its own statements, not under a condition) nor asks ``interrupts.raise_if_interrupt`` /
+    ``is_interrupt``, unless marked ``# cleanup:``."""
     lines = source.splitlines()
     found = []
     for node in ast.walk(ast.parse(source, filename=filename)):
@@ -72,7 +73,7 @@ def handlers_that_may_swallow_an_interrupt(source: str, filename: str = "<source
         if node.type is not None and not any(ast.unparse(t) in BROAD for t in caught):
             continue
         body = ast.unparse(ast.Module(body=node.body, type_ignores=[]))
-        raises = any(isinstance(n, ast.Raise) for statement in node.body for n in ast.walk(statement))
+        raises = any(isinstance(statement, ast.Raise) for statement in node.body)  # unconditionally
         if raises or "raise_if_interrupt(" in body or "is_interrupt(" in body or "# cleanup:" in lines[node.lineno - 1]:
             continue
         found.append(f"{filename}:{node.lineno}")
@@ -96,5 +97,6 @@ def test_the_interrupt_check_names_a_handler_that_goes_on_and_spares_the_others(
         "    try:\n        f(x)\n    except (OSError, Exception):\n        pass\n"  # line 20: goes on
         "    try:\n        f(x)\n    except:\n        pass\n"  # line 24: goes on
         "    try:\n        f(x)\n    except Exception:  # cleanup: the others still run\n        pass\n"
+        "    try:\n        f(x)\n    except Exception as err:\n        if x:\n            raise\n"  # line 32: may go on
     )
-    assert handlers_that_may_swallow_an_interrupt(source, "m.py") == ["m.py:4", "m.py:20", "m.py:24"]
+    assert handlers_that_may_swallow_an_interrupt(source, "m.py") == ["m.py:4", "m.py:20", "m.py:24", "m.py:32"]

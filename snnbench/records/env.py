@@ -75,7 +75,7 @@ def device_description(device: Optional[str] = None) -> dict[str, Any]:
     return {
         "device": "cpu",
         "name": _cpu_model() or platform.processor() or platform.machine(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)(),  # torch >= 2.1
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
