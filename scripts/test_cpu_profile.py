@@ -6,8 +6,8 @@ the CPU seconds of its worker and of the subprocesses the worker waited for duri
 snnbench`` runs; not the run pool's workers, children of its fork server, nor Ray's processes), and
 the wall seconds, one JSON line each; the workers append to one file.
 
-    PYTHONPATH=scripts SNNBENCH_TEST_PROFILE=prof.jsonl make test PYTEST_PLUGINS=test_cpu_profile
-    python scripts/test_cpu_profile.py prof.jsonl            # the total and the 30 costliest tests
+    PYTHONPATH=$PWD/scripts PYTEST_PLUGINS=test_cpu_profile SNNBENCH_TEST_PROFILE=prof.jsonl make test
+    .venv/bin/python scripts/test_cpu_profile.py prof.jsonl 30    # the total, the costliest tests and files
 
 (``PYTEST_PLUGINS`` is pytest's own environment variable for plugins to load.)
 """

@@ -195,7 +195,15 @@ def test_concurrent_runs_split_the_cells_and_survive_a_sigkill(tmp_path):
     assert done[killed] and done[survivor]  # the runs split the cells
 
 
-def _pydantic_wraps_it(cell, ctx) -> dict:
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT handled as from a terminal (pytest-xdist's workers ignore it); restored after the test."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _pydantic_wraps_it(*args, **kwargs) -> dict:
     """Ctrl-C arriving inside pydantic's serializer, as in CI: pydantic raises a
     PydanticSerializationError that keeps no chain to the KeyboardInterrupt."""
     import os
@@ -211,7 +219,7 @@ def _pydantic_wraps_it(cell, ctx) -> dict:
             time.sleep(1.0)  # the handler runs here, inside the serializer
             return seed
 
-    Config(seed=cell.seed).model_dump()
+    Config(seed=0).model_dump()
     return {"ann_acc": 1.0}
 
 
@@ -224,26 +232,26 @@ def _wrapped_as_bad_input(*args, **kwargs):
         raise UsageError("data/x.bin: cannot be read") from err
 
 
-def _chained(cell, ctx) -> dict:
+def _chained(*args, **kwargs) -> dict:
     try:
         raise KeyboardInterrupt
     except KeyboardInterrupt as err:
         raise RuntimeError("a library's own error") from err
 
 
-def _swallowed(cell, ctx) -> dict:
+def _swallowed(*args, **kwargs) -> dict:
     import os
 
     try:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1.0)
     except KeyboardInterrupt:
-        pass  # and carries on with half its work
+        pass  # and carries on with half its work, returning as if it had finished
     return {"ann_acc": 1.0}
 
 
 @pytest.mark.parametrize("cell_runner", [_pydantic_wraps_it, _chained, _wrapped_as_bad_input, _swallowed])
-def test_an_interrupt_a_library_wrapped_or_swallowed_stops_the_sweep(tmp_path, cell_runner):
+def test_an_interrupt_a_library_wrapped_or_swallowed_stops_the_sweep(tmp_path, terminal_sigint, cell_runner):
     """The interrupt ends the run (exit 130 in the CLI) instead of failing, or recording, that cell
     and going on with the next."""
     import torch
@@ -253,43 +261,30 @@ def test_an_interrupt_a_library_wrapped_or_swallowed_stops_the_sweep(tmp_path, c
     from snnbench.runner.executors import LocalExecutor
     from snnbench.runner.sweep import execute, plan_sweep
 
-    # As from a terminal (pytest-xdist's workers ignore SIGINT); restored after the test.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        plan = plan_sweep(load_suite(tiny_digits_suite(tmp_path, seeds=[0, 1, 2])), tmp_path / "out")
-        started: list[str] = []
+    plan = plan_sweep(load_suite(tiny_digits_suite(tmp_path, seeds=[0, 1, 2])), tmp_path / "out")
+    started: list[str] = []
 
-        def runner(cell, ctx):
-            started.append(cell.key)
-            return cell_runner(cell, ctx)
+    def runner(cell, ctx):
+        started.append(cell.key)
+        return cell_runner(cell, ctx)
 
-        executor = LocalExecutor(RunContext(device=torch.device("cpu"), cache_dir=tmp_path), runner=runner)
-        with pytest.raises(KeyboardInterrupt):
-            execute([plan], executor, fingerprint=dict)
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the sweep's own handler is gone
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    executor = LocalExecutor(RunContext(device=torch.device("cpu"), cache_dir=tmp_path), runner=runner)
+    with pytest.raises(KeyboardInterrupt):
+        execute([plan], executor, fingerprint=dict)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the sweep's own handler is gone
     assert len(started) == 1, "the sweep went on after the interrupt"
     results = tmp_path / "out" / "tiny.jsonl"
     assert not results.exists() or not results.read_text(), "a cell that saw the interrupt was recorded"
 
 
-def _wrapped_by_pydantic(*args, **kwargs):
-    return _pydantic_wraps_it(type("Cell", (), {"seed": 0})(), None)
-
-
-@pytest.mark.parametrize("load", [_wrapped_as_bad_input, _wrapped_by_pydantic])
-def test_an_interrupt_a_library_wrapped_outside_a_sweep_exits_130(tmp_path, monkeypatch, load):
+@pytest.mark.parametrize("load", [_wrapped_as_bad_input, _pydantic_wraps_it])
+def test_an_interrupt_a_library_wrapped_outside_a_sweep_exits_130(tmp_path, monkeypatch, terminal_sigint, load):
     """Not exit 2 (bad input) or 1 (a bug) with a traceback: the one line and 130."""
     from tests.helpers import invoke_cli
 
     # validate's own loader (a name no other module imports, so the patch cannot outlive the test)
     monkeypatch.setattr("snnbench.cli._load_suite_or_exit", load)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
-    try:
-        result = invoke_cli("validate", tiny_digits_suite(tmp_path))
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    result = invoke_cli("validate", tiny_digits_suite(tmp_path))
     assert result.exit_code == 130, result.output
     assert result.stderr.strip() == "interrupted" and "Traceback" not in result.output
 
@@ -298,33 +293,19 @@ def _interrupted(**kwargs):
     raise KeyboardInterrupt
 
 
-def _swallows_it(**kwargs):
-    import os
-
-    try:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(1.0)
-    except KeyboardInterrupt:
-        pass  # and returns as if it had finished
-
-
-@pytest.mark.parametrize("bench", [_interrupted, _swallows_it])
-def test_ctrl_c_in_a_bench_is_one_line_and_exit_130(tmp_path, monkeypatch, bench):
+@pytest.mark.parametrize("bench", [_interrupted, _swallowed])
+def test_ctrl_c_in_a_bench_is_one_line_and_exit_130(tmp_path, monkeypatch, terminal_sigint, bench):
     """``bench`` is a group under the root: the interrupt is reported once, by the root; a bench that
     swallowed it does not exit 0 as if it had finished."""
     from tests.helpers import invoke_cli
 
     monkeypatch.setattr("snnbench.bench.neuron.run_neuron_bench", bench)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
-    try:
-        result = invoke_cli("bench", "neuron", "--device", "cpu", "--out", tmp_path / "out")
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    result = invoke_cli("bench", "neuron", "--device", "cpu", "--out", tmp_path / "out")
     assert result.exit_code == 130, result.output
     assert result.stderr == "interrupted\n"
 
 
-def test_watching_keeps_a_handler_set_inside_it_and_notes_nothing_after_it():
+def test_watching_keeps_a_handler_set_inside_it_and_notes_nothing_after_it(terminal_sigint):
     import os
 
     from snnbench import interrupts
@@ -332,18 +313,14 @@ def test_watching_keeps_a_handler_set_inside_it_and_notes_nothing_after_it():
     def mine(signum, frame):
         pass
 
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
-    try:
-        with interrupts.watching():
-            saved = signal.getsignal(signal.SIGINT)
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        signal.signal(signal.SIGINT, saved)  # put back by code that saved it during the block
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1.0)
-        assert not interrupts.requested(), "a later error would pass for an interrupt"
-        with interrupts.watching():
-            signal.signal(signal.SIGINT, mine)  # a library's own handler, set inside
-        assert signal.getsignal(signal.SIGINT) is mine
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with interrupts.watching():
+        saved = signal.getsignal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, saved)  # put back by code that saved it during the block
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.0)
+    assert not interrupts.requested(), "a later error would pass for an interrupt"
+    with interrupts.watching():
+        signal.signal(signal.SIGINT, mine)  # a library's own handler, set inside
+    assert signal.getsignal(signal.SIGINT) is mine
